@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs Debian's clickhouse-server as a private process for tests and
+# benchmarks: its own data dir, non-default ports, loopback only.
+#
+#   scripts/clickhouse-server.sh start   install if missing, start, wait until it answers
+#   scripts/clickhouse-server.sh stop    stop it and wait for the process to go
+#   scripts/clickhouse-server.sh status  exit 0 when it answers
+#
+# Environment: CH_DIR (default .clickhouse-test), CH_TCP_PORT (19000),
+# CH_HTTP_PORT (18123), CH_MAX_MEMORY (bytes, default 8 GB).
+set -euo pipefail
+top="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${CH_DIR:-$top/.clickhouse-test}"
+tcp="${CH_TCP_PORT:-19000}"
+http="${CH_HTTP_PORT:-18123}"
+maxmem="${CH_MAX_MEMORY:-8000000000}"
+
+install() {
+  if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
+    return
+  fi
+  echo "clickhouse-server.sh: installing Debian's clickhouse-server" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >/dev/null ||
+    { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >/dev/null; }
+}
+
+answers() {
+  clickhouse-client --host 127.0.0.1 --port "$tcp" -q 'SELECT 1' >/dev/null 2>&1
+}
+
+write_config() {
+  mkdir -p "$dir/log" "$dir/data/tmp" "$dir/data/user_files" "$dir/data/format_schemas"
+  cat >"$dir/config.xml" <<XML
+<yandex>
+  <logger><level>warning</level><log>$dir/log/server.log</log>
+    <errorlog>$dir/log/err.log</errorlog><size>100M</size><count>2</count></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>$tcp</tcp_port><http_port>$http</http_port>
+  <path>$dir/data/</path><tmp_path>$dir/data/tmp/</tmp_path>
+  <user_files_path>$dir/data/user_files/</user_files_path>
+  <format_schema_path>$dir/data/format_schemas/</format_schema_path>
+  <users_config>$dir/users.xml</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size><timezone>UTC</timezone>
+  <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+XML
+  cat >"$dir/users.xml" <<XML
+<yandex>
+  <profiles><default><max_memory_usage>$maxmem</max_memory_usage><log_queries>1</log_queries></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+XML
+}
+
+start() {
+  install
+  if answers; then
+    echo "clickhouse-server.sh: already answering on 127.0.0.1:$tcp" >&2
+    return
+  fi
+  write_config
+  clickhouse-server --config-file="$dir/config.xml" --daemon --pid-file="$dir/ch.pid" >/dev/null 2>&1
+  for _ in $(seq 1 300); do
+    if answers; then
+      echo "clickhouse-server.sh: ready on 127.0.0.1:$tcp (data in $dir)" >&2
+      return
+    fi
+    sleep 0.1
+  done
+  echo "clickhouse-server.sh: server did not answer on 127.0.0.1:$tcp within 30 s; see $dir/log/err.log" >&2
+  tail -20 "$dir/log/err.log" >&2 || true
+  exit 1
+}
+
+stop() {
+  [ -f "$dir/ch.pid" ] || return 0
+  local pid
+  pid="$(cat "$dir/ch.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/ch.pid"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) answers ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Error kinds a caller can test with errors.Is; the message of an *Error
+// says what to fix.
+var (
+	ErrUnknownTable    = errors.New("unknown table")
+	ErrUnknownColumn   = errors.New("unknown column")
+	ErrUnknownDatabase = errors.New("unknown database")
+	ErrSyntax          = errors.New("syntax error")
+	ErrTimeout         = errors.New("query timed out")
+	ErrAuth            = errors.New("authentication failed")
+	ErrMemory          = errors.New("memory limit exceeded")
+	ErrBadQuery        = errors.New("bad query")
+	ErrUnavailable     = errors.New("clickhouse unavailable")
+)
+
+// Error is a ClickHouse exception translated into a message that names
+// what is wrong. Kind is one of the Err* values above.
+type Error struct {
+	Code    int
+	Kind    error
+	Message string // what to fix, in mlwatch's words
+	Server  string // the engine's own text
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Server
+	}
+	return e.Message
+}
+
+// Unwrap lets errors.Is match the kind.
+func (e *Error) Unwrap() error { return e.Kind }
+
+var (
+	codeRe        = regexp.MustCompile(`Code: (\d+)`)
+	tableRe1      = regexp.MustCompile("Table ([^ ]+?) (?:doesn't|does not) exist")
+	tableRe2      = regexp.MustCompile("Unknown table expression identifier '([^']+)'")
+	databaseRe    = regexp.MustCompile("Database ([^ ]+?) (?:doesn't|does not) exist")
+	columnRe1     = regexp.MustCompile("Unknown identifier: ([^ ,]+)")
+	columnRe2     = regexp.MustCompile("(?:Unknown expression identifier|Missing columns:) [`']([^`']+)[`']")
+	columnRe3     = regexp.MustCompile("There's no column '([^']+)'")
+	columnRe4     = regexp.MustCompile("No such column ([^ ]+) in table")
+	trailingTrace = regexp.MustCompile(`(?s)(, e\.what\(\) = |Stack trace:).*$`)
+)
+
+// exception codes (ClickHouse's ErrorCodes.cpp).
+const (
+	codeNoSuchColumn      = 16
+	codeUnknownFunction   = 46
+	codeUnknownIdentifier = 47
+	codeTypeMismatch      = 53
+	codeUnknownTable      = 60
+	codeSyntaxError       = 62
+	codeUnknownDatabase   = 81
+	codeTimeoutExceeded   = 159
+	codeUnknownUser       = 192
+	codeWrongPassword     = 193
+	codeRequiredPassword  = 194
+	codeNetworkError      = 210
+	codeMemoryLimit       = 241
+	codeQueryCancelled    = 394
+	codeAuthFailed        = 516
+)
+
+// classify turns an exception code and text into an *Error.
+func classify(code int, text string) *Error {
+	text = strings.TrimSpace(trailingTrace.ReplaceAllString(text, ""))
+	e := &Error{Code: code, Kind: ErrBadQuery, Server: text}
+	switch code {
+	case codeUnknownTable:
+		e.Kind = ErrUnknownTable
+		if name := firstMatch(text, tableRe1, tableRe2); name != "" {
+			e.Message = fmt.Sprintf("table %s does not exist", name)
+		}
+	case codeUnknownDatabase:
+		e.Kind = ErrUnknownDatabase
+		if name := firstMatch(text, databaseRe); name != "" {
+			e.Message = fmt.Sprintf("database %s does not exist", name)
+		}
+	case codeUnknownIdentifier, codeNoSuchColumn:
+		e.Kind = ErrUnknownColumn
+		if name := firstMatch(text, columnRe1, columnRe2, columnRe3, columnRe4); name != "" {
+			e.Message = fmt.Sprintf("unknown column %s", name)
+		}
+	case codeSyntaxError:
+		e.Kind = ErrSyntax
+	case codeTimeoutExceeded, codeQueryCancelled:
+		e.Kind = ErrTimeout
+	case codeUnknownUser, codeWrongPassword, codeRequiredPassword, codeAuthFailed:
+		e.Kind = ErrAuth
+		e.Message = "clickhouse rejected the user or password (code " + strconv.Itoa(code) + ")"
+	case codeMemoryLimit:
+		e.Kind = ErrMemory
+	case codeNetworkError:
+		e.Kind = ErrUnavailable
+	}
+	if e.Message == "" {
+		e.Message = fmt.Sprintf("%s: %s", e.Kind, text)
+	}
+	return e
+}
+
+// classifyText parses an exception from the embedded engine's error text.
+func classifyText(text string) *Error {
+	code := 0
+	if m := codeRe.FindStringSubmatch(text); m != nil {
+		code, _ = strconv.Atoi(m[1])
+	}
+	return classify(code, text)
+}
+
+func firstMatch(text string, res ...*regexp.Regexp) string {
+	for _, re := range res {
+		if m := re.FindStringSubmatch(text); m != nil {
+			return strings.Trim(m[1], "`'\".")
+		}
+	}
+	return ""
+}
