@@ -47,7 +47,7 @@ var (
 	tableRe2      = regexp.MustCompile("Unknown table expression identifier '([^']+)'")
 	databaseRe    = regexp.MustCompile("Database ([^ ]+?) (?:doesn't|does not) exist")
 	columnRe1     = regexp.MustCompile("Unknown identifier: ([^ ,]+)")
-	columnRe2     = regexp.MustCompile("(?:Unknown expression identifier|Missing columns:) [`']([^`']+)[`']")
+	columnRe2     = regexp.MustCompile("(?:Unknown expression(?: or function)? identifier|Missing columns:) [`']([^`']+)[`']")
 	columnRe3     = regexp.MustCompile("There's no column '([^']+)'")
 	columnRe4     = regexp.MustCompile("No such column ([^ ]+) in table")
 	trailingTrace = regexp.MustCompile(`(?s)(, e\.what\(\) = |Stack trace:).*$`)
@@ -105,7 +105,7 @@ func classify(code int, text string) *Error {
 		e.Kind = ErrUnavailable
 	}
 	if e.Message == "" {
-		e.Message = fmt.Sprintf("%s: %s", e.Kind, text)
+		e.Message = fmt.Sprintf("%s: %s", e.Kind, shorten(text, 400))
 	}
 	return e
 }
@@ -126,4 +126,12 @@ func firstMatch(text string, res ...*regexp.Regexp) string {
 		}
 	}
 	return ""
+}
+
+// shorten keeps messages readable when the engine quotes a whole query.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

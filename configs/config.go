@@ -1,0 +1,372 @@
+// Package configs loads and validates mlwatch's YAML configuration: strict
+// decoding (unknown keys rejected), every problem collected with its file
+// and line, cron specs and durations parsed at load, cross-references
+// (detectors → models, routes → receivers) checked.
+package configs
+
+import (
+	"github.com/robfig/cron/v3"
+)
+
+// Config is one whole mlwatch configuration.
+type Config struct {
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	State      State      `yaml:"state"`
+	Global     Global     `yaml:"global"`
+	Server     Server     `yaml:"server"`
+	Slack      Slack      `yaml:"slack"`
+	Models     []Model    `yaml:"models"`
+	Detectors  []Detector `yaml:"detectors"`
+	Receivers  []Receiver `yaml:"receivers"`
+	Route      Route      `yaml:"route"`
+
+	// Path is the file the config was read from.
+	Path string `yaml:"-"`
+}
+
+// ClickHouse is the connection. No addr selects the embedded engine.
+type ClickHouse struct {
+	Addr         string   `yaml:"addr"`
+	Database     string   `yaml:"database"`
+	User         string   `yaml:"user"`
+	PasswordEnv  string   `yaml:"password_env"`
+	PasswordFile string   `yaml:"password_file"`
+	Secure       bool     `yaml:"secure"`
+	CAFile       string   `yaml:"ca_file"`
+	QueryTimeout Duration `yaml:"query_timeout"`
+	MaxOpenConns int      `yaml:"max_open_conns"`
+	EmbeddedPath string   `yaml:"embedded_path"`
+
+	// Password is resolved from the environment or password_file; it is
+	// never read from the YAML text itself.
+	Password string `yaml:"-"`
+}
+
+// State is where mlwatch keeps its own tables.
+type State struct {
+	// Database holds mlwatch's tables; default: the connection's database.
+	Database string `yaml:"database"`
+	// TablePrefix prefixes each of mlwatch's table names. Default "mlwatch_".
+	TablePrefix string `yaml:"table_prefix"`
+}
+
+// Global holds defaults for every detector and the evaluation loop.
+type Global struct {
+	// RunTimeout bounds one detector run (context and max_execution_time).
+	RunTimeout Duration `yaml:"run_timeout"`
+	// FailureThreshold is how many failed runs in a row raise monitoring_failure.
+	FailureThreshold int `yaml:"failure_threshold"`
+	// ExternalURL is where mlwatch's web pages are reached, for links in alerts.
+	ExternalURL string `yaml:"external_url"`
+	// GroupBy names the labels that make one notification. Default [model, class].
+	GroupBy []string `yaml:"group_by"`
+	// GroupWait is how long a new group waits to collect its members, and
+	// how long a product alert waits for a root cause to show up (settle).
+	GroupWait Duration `yaml:"group_wait"`
+	// RepeatInterval re-sends a still-firing alert after this long.
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	// EvaluationsRetention drops evaluation rows older than this.
+	EvaluationsRetention Duration `yaml:"evaluations_retention"`
+}
+
+// Server is the daemon's HTTP endpoint.
+type Server struct {
+	ListenAddress string `yaml:"listen_address"`
+	APITokenEnv   string `yaml:"api_token_env"`
+	APITokenFile  string `yaml:"api_token_file"`
+	TLSCertFile   string `yaml:"tls_cert_file"`
+	TLSKeyFile    string `yaml:"tls_key_file"`
+
+	// APIToken is resolved from api_token_env or api_token_file.
+	APIToken string `yaml:"-"`
+}
+
+// Slack holds settings shared by every Slack receiver.
+type Slack struct {
+	// APIURL is the Slack Web API base, e.g. https://slack.com/api/.
+	// MLWATCH_SLACK_API_URL overrides it for every receiver.
+	APIURL string `yaml:"api_url"`
+	// RateLimit is the minimum gap between messages to one channel.
+	RateLimit Duration `yaml:"rate_limit"`
+}
+
+// Model is one monitored model and the table its predictions are logged in.
+type Model struct {
+	Name string `yaml:"name"`
+	// Table is "name" or "database.name".
+	Table string `yaml:"table"`
+	// ModelValue is the value of the model column that selects this model;
+	// default: Name. Empty model column: the table holds one model.
+	ModelValue string   `yaml:"model_value"`
+	Columns    Columns  `yaml:"columns"`
+	Slices     []string `yaml:"slices"`
+	Features   Features `yaml:"features"`
+	Shadow     Shadow   `yaml:"shadow"`
+	Owners     Owners   `yaml:"owners"`
+	// Threshold is the decision threshold on the score, for reports.
+	RunbookURL string `yaml:"runbook_url"`
+}
+
+// Columns maps the canonical prediction-log columns to the table's names.
+type Columns struct {
+	TS           string `yaml:"ts"`
+	RequestID    string `yaml:"request_id"`
+	Model        string `yaml:"model"`
+	ModelVersion string `yaml:"model_version"`
+	Role         string `yaml:"role"`
+	Score        string `yaml:"score"`
+	Decision     string `yaml:"decision"`
+	// DeployedAt, when set, names a DateTime column with the serving
+	// version's deploy time; otherwise staleness uses the version's first row.
+	DeployedAt string `yaml:"deployed_at"`
+}
+
+// Feature layouts.
+const (
+	LayoutArrays  = "arrays"
+	LayoutColumns = "columns"
+)
+
+// Features says where feature values are logged.
+type Features struct {
+	// Layout is "arrays" (parallel name and value arrays) or "columns" (one
+	// Nullable(Float64) column per feature).
+	Layout       string `yaml:"layout"`
+	NamesColumn  string `yaml:"names_column"`
+	ValuesColumn string `yaml:"values_column"`
+	// Names lists the features to watch. With the arrays layout, empty means
+	// every name found in the data; with the columns layout it lists the columns.
+	Names []string `yaml:"names"`
+}
+
+// Shadow modes.
+const (
+	ShadowRows    = "rows"
+	ShadowColumns = "columns"
+	ShadowNone    = "none"
+)
+
+// Shadow says how the shadow model's predictions are logged.
+type Shadow struct {
+	// Mode is "rows" (separate rows joined by request_id, told apart by the
+	// role column), "columns" (shadow_score/shadow_decision on the production
+	// row) or "none".
+	Mode           string `yaml:"mode"`
+	ProductionRole string `yaml:"production_role"`
+	ShadowRole     string `yaml:"shadow_role"`
+	ScoreColumn    string `yaml:"score_column"`
+	DecisionColumn string `yaml:"decision_column"`
+}
+
+// Owners names the receiver of each owning team.
+type Owners struct {
+	Product string `yaml:"product"`
+	Infra   string `yaml:"infra"`
+}
+
+// Detector kinds.
+const (
+	KindBlockRate     = "block_rate"
+	KindFeatureHealth = "feature_health"
+	KindShadow        = "shadow"
+	KindVolume        = "volume"
+	KindFreshness     = "freshness"
+	KindStaleness     = "staleness"
+	KindExpectation   = "expectation"
+)
+
+// Kinds lists every detector kind.
+var Kinds = []string{KindBlockRate, KindFeatureHealth, KindShadow, KindVolume, KindFreshness, KindStaleness, KindExpectation}
+
+// Baseline modes.
+const (
+	BaselinePrevious = "previous"
+	BaselineSeasonal = "seasonal"
+)
+
+// Baseline says which window the current one is compared with.
+type Baseline struct {
+	// Mode is "previous" (the span just before the window) or "seasonal"
+	// (the same window on each of the previous Days days).
+	Mode string `yaml:"mode"`
+	Days int    `yaml:"days"`
+	// Span is the previous baseline's length; default: the window.
+	Span Duration `yaml:"span"`
+}
+
+// Detector is one scheduled check of one model.
+type Detector struct {
+	Name     string `yaml:"name"`
+	Kind     string `yaml:"kind"`
+	Model    string `yaml:"model"`
+	Schedule string `yaml:"schedule"`
+	Disabled bool   `yaml:"disabled"`
+
+	Window    Duration `yaml:"window"`
+	Baseline  Baseline `yaml:"baseline"`
+	EvalDelay Duration `yaml:"eval_delay"`
+
+	// Slices overrides the model's slice columns for this detector; an
+	// explicit empty list means aggregate only.
+	Slices       *[]string `yaml:"slices"`
+	TopK         int       `yaml:"top_k"`
+	MinSamples   int       `yaml:"min_samples"`
+	FDR          float64   `yaml:"fdr"`
+	MinAbsChange float64   `yaml:"min_abs_change"`
+	MinRelChange float64   `yaml:"min_rel_change"`
+
+	For           Duration          `yaml:"for"`
+	KeepFiringFor Duration          `yaml:"keep_firing_for"`
+	Severity      string            `yaml:"severity"`
+	Labels        map[string]string `yaml:"labels"`
+	RunbookURL    string            `yaml:"runbook_url"`
+	Timeout       Duration          `yaml:"timeout"`
+
+	BlockRate     *BlockRateParams     `yaml:"block_rate"`
+	FeatureHealth *FeatureHealthParams `yaml:"feature_health"`
+	ShadowParams  *ShadowParams        `yaml:"shadow"`
+	Volume        *VolumeParams        `yaml:"volume"`
+	Freshness     *FreshnessParams     `yaml:"freshness"`
+	Staleness     *StalenessParams     `yaml:"staleness"`
+	Expectation   *ExpectationParams   `yaml:"expectation"`
+
+	// Cron is Schedule parsed at load.
+	Cron cron.Schedule `yaml:"-"`
+}
+
+// BlockRateParams tune the block_rate detector.
+type BlockRateParams struct {
+	// Absolute bounds on the current window (aggregate): rates in [0,1],
+	// counts per window. Unset bounds are not checked.
+	MinRate    *float64 `yaml:"min_rate"`
+	MaxRate    *float64 `yaml:"max_rate"`
+	MinBlocked *int64   `yaml:"min_blocked"`
+	MaxBlocked *int64   `yaml:"max_blocked"`
+	// ScorePSI adds score-distribution drift (PSI over baseline deciles).
+	ScorePSI *bool   `yaml:"score_psi"`
+	PSIWarn  float64 `yaml:"psi_warn"`
+	PSIAlert float64 `yaml:"psi_alert"`
+	// ShadowShare is how much of the production move the shadow must share
+	// (same direction) for the slice to count as population_shift.
+	ShadowShare float64 `yaml:"shadow_share"`
+}
+
+// FeatureHealthParams tune the feature_health detector.
+type FeatureHealthParams struct {
+	// Features restricts the check to these names; empty: the model's.
+	Features []string `yaml:"features"`
+	// NullRateMax is an absolute ceiling on a feature's null rate.
+	NullRateMax float64 `yaml:"null_rate_max"`
+	// DefaultValue is the fill value watched for (0 when unset); Defaults
+	// overrides it per feature.
+	DefaultValue *float64          `yaml:"default_value"`
+	Defaults     map[string]float64 `yaml:"defaults"`
+	// Drift turns PSI drift of non-null values on (default true).
+	Drift    *bool   `yaml:"drift"`
+	PSIWarn  float64 `yaml:"psi_warn"`
+	PSIAlert float64 `yaml:"psi_alert"`
+}
+
+// ShadowParams tune the shadow detector.
+type ShadowParams struct {
+	// MinCorrelation reports when the score correlation of paired rows falls
+	// below it (0 disables).
+	MinCorrelation float64 `yaml:"min_correlation"`
+}
+
+// VolumeParams tune the volume detector.
+type VolumeParams struct {
+	// DropRatio: current/baseline below it is a drop (default 0.5).
+	DropRatio float64 `yaml:"drop_ratio"`
+	// SpikeRatio: current/baseline above it is a spike (default 3; 0 disables).
+	SpikeRatio float64 `yaml:"spike_ratio"`
+}
+
+// FreshnessParams tune the freshness detector.
+type FreshnessParams struct {
+	// MaxLag is how old the newest row may be at evaluation time.
+	MaxLag Duration `yaml:"max_lag"`
+}
+
+// StalenessParams tune the staleness detector.
+type StalenessParams struct {
+	// MaxAge is how long a serving model version may stay in production.
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// ExpectationParams describe golden requests and the block rate they must have.
+type ExpectationParams struct {
+	Match   []Match  `yaml:"match"`
+	MinRate *float64 `yaml:"min_rate"`
+	MaxRate *float64 `yaml:"max_rate"`
+}
+
+// Match operators.
+const (
+	OpEq     = "eq"
+	OpNe     = "ne"
+	OpPrefix = "prefix"
+	OpIn     = "in"
+)
+
+// Match is one structured row matcher (no raw SQL from config).
+type Match struct {
+	Column string   `yaml:"column"`
+	Op     string   `yaml:"op"`
+	Value  string   `yaml:"value"`
+	Values []string `yaml:"values"`
+}
+
+// Receiver is one notification destination.
+type Receiver struct {
+	Name         string                `yaml:"name"`
+	Slack        *SlackReceiver        `yaml:"slack"`
+	Webhook      *WebhookReceiver      `yaml:"webhook"`
+	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
+}
+
+// SlackReceiver posts to one Slack channel with a bot token.
+type SlackReceiver struct {
+	// Channel is a channel ID (C0123...) or a name (#fraud-alerts),
+	// resolved once to an ID.
+	Channel   string `yaml:"channel"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
+	// APIURL overrides slack.api_url for this receiver.
+	APIURL string `yaml:"api_url"`
+	// Mentions are Slack user or group IDs to mention on pages
+	// (U0123, S0123 for user groups).
+	Mentions []string `yaml:"mentions"`
+
+	// Token is resolved from token_env or token_file.
+	Token string `yaml:"-"`
+}
+
+// WebhookReceiver posts the documented JSON body to a URL.
+type WebhookReceiver struct {
+	URL            string   `yaml:"url"`
+	BearerTokenEnv string   `yaml:"bearer_token_env"`
+	Timeout        Duration `yaml:"timeout"`
+
+	BearerToken string `yaml:"-"`
+}
+
+// AlertmanagerReceiver posts to an Alertmanager's /api/v2/alerts.
+type AlertmanagerReceiver struct {
+	URL     string   `yaml:"url"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Route is a node of the routing tree, as in Alertmanager: matchers on
+// labels, first matching child wins unless it sets continue.
+type Route struct {
+	Receiver       string   `yaml:"receiver"`
+	Matchers       []string `yaml:"matchers"`
+	Continue       bool     `yaml:"continue"`
+	GroupBy        []string `yaml:"group_by"`
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	Routes         []Route  `yaml:"routes"`
+
+	// Parsed is Matchers parsed at load.
+	Parsed []Matcher `yaml:"-"`
+}

@@ -1,0 +1,761 @@
+package configs
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Environment variables that override the config's connection.
+const (
+	EnvClickHouseAddr     = "MLWATCH_CLICKHOUSE_ADDR"
+	EnvClickHouseDatabase = "MLWATCH_CLICKHOUSE_DATABASE"
+	EnvClickHouseUser     = "MLWATCH_CLICKHOUSE_USER"
+	EnvClickHousePassword = "MLWATCH_CLICKHOUSE_PASSWORD"
+	EnvSlackAPIURL        = "MLWATCH_SLACK_API_URL"
+	DefaultAPITokenEnv    = "MLWATCH_API_TOKEN"
+)
+
+// Severities.
+const (
+	SeverityPage   = "page"
+	SeverityTicket = "ticket"
+	SeverityInfo   = "info"
+)
+
+var (
+	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
+	prefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	cronSpec = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+)
+
+// ParseSchedule parses a five-field cron spec or a descriptor (@hourly,
+// @every 5m), in UTC.
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	if strings.HasPrefix(strings.TrimSpace(spec), "TZ=") || strings.HasPrefix(strings.TrimSpace(spec), "CRON_TZ=") {
+		return nil, fmt.Errorf("time zones are not supported in schedules; mlwatch runs in UTC")
+	}
+	return cronSpec.Parse(spec)
+}
+
+type validator struct {
+	file     string
+	lines    map[string]int
+	env      Env
+	problems Problems
+}
+
+func (v *validator) errf(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{File: v.file, Line: lineOf(v.lines, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) ident(path, name string) {
+	if err := store.ValidateIdent(name); err != nil {
+		v.errf(path, "%v", err)
+	}
+}
+
+func (v *validator) name(path, name, what string) {
+	switch {
+	case name == "":
+		v.errf(path, "%s name is required", what)
+	case !nameRe.MatchString(name):
+		v.errf(path, "%s name %q: use letters, digits, '_', '.', ':' and '-'", what, name)
+	}
+}
+
+func (v *validator) lookup(name string) (string, bool) {
+	if name == "" {
+		return "", false
+	}
+	return v.env(name)
+}
+
+// secret resolves a value from an environment variable or a file. A missing
+// variable is not an error here (the receiver reports it when used); an
+// unreadable file is.
+func (v *validator) secret(path, envName, file string) string {
+	if val, ok := v.lookup(envName); ok {
+		return val
+	}
+	if file == "" {
+		return ""
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		v.errf(path, "read secret file: %v", err)
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (v *validator) config(c *Config) {
+	v.clickhouse(&c.ClickHouse)
+	v.state(&c.State, c.ClickHouse.Database)
+	v.global(&c.Global)
+	v.server(&c.Server)
+	v.slack(&c.Slack)
+
+	receivers := map[string]bool{}
+	for i := range c.Receivers {
+		r := &c.Receivers[i]
+		path := fmt.Sprintf("receivers[%d]", i)
+		v.receiver(path, r)
+		if receivers[r.Name] {
+			v.errf(path+".name", "receiver %q is defined twice", r.Name)
+		}
+		receivers[r.Name] = true
+	}
+
+	models := map[string]*Model{}
+	if len(c.Models) == 0 {
+		v.errf("models", "at least one model is required")
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		path := fmt.Sprintf("models[%d]", i)
+		v.model(path, m, receivers, c.Route.Receiver != "")
+		if models[m.Name] != nil {
+			v.errf(path+".name", "model %q is defined twice", m.Name)
+		}
+		models[m.Name] = m
+	}
+
+	detectors := map[string]bool{}
+	for i := range c.Detectors {
+		d := &c.Detectors[i]
+		path := fmt.Sprintf("detectors[%d]", i)
+		v.detector(path, d, models, &c.Global)
+		if detectors[d.Name] {
+			v.errf(path+".name", "detector %q is defined twice", d.Name)
+		}
+		detectors[d.Name] = true
+	}
+	v.route("route", &c.Route, receivers, true)
+}
+
+func (v *validator) clickhouse(ch *ClickHouse) {
+	if val, ok := v.lookup(EnvClickHouseAddr); ok {
+		ch.Addr = val
+	}
+	if val, ok := v.lookup(EnvClickHouseDatabase); ok && val != "" {
+		ch.Database = val
+	}
+	if val, ok := v.lookup(EnvClickHouseUser); ok && val != "" {
+		ch.User = val
+	}
+	if val, ok := v.lookup(EnvClickHousePassword); ok {
+		ch.Password = val
+	} else {
+		ch.Password = v.secret("clickhouse.password_file", ch.PasswordEnv, ch.PasswordFile)
+	}
+	if ch.Database == "" {
+		ch.Database = "default"
+	}
+	v.ident("clickhouse.database", ch.Database)
+	if ch.User == "" {
+		ch.User = "default"
+	}
+	if ch.QueryTimeout == 0 {
+		ch.QueryTimeout = Duration(60 * time.Second)
+	}
+	if ch.MaxOpenConns == 0 {
+		ch.MaxOpenConns = 8
+	}
+	if ch.MaxOpenConns < 0 || ch.MaxOpenConns > 1000 {
+		v.errf("clickhouse.max_open_conns", "must be between 1 and 1000")
+	}
+	if ch.EmbeddedPath == "" {
+		ch.EmbeddedPath = ".mlwatch/chdb"
+	}
+	if ch.Addr != "" {
+		if _, _, err := splitHostPort(ch.Addr); err != nil {
+			v.errf("clickhouse.addr", "%v", err)
+		}
+	}
+	if ch.CAFile != "" && !ch.Secure {
+		v.errf("clickhouse.ca_file", "ca_file is set but secure is false")
+	}
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i <= 0 || i == len(addr)-1 {
+		return "", "", fmt.Errorf("address %q: want host:port of the native protocol (e.g. 127.0.0.1:9000)", addr)
+	}
+	for _, c := range addr[i+1:] {
+		if c < '0' || c > '9' {
+			return "", "", fmt.Errorf("address %q: port must be a number", addr)
+		}
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+func (v *validator) state(s *State, database string) {
+	if s.Database == "" {
+		s.Database = database
+	}
+	v.ident("state.database", s.Database)
+	if s.TablePrefix == "" {
+		s.TablePrefix = "mlwatch_"
+	}
+	if !prefixRe.MatchString(s.TablePrefix) {
+		v.errf("state.table_prefix", "table prefix %q: use letters, digits and '_'", s.TablePrefix)
+	}
+}
+
+func (v *validator) global(g *Global) {
+	if g.RunTimeout == 0 {
+		g.RunTimeout = Duration(30 * time.Second)
+	}
+	if g.FailureThreshold == 0 {
+		g.FailureThreshold = 3
+	}
+	if g.FailureThreshold < 0 {
+		v.errf("global.failure_threshold", "must be at least 1")
+	}
+	if g.ExternalURL == "" {
+		g.ExternalURL = "http://127.0.0.1:9107"
+	}
+	v.url("global.external_url", g.ExternalURL)
+	if g.GroupBy == nil {
+		g.GroupBy = []string{"model", "class"}
+	}
+	v.labelNames("global.group_by", g.GroupBy)
+	if g.GroupWait == 0 {
+		g.GroupWait = Duration(30 * time.Second)
+	}
+	if g.RepeatInterval == 0 {
+		g.RepeatInterval = Duration(4 * time.Hour)
+	}
+	if g.EvaluationsRetention == 0 {
+		g.EvaluationsRetention = Duration(30 * 24 * time.Hour)
+	}
+}
+
+func (v *validator) labelNames(path string, names []string) {
+	for i, n := range names {
+		if !labelNameRe.MatchString(n) {
+			v.errf(fmt.Sprintf("%s[%d]", path, i), "%q is not a label name", n)
+		}
+	}
+}
+
+func (v *validator) server(s *Server) {
+	if s.ListenAddress == "" {
+		s.ListenAddress = "127.0.0.1:9107"
+	}
+	if s.APITokenEnv == "" {
+		s.APITokenEnv = DefaultAPITokenEnv
+	}
+	s.APIToken = v.secret("server.api_token_file", s.APITokenEnv, s.APITokenFile)
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		v.errf("server", "tls_cert_file and tls_key_file must be set together")
+	}
+}
+
+func (v *validator) slack(s *Slack) {
+	if val, ok := v.lookup(EnvSlackAPIURL); ok && val != "" {
+		s.APIURL = val
+	}
+	if s.APIURL == "" {
+		s.APIURL = "https://slack.com/api/"
+	}
+	v.url("slack.api_url", s.APIURL)
+	if !strings.HasSuffix(s.APIURL, "/") {
+		s.APIURL += "/"
+	}
+	if s.RateLimit == 0 {
+		s.RateLimit = Duration(time.Second)
+	}
+}
+
+func (v *validator) url(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errf(path, "%q is not an http(s) URL", raw)
+	}
+}
+
+func (v *validator) receiver(path string, r *Receiver) {
+	v.name(path+".name", r.Name, "receiver")
+	if r.Slack == nil && r.Webhook == nil && r.Alertmanager == nil {
+		v.errf(path, "receiver %q needs slack, webhook or alertmanager", r.Name)
+	}
+	if s := r.Slack; s != nil {
+		if s.Channel == "" {
+			v.errf(path+".slack.channel", "channel is required")
+		}
+		if s.TokenEnv == "" && s.TokenFile == "" {
+			v.errf(path+".slack", "token_env or token_file is required (the token is never written in the config)")
+		}
+		s.Token = v.secret(path+".slack.token_file", s.TokenEnv, s.TokenFile)
+		if s.APIURL != "" {
+			v.url(path+".slack.api_url", s.APIURL)
+		}
+		if val, ok := v.lookup(EnvSlackAPIURL); ok && val != "" {
+			s.APIURL = val
+		}
+		if s.APIURL != "" && !strings.HasSuffix(s.APIURL, "/") {
+			s.APIURL += "/"
+		}
+	}
+	if w := r.Webhook; w != nil {
+		v.url(path+".webhook.url", w.URL)
+		if w.Timeout == 0 {
+			w.Timeout = Duration(10 * time.Second)
+		}
+		if val, ok := v.lookup(w.BearerTokenEnv); ok {
+			w.BearerToken = val
+		}
+	}
+	if a := r.Alertmanager; a != nil {
+		v.url(path+".alertmanager.url", a.URL)
+		if a.Timeout == 0 {
+			a.Timeout = Duration(10 * time.Second)
+		}
+	}
+}
+
+func (v *validator) model(path string, m *Model, receivers map[string]bool, hasRootReceiver bool) {
+	v.name(path+".name", m.Name, "model")
+	if m.Table == "" {
+		v.errf(path+".table", "table is required")
+	} else {
+		for _, part := range strings.SplitN(m.Table, ".", 2) {
+			v.ident(path+".table", part)
+		}
+	}
+	if m.ModelValue == "" {
+		m.ModelValue = m.Name
+	}
+	c := &m.Columns
+	for _, f := range []struct {
+		p   *string
+		def string
+		key string
+	}{
+		{&c.TS, "ts", "ts"}, {&c.RequestID, "request_id", "request_id"}, {&c.Model, "model", "model"},
+		{&c.ModelVersion, "model_version", "model_version"}, {&c.Role, "role", "role"},
+		{&c.Score, "score", "score"}, {&c.Decision, "decision", "decision"},
+	} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+		v.ident(path+".columns."+f.key, *f.p)
+	}
+	if c.DeployedAt != "" {
+		v.ident(path+".columns.deployed_at", c.DeployedAt)
+	}
+	for i, s := range m.Slices {
+		v.ident(fmt.Sprintf("%s.slices[%d]", path, i), s)
+	}
+	v.noDuplicates(path+".slices", m.Slices)
+
+	f := &m.Features
+	switch f.Layout {
+	case "":
+		f.Layout = LayoutArrays
+		fallthrough
+	case LayoutArrays:
+		if f.NamesColumn == "" {
+			f.NamesColumn = "feature_names"
+		}
+		if f.ValuesColumn == "" {
+			f.ValuesColumn = "feature_values"
+		}
+		v.ident(path+".features.names_column", f.NamesColumn)
+		v.ident(path+".features.values_column", f.ValuesColumn)
+	case LayoutColumns:
+		if len(f.Names) == 0 {
+			v.errf(path+".features.names", "the columns layout needs the list of feature columns")
+		}
+		for i, n := range f.Names {
+			v.ident(fmt.Sprintf("%s.features.names[%d]", path, i), n)
+		}
+	default:
+		v.errf(path+".features.layout", "layout %q: want arrays or columns", f.Layout)
+	}
+	for i, n := range f.Names {
+		if n == "" {
+			v.errf(fmt.Sprintf("%s.features.names[%d]", path, i), "empty feature name")
+		}
+	}
+	v.noDuplicates(path+".features.names", f.Names)
+
+	s := &m.Shadow
+	switch s.Mode {
+	case "":
+		s.Mode = ShadowRows
+		fallthrough
+	case ShadowRows:
+		if s.ProductionRole == "" {
+			s.ProductionRole = "production"
+		}
+		if s.ShadowRole == "" {
+			s.ShadowRole = "shadow"
+		}
+		if s.ProductionRole == s.ShadowRole {
+			v.errf(path+".shadow.shadow_role", "shadow_role must differ from production_role")
+		}
+	case ShadowColumns:
+		if s.ScoreColumn == "" {
+			s.ScoreColumn = "shadow_score"
+		}
+		if s.DecisionColumn == "" {
+			s.DecisionColumn = "shadow_decision"
+		}
+		v.ident(path+".shadow.score_column", s.ScoreColumn)
+		v.ident(path+".shadow.decision_column", s.DecisionColumn)
+	case ShadowNone:
+	default:
+		v.errf(path+".shadow.mode", "mode %q: want rows, columns or none", s.Mode)
+	}
+
+	for _, o := range []struct{ key, name string }{{"product", m.Owners.Product}, {"infra", m.Owners.Infra}} {
+		if o.name != "" && !receivers[o.name] {
+			v.errf(path+".owners."+o.key, "unknown receiver %q", o.name)
+		}
+	}
+	if (m.Owners.Product == "" || m.Owners.Infra == "") && !hasRootReceiver {
+		v.errf(path+".owners", "model %q needs owners.product and owners.infra receivers, or route.receiver as a fallback", m.Name)
+	}
+	if m.RunbookURL != "" {
+		v.url(path+".runbook_url", m.RunbookURL)
+	}
+}
+
+func (v *validator) noDuplicates(path string, xs []string) {
+	seen := map[string]bool{}
+	for i, x := range xs {
+		if seen[x] {
+			v.errf(fmt.Sprintf("%s[%d]", path, i), "%q is listed twice", x)
+		}
+		seen[x] = true
+	}
+}
+
+// kindDefaults are the per-kind defaults for the shared decision settings.
+var kindDefaults = map[string]struct {
+	schedule       string
+	window         time.Duration
+	minAbs, minRel float64
+}{
+	KindBlockRate:     {"*/5 * * * *", time.Hour, 0.005, 0.5},
+	KindFeatureHealth: {"*/5 * * * *", time.Hour, 0.02, 1.0},
+	KindShadow:        {"*/5 * * * *", time.Hour, 0.005, 1.0},
+	KindVolume:        {"*/5 * * * *", time.Hour, 0, 0},
+	KindFreshness:     {"* * * * *", 15 * time.Minute, 0, 0},
+	KindStaleness:     {"@hourly", 24 * time.Hour, 0, 0},
+	KindExpectation:   {"*/5 * * * *", time.Hour, 0, 0},
+}
+
+func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
+	v.name(path+".name", d.Name, "detector")
+	def, ok := kindDefaults[d.Kind]
+	if !ok {
+		v.errf(path+".kind", "unknown kind %q; want one of %s", d.Kind, strings.Join(Kinds, ", "))
+	}
+	m := models[d.Model]
+	switch {
+	case d.Model == "":
+		v.errf(path+".model", "model is required")
+	case m == nil:
+		v.errf(path+".model", "unknown model %q", d.Model)
+	}
+	if d.Schedule == "" {
+		d.Schedule = def.schedule
+	}
+	if d.Schedule != "" {
+		sched, err := ParseSchedule(d.Schedule)
+		if err != nil {
+			v.errf(path+".schedule", "invalid cron spec %q: %v", d.Schedule, err)
+		}
+		d.Cron = sched
+	}
+	if d.Window == 0 {
+		d.Window = Duration(def.window)
+	}
+	if d.Window.D() < time.Minute {
+		v.errf(path+".window", "window must be at least 1m")
+	}
+	if d.Window.D() > 31*24*time.Hour {
+		v.errf(path+".window", "window must be at most 31d")
+	}
+	switch d.Baseline.Mode {
+	case "":
+		d.Baseline.Mode = BaselineSeasonal
+	case BaselineSeasonal, BaselinePrevious:
+	default:
+		v.errf(path+".baseline.mode", "mode %q: want seasonal or previous", d.Baseline.Mode)
+	}
+	if d.Baseline.Days == 0 {
+		d.Baseline.Days = 7
+	}
+	if d.Baseline.Days < 1 || d.Baseline.Days > 60 {
+		v.errf(path+".baseline.days", "days must be between 1 and 60")
+	}
+	if d.Baseline.Mode == BaselineSeasonal && d.Window.D() > 24*time.Hour {
+		v.errf(path+".baseline.mode", "a seasonal baseline needs a window of at most 1d")
+	}
+	if d.Baseline.Span == 0 {
+		d.Baseline.Span = d.Window
+	}
+	if d.TopK == 0 {
+		d.TopK = 50
+	}
+	if d.TopK < 1 || d.TopK > 10000 {
+		v.errf(path+".top_k", "top_k must be between 1 and 10000")
+	}
+	if d.MinSamples == 0 {
+		d.MinSamples = 200
+	}
+	if d.MinSamples < 1 {
+		v.errf(path+".min_samples", "min_samples must be at least 1")
+	}
+	if d.FDR == 0 {
+		d.FDR = 0.05
+	}
+	if !(d.FDR > 0 && d.FDR < 1) {
+		v.errf(path+".fdr", "fdr must be in (0, 1)")
+	}
+	if d.MinAbsChange == 0 {
+		d.MinAbsChange = def.minAbs
+	}
+	if d.MinRelChange == 0 {
+		d.MinRelChange = def.minRel
+	}
+	if d.MinAbsChange < 0 || d.MinAbsChange > 1 || math.IsNaN(d.MinAbsChange) {
+		v.errf(path+".min_abs_change", "min_abs_change must be in [0, 1]")
+	}
+	if d.MinRelChange < 0 || math.IsNaN(d.MinRelChange) {
+		v.errf(path+".min_rel_change", "min_rel_change must not be negative")
+	}
+	switch d.Severity {
+	case "", SeverityPage, SeverityTicket, SeverityInfo:
+	default:
+		v.errf(path+".severity", "severity %q: want page, ticket or info", d.Severity)
+	}
+	if d.Timeout == 0 {
+		d.Timeout = g.RunTimeout
+	}
+	for k := range d.Labels {
+		if !labelNameRe.MatchString(k) {
+			v.errf(path+".labels."+k, "%q is not a label name", k)
+		}
+	}
+	if d.RunbookURL != "" {
+		v.url(path+".runbook_url", d.RunbookURL)
+	}
+	if d.Slices != nil {
+		for i, s := range *d.Slices {
+			v.ident(fmt.Sprintf("%s.slices[%d]", path, i), s)
+		}
+		v.noDuplicates(path+".slices", *d.Slices)
+	}
+	v.params(path, d, m)
+}
+
+// params checks that only the block of the detector's own kind is set, and
+// fills its defaults.
+func (v *validator) params(path string, d *Detector, m *Model) {
+	blocks := map[string]bool{
+		KindBlockRate: d.BlockRate != nil, KindFeatureHealth: d.FeatureHealth != nil, KindShadow: d.ShadowParams != nil,
+		KindVolume: d.Volume != nil, KindFreshness: d.Freshness != nil, KindStaleness: d.Staleness != nil,
+		KindExpectation: d.Expectation != nil,
+	}
+	for _, k := range Kinds {
+		if blocks[k] && k != d.Kind {
+			v.errf(path+"."+k, "a %s block on a %s detector", k, d.Kind)
+		}
+	}
+	switch d.Kind {
+	case KindBlockRate:
+		if d.BlockRate == nil {
+			d.BlockRate = &BlockRateParams{}
+		}
+		p := d.BlockRate
+		v.rate(path+".block_rate.min_rate", p.MinRate)
+		v.rate(path+".block_rate.max_rate", p.MaxRate)
+		if p.MinRate != nil && p.MaxRate != nil && *p.MinRate > *p.MaxRate {
+			v.errf(path+".block_rate.min_rate", "min_rate is above max_rate")
+		}
+		if p.MinBlocked != nil && p.MaxBlocked != nil && *p.MinBlocked > *p.MaxBlocked {
+			v.errf(path+".block_rate.min_blocked", "min_blocked is above max_blocked")
+		}
+		if p.ScorePSI == nil {
+			t := true
+			p.ScorePSI = &t
+		}
+		v.psi(path+".block_rate", &p.PSIWarn, &p.PSIAlert)
+		if p.ShadowShare == 0 {
+			p.ShadowShare = 0.5
+		}
+		if p.ShadowShare < 0 || p.ShadowShare > 1 {
+			v.errf(path+".block_rate.shadow_share", "shadow_share must be in [0, 1]")
+		}
+	case KindFeatureHealth:
+		if d.FeatureHealth == nil {
+			d.FeatureHealth = &FeatureHealthParams{}
+		}
+		p := d.FeatureHealth
+		if p.NullRateMax == 0 {
+			p.NullRateMax = 0.5
+		}
+		if p.NullRateMax < 0 || p.NullRateMax > 1 {
+			v.errf(path+".feature_health.null_rate_max", "null_rate_max must be in [0, 1]")
+		}
+		if p.DefaultValue == nil {
+			zero := 0.0
+			p.DefaultValue = &zero
+		}
+		if p.Drift == nil {
+			t := true
+			p.Drift = &t
+		}
+		v.psi(path+".feature_health", &p.PSIWarn, &p.PSIAlert)
+		if m != nil && m.Features.Layout == LayoutColumns {
+			known := map[string]bool{}
+			for _, n := range m.Features.Names {
+				known[n] = true
+			}
+			for i, f := range p.Features {
+				if !known[f] {
+					v.errf(fmt.Sprintf("%s.feature_health.features[%d]", path, i), "feature %q is not among model %q's feature columns", f, m.Name)
+				}
+			}
+		}
+		v.noDuplicates(path+".feature_health.features", p.Features)
+	case KindShadow:
+		if d.ShadowParams == nil {
+			d.ShadowParams = &ShadowParams{}
+		}
+		if c := d.ShadowParams.MinCorrelation; c < -1 || c > 1 {
+			v.errf(path+".shadow.min_correlation", "min_correlation must be in [-1, 1]")
+		}
+		if m != nil && m.Shadow.Mode == ShadowNone {
+			v.errf(path+".kind", "model %q has shadow.mode none; a shadow detector has nothing to compare", m.Name)
+		}
+	case KindVolume:
+		if d.Volume == nil {
+			d.Volume = &VolumeParams{}
+		}
+		p := d.Volume
+		if p.DropRatio == 0 {
+			p.DropRatio = 0.5
+		}
+		if p.SpikeRatio == 0 {
+			p.SpikeRatio = 3
+		}
+		if p.DropRatio <= 0 || p.DropRatio >= 1 {
+			v.errf(path+".volume.drop_ratio", "drop_ratio must be in (0, 1)")
+		}
+		if p.SpikeRatio < 0 || (p.SpikeRatio > 0 && p.SpikeRatio <= 1) {
+			v.errf(path+".volume.spike_ratio", "spike_ratio must be above 1")
+		}
+	case KindFreshness:
+		if d.Freshness == nil {
+			d.Freshness = &FreshnessParams{}
+		}
+		if d.Freshness.MaxLag == 0 {
+			d.Freshness.MaxLag = Duration(15 * time.Minute)
+		}
+	case KindStaleness:
+		if d.Staleness == nil {
+			d.Staleness = &StalenessParams{}
+		}
+		if d.Staleness.MaxAge == 0 {
+			d.Staleness.MaxAge = Duration(30 * 24 * time.Hour)
+		}
+	case KindExpectation:
+		p := d.Expectation
+		if p == nil {
+			v.errf(path, "an expectation detector needs an expectation block with match and min_rate or max_rate")
+			return
+		}
+		if len(p.Match) == 0 {
+			v.errf(path+".expectation.match", "at least one matcher is required")
+		}
+		for i := range p.Match {
+			v.match(fmt.Sprintf("%s.expectation.match[%d]", path, i), &p.Match[i])
+		}
+		if p.MinRate == nil && p.MaxRate == nil {
+			v.errf(path+".expectation", "min_rate or max_rate is required")
+		}
+		v.rate(path+".expectation.min_rate", p.MinRate)
+		v.rate(path+".expectation.max_rate", p.MaxRate)
+	}
+}
+
+func (v *validator) rate(path string, r *float64) {
+	if r != nil && !(*r >= 0 && *r <= 1) {
+		v.errf(path, "rate must be in [0, 1]")
+	}
+}
+
+func (v *validator) psi(path string, warn, alert *float64) {
+	if *warn == 0 {
+		*warn = 0.1
+	}
+	if *alert == 0 {
+		*alert = 0.25
+	}
+	if *warn < 0 || *alert < *warn {
+		v.errf(path+".psi_alert", "psi_alert must be at least psi_warn, both positive")
+	}
+}
+
+func (v *validator) match(path string, m *Match) {
+	v.ident(path+".column", m.Column)
+	switch m.Op {
+	case "":
+		m.Op = OpEq
+	case OpEq, OpNe, OpPrefix:
+	case OpIn:
+		if len(m.Values) == 0 {
+			v.errf(path+".values", "op in needs values")
+		}
+		return
+	default:
+		v.errf(path+".op", "op %q: want eq, ne, prefix or in", m.Op)
+	}
+	if len(m.Values) > 0 {
+		v.errf(path+".values", "values is for op in; use value")
+	}
+}
+
+func (v *validator) route(path string, r *Route, receivers map[string]bool, root bool) {
+	if r.Receiver != "" && !receivers[r.Receiver] {
+		v.errf(path+".receiver", "unknown receiver %q", r.Receiver)
+	}
+	if root && len(r.Matchers) > 0 {
+		v.errf(path+".matchers", "the root route matches everything; put matchers on its routes")
+	}
+	if root && r.Continue {
+		v.errf(path+".continue", "continue has no meaning on the root route")
+	}
+	r.Parsed = r.Parsed[:0]
+	for i, s := range r.Matchers {
+		m, err := ParseMatcher(s)
+		if err != nil {
+			v.errf(fmt.Sprintf("%s.matchers[%d]", path, i), "%v", err)
+			continue
+		}
+		r.Parsed = append(r.Parsed, m)
+	}
+	v.labelNames(path+".group_by", r.GroupBy)
+	if !root && r.Receiver == "" && len(r.Routes) == 0 {
+		v.errf(path, "a route needs a receiver or child routes")
+	}
+	for i := range r.Routes {
+		v.route(fmt.Sprintf("%s.routes[%d]", path, i), &r.Routes[i], receivers, false)
+	}
+}

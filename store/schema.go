@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// TableDef is one of mlwatch's own tables: its columns in order and the
+// engine clause. Apply creates it, then adds any column an older version
+// of the table lacks (18.16 has no ADD COLUMN IF NOT EXISTS).
+type TableDef struct {
+	Name    string
+	Columns [][2]string // name, type
+	Engine  string
+}
+
+// Tables names mlwatch's own tables under a database and prefix.
+type Tables struct {
+	Database string
+	Prefix   string
+}
+
+// Evaluations is one row per decision a detector made: the figures behind
+// every finding and every checked slice, for charts and backtests.
+func (t Tables) Evaluations() Table { return Table{t.Database, t.Prefix + "evaluations"} }
+
+// Runs is one row per detector run: query text, duration, rows read, error.
+func (t Tables) Runs() Table { return Table{t.Database, t.Prefix + "runs"} }
+
+// Alerts holds the latest state of each alert (ReplacingMergeTree by version).
+func (t Tables) Alerts() Table { return Table{t.Database, t.Prefix + "alerts"} }
+
+// Silences holds silences, latest version of each wins.
+func (t Tables) Silences() Table { return Table{t.Database, t.Prefix + "silences"} }
+
+// Outbox holds notifications: written before sending, updated after.
+func (t Tables) Outbox() Table { return Table{t.Database, t.Prefix + "outbox"} }
+
+// Defs returns the DDL of every own table.
+func (t Tables) Defs() []TableDef {
+	return []TableDef{
+		{
+			Name: t.Evaluations().Name,
+			Columns: [][2]string{
+				{"at", "DateTime"},
+				{"detector", "String"},
+				{"kind", "String"},
+				{"model", "String"},
+				{"metric", "String"},
+				{"slice", "String"}, // canonical JSON of slice column → value; "{}" for aggregate
+				{"feature", "String"},
+				{"class", "String"},
+				{"value", "Float64"},
+				{"baseline", "Float64"},
+				{"baseline_low", "Float64"},
+				{"baseline_high", "Float64"},
+				{"shadow_value", "Float64"},
+				{"p_value", "Float64"},
+				{"n_current", "UInt64"},
+				{"n_baseline", "UInt64"},
+				{"firing", "UInt8"},
+				{"source", "String"}, // run | backtest
+			},
+			Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, metric, at)",
+		},
+		{
+			Name: t.Runs().Name,
+			Columns: [][2]string{
+				{"at", "DateTime"},
+				{"started", "DateTime"},
+				{"detector", "String"},
+				{"duration_ms", "Float64"},
+				{"rows_read", "UInt64"},
+				{"bytes_read", "UInt64"},
+				{"findings", "UInt32"},
+				{"skipped", "UInt32"},
+				{"query", "String"},
+				{"error", "String"},
+			},
+			Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, at)",
+		},
+		{
+			Name: t.Alerts().Name,
+			Columns: [][2]string{
+				{"fingerprint", "String"},
+				{"version", "UInt64"},
+				{"state", "String"}, // pending | firing | resolved
+				{"labels", "String"}, // JSON object
+				{"annotations", "String"},
+				{"active_at", "DateTime"},
+				{"fired_at", "DateTime"},
+				{"resolved_at", "DateTime"},
+				{"last_eval_at", "DateTime"},
+				{"last_sent_at", "DateTime"},
+				{"keep_firing_since", "DateTime"},
+				{"value", "Float64"},
+				{"baseline", "Float64"},
+				{"caused_by", "String"},
+				{"silenced_by", "String"},
+				{"refs", "String"}, // JSON: receiver → message reference (e.g. Slack channel and ts)
+			},
+			Engine: "ReplacingMergeTree(version) ORDER BY fingerprint",
+		},
+		{
+			Name: t.Silences().Name,
+			Columns: [][2]string{
+				{"id", "String"},
+				{"version", "UInt64"},
+				{"matchers", "String"}, // JSON list
+				{"starts_at", "DateTime"},
+				{"ends_at", "DateTime"},
+				{"created_by", "String"},
+				{"comment", "String"},
+				{"updated_at", "DateTime"},
+			},
+			Engine: "ReplacingMergeTree(version) ORDER BY id",
+		},
+		{
+			Name: t.Outbox().Name,
+			Columns: [][2]string{
+				{"id", "String"},
+				{"version", "UInt64"},
+				{"created_at", "DateTime"},
+				{"receiver", "String"},
+				{"group_key", "String"},
+				{"kind", "String"},    // firing | repeat | resolved | reply
+				{"payload", "String"}, // JSON of the notification
+				{"status", "String"},  // pending | sent | dead
+				{"attempts", "UInt32"},
+				{"next_attempt_at", "DateTime"},
+				{"last_error", "String"},
+				{"sent_at", "DateTime"},
+				{"ref", "String"}, // what the receiver returned (e.g. Slack ts)
+			},
+			Engine: "ReplacingMergeTree(version) ORDER BY id",
+		},
+	}
+}
+
+// PredictionsDef is the canonical prediction-log table of DESIGN.md.
+func PredictionsDef(name string) TableDef {
+	return TableDef{
+		Name: name,
+		Columns: [][2]string{
+			{"ts", "DateTime"},
+			{"request_id", "String"},
+			{"model", "String"},
+			{"model_version", "String"},
+			{"role", "String"},
+			{"score", "Float32"},
+			{"decision", "UInt8"},
+			{"country", "String"},
+			{"merchant_category", "String"},
+			{"amount_usd", "Float64"},
+			{"feature_names", "Array(String)"},
+			{"feature_values", "Array(Nullable(Float64))"},
+		},
+		Engine: "MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (model, role, ts)",
+	}
+}
+
+// CreateSQL renders CREATE TABLE IF NOT EXISTS for a table in a database.
+func (d TableDef) CreateSQL(database string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", Table{database, d.Name}.Quoted())
+	for i, c := range d.Columns {
+		sep := ","
+		if i == len(d.Columns)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s\n", MustIdent(c[0]), c[1], sep)
+	}
+	fmt.Fprintf(&b, ") ENGINE = %s", d.Engine)
+	return b.String()
+}
+
+// Apply creates the database and tables if missing and adds missing
+// columns to tables that exist. Running it twice changes nothing.
+func Apply(ctx context.Context, s Store, database string, defs []TableDef) error {
+	if database != "" && database != "default" {
+		if err := s.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+MustIdent(database)); err != nil {
+			return fmt.Errorf("create database %s: %w", database, err)
+		}
+	}
+	for _, d := range defs {
+		if err := s.Exec(ctx, d.CreateSQL(database)); err != nil {
+			return fmt.Errorf("create table %s: %w", d.Name, err)
+		}
+		res, err := s.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", dbOrDefault(database), d.Name)
+		if err != nil {
+			return fmt.Errorf("columns of %s: %w", d.Name, err)
+		}
+		have := map[string]bool{}
+		for _, r := range res.Rows {
+			have[Str(r[0])] = true
+		}
+		prev := ""
+		for _, c := range d.Columns {
+			if !have[c[0]] {
+				q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", Table{database, d.Name}.Quoted(), MustIdent(c[0]), c[1])
+				if prev != "" {
+					q += " AFTER " + MustIdent(prev)
+				}
+				if err := s.Exec(ctx, q); err != nil {
+					return fmt.Errorf("add column %s.%s: %w", d.Name, c[0], err)
+				}
+			}
+			prev = c[0]
+		}
+	}
+	return nil
+}
+
+func dbOrDefault(db string) string {
+	if db == "" {
+		return "default"
+	}
+	return db
+}
