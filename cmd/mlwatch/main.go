@@ -1,0 +1,172 @@
+// Command mlwatch watches production ML models through their prediction
+// logs in ClickHouse and pages the team that owns what broke.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// command is one subcommand: it parses its own flags and returns an exit code.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *cli, args []string) int
+}
+
+// cli is what every subcommand shares: output streams and the environment.
+type cli struct {
+	stdout, stderr io.Writer
+	env            configs.Env
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"check-config": {"validate a config file; exit 1 listing each problem as FILE:LINE: message", checkConfig},
+		"schema":       {"schema apply: create mlwatch's tables (and --predictions, the canonical prediction table)", schemaCmd},
+		"generate":     {"insert realistic synthetic traffic with injectable incidents", generateCmd},
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mlwatch: unknown command %q\n", args[0])
+		usage(stderr, cmds)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cmd.run(ctx, &cli{stdout: stdout, stderr: stderr, env: os.LookupEnv}, args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: mlwatch COMMAND [flags]\n\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-13s %s\n", n, cmds[n].summary)
+	}
+}
+
+// flags builds a subcommand's flag set with the flags every command has.
+type flags struct {
+	*flag.FlagSet
+	config   *string
+	logLevel *string
+}
+
+func newFlags(name string, c *cli) *flags {
+	fs := flag.NewFlagSet("mlwatch "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	return &flags{
+		FlagSet:  fs,
+		config:   fs.String("config", "configs/example.yaml", "config file"),
+		logLevel: fs.String("log.level", "info", "log level: debug, info, warn, error"),
+	}
+}
+
+// parse parses args; it returns false (and the exit code) on a bad command line.
+func (f *flags) parse(args []string) (int, bool) {
+	if err := f.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+func (c *cli) logger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log.level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(c.stderr), lvl)
+	return zap.New(core), nil
+}
+
+// load reads the config and prints its problems on failure.
+func (c *cli) load(path string) (*configs.Config, bool) {
+	cfg, err := configs.Load(path, c.env)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+// openStore connects to the configured engine.
+func openStore(ctx context.Context, cfg *configs.Config, log *zap.Logger) (*store.DB, error) {
+	ch := cfg.ClickHouse
+	return store.Open(ctx, store.Options{
+		Addr:         ch.Addr,
+		Database:     ch.Database,
+		User:         ch.User,
+		Password:     ch.Password,
+		Secure:       ch.Secure,
+		CAFile:       ch.CAFile,
+		EmbeddedPath: ch.EmbeddedPath,
+		QueryTimeout: ch.QueryTimeout.D(),
+		MaxOpenConns: ch.MaxOpenConns,
+		Logger:       log,
+	})
+}
+
+// setup loads the config, builds the logger and opens the store: the
+// common start of every command that talks to ClickHouse.
+func (c *cli) setup(ctx context.Context, f *flags) (*configs.Config, *zap.Logger, *store.DB, int) {
+	log, err := c.logger(*f.logLevel)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return nil, nil, nil, 2
+	}
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return nil, nil, nil, 1
+	}
+	db, err := openStore(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch: %v\n", err)
+		return nil, nil, nil, 1
+	}
+	return cfg, log, db, 0
+}
+
+func tablesOf(cfg *configs.Config) store.Tables {
+	return store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+}
+
+func splitTable(name string) store.Table {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return store.Table{Database: name[:i], Name: name[i+1:]}
+	}
+	return store.Table{Name: name}
+}

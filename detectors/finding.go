@@ -1,0 +1,110 @@
+// Package detectors holds one file per detector kind. Each detector builds
+// ONE pushed-down ClickHouse query per evaluation (current and baseline
+// figures for every slice) and turns its rows into findings with the
+// statistics in stats.go.
+package detectors
+
+import (
+	"encoding/json"
+	"sort"
+	"time"
+)
+
+// Failure classes (DESIGN.md): the class decides the owner.
+const (
+	ClassFeaturePipeline   = "feature_pipeline"
+	ClassPipelineOutage    = "pipeline_outage"
+	ClassMonitoringFailure = "monitoring_failure"
+	ClassModelBehavior     = "model_behavior"
+	ClassPopulationShift   = "population_shift"
+	ClassModelDivergence   = "model_divergence"
+	ClassModelStaleness    = "model_staleness"
+)
+
+// Owners.
+const (
+	OwnerProduct = "product"
+	OwnerInfra   = "infra"
+)
+
+// Severities.
+const (
+	SeverityPage   = "page"
+	SeverityTicket = "ticket"
+	SeverityInfo   = "info"
+)
+
+// ClassInfo is what a failure class implies.
+type ClassInfo struct {
+	Owner    string
+	Severity string // default severity
+	// Cause marks infra classes that explain product-class alerts of the
+	// same model (root-cause inhibition).
+	Cause bool
+}
+
+// Classes maps each failure class to its owner and default severity.
+var Classes = map[string]ClassInfo{
+	ClassFeaturePipeline:   {OwnerInfra, SeverityPage, true},
+	ClassPipelineOutage:    {OwnerInfra, SeverityPage, true},
+	ClassMonitoringFailure: {OwnerInfra, SeverityTicket, false},
+	ClassModelBehavior:     {OwnerProduct, SeverityPage, false},
+	ClassPopulationShift:   {OwnerProduct, SeverityInfo, false},
+	ClassModelDivergence:   {OwnerProduct, SeverityTicket, false},
+	ClassModelStaleness:    {OwnerProduct, SeverityTicket, false},
+}
+
+// Finding is one change a detector decided is real, with the figures that
+// show it.
+type Finding struct {
+	Detector string            `json:"detector"`
+	Kind     string            `json:"kind"`
+	Class    string            `json:"class"`
+	Severity string            `json:"severity"`
+	Model    string            `json:"model"`
+	Slice    map[string]string `json:"slice"` // slice column → value; empty for the aggregate
+	Feature  string            `json:"feature"`
+	Metric   string            `json:"metric"`
+
+	Value    float64 `json:"value"`
+	Baseline float64 `json:"baseline"`
+	// PValue is NaN where the decision has no test (absolute bounds, lag).
+	PValue    float64 `json:"p_value"`
+	Effect    float64 `json:"effect"` // value - baseline
+	NCurrent  uint64  `json:"n_current"`
+	NBaseline uint64  `json:"n_baseline"`
+	// ShadowValue/ShadowBaseline are the shadow model's figures where the
+	// detector compared them (NaN otherwise).
+	ShadowValue    float64 `json:"shadow_value"`
+	ShadowBaseline float64 `json:"shadow_baseline"`
+
+	Summary string `json:"summary"`
+	// WindowStart and At bound the current window [WindowStart, At).
+	WindowStart time.Time `json:"window_start"`
+	At          time.Time `json:"at"`
+}
+
+// SliceKey renders a slice as canonical JSON ({} for the aggregate), the
+// form stored in the evaluations table and used in fingerprints.
+func SliceKey(slice map[string]string) string {
+	if len(slice) == 0 {
+		return "{}"
+	}
+	keys := make([]string, 0, len(slice))
+	for k := range slice {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(slice[k])
+		b = append(b, kb...)
+		b = append(b, ':')
+		b = append(b, vb...)
+	}
+	return string(append(b, '}'))
+}
