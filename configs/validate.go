@@ -460,16 +460,18 @@ var kindDefaults = map[string]struct {
 
 func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
 	v.name(path+".name", d.Name, "detector")
-	def, ok := kindDefaults[d.Kind]
-	if !ok {
-		v.errf(path+".kind", "unknown kind %q; want one of %s", d.Kind, strings.Join(Kinds, ", "))
-	}
 	m := models[d.Model]
 	switch {
 	case d.Model == "":
 		v.errf(path+".model", "model is required")
 	case m == nil:
 		v.errf(path+".model", "unknown model %q", d.Model)
+	}
+	def, ok := kindDefaults[d.Kind]
+	if !ok {
+		// Everything below depends on the kind; one problem is enough.
+		v.errf(path+".kind", "unknown kind %q; want one of %s", d.Kind, strings.Join(Kinds, ", "))
+		return
 	}
 	if d.Schedule == "" {
 		d.Schedule = def.schedule

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -136,6 +137,18 @@ func Literal(v any) (string, error) {
 		return arrayLiteral(len(x), func(i int) (string, error) { return strconv.Itoa(x[i]), nil })
 	case []any:
 		return arrayLiteral(len(x), func(i int) (string, error) { return Literal(x[i]) })
+	}
+	// Pointers (nil is NULL) and other slices, e.g. []*float64 for an
+	// Array(Nullable(Float64)) column.
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if rv.IsNil() {
+			return "NULL", nil
+		}
+		return Literal(rv.Elem().Interface())
+	case reflect.Slice, reflect.Array:
+		return arrayLiteral(rv.Len(), func(i int) (string, error) { return Literal(rv.Index(i).Interface()) })
 	}
 	return "", fmt.Errorf("cannot bind a value of type %T", v)
 }

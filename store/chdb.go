@@ -228,6 +228,12 @@ func (e *embedded) run(ctx context.Context, sql, format string) ([]byte, Stats, 
 		}
 		defer e.lib.destroy(res)
 		if msg := e.lib.errText(res); msg != "" {
+			// A query that fails while running leaves the output it had
+			// begun (its header) in the session, to be prepended to the
+			// next result; one throwaway query drains it.
+			if drain := e.lib.query(*e.conn, "SELECT 1", format); drain != nil {
+				e.lib.destroy(drain)
+			}
 			done <- outcome{err: classifyText(msg)}
 			return
 		}
