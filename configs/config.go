@@ -259,7 +259,7 @@ type FeatureHealthParams struct {
 	NullRateMax float64 `yaml:"null_rate_max"`
 	// DefaultValue is the fill value watched for (0 when unset); Defaults
 	// overrides it per feature.
-	DefaultValue *float64          `yaml:"default_value"`
+	DefaultValue *float64           `yaml:"default_value"`
 	Defaults     map[string]float64 `yaml:"defaults"`
 	// Drift turns PSI drift of non-null values on (default true).
 	Drift    *bool   `yaml:"drift"`
