@@ -1,0 +1,87 @@
+package monitor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Metrics are the daemon's Prometheus metrics, on a registry of their own
+// (no package globals), so tests and reloads never collide.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	runs              *prometheus.CounterVec
+	runDuration       *prometheus.HistogramVec
+	rowsRead          *prometheus.CounterVec
+	missed            *prometheus.CounterVec
+	consecutiveFails  *prometheus.GaugeVec
+	lastRun           *prometheus.GaugeVec
+	findings          *prometheus.GaugeVec
+	skipped           *prometheus.GaugeVec
+	queries           *prometheus.CounterVec
+	queryDuration     *prometheus.HistogramVec
+	reloadOK          prometheus.Gauge
+	reloadOKTimestamp prometheus.Gauge
+}
+
+// NewMetrics registers every metric, plus the Go and process collectors.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlwatch_detector_runs_total", Help: "Detector runs by outcome (success or failure).",
+		}, []string{"detector", "result"}),
+		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mlwatch_detector_run_duration_seconds", Help: "Wall time of one detector run, query included.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"detector"}),
+		rowsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlwatch_detector_rows_read_total", Help: "Rows ClickHouse read for a detector's queries.",
+		}, []string{"detector"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlwatch_detector_missed_runs_total", Help: "Scheduled runs skipped because the previous run was still going.",
+		}, []string{"detector"}),
+		consecutiveFails: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mlwatch_detector_consecutive_failures", Help: "Failed runs in a row; monitoring_failure fires at the configured threshold.",
+		}, []string{"detector"}),
+		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mlwatch_detector_last_run_timestamp_seconds", Help: "Evaluation time of the detector's last finished run.",
+		}, []string{"detector"}),
+		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mlwatch_detector_findings", Help: "Findings of the detector's last successful run.",
+		}, []string{"detector"}),
+		skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mlwatch_detector_skipped_hypotheses", Help: "Slices or features skipped (too few samples) in the last successful run.",
+		}, []string{"detector"}),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlwatch_clickhouse_queries_total", Help: "ClickHouse queries by engine, operation and outcome.",
+		}, []string{"engine", "op", "result"}),
+		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mlwatch_clickhouse_query_duration_seconds", Help: "ClickHouse query latency.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"engine", "op"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mlwatch_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
+		}),
+		reloadOKTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mlwatch_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
+		}),
+	}
+	r.MustRegister(m.runs, m.runDuration, m.rowsRead, m.missed, m.consecutiveFails, m.lastRun, m.findings, m.skipped,
+		m.queries, m.queryDuration, m.reloadOK, m.reloadOKTimestamp,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// QueryHook counts and times every ClickHouse query; wire it into the store.
+func (m *Metrics) QueryHook(ev store.QueryEvent) {
+	result := "success"
+	if ev.Err != nil {
+		result = "failure"
+	}
+	m.queries.WithLabelValues(ev.Engine, ev.Op, result).Inc()
+	m.queryDuration.WithLabelValues(ev.Engine, ev.Op).Observe(ev.Stats.Duration.Seconds())
+}
