@@ -81,24 +81,33 @@ func (t Tables) Defs() []TableDef {
 			Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, at)",
 		},
 		{
+			// One row per alert fingerprint; the latest version wins.
+			// data holds the whole alert (finding, timestamps, what each
+			// receiver was sent); the other columns are for people and SQL.
 			Name: t.Alerts().Name,
 			Columns: [][2]string{
 				{"fingerprint", "String"},
 				{"version", "UInt64"},
-				{"state", "String"}, // pending | firing | resolved
+				{"updated_at", "DateTime"},
+				{"state", "String"},  // pending | firing | resolved | inactive
+				{"source", "String"}, // the run name that observed it
+				{"detector", "String"},
+				{"model", "String"},
+				{"class", "String"},
+				{"owner", "String"},
+				{"severity", "String"},
 				{"labels", "String"}, // JSON object
-				{"annotations", "String"},
 				{"active_at", "DateTime"},
 				{"fired_at", "DateTime"},
 				{"resolved_at", "DateTime"},
 				{"last_eval_at", "DateTime"},
-				{"last_sent_at", "DateTime"},
-				{"keep_firing_since", "DateTime"},
 				{"value", "Float64"},
 				{"baseline", "Float64"},
+				{"p_value", "Float64"},
+				{"summary", "String"},
 				{"caused_by", "String"},
-				{"silenced_by", "String"},
-				{"refs", "String"}, // JSON: receiver → message reference (e.g. Slack channel and ts)
+				{"silenced_by", "String"}, // comma-separated silence IDs
+				{"data", "String"},        // JSON of the whole alert
 			},
 			Engine: "ReplacingMergeTree(version) ORDER BY fingerprint",
 		},
@@ -107,7 +116,7 @@ func (t Tables) Defs() []TableDef {
 			Columns: [][2]string{
 				{"id", "String"},
 				{"version", "UInt64"},
-				{"matchers", "String"}, // JSON list
+				{"matchers", "String"}, // JSON list of {name, op, value}
 				{"starts_at", "DateTime"},
 				{"ends_at", "DateTime"},
 				{"created_by", "String"},
@@ -117,23 +126,27 @@ func (t Tables) Defs() []TableDef {
 			Engine: "ReplacingMergeTree(version) ORDER BY id",
 		},
 		{
+			// One row per notification, written (pending) before it is
+			// sent and versioned after each attempt.
 			Name: t.Outbox().Name,
 			Columns: [][2]string{
 				{"id", "String"},
 				{"version", "UInt64"},
+				{"seq", "UInt64"}, // delivery order
 				{"created_at", "DateTime"},
 				{"receiver", "String"},
 				{"group_key", "String"},
-				{"kind", "String"},    // firing | repeat | resolved | reply
+				{"kind", "String"},    // firing | update | resolved
+				{"thread", "String"},  // id of the group's first message; "" for a first message
 				{"payload", "String"}, // JSON of the notification
 				{"status", "String"},  // pending | sent | dead
 				{"attempts", "UInt32"},
 				{"next_attempt_at", "DateTime"},
 				{"last_error", "String"},
 				{"sent_at", "DateTime"},
-				{"ref", "String"}, // what the receiver returned (e.g. Slack ts)
+				{"ref", "String"}, // what the receiver returned (Slack CHANNEL/TS)
 			},
-			Engine: "ReplacingMergeTree(version) ORDER BY id",
+			Engine: "ReplacingMergeTree(version) PARTITION BY toYYYYMM(created_at) ORDER BY id",
 		},
 	}
 }

@@ -1,0 +1,337 @@
+// Package alerts turns detector findings into few, correct notifications:
+// the alert lifecycle (pending, firing, resolved, with for and
+// keep_firing_for), fingerprints and dedup, routing by failure class to the
+// owning team, root-cause inhibition, grouping, silences, and a durable
+// outbox delivered by notifiers (Slack, webhook, Alertmanager). State,
+// silences and the outbox live in ClickHouse so a restart loses nothing.
+package alerts
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mlwatch/mlwatch/detectors"
+)
+
+// State is where an alert is in its lifecycle, as in Prometheus: a finding
+// makes it pending, holding for `for` makes it firing, staying clear for
+// keep_firing_for resolves it.
+type State int
+
+// States of an alert. Inactive alerts are not kept.
+const (
+	StateInactive State = iota
+	StatePending
+	StateFiring
+	StateResolved
+)
+
+func (s State) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateFiring:
+		return "firing"
+	case StateResolved:
+		return "resolved"
+	}
+	return "inactive"
+}
+
+// parseState reads State.String's output; anything else is inactive.
+func parseState(s string) State {
+	switch s {
+	case "pending":
+		return StatePending
+	case "firing":
+		return StateFiring
+	case "resolved":
+		return StateResolved
+	}
+	return StateInactive
+}
+
+// Alert is one alerting condition: one (detector, model, class, slice,
+// feature), plain data with its lifecycle timestamps and what was sent
+// about it to each receiver.
+type Alert struct {
+	Fingerprint string
+	// Labels are what routes and silences match: detector, kind, class,
+	// owner, severity, model, feature, metric, slice, each slice column and
+	// the detector's configured labels.
+	Labels   map[string]string
+	Finding  detectors.Finding
+	Owner    string
+	Severity string
+	// RunbookURL comes from the detector's config, else the model's.
+	RunbookURL string
+
+	State           State
+	ActiveAt        time.Time
+	FiredAt         time.Time
+	ResolvedAt      time.Time
+	LastEvalAt      time.Time
+	KeepFiringSince time.Time
+
+	// CausedBy is the fingerprint of the infra alert that explains this one.
+	CausedBy string
+	// SilencedBy lists the IDs of the active silences that match.
+	SilencedBy []string
+	// Sent records, per receiver, the thread the alert was notified in.
+	Sent map[string]*Sent
+}
+
+// Sent is what one receiver was told about one alert: the group (and its
+// first message, whose thread takes later messages) and when.
+type Sent struct {
+	Group    string    `json:"group"`
+	Root     string    `json:"root"` // outbox ID of the group's first message
+	At       time.Time `json:"at"`   // last firing or repeat notification
+	Resolved bool      `json:"resolved"`
+}
+
+// Fingerprint identifies an alert across evaluations and restarts: the
+// same detector, model, class, slice and feature is the same alert.
+func Fingerprint(detector, model, class string, slice map[string]string, feature string) string {
+	h := sha256.New()
+	for _, s := range []string{detector, model, class, detectors.SliceKey(slice), feature} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// reservedLabels are set by mlwatch; slice columns and configured labels
+// with these names do not override them.
+var reservedLabels = map[string]bool{
+	"alertname": true, "detector": true, "kind": true, "class": true, "owner": true, "severity": true,
+	"model": true, "feature": true, "metric": true, "slice": true,
+}
+
+// SliceLabel renders a slice as "col=value,col2=value2" in column order
+// ("" for the aggregate), the human form used as the slice label.
+func SliceLabel(slice map[string]string) string {
+	if len(slice) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(slice))
+	for k := range slice {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + slice[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// buildLabels assembles an alert's labels from its finding.
+func buildLabels(f detectors.Finding, owner, severity string, extra map[string]string) map[string]string {
+	l := map[string]string{}
+	for k, v := range extra {
+		if !reservedLabels[k] {
+			l[k] = v
+		}
+	}
+	for k, v := range f.Slice {
+		if !reservedLabels[k] {
+			l[k] = v
+		}
+	}
+	set := func(k, v string) {
+		if v != "" {
+			l[k] = v
+		}
+	}
+	set("detector", f.Detector)
+	set("kind", f.Kind)
+	set("class", f.Class)
+	set("owner", owner)
+	set("severity", severity)
+	set("model", f.Model)
+	set("feature", f.Feature)
+	set("metric", f.Metric)
+	set("slice", SliceLabel(f.Slice))
+	return l
+}
+
+// CompleteLabels fills owner and severity from the class when a label set
+// (e.g. from `mlwatch routes test`) names a class but not them.
+func CompleteLabels(labels map[string]string) map[string]string {
+	out := make(map[string]string, len(labels)+2)
+	for k, v := range labels {
+		out[k] = v
+	}
+	if ci, ok := detectors.Classes[out["class"]]; ok {
+		if out["owner"] == "" {
+			out["owner"] = ci.Owner
+		}
+		if out["severity"] == "" {
+			out["severity"] = ci.Severity
+		}
+	}
+	return out
+}
+
+var severityRank = map[string]int{detectors.SeverityPage: 3, detectors.SeverityTicket: 2, detectors.SeverityInfo: 1}
+
+// worse orders findings worst first: severity, then the smaller p-value,
+// then the larger relative effect.
+func worse(a, b *detectors.Finding, sevA, sevB string) bool {
+	if ra, rb := severityRank[sevA], severityRank[sevB]; ra != rb {
+		return ra > rb
+	}
+	pa, pb := a.PValue, b.PValue
+	switch {
+	case !math.IsNaN(pa) && math.IsNaN(pb):
+		return true
+	case math.IsNaN(pa) && !math.IsNaN(pb):
+		return false
+	case !math.IsNaN(pa) && pa != pb:
+		return pa < pb
+	}
+	return relEffect(a) > relEffect(b)
+}
+
+func relEffect(f *detectors.Finding) float64 {
+	d := math.Abs(f.Value - f.Baseline)
+	if f.Baseline != 0 && !math.IsNaN(f.Baseline) {
+		d /= math.Abs(f.Baseline)
+	}
+	if math.IsNaN(d) {
+		return 0
+	}
+	return d
+}
+
+// Number is a float that encodes NaN and infinities as JSON null, so a
+// missing p-value prints as null instead of failing the encoder.
+type Number float64
+
+// MarshalJSON writes null for NaN and infinities.
+func (n Number) MarshalJSON() ([]byte, error) {
+	f := float64(n)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(f)
+}
+
+// UnmarshalJSON reads null as NaN.
+func (n *Number) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = Number(math.NaN())
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*n = Number(f)
+	return nil
+}
+
+// View is an alert as the CLI, the HTTP API and notifications show it; its
+// JSON is the `eval --format json` contract of DESIGN.md.
+type View struct {
+	Fingerprint string            `json:"fingerprint"`
+	State       string            `json:"state"`
+	Detector    string            `json:"detector"`
+	Kind        string            `json:"kind"`
+	Class       string            `json:"class"`
+	Owner       string            `json:"owner"`
+	Severity    string            `json:"severity"`
+	Receiver    string            `json:"receiver"`
+	Receivers   []string          `json:"receivers"`
+	Model       string            `json:"model"`
+	Slice       map[string]string `json:"slice"`
+	Feature     string            `json:"feature"`
+	Metric      string            `json:"metric"`
+	Value       Number            `json:"value"`
+	Baseline    Number            `json:"baseline"`
+	PValue      Number            `json:"p_value"`
+	Effect      Number            `json:"effect"`
+	NCurrent    uint64            `json:"n_current"`
+	NBaseline   uint64            `json:"n_baseline"`
+	ShadowValue Number            `json:"shadow_value"`
+	ShadowBase  Number            `json:"shadow_baseline"`
+	Summary     string            `json:"summary"`
+	CausedBy    string            `json:"caused_by"`
+	Silenced    bool              `json:"silenced"`
+	SilencedBy  []string          `json:"silenced_by"`
+	Labels      map[string]string `json:"labels"`
+	RunbookURL  string            `json:"runbook_url,omitempty"`
+	WindowStart time.Time         `json:"window_start"`
+	At          time.Time         `json:"at"`
+	ActiveAt    time.Time         `json:"active_at"`
+	FiredAt     *time.Time        `json:"fired_at,omitempty"`
+	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
+	// Change is what a notification says about the alert: new, firing
+	// (still), caused (a child shown under its cause) or resolved. Empty
+	// outside notifications.
+	Change string `json:"change,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// view renders an alert; receivers are where its notifications go.
+func (a *Alert) view(receivers []string) View {
+	f := a.Finding
+	slice := f.Slice
+	if slice == nil {
+		slice = map[string]string{}
+	}
+	labels := make(map[string]string, len(a.Labels))
+	for k, v := range a.Labels {
+		labels[k] = v
+	}
+	if receivers == nil {
+		receivers = []string{}
+	}
+	silenced := append([]string{}, a.SilencedBy...)
+	return View{
+		Fingerprint: a.Fingerprint,
+		State:       a.State.String(),
+		Detector:    f.Detector,
+		Kind:        f.Kind,
+		Class:       f.Class,
+		Owner:       a.Owner,
+		Severity:    a.Severity,
+		Receiver:    strings.Join(receivers, ","),
+		Receivers:   receivers,
+		Model:       f.Model,
+		Slice:       slice,
+		Feature:     f.Feature,
+		Metric:      f.Metric,
+		Value:       Number(f.Value),
+		Baseline:    Number(f.Baseline),
+		PValue:      Number(f.PValue),
+		Effect:      Number(f.Effect),
+		NCurrent:    f.NCurrent,
+		NBaseline:   f.NBaseline,
+		ShadowValue: Number(f.ShadowValue),
+		ShadowBase:  Number(f.ShadowBaseline),
+		Summary:     f.Summary,
+		CausedBy:    a.CausedBy,
+		Silenced:    len(a.SilencedBy) > 0,
+		SilencedBy:  silenced,
+		Labels:      labels,
+		RunbookURL:  a.RunbookURL,
+		WindowStart: f.WindowStart,
+		At:          f.At,
+		ActiveAt:    a.ActiveAt,
+		FiredAt:     timePtr(a.FiredAt),
+		ResolvedAt:  timePtr(a.ResolvedAt),
+	}
+}

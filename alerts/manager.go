@@ -1,0 +1,825 @@
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Defaults of the delivery policy.
+const (
+	// resolvedRetention keeps a resolved alert in memory (and in Alerts)
+	// this long after its resolution was notified.
+	resolvedRetention = 15 * time.Minute
+	// outboxRetention keeps delivered outbox entries in memory this long
+	// (thread roots of open groups stay longer).
+	outboxRetention = 7 * 24 * time.Hour
+	backoffBase     = time.Second
+	backoffMax      = 5 * time.Minute
+	// deliveryMaxAge gives up on a notification its receiver never took.
+	deliveryMaxAge = 24 * time.Hour
+)
+
+// Options configure a Manager.
+type Options struct {
+	Config *configs.Config
+	// Store keeps alert state, silences and the outbox; nil keeps them in
+	// memory only (mlwatch eval and backtest must not touch the daemon's
+	// state).
+	Store  store.Store
+	Logger *zap.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Sleep waits (Slack's per-channel pacing); a context-aware real sleep
+	// when nil. Tests pass one that advances their clock.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Notifiers replace the receivers of the same name (tests, eval).
+	Notifiers map[string]Notifier
+	// HTTPClient is used by the built-in notifiers; a client with each
+	// receiver's timeout when nil.
+	HTTPClient *http.Client
+	// OneShot is for mlwatch eval: one evaluation cannot show duration, so
+	// `for` and the group wait are not applied.
+	OneShot bool
+}
+
+// Manager is the alert pipeline: it observes detector runs, keeps each
+// alert's lifecycle, and turns what changed into notifications in a
+// durable outbox that Deliver drains. Safe for concurrent use.
+type Manager struct {
+	mu        sync.Mutex
+	cfg       *configs.Config
+	router    *Router
+	detectors map[string]*configs.Detector
+	models    map[string]*configs.Model
+	notifiers map[string]Notifier
+	overrides map[string]Notifier
+	httpc     *http.Client
+	pacer     *pacer
+
+	db       store.Store
+	tables   store.Tables
+	silenceS *Silences
+	log      *zap.Logger
+	now      func() time.Time
+	sleep    func(context.Context, time.Duration) error
+	oneShot  bool
+	ver      *versioner
+
+	alerts   map[string]*Alert
+	sources  map[string]string // fingerprint → the name Observe was given
+	dirty    map[string]bool
+	silences []Silence
+	outbox   map[string]*entry
+	holdoff  map[string]time.Time // receiver → no delivery before
+}
+
+// New builds a manager. Call Restore before the first Observe to pick up
+// the state a previous process left in ClickHouse.
+func New(opt Options) (*Manager, error) {
+	if opt.Config == nil {
+		return nil, fmt.Errorf("alerts: config is required")
+	}
+	m := &Manager{
+		db:        opt.Store,
+		log:       opt.Logger,
+		now:       opt.Now,
+		sleep:     opt.Sleep,
+		oneShot:   opt.OneShot,
+		overrides: opt.Notifiers,
+		httpc:     opt.HTTPClient,
+		ver:       &versioner{},
+		alerts:    map[string]*Alert{},
+		sources:   map[string]string{},
+		dirty:     map[string]bool{},
+		outbox:    map[string]*entry{},
+		holdoff:   map[string]time.Time{},
+	}
+	if m.log == nil {
+		m.log = zap.NewNop()
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.sleep == nil {
+		m.sleep = sleepCtx
+	}
+	m.pacer = &pacer{last: map[string]time.Time{}, now: m.now, sleep: m.sleep}
+	if err := m.apply(opt.Config); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// apply installs a config: router, detector settings, notifiers.
+func (m *Manager) apply(cfg *configs.Config) error {
+	notifiers := map[string]Notifier{}
+	for i := range cfg.Receivers {
+		r := &cfg.Receivers[i]
+		if n, ok := m.overrides[r.Name]; ok {
+			notifiers[r.Name] = n
+			continue
+		}
+		n, err := m.newNotifier(cfg, r)
+		if err != nil {
+			return err
+		}
+		notifiers[r.Name] = n
+	}
+	for name, n := range m.overrides {
+		if _, ok := notifiers[name]; !ok {
+			notifiers[name] = n
+		}
+	}
+	dets := map[string]*configs.Detector{}
+	for i := range cfg.Detectors {
+		dets[cfg.Detectors[i].Name] = &cfg.Detectors[i]
+	}
+	models := map[string]*configs.Model{}
+	for i := range cfg.Models {
+		models[cfg.Models[i].Name] = &cfg.Models[i]
+	}
+	m.cfg = cfg
+	m.router = NewRouter(cfg)
+	m.detectors = dets
+	m.models = models
+	m.notifiers = notifiers
+	m.pacer.setGap(cfg.Slack.RateLimit.D())
+	m.tables = store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+	if m.db != nil {
+		m.silenceS = NewSilences(m.db, m.tables)
+		m.silenceS.ver = m.ver
+	}
+	return nil
+}
+
+func (m *Manager) newNotifier(cfg *configs.Config, r *configs.Receiver) (Notifier, error) {
+	switch {
+	case r.Slack != nil:
+		return NewSlack(SlackOptions{Name: r.Name, Receiver: *r.Slack, Global: cfg.Slack, HTTPClient: m.httpc, pacer: m.pacer, ExternalURL: cfg.Global.ExternalURL}), nil
+	case r.Webhook != nil:
+		return NewWebhook(r.Name, *r.Webhook, m.httpc), nil
+	case r.Alertmanager != nil:
+		return NewAlertmanager(r.Name, *r.Alertmanager, m.httpc), nil
+	}
+	return nil, fmt.Errorf("alerts: receiver %s: no slack, webhook or alertmanager settings", r.Name)
+}
+
+// Reload swaps in a new config (routes, receivers, detector settings),
+// keeping every alert's state. A config that cannot be applied leaves the
+// old one running.
+func (m *Manager) Reload(cfg *configs.Config) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.apply(cfg)
+}
+
+// Observe records one successful detector run at `at`: each finding makes
+// or keeps its alert active; active alerts of that run (by name) missing
+// from the findings are clear at `at`. A failed run must not be observed,
+// so a broken query never resolves anything. The changed state is written
+// to ClickHouse before Observe returns (when a store is configured).
+func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dcfg := m.detectors[name]
+	var forDur, keepFor time.Duration
+	if dcfg != nil {
+		forDur, keepFor = dcfg.For.D(), dcfg.KeepFiringFor.D()
+	}
+	if m.oneShot {
+		forDur = 0
+	}
+
+	type cand struct {
+		f        detectors.Finding
+		owner    string
+		severity string
+	}
+	best := map[string]*cand{}
+	for _, f := range findings {
+		if f.Detector == "" {
+			f.Detector = name
+		}
+		fcfg := dcfg
+		if f.Detector != name {
+			fcfg = m.detectors[f.Detector]
+		}
+		ci := detectors.Classes[f.Class]
+		sev := f.Severity
+		if fcfg != nil && fcfg.Severity != "" {
+			sev = fcfg.Severity
+		}
+		if sev == "" {
+			sev = ci.Severity
+		}
+		fp := Fingerprint(f.Detector, f.Model, f.Class, f.Slice, f.Feature)
+		if b := best[fp]; b != nil && !worse(&f, &b.f, sev, b.severity) {
+			continue
+		}
+		best[fp] = &cand{f: f, owner: ci.Owner, severity: sev}
+	}
+
+	for fp, c := range best {
+		a := m.alerts[fp]
+		if a == nil {
+			a = &Alert{Fingerprint: fp, Sent: map[string]*Sent{}}
+			m.alerts[fp] = a
+		}
+		if a.State == StateInactive || a.State == StateResolved {
+			a.State = StatePending
+			a.ActiveAt = at
+			a.FiredAt, a.ResolvedAt = time.Time{}, time.Time{}
+			a.CausedBy = ""
+			for r, s := range a.Sent {
+				if s.Resolved {
+					delete(a.Sent, r)
+				}
+			}
+		}
+		fcfg := m.detectors[c.f.Detector]
+		var extra map[string]string
+		a.RunbookURL = ""
+		if fcfg != nil {
+			extra = fcfg.Labels
+			a.RunbookURL = fcfg.RunbookURL
+		}
+		if mc := m.models[c.f.Model]; a.RunbookURL == "" && mc != nil {
+			a.RunbookURL = mc.RunbookURL
+		}
+		a.Finding = c.f
+		a.Owner, a.Severity = c.owner, c.severity
+		a.Labels = buildLabels(c.f, c.owner, c.severity, extra)
+		a.LastEvalAt = at
+		a.KeepFiringSince = time.Time{}
+		if a.State == StatePending && at.Sub(a.ActiveAt) >= forDur {
+			a.State = StateFiring
+			a.FiredAt = at
+		}
+		m.sources[fp] = name
+		m.dirty[fp] = true
+	}
+
+	for fp, a := range m.alerts {
+		if m.sources[fp] != name || best[fp] != nil {
+			continue
+		}
+		switch a.State {
+		case StatePending:
+			a.State = StateInactive
+			a.LastEvalAt = at
+			m.dirty[fp] = true
+		case StateFiring:
+			a.LastEvalAt = at
+			m.dirty[fp] = true
+			if keepFor > 0 {
+				if a.KeepFiringSince.IsZero() {
+					a.KeepFiringSince = at
+				}
+				if at.Sub(a.KeepFiringSince) < keepFor {
+					continue
+				}
+			}
+			a.State = StateResolved
+			a.ResolvedAt = at
+		}
+	}
+	return m.persistAlerts(ctx)
+}
+
+// Process runs the pipeline at now over the current alerts: silences,
+// root-cause inhibition, routing, the settle wait, grouping and repeats.
+// What needs saying goes into the outbox (ClickHouse first, then memory);
+// Deliver sends it. It returns the notifications it queued.
+func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refreshSilences(ctx)
+	m.applySilences(now)
+	m.inhibit()
+	notes, effects := m.plan(now)
+	if len(notes) > 0 {
+		entries := make([]*entry, len(notes))
+		for i := range notes {
+			entries[i] = &entry{n: notes[i], seq: m.ver.next(), status: statusPending, next: now}
+		}
+		if err := m.persistEntries(ctx, entries); err != nil {
+			return nil, fmt.Errorf("process: outbox: %w", err)
+		}
+		for _, e := range entries {
+			m.outbox[e.n.ID] = e
+		}
+		for _, ef := range effects {
+			m.applyEffect(ef)
+		}
+	}
+	m.prune(now)
+	if err := m.persistAlerts(ctx); err != nil {
+		return notes, err
+	}
+	return notes, nil
+}
+
+// refreshSilences reloads silences from ClickHouse so that silences added
+// by the CLI take effect; on failure the last known set stays.
+func (m *Manager) refreshSilences(ctx context.Context) {
+	if m.silenceS == nil {
+		return
+	}
+	s, err := m.silenceS.List(ctx)
+	if err != nil {
+		m.log.Warn("silences not refreshed", zap.Error(err))
+		return
+	}
+	m.silences = s
+}
+
+func (m *Manager) applySilences(now time.Time) {
+	for fp, a := range m.alerts {
+		var ids []string
+		for _, s := range m.silences {
+			if s.State(now) == SilenceActive && s.Matches(a.Labels) {
+				ids = append(ids, s.ID)
+			}
+		}
+		sort.Strings(ids)
+		if strings.Join(ids, ",") != strings.Join(a.SilencedBy, ",") {
+			a.SilencedBy = ids
+			m.dirty[fp] = true
+		}
+	}
+}
+
+// inhibit sets caused_by: while an infra cause (feature_pipeline,
+// pipeline_outage) is active for a model, that model's product-class
+// alerts are attributed to it. The link stays while the cause's alert
+// exists, so the tail of an infra incident does not page product; it is
+// dropped only if the cause never fired and went away.
+func (m *Manager) inhibit() {
+	causes := map[string]*Alert{} // model → earliest active cause
+	for _, a := range m.alerts {
+		if !detectors.Classes[a.Finding.Class].Cause || (a.State != StateFiring && a.State != StatePending) {
+			continue
+		}
+		c := causes[a.Finding.Model]
+		if c == nil || a.ActiveAt.Before(c.ActiveAt) || (a.ActiveAt.Equal(c.ActiveAt) && a.Fingerprint < c.Fingerprint) {
+			causes[a.Finding.Model] = a
+		}
+	}
+	for fp, a := range m.alerts {
+		if a.Owner != detectors.OwnerProduct || (a.State != StateFiring && a.State != StatePending) {
+			continue
+		}
+		if a.CausedBy != "" {
+			if c := m.alerts[a.CausedBy]; c != nil && (c.State == StateFiring || c.State == StateResolved) {
+				continue
+			}
+		}
+		want := ""
+		if c := causes[a.Finding.Model]; c != nil {
+			want = c.Fingerprint
+		}
+		if want != a.CausedBy {
+			a.CausedBy = want
+			m.dirty[fp] = true
+		}
+	}
+}
+
+// effect is what one notification changes in one alert's Sent records.
+type effect struct {
+	fp, receiver, change, group, root string
+	at                                time.Time
+}
+
+func (m *Manager) applyEffect(ef effect) {
+	a := m.alerts[ef.fp]
+	if a == nil {
+		return
+	}
+	if a.Sent == nil {
+		a.Sent = map[string]*Sent{}
+	}
+	s := a.Sent[ef.receiver]
+	switch ef.change {
+	case ChangeNew, ChangeCaused, ChangeFiring:
+		if s == nil || s.Resolved || s.Root != ef.root {
+			a.Sent[ef.receiver] = &Sent{Group: ef.group, Root: ef.root, At: ef.at}
+		} else if ef.at.After(s.At) {
+			s.At = ef.at
+		}
+	case ChangeResolved:
+		if s != nil {
+			s.Resolved = true
+		}
+	}
+	m.dirty[ef.fp] = true
+}
+
+// planItem is one alert's part in one group's next notification.
+type planItem struct {
+	a      *Alert
+	change string
+	group  string
+	root   string
+	labels map[string]string // group labels
+	repeat time.Duration
+}
+
+// plan decides the notifications at now and their effects, without
+// changing anything.
+func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
+	wait := m.cfg.Global.GroupWait.D()
+	if m.oneShot {
+		wait = 0
+	}
+	// Open groups: receiver → group → root, and their members.
+	type gkey struct{ receiver, group, root string }
+	open := map[string]map[string]string{}
+	members := map[gkey][]*Alert{}
+	fps := make([]string, 0, len(m.alerts))
+	for fp := range m.alerts {
+		fps = append(fps, fp)
+	}
+	sort.Strings(fps)
+	for _, fp := range fps {
+		a := m.alerts[fp]
+		for r, s := range a.Sent {
+			if s.Resolved {
+				continue
+			}
+			if open[r] == nil {
+				open[r] = map[string]string{}
+			}
+			open[r][s.Group] = s.Root
+			k := gkey{r, s.Group, s.Root}
+			members[k] = append(members[k], a)
+		}
+	}
+
+	items := map[gkey][]planItem{}
+	add := func(r string, it planItem) {
+		k := gkey{r, it.group, it.root}
+		items[k] = append(items[k], it)
+	}
+	for _, fp := range fps {
+		a := m.alerts[fp]
+		switch a.State {
+		case StateFiring:
+			if len(a.SilencedBy) > 0 {
+				continue
+			}
+			if a.CausedBy != "" {
+				cause := m.alerts[a.CausedBy]
+				if cause == nil {
+					continue
+				}
+				for _, r := range sortedKeys(cause.Sent) {
+					cs := cause.Sent[r]
+					if cs.Resolved {
+						continue
+					}
+					if s := a.Sent[r]; s == nil || s.Resolved || s.Root != cs.Root {
+						add(r, planItem{a: a, change: ChangeCaused, group: cs.Group, root: cs.Root, labels: groupLabels(nil, cause.Labels)})
+					}
+				}
+				continue
+			}
+			for _, d := range m.router.Route(a.Labels) {
+				s := a.Sent[d.Receiver]
+				switch {
+				case s == nil:
+					if now.Sub(a.FiredAt) < wait {
+						continue
+					}
+					g := groupKey(d.GroupBy, a.Labels)
+					add(d.Receiver, planItem{a: a, change: ChangeNew, group: g, root: open[d.Receiver][g], labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
+				case now.Sub(s.At) >= d.RepeatInterval:
+					add(d.Receiver, planItem{a: a, change: ChangeFiring, group: s.Group, root: s.Root, labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
+				}
+			}
+		case StateResolved:
+			for _, r := range sortedKeys(a.Sent) {
+				if s := a.Sent[r]; !s.Resolved {
+					add(r, planItem{a: a, change: ChangeResolved, group: s.Group, root: s.Root})
+				}
+			}
+		}
+	}
+
+	keys := make([]gkey, 0, len(items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].receiver != keys[j].receiver {
+			return keys[i].receiver < keys[j].receiver
+		}
+		if keys[i].group != keys[j].group {
+			return keys[i].group < keys[j].group
+		}
+		return keys[i].root < keys[j].root
+	})
+	var notes []Notification
+	var effects []effect
+	for _, k := range keys {
+		its := items[k]
+		in := map[string]bool{}
+		sending := false
+		for _, it := range its {
+			in[it.a.Fingerprint] = true
+			if it.change != ChangeResolved {
+				sending = true
+			}
+		}
+		// A group that speaks about firing alerts lists all its firing
+		// members, so the thread shows the whole incident and repeats of
+		// its members stay in step.
+		if sending && k.root != "" {
+			for _, a := range members[k] {
+				if in[a.Fingerprint] || a.State != StateFiring || len(a.SilencedBy) > 0 {
+					continue
+				}
+				ch := ChangeFiring
+				if a.CausedBy != "" {
+					ch = ChangeCaused
+				}
+				its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root})
+				in[a.Fingerprint] = true
+			}
+		}
+		id := newID()
+		root := k.root
+		kind := KindUpdate
+		if root == "" {
+			kind = KindFiring
+			root = id
+		} else {
+			closing := true
+			for _, a := range members[k] {
+				if a.State == StateFiring && a.CausedBy == "" && !(in[a.Fingerprint] && changeOf(its, a.Fingerprint) == ChangeResolved) {
+					closing = false
+					break
+				}
+			}
+			for _, it := range its {
+				if it.change == ChangeNew || (it.change == ChangeFiring && it.a.CausedBy == "") {
+					closing = false
+				}
+			}
+			if closing {
+				kind = KindResolved
+			}
+		}
+		sort.SliceStable(its, func(i, j int) bool {
+			ri, rj := changeRank[its[i].change], changeRank[its[j].change]
+			if ri != rj {
+				return ri < rj
+			}
+			return worse(&its[i].a.Finding, &its[j].a.Finding, its[i].a.Severity, its[j].a.Severity)
+		})
+		n := Notification{
+			ID: id, Receiver: k.receiver, Kind: kind, Status: "firing", GroupKey: k.group,
+			Thread: k.root, ExternalURL: m.cfg.Global.ExternalURL, CreatedAt: now,
+			RepeatInterval: m.cfg.Global.RepeatInterval.D(),
+		}
+		if kind == KindResolved {
+			n.Status = "resolved"
+		}
+		for _, it := range its {
+			if n.GroupLabels == nil && it.labels != nil {
+				n.GroupLabels = it.labels
+			}
+			if it.repeat > 0 {
+				n.RepeatInterval = it.repeat
+			}
+			v := it.a.view([]string{k.receiver})
+			v.Change = it.change
+			n.Alerts = append(n.Alerts, v)
+			effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: now})
+		}
+		if n.GroupLabels == nil {
+			n.GroupLabels = groupLabels(m.cfg.Global.GroupBy, its[0].a.Labels)
+		}
+		notes = append(notes, n)
+	}
+	return notes, effects
+}
+
+var changeRank = map[string]int{ChangeNew: 0, ChangeFiring: 0, ChangeCaused: 1, ChangeResolved: 2}
+
+func changeOf(its []planItem, fp string) string {
+	for _, it := range its {
+		if it.a.Fingerprint == fp {
+			return it.change
+		}
+	}
+	return ""
+}
+
+// groupKey renders the group_by labels' values; alerts with the same key
+// for the same receiver share one notification.
+func groupKey(by []string, labels map[string]string) string {
+	parts := make([]string, len(by))
+	for i, l := range by {
+		parts[i] = l + "=" + labels[l]
+	}
+	return strings.Join(parts, ",")
+}
+
+func groupLabels(by []string, labels map[string]string) map[string]string {
+	if by == nil {
+		by = []string{"model", "class"}
+	}
+	out := make(map[string]string, len(by))
+	for _, l := range by {
+		out[l] = labels[l]
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// prune forgets, in memory only, alerts that went inactive and resolved
+// alerts whose resolution was notified a while ago, and old outbox entries.
+func (m *Manager) prune(now time.Time) {
+	for fp, a := range m.alerts {
+		if m.dirty[fp] {
+			continue
+		}
+		switch a.State {
+		case StateInactive:
+			delete(m.alerts, fp)
+			delete(m.sources, fp)
+		case StateResolved:
+			done := true
+			for _, s := range a.Sent {
+				if !s.Resolved {
+					done = false
+				}
+			}
+			if done && now.Sub(a.ResolvedAt) > resolvedRetention {
+				delete(m.alerts, fp)
+				delete(m.sources, fp)
+			}
+		}
+	}
+	roots := m.openRoots()
+	for id, e := range m.outbox {
+		if e.status != statusPending && !e.dirty && now.Sub(e.n.CreatedAt) > outboxRetention && !roots[id] {
+			delete(m.outbox, id)
+		}
+	}
+}
+
+func (m *Manager) openRoots() map[string]bool {
+	roots := map[string]bool{}
+	for _, a := range m.alerts {
+		for _, s := range a.Sent {
+			if !s.Resolved {
+				roots[s.Root] = true
+			}
+		}
+	}
+	return roots
+}
+
+// Alerts returns every current alert (pending, firing, and recently
+// resolved), firing first and worst first, with the receivers its
+// notifications go to.
+func (m *Manager) Alerts() []View {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []View
+	var alerts []*Alert
+	for _, a := range m.alerts {
+		if a.State != StateInactive {
+			alerts = append(alerts, a)
+		}
+	}
+	sort.Slice(alerts, func(i, j int) bool {
+		si, sj := stateRank[alerts[i].State], stateRank[alerts[j].State]
+		if si != sj {
+			return si < sj
+		}
+		if alerts[i].Finding.Detector != alerts[j].Finding.Detector {
+			return alerts[i].Finding.Detector < alerts[j].Finding.Detector
+		}
+		if worse(&alerts[i].Finding, &alerts[j].Finding, alerts[i].Severity, alerts[j].Severity) {
+			return true
+		}
+		if worse(&alerts[j].Finding, &alerts[i].Finding, alerts[j].Severity, alerts[i].Severity) {
+			return false
+		}
+		return alerts[i].Fingerprint < alerts[j].Fingerprint
+	})
+	for _, a := range alerts {
+		out = append(out, a.view(m.receiversOf(a)))
+	}
+	return out
+}
+
+var stateRank = map[State]int{StateFiring: 0, StatePending: 1, StateResolved: 2}
+
+// receiversOf is where an alert's notifications go: its cause's receivers
+// when it has one, else its routes'.
+func (m *Manager) receiversOf(a *Alert) []string {
+	labels := a.Labels
+	if a.CausedBy != "" {
+		if c := m.alerts[a.CausedBy]; c != nil {
+			labels = c.Labels
+		}
+	}
+	var out []string
+	for _, d := range m.router.Route(labels) {
+		out = append(out, d.Receiver)
+	}
+	return out
+}
+
+// Silences returns the silences as last read (or written) by the manager.
+func (m *Manager) Silences() []Silence {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Silence(nil), m.silences...)
+}
+
+// AddSilence stores a silence and applies it from the next Process.
+func (m *Manager) AddSilence(ctx context.Context, s Silence) (Silence, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if s.StartsAt.IsZero() {
+		s.StartsAt = now
+	}
+	if m.silenceS != nil {
+		added, err := m.silenceS.Add(ctx, s, now)
+		if err != nil {
+			return Silence{}, err
+		}
+		s = added
+	} else {
+		if err := s.Validate(); err != nil {
+			return Silence{}, err
+		}
+		if s.ID == "" {
+			s.ID = newID()
+		}
+		s.UpdatedAt = now
+	}
+	m.silences = append(m.silences, s)
+	return s, nil
+}
+
+// ExpireSilence ends a silence now; notification of what it muted resumes
+// at the next Process.
+func (m *Manager) ExpireSilence(ctx context.Context, id string) (Silence, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if m.silenceS != nil {
+		s, err := m.silenceS.Expire(ctx, id, now)
+		if err != nil {
+			return Silence{}, err
+		}
+		m.refreshSilences(ctx)
+		return s, nil
+	}
+	for i := range m.silences {
+		if m.silences[i].ID == id {
+			if m.silences[i].EndsAt.After(now) {
+				m.silences[i].EndsAt = now
+			}
+			return m.silences[i], nil
+		}
+	}
+	return Silence{}, fmt.Errorf("expire %s: %w", id, ErrSilenceNotFound)
+}

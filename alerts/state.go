@@ -1,0 +1,309 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// alertRecord is an alert as stored in the data column of the alerts
+// table: everything needed to rebuild it after a restart.
+type alertRecord struct {
+	Fingerprint     string            `json:"fingerprint"`
+	Source          string            `json:"source"`
+	Labels          map[string]string `json:"labels"`
+	Finding         findingRecord     `json:"finding"`
+	Owner           string            `json:"owner"`
+	Severity        string            `json:"severity"`
+	RunbookURL      string            `json:"runbook_url"`
+	State           string            `json:"state"`
+	ActiveAt        time.Time         `json:"active_at"`
+	FiredAt         time.Time         `json:"fired_at"`
+	ResolvedAt      time.Time         `json:"resolved_at"`
+	LastEvalAt      time.Time         `json:"last_eval_at"`
+	KeepFiringSince time.Time         `json:"keep_firing_since"`
+	CausedBy        string            `json:"caused_by"`
+	SilencedBy      []string          `json:"silenced_by"`
+	Sent            map[string]*Sent  `json:"sent"`
+}
+
+// findingRecord is a detectors.Finding whose NaNs survive JSON.
+type findingRecord struct {
+	Detector       string            `json:"detector"`
+	Kind           string            `json:"kind"`
+	Class          string            `json:"class"`
+	Severity       string            `json:"severity"`
+	Model          string            `json:"model"`
+	Slice          map[string]string `json:"slice"`
+	Feature        string            `json:"feature"`
+	Metric         string            `json:"metric"`
+	Value          Number            `json:"value"`
+	Baseline       Number            `json:"baseline"`
+	PValue         Number            `json:"p_value"`
+	Effect         Number            `json:"effect"`
+	NCurrent       uint64            `json:"n_current"`
+	NBaseline      uint64            `json:"n_baseline"`
+	ShadowValue    Number            `json:"shadow_value"`
+	ShadowBaseline Number            `json:"shadow_baseline"`
+	Summary        string            `json:"summary"`
+	WindowStart    time.Time         `json:"window_start"`
+	At             time.Time         `json:"at"`
+}
+
+func toRecord(f detectors.Finding) findingRecord {
+	return findingRecord{
+		Detector: f.Detector, Kind: f.Kind, Class: f.Class, Severity: f.Severity, Model: f.Model,
+		Slice: f.Slice, Feature: f.Feature, Metric: f.Metric,
+		Value: Number(f.Value), Baseline: Number(f.Baseline), PValue: Number(f.PValue), Effect: Number(f.Effect),
+		NCurrent: f.NCurrent, NBaseline: f.NBaseline,
+		ShadowValue: Number(f.ShadowValue), ShadowBaseline: Number(f.ShadowBaseline),
+		Summary: f.Summary, WindowStart: f.WindowStart, At: f.At,
+	}
+}
+
+func (r findingRecord) finding() detectors.Finding {
+	return detectors.Finding{
+		Detector: r.Detector, Kind: r.Kind, Class: r.Class, Severity: r.Severity, Model: r.Model,
+		Slice: r.Slice, Feature: r.Feature, Metric: r.Metric,
+		Value: float64(r.Value), Baseline: float64(r.Baseline), PValue: float64(r.PValue), Effect: float64(r.Effect),
+		NCurrent: r.NCurrent, NBaseline: r.NBaseline,
+		ShadowValue: float64(r.ShadowValue), ShadowBaseline: float64(r.ShadowBaseline),
+		Summary: r.Summary, WindowStart: r.WindowStart, At: r.At,
+	}
+}
+
+var alertColumns = []string{
+	"fingerprint", "version", "updated_at", "state", "source", "detector", "model", "class", "owner", "severity",
+	"labels", "active_at", "fired_at", "resolved_at", "last_eval_at", "value", "baseline", "p_value",
+	"summary", "caused_by", "silenced_by", "data",
+}
+
+// dt makes a time storable as DateTime: the zero time is the epoch.
+func dt(t time.Time) time.Time {
+	if t.IsZero() || t.Unix() < 0 {
+		return time.Unix(0, 0).UTC()
+	}
+	return t.UTC()
+}
+
+// fin makes a float storable by both drivers (NaN stays NaN).
+func fin(f float64) float64 {
+	if math.IsInf(f, 0) {
+		return math.NaN()
+	}
+	return f
+}
+
+// persistAlerts writes every dirty alert as a new version; on failure they
+// stay dirty and are written by the next call.
+func (m *Manager) persistAlerts(ctx context.Context) error {
+	if len(m.dirty) == 0 {
+		return nil
+	}
+	if m.db == nil {
+		m.dirty = map[string]bool{}
+		return nil
+	}
+	now := m.now()
+	rows := make([][]any, 0, len(m.dirty))
+	for _, fp := range sortedKeys(m.dirty) {
+		a := m.alerts[fp]
+		if a == nil {
+			continue
+		}
+		rec := alertRecord{
+			Fingerprint: a.Fingerprint, Source: m.sources[fp], Labels: a.Labels, Finding: toRecord(a.Finding),
+			Owner: a.Owner, Severity: a.Severity, RunbookURL: a.RunbookURL, State: a.State.String(),
+			ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, LastEvalAt: a.LastEvalAt,
+			KeepFiringSince: a.KeepFiringSince, CausedBy: a.CausedBy, SilencedBy: a.SilencedBy, Sent: a.Sent,
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("alert %s: encode: %w", fp, err)
+		}
+		labels, _ := json.Marshal(a.Labels)
+		f := a.Finding
+		rows = append(rows, []any{
+			fp, m.ver.next(), dt(now), a.State.String(), m.sources[fp], f.Detector, f.Model, f.Class, a.Owner, a.Severity,
+			string(labels), dt(a.ActiveAt), dt(a.FiredAt), dt(a.ResolvedAt), dt(a.LastEvalAt),
+			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
+		})
+	}
+	if err := m.db.Insert(ctx, m.tables.Alerts(), alertColumns, rows); err != nil {
+		return fmt.Errorf("store alert states: %w", err)
+	}
+	m.dirty = map[string]bool{}
+	return nil
+}
+
+var outboxColumns = []string{
+	"id", "version", "seq", "created_at", "receiver", "group_key", "kind", "thread", "payload",
+	"status", "attempts", "next_attempt_at", "last_error", "sent_at", "ref",
+}
+
+// persistEntries writes outbox entries as new versions.
+func (m *Manager) persistEntries(ctx context.Context, es []*entry) error {
+	if m.db == nil {
+		for _, e := range es {
+			e.dirty = false
+		}
+		return nil
+	}
+	rows := make([][]any, 0, len(es))
+	for _, e := range es {
+		payload, err := encodePayload(&e.n)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []any{
+			e.n.ID, m.ver.next(), e.seq, dt(e.n.CreatedAt), e.n.Receiver, e.n.GroupKey, e.n.Kind, e.n.Thread, payload,
+			e.status, uint32(e.attempts), dt(e.next), e.lastErr, dt(e.sentAt), e.ref,
+		})
+	}
+	if err := m.db.Insert(ctx, m.tables.Outbox(), outboxColumns, rows); err != nil {
+		return err
+	}
+	for _, e := range es {
+		e.dirty = false
+	}
+	return nil
+}
+
+// Restore creates mlwatch's alert tables if missing and loads what a
+// previous process left: alert states, silences, and the outbox. Sent
+// records are replayed from the outbox too, so a crash between recording a
+// notification and saving the alert does not send it twice; pending
+// entries are delivered by the next Deliver. Without a store it does
+// nothing.
+func (m *Manager) Restore(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.db == nil {
+		return nil
+	}
+	var defs []store.TableDef
+	for _, d := range m.tables.Defs() {
+		switch d.Name {
+		case m.tables.Alerts().Name, m.tables.Silences().Name, m.tables.Outbox().Name:
+			defs = append(defs, d)
+		}
+	}
+	if err := store.Apply(ctx, m.db, m.tables.Database, defs); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	now := m.now()
+
+	res, err := m.db.Query(ctx, "SELECT version, data FROM "+m.tables.Alerts().Quoted()+" FINAL")
+	if err != nil {
+		return fmt.Errorf("restore alerts: %w", err)
+	}
+	alerts := map[string]*Alert{}
+	sources := map[string]string{}
+	roots := []string{}
+	for _, r := range res.Rows {
+		m.ver.seen(uint64(store.Int(r[0])))
+		var rec alertRecord
+		if err := json.Unmarshal([]byte(store.Str(r[1])), &rec); err != nil {
+			m.log.Warn("alert state unreadable, skipped", zap.Error(err))
+			continue
+		}
+		a := &Alert{
+			Fingerprint: rec.Fingerprint, Labels: rec.Labels, Finding: rec.Finding.finding(),
+			Owner: rec.Owner, Severity: rec.Severity, RunbookURL: rec.RunbookURL, State: parseState(rec.State),
+			ActiveAt: rec.ActiveAt, FiredAt: rec.FiredAt, ResolvedAt: rec.ResolvedAt, LastEvalAt: rec.LastEvalAt,
+			KeepFiringSince: rec.KeepFiringSince, CausedBy: rec.CausedBy, SilencedBy: rec.SilencedBy, Sent: rec.Sent,
+		}
+		if a.Sent == nil {
+			a.Sent = map[string]*Sent{}
+		}
+		if a.State == StateInactive {
+			continue
+		}
+		alerts[a.Fingerprint] = a
+		sources[a.Fingerprint] = rec.Source
+		for _, s := range a.Sent {
+			roots = append(roots, s.Root)
+		}
+	}
+
+	q := "SELECT id, version, seq, status, attempts, next_attempt_at, last_error, sent_at, ref, payload FROM " +
+		m.tables.Outbox().Quoted() + " FINAL WHERE created_at >= ? OR has(?, id)"
+	res, err = m.db.Query(ctx, q, dt(now.Add(-outboxRetention)), roots)
+	if err != nil {
+		return fmt.Errorf("restore outbox: %w", err)
+	}
+	outbox := map[string]*entry{}
+	for _, r := range res.Rows {
+		m.ver.seen(uint64(store.Int(r[1])))
+		var n Notification
+		if err := json.Unmarshal([]byte(store.Str(r[9])), &n); err != nil {
+			m.log.Warn("outbox entry unreadable, skipped", zap.String("id", store.Str(r[0])), zap.Error(err))
+			continue
+		}
+		e := &entry{
+			n: n, seq: uint64(store.Int(r[2])), status: store.Str(r[3]), attempts: int(store.Int(r[4])),
+			next: undt(store.Time(r[5])), lastErr: store.Str(r[6]), sentAt: undt(store.Time(r[7])), ref: store.Str(r[8]),
+		}
+		m.ver.seen(e.seq)
+		outbox[n.ID] = e
+	}
+
+	var silences []Silence
+	if m.silenceS != nil {
+		if silences, err = m.silenceS.List(ctx); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+
+	m.alerts, m.sources, m.outbox, m.silences = alerts, sources, outbox, silences
+	m.dirty = map[string]bool{}
+	// Replay the outbox onto the alerts' Sent records (idempotent).
+	es := make([]*entry, 0, len(outbox))
+	for _, e := range outbox {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].seq < es[j].seq })
+	for _, e := range es {
+		root := e.n.Thread
+		if root == "" {
+			root = e.n.ID
+		}
+		for _, v := range e.n.Alerts {
+			a := m.alerts[v.Fingerprint]
+			if a == nil || e.n.CreatedAt.Before(a.ActiveAt) {
+				continue
+			}
+			if s := a.Sent[e.n.Receiver]; s != nil && s.Root == root && !s.At.Before(e.n.CreatedAt) && (s.Resolved || v.Change != ChangeResolved) {
+				continue
+			}
+			m.applyEffect(effect{fp: v.Fingerprint, receiver: e.n.Receiver, change: v.Change, group: e.n.GroupKey, root: root, at: e.n.CreatedAt})
+		}
+	}
+	if err := m.persistAlerts(ctx); err != nil {
+		m.log.Warn("replayed alert states not stored", zap.Error(err))
+	}
+	pending := 0
+	for _, e := range outbox {
+		if e.status == statusPending {
+			pending++
+		}
+	}
+	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("silences", len(silences)))
+	return nil
+}
+
+func undt(t time.Time) time.Time {
+	if t.Unix() <= 0 {
+		return time.Time{}
+	}
+	return t
+}
