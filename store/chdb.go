@@ -40,7 +40,6 @@ var (
 	libOnce sync.Once
 	lib     *chdbLib
 	libErr  error
-	libPath string
 )
 
 // LibraryCandidates lists where the library is looked for, in order.
@@ -111,7 +110,7 @@ func loadLibrary(override string) (*chdbLib, error) {
 			}
 			purego.RegisterFunc(f.fn, sym)
 		}
-		lib, libPath = l, path
+		lib = l
 	})
 	return lib, libErr
 }
