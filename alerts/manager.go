@@ -318,14 +318,20 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	m.refreshSilences(ctx)
 	m.applySilences(now)
 	m.inhibit()
-	notes, effects := m.plan(now)
-	if len(notes) > 0 {
+	// Two passes: alerts caused by an infra alert first notified in the
+	// first pass go into its thread in the second.
+	var all []Notification
+	for pass := 0; pass < 2; pass++ {
+		notes, effects := m.plan(now)
+		if len(notes) == 0 {
+			break
+		}
 		entries := make([]*entry, len(notes))
 		for i := range notes {
-			entries[i] = &entry{n: notes[i], seq: m.ver.next(), status: statusPending, next: now}
+			entries[i] = &entry{n: notes[i], seq: m.ver.next(), status: statusPending}
 		}
 		if err := m.persistEntries(ctx, entries); err != nil {
-			return nil, fmt.Errorf("process: outbox: %w", err)
+			return all, fmt.Errorf("process: outbox: %w", err)
 		}
 		for _, e := range entries {
 			m.outbox[e.n.ID] = e
@@ -333,12 +339,13 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 		for _, ef := range effects {
 			m.applyEffect(ef)
 		}
+		all = append(all, notes...)
 	}
 	m.prune(now)
 	if err := m.persistAlerts(ctx); err != nil {
-		return notes, err
+		return all, err
 	}
-	return notes, nil
+	return all, nil
 }
 
 // refreshSilences reloads silences from ClickHouse so that silences added

@@ -1,0 +1,161 @@
+package alerts
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const lifecycleYAML = `
+models:
+  - name: fraud
+    table: predictions
+    slices: [country]
+    owners: {product: p, infra: i}
+detectors:
+  - name: br
+    kind: block_rate
+    model: fraud
+    for: 10m
+    keep_firing_for: 10m
+    severity: ticket
+    labels: {team: fraud-ml}
+  - name: plain
+    kind: block_rate
+    model: fraud
+receivers:
+  - name: p
+    webhook: {url: "http://127.0.0.1:1/p"}
+  - name: i
+    webhook: {url: "http://127.0.0.1:1/i"}
+`
+
+func TestLifecycle(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	fr := finding("br", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+	fp := Fingerprint("br", "fraud", "model_behavior", fr.Slice, "")
+	state := func() string {
+		v := viewByFP(m.Alerts(), fp)
+		if v == nil {
+			return "inactive"
+		}
+		return v.State
+	}
+
+	mustObserve(t, m, "br", t0, fr)
+	if s := state(); s != "pending" {
+		t.Fatalf("t0: %s, want pending (for: 10m)", s)
+	}
+	mustObserve(t, m, "br", t0.Add(5*time.Minute), fr)
+	if s := state(); s != "pending" {
+		t.Fatalf("t0+5m: %s, want pending", s)
+	}
+	mustObserve(t, m, "br", t0.Add(10*time.Minute), fr)
+	if s := state(); s != "firing" {
+		t.Fatalf("t0+10m: %s, want firing", s)
+	}
+	v := viewByFP(m.Alerts(), fp)
+	if v.Severity != "ticket" || v.Labels["team"] != "fraud-ml" || v.Labels["country"] != "FR" || v.Labels["slice"] != "country=FR" || v.Owner != "product" {
+		t.Fatalf("labels/severity from config not applied: %+v", v)
+	}
+	// Clear: keep_firing_for 10m holds it.
+	mustObserve(t, m, "br", t0.Add(15*time.Minute))
+	if s := state(); s != "firing" {
+		t.Fatalf("clear for 0m: %s, want firing (keep_firing_for)", s)
+	}
+	// The condition comes back: the keep-firing clock restarts.
+	mustObserve(t, m, "br", t0.Add(20*time.Minute), fr)
+	mustObserve(t, m, "br", t0.Add(25*time.Minute))
+	mustObserve(t, m, "br", t0.Add(30*time.Minute))
+	if s := state(); s != "firing" {
+		t.Fatalf("clear for 5m: %s, want firing", s)
+	}
+	// A run of another detector does not clear this one.
+	mustObserve(t, m, "plain", t0.Add(34*time.Minute))
+	if s := state(); s != "firing" {
+		t.Fatalf("another detector's run resolved it: %s", s)
+	}
+	mustObserve(t, m, "br", t0.Add(35*time.Minute))
+	if s := state(); s != "resolved" {
+		t.Fatalf("clear for 10m: %s, want resolved", s)
+	}
+	if v := viewByFP(m.Alerts(), fp); v.ResolvedAt == nil || !v.ResolvedAt.Equal(t0.Add(35*time.Minute)) {
+		t.Fatalf("resolved_at %v", v.ResolvedAt)
+	}
+	// Active again: a new lifecycle starting pending.
+	mustObserve(t, m, "br", t0.Add(40*time.Minute), fr)
+	if s := state(); s != "pending" {
+		t.Fatalf("reactivated: %s, want pending", s)
+	}
+	// Pending that clears goes away without ever firing.
+	mustObserve(t, m, "br", t0.Add(45*time.Minute))
+	mustProcess(t, m, t0.Add(45*time.Minute))
+	if s := state(); s != "inactive" {
+		t.Fatalf("pending then clear: %s, want inactive", s)
+	}
+}
+
+func TestDefaultForIsOneEvaluation(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	m := newManager(t, cfg, newClock(), &recorder{}, false)
+	f := finding("plain", "model_behavior", "fraud", "", 0.3, 0.05, 1e-9)
+	mustObserve(t, m, "plain", t0, f)
+	if vs := m.Alerts(); len(vs) != 1 || vs[0].State != "firing" || vs[0].Severity != "page" {
+		t.Fatalf("want one firing page alert, got %+v", vs)
+	}
+	// No keep_firing_for: the first clear run resolves.
+	mustObserve(t, m, "plain", t0.Add(5*time.Minute))
+	if vs := m.Alerts(); vs[0].State != "resolved" {
+		t.Fatalf("state %s, want resolved", vs[0].State)
+	}
+}
+
+func TestOneShotIgnoresFor(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	m := newManager(t, cfg, newClock(), &recorder{}, true)
+	mustObserve(t, m, "br", t0, finding("br", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9))
+	if vs := m.Alerts(); len(vs) != 1 || vs[0].State != "firing" {
+		t.Fatalf("one-shot: want firing, got %+v", vs)
+	}
+}
+
+func TestDedupKeepsWorstFinding(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	m := newManager(t, cfg, newClock(), &recorder{}, false)
+	a := finding("plain", "model_behavior", "fraud", "country=FR", 0.2, 0.05, 1e-3)
+	b := finding("plain", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+	b.Metric = "score_psi"
+	c := finding("plain", "model_behavior", "fraud", "country=DE", 0.3, 0.05, 1e-9)
+	mustObserve(t, m, "plain", t0, a, b, c)
+	vs := m.Alerts()
+	if len(vs) != 2 {
+		t.Fatalf("want 2 alerts (FR deduplicated), got %d", len(vs))
+	}
+	fr := viewByFP(vs, Fingerprint("plain", "fraud", "model_behavior", map[string]string{"country": "FR"}, ""))
+	if fr == nil || fr.Metric != "score_psi" {
+		t.Fatalf("dedup kept %+v, want the p=1e-9 finding", fr)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	base := Fingerprint("d", "m", "c", map[string]string{"a": "1", "b": "2"}, "f")
+	if base != Fingerprint("d", "m", "c", map[string]string{"b": "2", "a": "1"}, "f") {
+		t.Fatal("fingerprint depends on map order")
+	}
+	for name, other := range map[string]string{
+		"detector": Fingerprint("x", "m", "c", map[string]string{"a": "1", "b": "2"}, "f"),
+		"model":    Fingerprint("d", "x", "c", map[string]string{"a": "1", "b": "2"}, "f"),
+		"class":    Fingerprint("d", "m", "x", map[string]string{"a": "1", "b": "2"}, "f"),
+		"slice":    Fingerprint("d", "m", "c", map[string]string{"a": "1"}, "f"),
+		"feature":  Fingerprint("d", "m", "c", map[string]string{"a": "1", "b": "2"}, ""),
+	} {
+		if other == base {
+			t.Errorf("fingerprint ignores the %s", name)
+		}
+	}
+	if len(base) != 16 || strings.Trim(base, "0123456789abcdef") != "" {
+		t.Errorf("fingerprint %q: want 16 hex digits", base)
+	}
+}
