@@ -207,7 +207,7 @@ func (f *fakeSlack) fail(status int, retryAfter string) {
 }
 
 func (f *fakeSlack) auth(w http.ResponseWriter, r *http.Request) bool {
-	if r.Header.Get("Authorization") != "Bearer "+testToken {
+	if r.Header.Get("Authorization") != "Bearer "+testToken && r.Form.Get("token") != testToken {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_auth"})
 		return false
 	}

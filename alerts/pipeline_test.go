@@ -267,5 +267,3 @@ func TestSilences(t *testing.T) {
 		t.Fatal("a silence without matchers was accepted")
 	}
 }
-
-
