@@ -235,9 +235,16 @@ func (m *Manager) Restore(ctx context.Context) error {
 		}
 	}
 
+	// created_at and id never change between versions of an entry, so
+	// filtering on them before FINAL's merge is safe.
 	q := "SELECT id, version, seq, status, attempts, next_attempt_at, last_error, sent_at, ref, payload FROM " +
-		m.tables.Outbox().Quoted() + " FINAL WHERE created_at >= ? OR has(?, id)"
-	res, err = m.db.Query(ctx, q, dt(now.Add(-outboxRetention)), roots)
+		m.tables.Outbox().Quoted() + " FINAL WHERE created_at >= ?"
+	args := []any{dt(now.Add(-outboxRetention))}
+	if len(roots) > 0 {
+		q += " OR has(?, id)"
+		args = append(args, roots)
+	}
+	res, err = m.db.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("restore outbox: %w", err)
 	}
@@ -288,6 +295,9 @@ func (m *Manager) Restore(ctx context.Context) error {
 			m.applyEffect(effect{fp: v.Fingerprint, receiver: e.n.Receiver, change: v.Change, group: e.n.GroupKey, root: root, at: e.n.CreatedAt})
 		}
 	}
+	// Derived state a lost write may lack: silences and root causes.
+	m.applySilences(now)
+	m.inhibit()
 	if err := m.persistAlerts(ctx); err != nil {
 		m.log.Warn("replayed alert states not stored", zap.Error(err))
 	}
