@@ -332,3 +332,5 @@ func viewByFP(vs []View, fp string) *View {
 	}
 	return nil
 }
+
+func nanValue() float64 { return math.NaN() }
