@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -36,49 +37,54 @@ type alertRecord struct {
 	Sent            map[string]*Sent  `json:"sent"`
 }
 
-// findingRecord is a detectors.Finding whose NaNs survive JSON.
+// findingRecord is a detectors.Finding whose NaNs survive JSON: its float
+// fields are shadowed by Numbers (the outer field wins in encoding/json);
+// fields the detectors add later are carried by the embedded Finding.
 type findingRecord struct {
-	Detector       string            `json:"detector"`
-	Kind           string            `json:"kind"`
-	Class          string            `json:"class"`
-	Severity       string            `json:"severity"`
-	Model          string            `json:"model"`
-	Slice          map[string]string `json:"slice"`
-	Feature        string            `json:"feature"`
-	Metric         string            `json:"metric"`
-	Value          Number            `json:"value"`
-	Baseline       Number            `json:"baseline"`
-	PValue         Number            `json:"p_value"`
-	Effect         Number            `json:"effect"`
-	NCurrent       uint64            `json:"n_current"`
-	NBaseline      uint64            `json:"n_baseline"`
-	ShadowValue    Number            `json:"shadow_value"`
-	ShadowBaseline Number            `json:"shadow_baseline"`
-	Summary        string            `json:"summary"`
-	WindowStart    time.Time         `json:"window_start"`
-	At             time.Time         `json:"at"`
+	detectors.Finding
+	Value          Number `json:"value"`
+	Baseline       Number `json:"baseline"`
+	PValue         Number `json:"p_value"`
+	Effect         Number `json:"effect"`
+	ShadowValue    Number `json:"shadow_value"`
+	ShadowBaseline Number `json:"shadow_baseline"`
 }
 
 func toRecord(f detectors.Finding) findingRecord {
-	return findingRecord{
-		Detector: f.Detector, Kind: f.Kind, Class: f.Class, Severity: f.Severity, Model: f.Model,
-		Slice: f.Slice, Feature: f.Feature, Metric: f.Metric,
-		Value: Number(f.Value), Baseline: Number(f.Baseline), PValue: Number(f.PValue), Effect: Number(f.Effect),
-		NCurrent: f.NCurrent, NBaseline: f.NBaseline,
+	r := findingRecord{
+		Finding: scrubNaN(f),
+		Value:   Number(f.Value), Baseline: Number(f.Baseline), PValue: Number(f.PValue), Effect: Number(f.Effect),
 		ShadowValue: Number(f.ShadowValue), ShadowBaseline: Number(f.ShadowBaseline),
-		Summary: f.Summary, WindowStart: f.WindowStart, At: f.At,
 	}
+	return r
 }
 
 func (r findingRecord) finding() detectors.Finding {
-	return detectors.Finding{
-		Detector: r.Detector, Kind: r.Kind, Class: r.Class, Severity: r.Severity, Model: r.Model,
-		Slice: r.Slice, Feature: r.Feature, Metric: r.Metric,
-		Value: float64(r.Value), Baseline: float64(r.Baseline), PValue: float64(r.PValue), Effect: float64(r.Effect),
-		NCurrent: r.NCurrent, NBaseline: r.NBaseline,
-		ShadowValue: float64(r.ShadowValue), ShadowBaseline: float64(r.ShadowBaseline),
-		Summary: r.Summary, WindowStart: r.WindowStart, At: r.At,
+	f := r.Finding
+	f.Value, f.Baseline, f.PValue, f.Effect = float64(r.Value), float64(r.Baseline), float64(r.PValue), float64(r.Effect)
+	f.ShadowValue, f.ShadowBaseline = float64(r.ShadowValue), float64(r.ShadowBaseline)
+	return f
+}
+
+// scrubNaN returns a copy of f whose float64 maps (second figures) hold no
+// NaN or infinity, which JSON cannot carry; those entries are dropped.
+func scrubNaN(f detectors.Finding) detectors.Finding {
+	v := reflect.ValueOf(&f).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		fv := v.Field(i)
+		if fv.Kind() != reflect.Map || fv.Type().Elem().Kind() != reflect.Float64 || fv.IsNil() || !fv.CanSet() {
+			continue
+		}
+		clean := reflect.MakeMap(fv.Type())
+		for _, k := range fv.MapKeys() {
+			x := fv.MapIndex(k).Float()
+			if !math.IsNaN(x) && !math.IsInf(x, 0) {
+				clean.SetMapIndex(k, fv.MapIndex(k))
+			}
+		}
+		fv.Set(clean)
 	}
+	return f
 }
 
 var alertColumns = []string{

@@ -39,6 +39,8 @@ func commands() map[string]command {
 		"check-config": {"validate a config file; exit 1 listing each problem as FILE:LINE: message", checkConfig},
 		"schema":       {"schema apply: create mlwatch's tables (and --predictions, the canonical prediction table)", schemaCmd},
 		"generate":     {"insert realistic synthetic traffic with injectable incidents", generateCmd},
+		"routes":       {"routes test: the receivers a label set reaches", routesCmd},
+		"silence":      {"silence add|list|expire: mute matching alerts for a while", silenceCmd},
 	}
 }
 
