@@ -290,6 +290,15 @@ func (v *validator) receiver(path string, r *Receiver) {
 	if r.Slack == nil && r.Webhook == nil && r.Alertmanager == nil {
 		v.errf(path, "receiver %q needs slack, webhook or alertmanager", r.Name)
 	}
+	kinds := 0
+	for _, set := range []bool{r.Slack != nil, r.Webhook != nil, r.Alertmanager != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		v.errf(path, "receiver %q sets more than one of slack, webhook and alertmanager; make one receiver each and route to both", r.Name)
+	}
 	if s := r.Slack; s != nil {
 		if s.Channel == "" {
 			v.errf(path+".slack.channel", "channel is required")
