@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,28 @@ func TestFingerprint(t *testing.T) {
 	}
 	if len(base) != 16 || strings.Trim(base, "0123456789abcdef") != "" {
 		t.Errorf("fingerprint %q: want 16 hex digits", base)
+	}
+}
+
+func TestMonitorFindingsKeepTheirSeverity(t *testing.T) {
+	// br pages for its own findings; its failures are still tickets.
+	cfg := loadConfig(t, strings.Replace(lifecycleYAML, "severity: ticket", "severity: page", 1), nil)
+	m := newManager(t, cfg, newClock(), &recorder{}, false)
+	f := finding("br", "monitoring_failure", "fraud", "", 3, 0, math.NaN())
+	f.Kind = KindMonitor
+	mustObserve(t, m, "monitor", t0, f)
+	vs := m.Alerts()
+	if len(vs) != 1 || vs[0].Severity != "ticket" || vs[0].Owner != "infra" || vs[0].Receiver != "i" || vs[0].Labels["team"] != "fraud-ml" {
+		t.Fatalf("monitoring failure: %+v", vs)
+	}
+	// The monitor's next report without it resolves it; a run of the
+	// detector itself does not touch it.
+	mustObserve(t, m, "br", t0.Add(time.Minute))
+	if vs := m.Alerts(); vs[0].State != "firing" {
+		t.Fatalf("state %s after the detector's own run", vs[0].State)
+	}
+	mustObserve(t, m, "monitor", t0.Add(2*time.Minute))
+	if vs := m.Alerts(); vs[0].State != "resolved" {
+		t.Fatalf("state %s after the monitor's clear report", vs[0].State)
 	}
 }

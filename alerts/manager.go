@@ -30,6 +30,10 @@ const (
 	deliveryMaxAge = 24 * time.Hour
 )
 
+// KindMonitor is the detector kind of the monitor's own findings
+// (monitoring_failure: a detector's query failing run after run).
+const KindMonitor = "monitor"
+
 // Options configure a Manager.
 type Options struct {
 	Config *configs.Config
@@ -228,7 +232,9 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 		}
 		ci := detectors.Classes[f.Class]
 		sev := f.Severity
-		if fcfg != nil && fcfg.Severity != "" {
+		// A detector's severity is for its own findings, not for the
+		// monitor's report that the detector keeps failing.
+		if fcfg != nil && fcfg.Severity != "" && f.Kind != KindMonitor {
 			sev = fcfg.Severity
 		}
 		if sev == "" {

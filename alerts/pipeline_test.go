@@ -267,3 +267,71 @@ func TestSilences(t *testing.T) {
 		t.Fatal("a silence without matchers was accepted")
 	}
 }
+
+func TestReloadKeepsState(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, false)
+	f := finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+	mustObserve(t, m, "fraud-block-rate", t0, f)
+	if ns := mustProcess(t, m, t0.Add(time.Minute)); len(ns) != 1 || ns[0].Receiver != "fraud-product" {
+		t.Fatalf("before reload: %v", summarize(ns))
+	}
+	// The new config adds an audit route (continue) for pages.
+	next := loadConfig(t, baseYAML+`
+  - name: audit
+    webhook: {url: "http://127.0.0.1:1/audit"}
+route:
+  routes:
+    - matchers: [severity=page]
+      receiver: audit
+      continue: true
+`, nil)
+	if err := m.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	vs := m.Alerts()
+	if len(vs) != 1 || vs[0].State != "firing" || !vs[0].ActiveAt.Equal(t0) {
+		t.Fatalf("state lost on reload: %+v", vs)
+	}
+	// Already told fraud-product: only the new receiver hears of it.
+	ns := mustProcess(t, m, t0.Add(2*time.Minute))
+	if len(ns) != 1 || ns[0].Receiver != "audit" {
+		t.Fatalf("after reload: %v", summarize(ns))
+	}
+}
+
+func TestConcurrentDeliveryAndEvaluation(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			_, _ = m.Deliver(ctx)
+			_ = m.Alerts()
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		at := clock.Advance(time.Minute)
+		var fs []detectorsFinding
+		for j := 0; j < i%7; j++ {
+			fs = append(fs, finding("fraud-block-rate", "model_behavior", "fraud", fmt.Sprintf("country=C%d", j), 0.3, 0.05, 1e-9))
+		}
+		mustObserve(t, m, "fraud-block-rate", at, fs...)
+		mustProcess(t, m, at)
+	}
+	cancel()
+	<-done
+	mustDeliver(t, m)
+	if len(m.Outbox()) != 0 {
+		t.Fatalf("%d left in the outbox", len(m.Outbox()))
+	}
+	if len(rec.all()) == 0 {
+		t.Fatal("nothing delivered")
+	}
+}

@@ -3,7 +3,9 @@ package alerts
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,23 +178,21 @@ func TestSlack5xxAndTimeoutsRetriedWithBackoff(t *testing.T) {
 func TestSlackTimeoutIsRetryable(t *testing.T) {
 	clock := newClock()
 	slow := make(chan struct{})
-	srv := newFakeSlack(t, clock)
-	mux := http.NewServeMux()
-	calls := 0
-	mux.HandleFunc("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		if calls == 1 {
-			select {
+	fake := newFakeSlack(t, clock)
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // hang past the client's timeout
 			case <-slow:
 			case <-time.After(2 * time.Second):
 			}
 			return
 		}
-		srv.chat(w, r)
-	})
-	srv.srv.Config.Handler = mux
+		fake.chat(w, r)
+	}))
+	defer srv.Close()
 	defer close(slow)
-	cfg := loadConfig(t, baseYAML, map[string]string{configs.EnvSlackAPIURL: srv.URL()})
+	cfg := loadConfig(t, baseYAML, map[string]string{configs.EnvSlackAPIURL: srv.URL + "/"})
 	s := NewSlack(SlackOptions{Name: "x", Receiver: *cfg.Receivers[2].Slack, Global: cfg.Slack,
 		HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}, Now: clock.Now, Sleep: clock.Sleep})
 	n := &Notification{ID: "n1", Receiver: "x", Kind: KindFiring, Alerts: []View{{Class: "model_behavior", Model: "churn", Severity: "page"}}}
