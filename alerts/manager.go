@@ -324,6 +324,18 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	m.refreshSilences(ctx)
 	m.applySilences(now)
 	m.inhibit()
+	// Delivery results whose write failed earlier.
+	var stale []*entry
+	for _, e := range m.outbox {
+		if e.dirty {
+			stale = append(stale, e)
+		}
+	}
+	if len(stale) > 0 {
+		if err := m.persistEntries(ctx, stale); err != nil {
+			m.log.Warn("outbox updates still not stored", zap.Int("entries", len(stale)), zap.Error(err))
+		}
+	}
 	// Two passes: alerts caused by an infra alert first notified in the
 	// first pass go into its thread in the second.
 	var all []Notification
@@ -758,6 +770,17 @@ func (m *Manager) Alerts() []View {
 		out = append(out, a.view(m.receiversOf(a)))
 	}
 	return out
+}
+
+// Alert returns one current alert by fingerprint (the alert page).
+func (m *Manager) Alert(fingerprint string) (View, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.alerts[fingerprint]
+	if a == nil || a.State == StateInactive {
+		return View{}, false
+	}
+	return a.view(m.receiversOf(a)), true
 }
 
 var stateRank = map[State]int{StateFiring: 0, StatePending: 1, StateResolved: 2}

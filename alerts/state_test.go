@@ -213,3 +213,29 @@ func TestSilencesInClickHouse(t *testing.T) {
 		})
 	}
 }
+
+func TestDeliveryMarkSurvivesAFailedWrite(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			cfg := loadConfig(t, baseYAML+fmt.Sprintf("state: {database: %s}\n", eng.Database), nil)
+			clock := newClock()
+			flaky := &flakyStore{Store: eng.DB, table: "mlwatch_outbox"}
+			rec := &recorder{}
+			m1 := durableManager(t, cfg, flaky, clock, rec)
+			mustObserve(t, m1, "churn-block-rate", clock.Now(), finding("churn-block-rate", "model_behavior", "churn", "", 0.3, 0.1, 1e-9))
+			mustProcess(t, m1, clock.Advance(time.Minute))
+			// Sent, but the "sent" mark cannot be written ...
+			flaky.failing = true
+			if st := mustDeliver(t, m1); st.Sent != 1 {
+				t.Fatalf("deliver: %+v", st)
+			}
+			// ... until the next Process, which writes it.
+			flaky.failing = false
+			mustProcess(t, m1, clock.Advance(time.Minute))
+			m2 := durableManager(t, cfg, eng.DB, clock, rec)
+			if p := m2.Outbox(); len(p) != 0 {
+				t.Fatalf("after restart %d entries pending: the delivery would repeat", len(p))
+			}
+		})
+	}
+}
