@@ -1,7 +1,3 @@
-// Package detectors holds one file per detector kind. Each detector builds
-// ONE pushed-down ClickHouse query per evaluation (current and baseline
-// figures for every slice) and turns its rows into findings with the
-// statistics in stats.go.
 package detectors
 
 import (
@@ -79,9 +75,14 @@ type Finding struct {
 	ShadowBaseline float64 `json:"shadow_baseline"`
 
 	Summary string `json:"summary"`
-	// WindowStart and At bound the current window [WindowStart, At).
+	// WindowStart and WindowEnd bound the current window; At is the
+	// evaluation time (WindowEnd plus the detector's eval_delay).
 	WindowStart time.Time `json:"window_start"`
 	At          time.Time `json:"at"`
+	WindowEnd   time.Time `json:"window_end"`
+	// Details holds second figures that explain the decision (Jensen–Shannon
+	// beside PSI, score correlation, the seasonal spread), by name.
+	Details map[string]float64 `json:"details,omitempty"`
 }
 
 // SliceKey renders a slice as canonical JSON ({} for the aggregate), the

@@ -1,0 +1,304 @@
+package detectors
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Querier runs one aggregated SELECT and returns its whole result; a
+// *store.DB is one. Detectors need nothing else from ClickHouse.
+type Querier interface {
+	Query(ctx context.Context, query string, args ...any) (*store.Result, error)
+}
+
+// Detector is one configured check of one model, ready to evaluate at any
+// time. It holds no state between evaluations: the alert lifecycle lives
+// in the alerts package.
+type Detector struct {
+	cfg   *configs.Detector
+	model *configs.Model
+	impl  kind
+}
+
+// kind is what each detector kind provides: its one query for a set of
+// windows, and the evaluation of that query's rows into hypotheses.
+type kind interface {
+	query(w windows) *sqlText
+	evaluate(res *store.Result, r *run) error
+}
+
+// New prepares the detector d of config cfg (a config that configs.Load
+// accepted, so identifiers are valid and defaults are filled).
+func New(cfg *configs.Config, d *configs.Detector) (*Detector, error) {
+	if d == nil {
+		return nil, fmt.Errorf("detectors: nil detector")
+	}
+	var m *configs.Model
+	for i := range cfg.Models {
+		if cfg.Models[i].Name == d.Model {
+			m = &cfg.Models[i]
+		}
+	}
+	if m == nil {
+		return nil, fmt.Errorf("detector %s: unknown model %q", d.Name, d.Model)
+	}
+	det := &Detector{cfg: d, model: m}
+	var err error
+	switch d.Kind {
+	case configs.KindBlockRate:
+		det.impl, err = newBlockRate(det)
+	case configs.KindFeatureHealth:
+		det.impl, err = newFeatureHealth(det)
+	case configs.KindShadow:
+		det.impl, err = newShadow(det)
+	case configs.KindVolume:
+		det.impl, err = newVolume(det)
+	case configs.KindFreshness:
+		det.impl, err = newFreshness(det)
+	case configs.KindStaleness:
+		det.impl, err = newStaleness(det)
+	case configs.KindExpectation:
+		det.impl, err = newExpectation(det)
+	default:
+		err = fmt.Errorf("unknown kind %q", d.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("detector %s: %w", d.Name, err)
+	}
+	return det, nil
+}
+
+// Config returns the detector's configuration, for schedules and labels.
+func (d *Detector) Config() *configs.Detector { return d.cfg }
+
+// Query renders the exact SQL an evaluation at `at` runs, for `explain`
+// and the runs table.
+func (d *Detector) Query(at time.Time) (string, error) {
+	sql, err := d.impl.query(newWindows(d.cfg, at)).bind()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
+	}
+	return sql, nil
+}
+
+// Evaluate runs the detector's one query for windows ending at `at` (less
+// eval_delay) and decides its hypotheses. A query error is returned
+// wrapped, with the partial Result still carrying the query text.
+func (d *Detector) Evaluate(ctx context.Context, q Querier, at time.Time) (*Result, error) {
+	w := newWindows(d.cfg, at)
+	res := &Result{
+		Detector:    d.cfg.Name,
+		Kind:        d.cfg.Kind,
+		Model:       d.model.Name,
+		At:          w.at,
+		WindowStart: w.cur.from,
+		WindowEnd:   w.cur.to,
+	}
+	sql, err := d.impl.query(w).bind()
+	if err != nil {
+		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
+	}
+	res.Query = sql
+	rows, err := q.Query(ctx, sql)
+	if err != nil {
+		return res, fmt.Errorf("%s %s: query: %w", d.cfg.Kind, d.cfg.Name, err)
+	}
+	res.Stats = rows.Stats
+	r := &run{d: d, w: w}
+	if err := d.impl.evaluate(rows, r); err != nil {
+		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
+	}
+	r.finish(res)
+	return res, nil
+}
+
+// Result is everything one evaluation produced: the findings to alert on,
+// every hypothesis it checked (for the evaluations table and charts), how
+// many it skipped for lack of samples, and the query it ran.
+type Result struct {
+	Detector string
+	Kind     string
+	Model    string
+	// At is the evaluation time; [WindowStart, WindowEnd) the current
+	// window (WindowEnd = At - eval_delay).
+	At          time.Time
+	WindowStart time.Time
+	WindowEnd   time.Time
+
+	Findings    []Finding
+	Evaluations []Evaluation
+	// Skipped counts slice (and feature) checks below min_samples.
+	Skipped int
+	// Query is the exact SQL text that ran (values bound).
+	Query string
+	Stats store.Stats
+}
+
+// Evaluation is one checked hypothesis with its figures, firing or not:
+// the row shape of the evaluations table (store.Tables.Evaluations).
+type Evaluation struct {
+	Metric  string
+	Slice   map[string]string
+	Feature string
+	Class   string // the class it would alert as
+	Value   float64
+	// Baseline is the comparison figure; BaselineLow/High bound the band
+	// inside which the value does not alert (NaN where there is none).
+	Baseline     float64
+	BaselineLow  float64
+	BaselineHigh float64
+	ShadowValue  float64 // NaN without shadow figures
+	PValue       float64 // NaN where no test applies
+	NCurrent     uint64
+	NBaseline    uint64
+	Firing       bool
+}
+
+// EvaluationColumns are the evaluations table's columns in the order of
+// Result.EvaluationRows.
+var EvaluationColumns = []string{"at", "detector", "kind", "model", "metric", "slice", "feature", "class",
+	"value", "baseline", "baseline_low", "baseline_high", "shadow_value", "p_value", "n_current", "n_baseline", "firing", "source"}
+
+// EvaluationRows renders the evaluations as rows for store.Insert into the
+// evaluations table; source is "run" or "backtest".
+func (r *Result) EvaluationRows(source string) [][]any {
+	rows := make([][]any, 0, len(r.Evaluations))
+	for _, e := range r.Evaluations {
+		firing := uint8(0)
+		if e.Firing {
+			firing = 1
+		}
+		rows = append(rows, []any{r.At, r.Detector, r.Kind, r.Model, e.Metric, SliceKey(e.Slice), e.Feature, e.Class,
+			e.Value, e.Baseline, e.BaselineLow, e.BaselineHigh, e.ShadowValue, e.PValue, e.NCurrent, e.NBaseline, firing, source})
+	}
+	return rows
+}
+
+// hypothesis is one decision of a run: its figures, whether its non-test
+// conditions hold (effect size, thresholds), and the finding it becomes.
+type hypothesis struct {
+	Evaluation
+	// gate holds when every condition but the test holds; a hypothesis
+	// with a NaN p-value fires on the gate alone.
+	gate    bool
+	effect  float64
+	shadowB float64
+	summary string
+	details map[string]float64
+}
+
+// run collects one evaluation's hypotheses and decides them together.
+type run struct {
+	d       *Detector
+	w       windows
+	hyps    []*hypothesis
+	skipped int
+	// suppress, when set, clears Firing of hypotheses another one explains
+	// (a fill is not also drift); it runs after the joint decision.
+	suppress func(hyps []*hypothesis)
+}
+
+func (r *run) add(h *hypothesis) {
+	r.hyps = append(r.hyps, h)
+}
+
+// finish applies Benjamini–Hochberg at the detector's fdr over every
+// tested hypothesis, fires the significant ones whose gate holds (and the
+// untested ones whose gate holds), and builds the findings.
+func (r *run) finish(res *Result) {
+	ps := make([]float64, len(r.hyps))
+	for i, h := range r.hyps {
+		ps[i] = h.PValue
+	}
+	rejected := BH(ps, r.d.cfg.FDR)
+	for i, h := range r.hyps {
+		h.Firing = h.gate && (math.IsNaN(h.PValue) || rejected[i])
+	}
+	if r.suppress != nil {
+		r.suppress(r.hyps)
+	}
+	res.Skipped = r.skipped
+	for _, h := range r.hyps {
+		res.Evaluations = append(res.Evaluations, h.Evaluation)
+		if h.Firing {
+			res.Findings = append(res.Findings, r.finding(h))
+		}
+	}
+	sort.SliceStable(res.Findings, func(i, j int) bool {
+		a, b := res.Findings[i], res.Findings[j]
+		if a.Class != b.Class {
+			return a.Class < b.Class
+		}
+		return len(a.Slice) < len(b.Slice)
+	})
+}
+
+func (r *run) finding(h *hypothesis) Finding {
+	sev := r.d.cfg.Severity
+	if sev == "" {
+		sev = Classes[h.Class].Severity
+	}
+	slice := h.Slice
+	if slice == nil {
+		slice = map[string]string{}
+	}
+	return Finding{
+		Detector:       r.d.cfg.Name,
+		Kind:           r.d.cfg.Kind,
+		Class:          h.Class,
+		Severity:       sev,
+		Model:          r.d.model.Name,
+		Slice:          slice,
+		Feature:        h.Feature,
+		Metric:         h.Metric,
+		Value:          h.Value,
+		Baseline:       h.Baseline,
+		PValue:         h.PValue,
+		Effect:         h.effect,
+		NCurrent:       h.NCurrent,
+		NBaseline:      h.NBaseline,
+		ShadowValue:    h.ShadowValue,
+		ShadowBaseline: h.shadowB,
+		Summary:        h.summary,
+		WindowStart:    r.w.cur.from,
+		WindowEnd:      r.w.cur.to,
+		At:             r.w.at,
+		Details:        h.details,
+	}
+}
+
+// newHyp starts a hypothesis with every optional figure NaN.
+func newHyp(metric string, slice map[string]string, feature, class string) *hypothesis {
+	nan := math.NaN()
+	return &hypothesis{
+		Evaluation: Evaluation{
+			Metric: metric, Slice: slice, Feature: feature, Class: class,
+			Value: nan, Baseline: nan, BaselineLow: nan, BaselineHigh: nan, ShadowValue: nan, PValue: nan,
+		},
+		effect:  nan,
+		shadowB: nan,
+	}
+}
+
+// margin is the effect-size gate as an absolute change from base: the
+// larger of min_abs_change and min_rel_change times the baseline.
+func (d *Detector) margin(base float64) float64 {
+	return math.Max(d.cfg.MinAbsChange, d.cfg.MinRelChange*base)
+}
+
+// enough reports whether a sample meets min_samples.
+func (d *Detector) enough(n float64) bool { return n >= float64(d.cfg.MinSamples) }
+
+// slices returns the detector's slice columns: its own list, or the model's.
+func (d *Detector) slices() []string {
+	if d.cfg.Slices != nil {
+		return *d.cfg.Slices
+	}
+	return d.model.Slices
+}

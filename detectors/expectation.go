@@ -1,0 +1,140 @@
+package detectors
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// expectation checks golden requests, as data tests do: the rows that the
+// configured structured matchers select (no SQL from config) must have a
+// block rate within [min_rate, max_rate]. A breach, significant by an
+// exact binomial test against the bound, is model_behavior.
+type expectation struct {
+	d   *Detector
+	src source
+	p   *configs.ExpectationParams
+}
+
+// MetricExpected is the matched rows' block rate.
+const MetricExpected = "expected_block_rate"
+
+func newExpectation(d *Detector) (kind, error) {
+	p := d.cfg.Expectation
+	if p == nil || len(p.Match) == 0 || (p.MinRate == nil && p.MaxRate == nil) {
+		return nil, fmt.Errorf("expectation needs match and min_rate or max_rate")
+	}
+	for _, m := range p.Match {
+		switch m.Op {
+		case configs.OpEq, configs.OpNe, configs.OpPrefix, configs.OpIn:
+		default:
+			return nil, fmt.Errorf("unknown match op %q", m.Op)
+		}
+	}
+	return &expectation{d: d, src: newSource(d), p: p}, nil
+}
+
+// match renders the matchers as bound conditions on toString(column).
+func (e *expectation) match(q *sqlText) {
+	for _, m := range e.p.Match {
+		c := "toString(" + store.MustIdent(m.Column) + ")"
+		switch m.Op {
+		case configs.OpEq:
+			q.add(" AND "+c+" = ?", m.Value)
+		case configs.OpNe:
+			q.add(" AND "+c+" != ?", m.Value)
+		case configs.OpPrefix:
+			q.add(" AND startsWith("+c+", ?)", m.Value)
+		case configs.OpIn:
+			q.add(" AND has(?, "+c+")", m.Values)
+		}
+	}
+}
+
+// describe renders the matchers for a summary.
+func (e *expectation) describe() string {
+	parts := make([]string, len(e.p.Match))
+	for i, m := range e.p.Match {
+		switch m.Op {
+		case configs.OpIn:
+			parts[i] = fmt.Sprintf("%s in [%s]", m.Column, strings.Join(m.Values, ", "))
+		case configs.OpPrefix:
+			parts[i] = fmt.Sprintf("%s prefix %q", m.Column, m.Value)
+		case configs.OpNe:
+			parts[i] = fmt.Sprintf("%s != %q", m.Column, m.Value)
+		default:
+			parts[i] = fmt.Sprintf("%s = %q", m.Column, m.Value)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// The expectation has no baseline: only the current window is read.
+func (e *expectation) query(w windows) *sqlText {
+	s := e.src
+	w.base = nil
+	q := &sqlText{}
+	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, count() AS n, sum(_dec) AS x\nFROM (\n  SELECT ")
+	s.window(q, w)
+	q.add(" AS _w, toUInt8(ifNull(" + s.col(s.m.Columns.Decision) + " != 0, 0)) AS _dec, ")
+	s.slices(q, e.d.slices(), w, false)
+	q.add(" AS _s\n  FROM " + s.table + "\n  WHERE ")
+	s.where(q, w.all(), false)
+	e.match(q)
+	q.add("\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
+	return q
+}
+
+func (e *expectation) evaluate(res *store.Result, r *run) error {
+	groups, err := groupRows(res, "")
+	if err != nil {
+		return err
+	}
+	c, err := cols(res, "n", "x")
+	if err != nil {
+		return err
+	}
+	if len(groups) == 0 {
+		r.skipped++
+	}
+	for _, g := range groups {
+		cur := Prop{g.num(0, c[1]), g.num(0, c[0])}
+		if !e.d.enough(cur.N) {
+			r.skipped++
+			continue
+		}
+		rate := cur.Rate()
+		check := func(bound float64, below bool) {
+			h := newHyp(MetricExpected, sliceOf(g.col, g.val), "", ClassModelBehavior)
+			h.Value, h.Baseline, h.NCurrent = rate, bound, uint64(cur.N)
+			h.effect = rate - bound
+			side := "above the maximum"
+			if below {
+				h.BaselineLow = bound
+				h.PValue = BinomCDF(cur.X, cur.N, bound)
+				h.gate = rate < bound
+				side = "below the minimum"
+			} else {
+				h.BaselineHigh = bound
+				h.PValue = BinomSF(cur.X, cur.N, bound)
+				h.gate = rate > bound
+			}
+			where := ""
+			if g.col != "" {
+				where = " in " + label(g.col, g.val)
+			}
+			h.summary = fmt.Sprintf("golden rows (%s)%s block rate %s is %s %s (%s of %s blocked, %s)",
+				e.describe(), where, pct(rate), side, pct(bound), count(cur.X), count(cur.N), pval(h.PValue))
+			r.add(h)
+		}
+		if e.p.MinRate != nil {
+			check(*e.p.MinRate, true)
+		}
+		if e.p.MaxRate != nil {
+			check(*e.p.MaxRate, false)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,333 @@
+package detectors
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// featureHealth watches each feature's null rate (a rise, an absolute
+// ceiling, all values NULL), default-value fill, frozen (constant) values
+// and the distribution of its non-null values. The first four are the
+// feature pipeline breaking (infra); drift of healthy values is the world
+// changing (population_shift, info) and is only reported when none of the
+// pipeline checks explains it.
+type featureHealth struct {
+	d     *Detector
+	src   source
+	p     *configs.FeatureHealthParams
+	names []string // features to watch; empty: every name in the data (arrays layout)
+}
+
+// Metrics of feature_health.
+const (
+	MetricNullRate    = "null_rate"
+	MetricNullCeiling = "null_rate_max"
+	MetricAllNull     = "all_null"
+	MetricFillRate    = "fill_rate"
+	MetricFrozen      = "frozen"
+	MetricFeaturePSI  = "feature_psi"
+)
+
+func newFeatureHealth(d *Detector) (kind, error) {
+	p := d.cfg.FeatureHealth
+	if p == nil || p.DefaultValue == nil {
+		return nil, fmt.Errorf("feature_health parameters missing (load the config with configs.Load)")
+	}
+	f := &featureHealth{d: d, src: newSource(d), p: p, names: p.Features}
+	if len(f.names) == 0 {
+		f.names = d.model.Features.Names
+	}
+	if d.model.Features.Layout == configs.LayoutColumns && len(f.names) == 0 {
+		return nil, fmt.Errorf("the columns feature layout needs feature names")
+	}
+	for _, n := range f.names {
+		if n == "" {
+			return nil, fmt.Errorf("empty feature name")
+		}
+	}
+	return f, nil
+}
+
+// columns renders, in the per-row level, the feature arrays the next level
+// array-joins: _names (” first: a pseudo-feature that counts the rows, so
+// that a feature absent from a row counts as NULL) and _vals (values as
+// Nullable(Float64), NULL for the pseudo-feature).
+func (f *featureHealth) columns(q *sqlText) {
+	fs := f.src.m.Features
+	null := "CAST(NULL AS Nullable(Float64))"
+	if fs.Layout == configs.LayoutColumns {
+		vals := []string{null}
+		for _, n := range f.names {
+			vals = append(vals, "toNullable(toFloat64("+store.MustIdent(n)+"))")
+		}
+		q.add("? AS _names, ["+strings.Join(vals, ", ")+"] AS _vals", append([]string{""}, f.names...))
+		return
+	}
+	q.add("arrayConcat([''], " + store.MustIdent(fs.NamesColumn) + ") AS _names, ")
+	q.add("arrayConcat([" + null + "], " + store.MustIdent(fs.ValuesColumn) + ") AS _vals")
+}
+
+// filter keeps the listed features (arrays layout with a list).
+func (f *featureHealth) filter(q *sqlText) {
+	if f.src.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
+		q.add("\n    WHERE has(?, _f)", append([]string{""}, f.names...))
+	}
+}
+
+// fill renders the default value of feature _f.
+func (f *featureHealth) fill(q *sqlText) {
+	if len(f.p.Defaults) == 0 {
+		q.add("?", *f.p.DefaultValue)
+		return
+	}
+	keys := make([]string, 0, len(f.p.Defaults))
+	for k := range f.p.Defaults {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	vals := make([]float64, len(keys))
+	for i, k := range keys {
+		vals[i] = f.p.Defaults[k]
+	}
+	q.add("transform(_f, ?, ?, ?)", keys, vals, *f.p.DefaultValue)
+}
+
+// The window and the slices are computed per row, before the feature
+// ARRAY JOIN multiplies the rows by the number of features.
+func (f *featureHealth) query(w windows) *sqlText {
+	s := f.src
+	q := &sqlText{}
+	q.add("SELECT sc, sv, feature, w, sum(c) AS rows, sumIf(c, bin != 65535) AS nn, sum(fills) AS fills,\n")
+	q.add("  minIf(mn, bin != 65535) AS mn, maxIf(mx, bin != 65535) AS mx,\n")
+	q.add("  groupArrayIf(bin, bin != 65535) AS bins, groupArrayIf(c, bin != 65535) AS cnts\n")
+	q.add("FROM (\n  SELECT sc, sv, _f AS feature, w, _bin AS bin,\n")
+	q.add("    count() AS c, sum(_fill) AS fills, min(_v) AS mn, max(_v) AS mx\n")
+	q.add("  FROM (\n    SELECT sc, sv, w, _f, _v, " + bin("_v") + " AS _bin,\n")
+	q.add("      toUInt8(_f != '' AND ifNull(_v = ")
+	f.fill(q)
+	q.add(", 0)) AS _fill\n    FROM (\n      SELECT ")
+	s.window(q, w)
+	q.add(" AS w, ")
+	s.slices(q, f.d.slices(), w, false)
+	q.add(" AS _s, _s.1 AS sc, _s.2 AS sv,\n        ")
+	f.columns(q)
+	q.add("\n      FROM " + s.table + "\n      WHERE ")
+	s.where(q, w.all(), false)
+	q.add("\n    ) ARRAY JOIN _names AS _f, _vals AS _v")
+	f.filter(q)
+	q.add("\n  )\n  GROUP BY sc, sv, feature, w, bin\n)\nGROUP BY sc, sv, feature, w\nORDER BY sc, sv, feature, w")
+	return q
+}
+
+func (f *featureHealth) evaluate(res *store.Result, r *run) error {
+	groups, err := groupRows(res, "feature")
+	if err != nil {
+		return err
+	}
+	c, err := cols(res, "rows", "nn", "fills", "mn", "mx", "bins", "cnts")
+	if err != nil {
+		return err
+	}
+	rows, nn, fills, mn, mx, bins, cnts := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+	nb := len(r.w.base)
+	// The pseudo-feature '' counts each slice's rows per window.
+	counters := map[[2]string]*group{}
+	for _, g := range groups {
+		if g.feature == "" {
+			counters[[2]string{g.col, g.val}] = g
+		}
+	}
+	for _, g := range groups {
+		if g.feature == "" {
+			continue
+		}
+		rc := counters[[2]string{g.col, g.val}]
+		if rc == nil {
+			continue
+		}
+		slice := sliceOf(g.col, g.val)
+		lbl := label(g.col, g.val)
+		if g.col == "" {
+			lbl = "all rows"
+		}
+		nCur, nBase := rc.num(0, rows), rc.base(nb, rows)
+		vCur, vBase := g.num(0, nn), g.base(nb, nn)
+		if !f.d.enough(nCur) || !f.d.enough(nBase) {
+			r.skipped++
+			continue
+		}
+		curNull := Prop{nCur - vCur, nCur}
+		baseNull := Prop{nBase - vBase, nBase}
+		days := make([]Prop, nb)
+		for w := 1; w <= nb; w++ {
+			nd := rc.num(w, rows)
+			days[w-1] = Prop{nd - g.num(w, nn), nd}
+		}
+		var spread float64
+		if r.w.seasonal {
+			spread = SeasonalVar(days)
+		}
+
+		// All values NULL: the feature is missing.
+		if vBase >= float64(f.d.cfg.MinSamples) {
+			h := newHyp(MetricAllNull, slice, g.feature, ClassFeaturePipeline)
+			q := (baseNull.X + 0.5) / (baseNull.N + 1)
+			h.Value, h.Baseline = curNull.Rate(), baseNull.Rate()
+			h.effect = h.Value - h.Baseline
+			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+			h.PValue = math.Exp(nCur * math.Log(q))
+			h.gate = vCur == 0
+			h.summary = fmt.Sprintf("feature %s is NULL in every row (%s rows; %s null in the baseline)", g.feature, count(nCur), pct(baseNull.Rate()))
+			if g.col != "" {
+				h.summary = lbl + ": " + h.summary
+			}
+			r.add(h)
+		}
+
+		// Null rate rise.
+		h := newHyp(MetricNullRate, slice, g.feature, ClassFeaturePipeline)
+		margin := f.d.margin(baseNull.Rate())
+		h.PValue = ChangeTest(curNull, baseNull, Change{Margin: margin, Var: spread, Tail: TailUp})
+		h.Value, h.Baseline = curNull.Rate(), baseNull.Rate()
+		h.effect = h.Value - h.Baseline
+		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(spread+h.Baseline*(1-h.Baseline)/nCur))
+		h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+		h.gate = h.effect >= margin
+		h.summary = fmt.Sprintf("%s: feature %s null rate %s vs %s baseline (n=%s vs %s)", lbl, g.feature, pct(h.Value), pct(h.Baseline), count(nCur), count(nBase))
+		h.details = details("seasonal_sd", math.Sqrt(spread), "margin", margin)
+		r.add(h)
+
+		// Null rate above the ceiling (newly: a feature that is always
+		// sparse is not broken).
+		if curNull.Rate() > f.p.NullRateMax && baseNull.Rate() <= f.p.NullRateMax {
+			h := newHyp(MetricNullCeiling, slice, g.feature, ClassFeaturePipeline)
+			h.Value, h.Baseline, h.BaselineHigh = curNull.Rate(), f.p.NullRateMax, f.p.NullRateMax
+			h.effect = h.Value - f.p.NullRateMax
+			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+			h.PValue = BinomSF(curNull.X, curNull.N, f.p.NullRateMax)
+			h.gate = true
+			h.summary = fmt.Sprintf("%s: feature %s null rate %s is above the ceiling %s (baseline %s, n=%s)", lbl, g.feature, pct(h.Value), pct(f.p.NullRateMax), pct(baseNull.Rate()), count(nCur))
+			r.add(h)
+		}
+
+		if !f.d.enough(vCur) || !f.d.enough(vBase) {
+			continue
+		}
+		curH := g.hist(0, bins, cnts)
+		dayH := make([]Hist, nb)
+		baseH := Hist{}
+		for w := 1; w <= nb; w++ {
+			dayH[w-1] = g.hist(w, bins, cnts)
+			baseH.Add(dayH[w-1])
+		}
+
+		// Default-value fill among non-null values.
+		def := *f.p.DefaultValue
+		if v, ok := f.p.Defaults[g.feature]; ok {
+			def = v
+		}
+		curFill, baseFill := Prop{g.num(0, fills), vCur}, Prop{g.base(nb, fills), vBase}
+		fdays := make([]Prop, nb)
+		for w := 1; w <= nb; w++ {
+			fdays[w-1] = Prop{g.num(w, fills), g.num(w, nn)}
+		}
+		fspread := 0.0
+		if r.w.seasonal {
+			fspread = SeasonalVar(fdays)
+		}
+		h = newHyp(MetricFillRate, slice, g.feature, ClassFeaturePipeline)
+		margin = f.d.margin(baseFill.Rate())
+		h.PValue = ChangeTest(curFill, baseFill, Change{Margin: margin, Var: fspread, Tail: TailUp})
+		h.Value, h.Baseline = curFill.Rate(), baseFill.Rate()
+		h.effect = h.Value - h.Baseline
+		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(fspread+h.Baseline*(1-h.Baseline)/vCur))
+		h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
+		h.gate = h.effect >= margin
+		h.summary = fmt.Sprintf("%s: feature %s equals the default %s in %s of values vs %s baseline (n=%s vs %s)", lbl, g.feature, fnum(def), pct(h.Value), pct(h.Baseline), count(vCur), count(vBase))
+		r.add(h)
+
+		// Frozen: one value now, several in the baseline. The p-value is
+		// the chance that every current value lands in that value's
+		// baseline bin.
+		cmin, cmax := g.num(0, mn), g.num(0, mx)
+		bmin, bmax := math.Inf(1), math.Inf(-1)
+		for w := 1; w <= nb; w++ {
+			if g.num(w, nn) > 0 {
+				bmin, bmax = math.Min(bmin, g.num(w, mn)), math.Max(bmax, g.num(w, mx))
+			}
+		}
+		if cmin == cmax && bmin < bmax {
+			share := baseH[math.Float64bits(cmin+0)>>49] / baseH.Total()
+			h := newHyp(MetricFrozen, slice, g.feature, ClassFeaturePipeline)
+			h.Value, h.Baseline = cmin, share
+			h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
+			h.PValue = math.Exp(vCur * math.Log(share))
+			h.gate = true
+			h.details = details("value", cmin, "baseline_share", share, "fill", def)
+			h.summary = fmt.Sprintf("%s: feature %s is frozen at %s in all %s values (baseline: %s of values in its bin, range %s..%s)", lbl, g.feature, fnum(cmin), count(vCur), pct(share), fnum(bmin), fnum(bmax))
+			r.add(h)
+		}
+
+		// Drift of the non-null values.
+		if f.p.Drift != nil && *f.p.Drift {
+			dr := histDrift(curH, dayH)
+			if !math.IsNaN(dr.psi) {
+				h := newHyp(MetricFeaturePSI, slice, g.feature, ClassPopulationShift)
+				h.Value, h.Baseline, h.PValue = dr.psi, dr.excess, dr.p
+				h.BaselineLow, h.BaselineHigh = 0, dr.excess+f.p.PSIAlert
+				h.effect = dr.psi - dr.excess
+				h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
+				h.gate = h.effect >= f.p.PSIAlert
+				h.details = details("js", dr.js, "day_to_day_psi", dr.excess)
+				h.summary = fmt.Sprintf("%s: feature %s distribution PSI %s (JS %s, day-to-day %s) over %d baseline decile bins (n=%s vs %s)", lbl, g.feature, fnum(dr.psi), fnum(dr.js), fnum(dr.excess), dr.bins, count(vCur), count(vBase))
+				r.add(h)
+			}
+		}
+	}
+	r.suppress = suppressFeatures
+	return nil
+}
+
+// suppressFeatures reports each broken feature once: all-NULL explains
+// everything else; a null-rate rise explains crossing the ceiling; a fill
+// explains freezing at the default; any pipeline failure explains drift.
+func suppressFeatures(hyps []*hypothesis) {
+	type key struct{ slice, feature string }
+	firing := map[key]map[string]*hypothesis{}
+	for _, h := range hyps {
+		if h.Firing {
+			k := key{SliceKey(h.Slice), h.Feature}
+			if firing[k] == nil {
+				firing[k] = map[string]*hypothesis{}
+			}
+			firing[k][h.Metric] = h
+		}
+	}
+	for _, m := range firing {
+		clear := func(metrics ...string) {
+			for _, x := range metrics {
+				if h := m[x]; h != nil {
+					h.Firing = false
+				}
+			}
+		}
+		if m[MetricAllNull] != nil {
+			clear(MetricNullRate, MetricNullCeiling, MetricFillRate, MetricFrozen, MetricFeaturePSI)
+			continue
+		}
+		if m[MetricNullRate] != nil {
+			clear(MetricNullCeiling)
+		}
+		if fr, fz := m[MetricFillRate], m[MetricFrozen]; fr != nil && fz != nil && fz.details["value"] == fz.details["fill"] {
+			clear(MetricFrozen)
+		}
+		if m[MetricNullRate] != nil || m[MetricNullCeiling] != nil || m[MetricFillRate] != nil || m[MetricFrozen] != nil {
+			clear(MetricFeaturePSI)
+		}
+	}
+}

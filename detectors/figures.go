@@ -1,0 +1,280 @@
+package detectors
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// col is a result column's position; get returns its value in a window.
+type col int
+
+func cols(res *store.Result, names ...string) ([]col, error) {
+	out := make([]col, len(names))
+	for i, n := range names {
+		j := res.Index(n)
+		if j < 0 {
+			return nil, fmt.Errorf("result lacks column %s", n)
+		}
+		out[i] = col(j)
+	}
+	return out, nil
+}
+
+// num is the number in column c of window w (0 when the window has no row).
+func (g *group) num(w int, c col) float64 {
+	row, ok := g.byW[w]
+	if !ok {
+		return 0
+	}
+	f := store.Float(row[c])
+	if math.IsNaN(f) {
+		return 0
+	}
+	return f
+}
+
+// base sums column c over the baseline windows 1..nb.
+func (g *group) base(nb int, c col) float64 {
+	var s float64
+	for w := 1; w <= nb; w++ {
+		s += g.num(w, c)
+	}
+	return s
+}
+
+// days returns the per-window proportions x/n of the baseline windows.
+func (g *group) days(nb int, x, n col) []Prop {
+	out := make([]Prop, nb)
+	for w := 1; w <= nb; w++ {
+		out[w-1] = Prop{g.num(w, x), g.num(w, n)}
+	}
+	return out
+}
+
+// hist reads window w's histogram from parallel arrays of bins and counts,
+// leaving out nullBin.
+func (g *group) hist(w int, bins, counts col) Hist {
+	h := Hist{}
+	row, ok := g.byW[w]
+	if !ok {
+		return h
+	}
+	bs, _ := row[bins].([]any)
+	cs, _ := row[counts].([]any)
+	for i := range bs {
+		if i >= len(cs) {
+			break
+		}
+		b := uint64(store.Int(bs[i]))
+		if b == nullBin {
+			continue
+		}
+		h[b] += store.Float(cs[i])
+	}
+	return h
+}
+
+// Hist is a sparse histogram of float64 values by bin (see bin in
+// query.go: the top 15 bits of the float, so bins order like values).
+type Hist map[uint64]float64
+
+// binValue is a value inside bin b (the edge nearest zero), for ordering.
+func binValue(b uint64) float64 { return math.Float64frombits(b << 49) }
+
+// Add adds o's counts into h.
+func (h Hist) Add(o Hist) {
+	for b, c := range o {
+		h[b] += c
+	}
+}
+
+// Total is the sum of the counts.
+func (h Hist) Total() float64 {
+	var s float64
+	for _, c := range h {
+		s += c
+	}
+	return s
+}
+
+// Max is the largest share of one bin (0 for an empty histogram).
+func (h Hist) Max() float64 {
+	t := h.Total()
+	if t == 0 {
+		return 0
+	}
+	var m float64
+	for _, c := range h {
+		m = math.Max(m, c)
+	}
+	return m / t
+}
+
+// Deciles returns the upper edges of up to ten groups of the histogram's
+// bins holding about a tenth of its mass each: PSI's "bins cut at
+// baseline deciles", with tied values (a bin holding more than a tenth)
+// kept whole, as qcut does with duplicates dropped. Values above the last
+// edge fall in the last group.
+func (h Hist) Deciles() []float64 {
+	keys := h.sorted()
+	total := h.Total()
+	var edges []float64
+	var cum float64
+	next := 1
+	for i, b := range keys {
+		cum += h[b]
+		if next < 10 && cum >= total*float64(next)/10 && i < len(keys)-1 {
+			edges = append(edges, binValue(b))
+			for next < 10 && cum >= total*float64(next)/10 {
+				next++
+			}
+		}
+	}
+	return edges
+}
+
+func (h Hist) sorted() []uint64 {
+	keys := make([]uint64, 0, len(h))
+	for b := range h {
+		keys = append(keys, b)
+	}
+	sort.Slice(keys, func(i, j int) bool { return binValue(keys[i]) < binValue(keys[j]) })
+	return keys
+}
+
+// Group sums the histogram into the len(edges)+1 groups the edges cut.
+func (h Hist) Group(edges []float64) []float64 {
+	out := make([]float64, len(edges)+1)
+	for b, c := range h {
+		out[sort.SearchFloat64s(edges, binValue(b))] += c
+	}
+	return out
+}
+
+// drift is the PSI of a current histogram against a baseline (pooled over
+// days) over the baseline's deciles, with Jensen–Shannon, the excess PSI
+// of the baseline days among themselves (day-to-day drift, subtracted
+// before deciding) and the χ² p-value of what remains.
+type drift struct {
+	psi, js, excess, p float64
+	bins               int
+}
+
+func histDrift(cur Hist, days []Hist) drift {
+	base := Hist{}
+	for _, d := range days {
+		base.Add(d)
+	}
+	nan := math.NaN()
+	out := drift{psi: nan, js: nan, p: nan}
+	edges := base.Deciles()
+	if len(edges) == 0 || cur.Total() == 0 {
+		return out
+	}
+	out.bins = len(edges) + 1
+	c, b := cur.Group(edges), base.Group(edges)
+	out.psi, out.js = PSI(c, b), JS(c, b)
+	// Day-to-day drift: each baseline day against the other days.
+	var sum float64
+	k := 0
+	for _, d := range days {
+		nd := d.Total()
+		rest := base.Total() - nd
+		if nd == 0 || rest == 0 || len(days) < 2 {
+			continue
+		}
+		r := Hist{}
+		r.Add(base)
+		for bn, cn := range d {
+			r[bn] -= cn
+		}
+		sum += PSI(d.Group(edges), r.Group(edges)) - PSINoise(nd, rest, out.bins)
+		k++
+	}
+	if k > 0 {
+		out.excess = math.Max(0, sum/float64(k))
+	}
+	out.p = PSITest(out.psi-out.excess, cur.Total(), base.Total(), out.bins)
+	return out
+}
+
+// Formatting for summaries.
+
+// pct renders a rate as a percentage with one decimal (two below 0.1%).
+func pct(x float64) string {
+	switch {
+	case math.IsNaN(x):
+		return "n/a"
+	case x != 0 && math.Abs(x) < 0.001:
+		return strconv.FormatFloat(100*x, 'f', 2, 64) + "%"
+	}
+	return strconv.FormatFloat(100*x, 'f', 1, 64) + "%"
+}
+
+// count renders a count with thousands separators: 61,008.
+func count(x float64) string {
+	s := strconv.FormatFloat(math.Round(x), 'f', 0, 64)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// label names a slice in a summary: "overall", "FR", "country (null)".
+func label(col, val string) string {
+	switch {
+	case col == "":
+		return "overall"
+	case strings.HasPrefix(val, "("):
+		return col + " " + val
+	}
+	return val
+}
+
+// fnum renders a figure with up to three significant decimals.
+func fnum(x float64) string {
+	if math.IsNaN(x) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(x, 'g', 3, 64)
+}
+
+// pval renders a p-value for a summary.
+func pval(p float64) string {
+	switch {
+	case math.IsNaN(p):
+		return ""
+	case p < 1e-6:
+		return "p<1e-6"
+	}
+	return "p=" + strconv.FormatFloat(p, 'g', 2, 64)
+}
+
+// details builds a details map without NaN figures (JSON has no NaN).
+func details(kv ...any) map[string]float64 {
+	out := map[string]float64{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		f, _ := kv[i+1].(float64)
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			out[kv[i].(string)] = f
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

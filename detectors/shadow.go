@@ -1,0 +1,173 @@
+package detectors
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// shadow compares production and shadow decisions on the same requests:
+// the disagreement rate in each direction (production blocks what the
+// shadow passes, and the reverse) per slice against its baseline, with the
+// score correlation of the pairs as a second figure. A divergence is a
+// ticket for the product team: one of the two models changed.
+type shadow struct {
+	d   *Detector
+	src source
+	p   *configs.ShadowParams
+}
+
+// Metrics of shadow.
+const (
+	MetricProdBlocks   = "disagreement_production_blocks"
+	MetricShadowBlocks = "disagreement_shadow_blocks"
+	MetricCorrelation  = "score_correlation"
+)
+
+func newShadow(d *Detector) (kind, error) {
+	if d.model.Shadow.Mode == configs.ShadowNone {
+		return nil, fmt.Errorf("model %s has no shadow data (shadow.mode none)", d.model.Name)
+	}
+	p := d.cfg.ShadowParams
+	if p == nil {
+		p = &configs.ShadowParams{}
+	}
+	return &shadow{d: d, src: newSource(d), p: p}, nil
+}
+
+// pairs renders the innermost SELECT of paired requests: columns _w, pd,
+// sd (decisions), a, b (scores), paired, and the slice values _c0.. .
+func (sh *shadow) pairs(q *sqlText, w windows) []string {
+	s := sh.src
+	c := s.m.Columns
+	dec := func(e string) string { return fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", e) }
+	slices := sh.d.slices()
+	vals := make([]string, len(slices))
+	for i := range slices {
+		vals[i] = fmt.Sprintf("_c%d", i)
+	}
+	if s.m.Shadow.Mode == configs.ShadowColumns {
+		q.add("SELECT ")
+		s.window(q, w)
+		q.add(" AS _w, " + dec(s.col(c.Decision)) + " AS pd, " + dec(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
+		q.add("      toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
+		q.add("      isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired")
+		for i, sl := range slices {
+			q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(sl), i))
+		}
+		q.add("\n    FROM " + s.table + "\n    WHERE ")
+		s.where(q, w.all(), false)
+		return vals
+	}
+	prod := s.col(c.Role) + " = ?"
+	pr, sr := s.m.Shadow.ProductionRole, s.m.Shadow.ShadowRole
+	q.add("SELECT anyIf(")
+	s.window(q, w)
+	q.add(", "+prod+") AS _w, ", pr)
+	q.add("anyIf("+dec(s.col(c.Decision))+", "+prod+") AS pd, ", pr)
+	q.add("anyIf("+dec(s.col(c.Decision))+", "+s.col(c.Role)+" = ?) AS sd,\n", sr)
+	q.add("      anyIf(toFloat64("+s.col(c.Score)+"), "+prod+") AS a, ", pr)
+	q.add("anyIf(toFloat64("+s.col(c.Score)+"), "+s.col(c.Role)+" = ?) AS b,\n", sr)
+	q.add("      countIf("+prod+") > 0 AND countIf("+s.col(c.Role)+" = ?) > 0 AS paired", pr, sr)
+	for i, sl := range slices {
+		q.add(fmt.Sprintf(", anyIf(%s, %s) AS _c%d", s.sliceValue(sl), prod, i), pr)
+	}
+	q.add("\n    FROM " + s.table + "\n    WHERE ")
+	s.where(q, w.all(), true)
+	q.add("\n    GROUP BY " + s.col(c.RequestID))
+	return vals
+}
+
+func (sh *shadow) query(w windows) *sqlText {
+	s := sh.src
+	q := &sqlText{}
+	fin := "ifNull(isFinite(a) AND isFinite(b), 0)"
+	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, countIf(paired) AS n,\n")
+	q.add("  countIf(paired AND pd = 1 AND sd = 0) AS pb, countIf(paired AND pd = 0 AND sd = 1) AS sb, countIf(NOT paired) AS unpaired,\n")
+	q.add("  countIf(paired AND " + fin + ") AS nc, sumIf(a, paired AND " + fin + ") AS sa, sumIf(b, paired AND " + fin + ") AS sbs,\n")
+	q.add("  sumIf(a * a, paired AND " + fin + ") AS saa, sumIf(b * b, paired AND " + fin + ") AS sbb, sumIf(a * b, paired AND " + fin + ") AS sab\n")
+	q.add("FROM (\n  SELECT *, ")
+	// The slice tuple is built over the paired rows.
+	inner := &sqlText{}
+	vals := sh.pairs(inner, w)
+	s.slicesOf(q, sh.d.slices(), vals, w, false)
+	q.add(" AS _s\n  FROM (\n    ")
+	q.add(inner.b.String(), inner.args...)
+	q.add("\n  )\n  WHERE _w != 255\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
+	return q
+}
+
+// corr is Pearson's correlation from sums.
+func corr(n, sa, sb, saa, sbb, sab float64) float64 {
+	if n < 2 {
+		return math.NaN()
+	}
+	va, vb := n*saa-sa*sa, n*sbb-sb*sb
+	if va <= 0 || vb <= 0 {
+		return math.NaN()
+	}
+	return (n*sab - sa*sb) / math.Sqrt(va*vb)
+}
+
+func (sh *shadow) evaluate(res *store.Result, r *run) error {
+	groups, err := groupRows(res, "")
+	if err != nil {
+		return err
+	}
+	c, err := cols(res, "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab")
+	if err != nil {
+		return err
+	}
+	n, pb, sb, unpaired := c[0], c[1], c[2], c[3]
+	nb := len(r.w.base)
+	for _, g := range groups {
+		slice := sliceOf(g.col, g.val)
+		nCur, nBase := g.num(0, n), g.base(nb, n)
+		if !sh.d.enough(nCur) || !sh.d.enough(nBase) {
+			r.skipped++
+			continue
+		}
+		cc := corr(g.num(0, c[4]), g.num(0, c[5]), g.num(0, c[6]), g.num(0, c[7]), g.num(0, c[8]), g.num(0, c[9]))
+		bc := corr(g.base(nb, c[4]), g.base(nb, c[5]), g.base(nb, c[6]), g.base(nb, c[7]), g.base(nb, c[8]), g.base(nb, c[9]))
+		for _, dir := range []struct {
+			metric string
+			x      col
+			what   string
+		}{
+			{MetricProdBlocks, pb, "production blocks, shadow passes"},
+			{MetricShadowBlocks, sb, "shadow blocks, production passes"},
+		} {
+			cur, base := Prop{g.num(0, dir.x), nCur}, Prop{g.base(nb, dir.x), nBase}
+			var spread float64
+			if r.w.seasonal {
+				spread = SeasonalVar(g.days(nb, dir.x, n))
+			}
+			h := newHyp(dir.metric, slice, "", ClassModelDivergence)
+			margin := sh.d.margin(base.Rate())
+			h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: TailUp})
+			h.Value, h.Baseline = cur.Rate(), base.Rate()
+			h.effect = h.Value - h.Baseline
+			h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(spread+h.Baseline*(1-h.Baseline)/nCur))
+			h.ShadowValue, h.shadowB = cc, bc
+			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+			h.gate = h.effect >= margin
+			h.details = details("score_correlation", cc, "baseline_score_correlation", bc, "unpaired", g.num(0, unpaired))
+			h.summary = fmt.Sprintf("%s: %s on %s of requests vs %s baseline (n=%s vs %s pairs); score correlation %s vs %s",
+				label(g.col, g.val), dir.what, pct(h.Value), pct(h.Baseline), count(nCur), count(nBase), fnum(cc), fnum(bc))
+			r.add(h)
+		}
+		if sh.p.MinCorrelation != 0 && !math.IsNaN(cc) {
+			h := newHyp(MetricCorrelation, slice, "", ClassModelDivergence)
+			h.Value, h.Baseline, h.BaselineLow = cc, bc, sh.p.MinCorrelation
+			h.effect = cc - bc
+			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+			h.gate = cc < sh.p.MinCorrelation && !(bc < sh.p.MinCorrelation)
+			h.summary = fmt.Sprintf("%s: production/shadow score correlation %s vs %s baseline, below %s (n=%s pairs)",
+				label(g.col, g.val), fnum(cc), fnum(bc), fnum(sh.p.MinCorrelation), count(nCur))
+			r.add(h)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package detectors
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// volume compares the request count of the aggregate and every slice with
+// its baseline: a drop below drop_ratio or a spike above spike_ratio of
+// the expected count, decided by a Poisson test at that ratio (negative
+// binomial when the baseline days spread more than Poisson), is the
+// logging path or the pipeline failing.
+type volume struct {
+	d   *Detector
+	src source
+	p   *configs.VolumeParams
+}
+
+// Metrics of volume and freshness.
+const (
+	MetricVolume = "volume"
+	MetricLag    = "lag_seconds"
+)
+
+func newVolume(d *Detector) (kind, error) {
+	if d.cfg.Volume == nil {
+		return nil, fmt.Errorf("volume parameters missing (load the config with configs.Load)")
+	}
+	return &volume{d: d, src: newSource(d), p: d.cfg.Volume}, nil
+}
+
+func (v *volume) query(w windows) *sqlText {
+	s := v.src
+	q := &sqlText{}
+	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, count() AS n\nFROM (\n  SELECT ")
+	s.window(q, w)
+	q.add(" AS _w, ")
+	s.slices(q, v.d.slices(), w, false)
+	q.add(" AS _s\n  FROM " + s.table + "\n  WHERE ")
+	s.where(q, w.all(), false)
+	q.add("\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
+	return q
+}
+
+func (v *volume) evaluate(res *store.Result, r *run) error {
+	groups, err := groupRows(res, "")
+	if err != nil {
+		return err
+	}
+	c, err := cols(res, "n")
+	if err != nil {
+		return err
+	}
+	n := c[0]
+	nb := len(r.w.base)
+	if len(groups) == 0 {
+		// Not a row in any window: nothing to expect either.
+		r.skipped++
+	}
+	for _, g := range groups {
+		x := g.num(0, n)
+		var expect, expectVar, extra float64
+		if r.w.seasonal {
+			days := make([]float64, nb)
+			for w := 1; w <= nb; w++ {
+				days[w-1] = g.num(w, n)
+			}
+			expect = g.base(nb, n) / float64(nb)
+			extra = CountVar(days)
+			// A new day's count spreads by the day-to-day excess, and the
+			// mean of nb days is itself uncertain.
+			expectVar = extra*(1+1/float64(nb)) + expect/float64(nb)
+		} else {
+			scale := float64(v.d.cfg.Window.D()) / float64(v.d.cfg.Baseline.Span.D())
+			expect = g.base(nb, n) * scale
+			expectVar = g.base(nb, n) * scale * scale
+		}
+		// min_samples applies to what was expected: the current count may
+		// be zero, that is the point.
+		if !v.d.enough(expect) {
+			r.skipped++
+			continue
+		}
+		h := newHyp(MetricVolume, sliceOf(g.col, g.val), "", ClassPipelineOutage)
+		h.Value, h.Baseline = x, expect
+		h.BaselineLow = expect * v.p.DropRatio
+		h.BaselineHigh = math.Inf(1)
+		if v.p.SpikeRatio > 0 {
+			h.BaselineHigh = expect * v.p.SpikeRatio
+		}
+		h.effect = x - expect
+		h.NCurrent, h.NBaseline = uint64(x), uint64(g.base(nb, n))
+		ratio := x / expect
+		if ratio < 1 {
+			d := v.p.DropRatio
+			h.PValue = CountTest(x, d*expect, d*d*expectVar, TailDown)
+			h.gate = ratio < d
+			h.summary = fmt.Sprintf("%s request volume dropped to %s vs %s expected (%s of baseline, below %s)",
+				label(g.col, g.val), count(x), count(expect), pct(ratio), pct(d))
+		} else {
+			s := v.p.SpikeRatio
+			if s > 0 {
+				h.PValue = CountTest(x, s*expect, s*s*expectVar, TailUp)
+			}
+			h.gate = s > 0 && ratio > s
+			h.summary = fmt.Sprintf("%s request volume spiked to %s vs %s expected (%.1fx baseline, above %.1fx)",
+				label(g.col, g.val), count(x), count(expect), ratio, s)
+		}
+		h.details = details("ratio", ratio, "day_to_day_sd", math.Sqrt(extra))
+		r.add(h)
+	}
+	return nil
+}
+
+// freshness reports when the newest production row is older than max_lag
+// at the evaluation time: logging stopped (pipeline_outage). Rows stamped
+// after the evaluation time are ignored, so a backtest sees what the
+// daemon saw.
+type freshness struct {
+	d   *Detector
+	src source
+	p   *configs.FreshnessParams
+}
+
+func newFreshness(d *Detector) (kind, error) {
+	if d.cfg.Freshness == nil {
+		return nil, fmt.Errorf("freshness parameters missing (load the config with configs.Load)")
+	}
+	return &freshness{d: d, src: newSource(d), p: d.cfg.Freshness}, nil
+}
+
+// lookback is how far back the newest row is looked for: no row within it
+// means the lag is at least that.
+func (f *freshness) lookback() time.Duration {
+	return max(f.d.cfg.Window.D(), 2*f.p.MaxLag.D())
+}
+
+func (f *freshness) query(w windows) *sqlText {
+	s := f.src
+	q := &sqlText{}
+	q.add("SELECT max(" + s.ts() + ") AS newest, count() AS n FROM " + s.table + " WHERE ")
+	s.where(q, []span{{w.at.Add(-f.lookback()), w.at}}, false)
+	return q
+}
+
+func (f *freshness) evaluate(res *store.Result, r *run) error {
+	c, err := cols(res, "newest", "n")
+	if err != nil {
+		return err
+	}
+	if len(res.Rows) != 1 {
+		return fmt.Errorf("freshness: want one row, got %d", len(res.Rows))
+	}
+	row := res.Rows[0]
+	n := store.Float(row[c[1]])
+	lag := f.lookback()
+	newest := store.Time(row[c[0]])
+	if n > 0 {
+		lag = r.w.at.Sub(newest)
+	}
+	h := newHyp(MetricLag, map[string]string{}, "", ClassPipelineOutage)
+	h.Value, h.Baseline, h.BaselineHigh = lag.Seconds(), f.p.MaxLag.D().Seconds(), f.p.MaxLag.D().Seconds()
+	h.effect = h.Value - h.Baseline
+	h.NCurrent = uint64(n)
+	h.gate = lag > f.p.MaxLag.D()
+	if n > 0 {
+		h.summary = fmt.Sprintf("newest prediction row is %s old at %s (max lag %s)", configs.FormatDuration(lag.Round(time.Second)), r.w.at.Format(time.RFC3339), f.p.MaxLag)
+	} else {
+		h.summary = fmt.Sprintf("no prediction rows in the %s before %s (max lag %s)", configs.FormatDuration(lag), r.w.at.Format(time.RFC3339), f.p.MaxLag)
+	}
+	r.add(h)
+	return nil
+}
