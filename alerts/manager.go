@@ -253,6 +253,11 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 			a = &Alert{Fingerprint: fp, Sent: map[string]*Sent{}}
 			m.alerts[fp] = a
 		}
+		// Only lifecycle changes are written; fresh figures of an alert
+		// whose state holds stay in memory (a restart shows the last
+		// stored ones until the next run).
+		before := [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt}
+		beforeState, beforeSev := a.State, a.Severity
 		if a.State == StateInactive || a.State == StateResolved {
 			a.State = StatePending
 			a.ActiveAt = at
@@ -283,8 +288,11 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 			a.State = StateFiring
 			a.FiredAt = at
 		}
+		if m.sources[fp] != name || a.State != beforeState || a.Severity != beforeSev ||
+			before != [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt} {
+			m.dirty[fp] = true
+		}
 		m.sources[fp] = name
-		m.dirty[fp] = true
 	}
 
 	for fp, a := range m.alerts {
@@ -298,15 +306,16 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 			m.dirty[fp] = true
 		case StateFiring:
 			a.LastEvalAt = at
-			m.dirty[fp] = true
 			if keepFor > 0 {
 				if a.KeepFiringSince.IsZero() {
 					a.KeepFiringSince = at
+					m.dirty[fp] = true
 				}
 				if at.Sub(a.KeepFiringSince) < keepFor {
 					continue
 				}
 			}
+			m.dirty[fp] = true
 			a.State = StateResolved
 			a.ResolvedAt = at
 		}
