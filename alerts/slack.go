@@ -239,7 +239,7 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	text := fmt.Sprintf("[%s] %s %s: %d firing, %d resolved", strings.ToUpper(sev), class, model, firing, resolved)
 	blocks := []slack.Block{slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(title, 150), true, false))}
 
-	intro := fmt.Sprintf("Model *%s* · class `%s` · owner *%s* · severity *%s*", model, class, top.Owner, sev)
+	intro := fmt.Sprintf("Model *%s* · class `%s` · owner *%s* · severity *%s*", esc(model), esc(class), esc(top.Owner), esc(sev))
 	if n.Kind == KindFiring && sev == detectors.SeverityPage && len(s.rc.Mentions) > 0 {
 		intro += "\n" + mentions(s.rc.Mentions)
 	}
@@ -285,7 +285,7 @@ func (s *Slack) alertLine(a View) string {
 		where += " · feature `" + a.Feature + "`"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s *%s* — `%s` %s vs baseline %s", changeTag[a.Change], where, a.Metric, fmtNum(float64(a.Value)), fmtNum(float64(a.Baseline)))
+	fmt.Fprintf(&b, "%s *%s* — `%s` %s vs baseline %s", changeTag[a.Change], esc(where), esc(a.Metric), fmtNum(float64(a.Value)), fmtNum(float64(a.Baseline)))
 	if a.NCurrent > 0 || a.NBaseline > 0 {
 		fmt.Fprintf(&b, " (n=%d / %d", a.NCurrent, a.NBaseline)
 		if p := float64(a.PValue); !math.IsNaN(p) {
@@ -296,13 +296,17 @@ func (s *Slack) alertLine(a View) string {
 		fmt.Fprintf(&b, " (p=%s)", strconv.FormatFloat(p, 'g', 2, 64))
 	}
 	if a.Summary != "" {
-		b.WriteString("\n_" + a.Summary + "_")
+		b.WriteString("\n_" + esc(a.Summary) + "_")
 	}
 	if s.external != "" && a.Change != ChangeResolved {
 		fmt.Fprintf(&b, " <%s/alerts/%s|details>", s.external, a.Fingerprint)
 	}
 	return b.String()
 }
+
+// esc escapes the three characters Slack's mrkdwn treats as markup, so a
+// slice value or summary cannot forge a mention or a link.
+var esc = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
 func fmtNum(f float64) string {
 	if math.IsNaN(f) {

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -274,4 +275,18 @@ func TestSlackPermanentFailureIsDropped(t *testing.T) {
 		t.Fatal("drop not logged with its reason")
 	}
 	noTokenInLogs(t, logs)
+}
+
+func TestSlackEscapesDataInMarkup(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	s := NewSlack(SlackOptions{Name: "p", Receiver: *cfg.Receivers[0].Slack, Global: cfg.Slack})
+	f := finding("fraud-block-rate", "model_behavior", "fraud", "merchant=<!channel>", 0.3, 0.05, 1e-9)
+	f.Summary = "A&B <@U123>"
+	v := (&Alert{Finding: f, Owner: "product", Severity: "page"}).view(nil)
+	blocks, _ := s.render(&Notification{Kind: KindUpdate, Alerts: []View{v}}, false)
+	b, _ := json.Marshal(blocks)
+	text := string(b)
+	if strings.Contains(text, `\u003c!channel\u003e`) || strings.Contains(text, `\u003c@U123\u003e`) || !strings.Contains(text, `A\u0026amp;B`) {
+		t.Fatalf("data not escaped: %s", text)
+	}
 }
