@@ -6,8 +6,12 @@ set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
 scripts/deps.sh
+scripts/tools.sh
+export MLWATCH_TEST_CLICKHOUSE_ADDR="127.0.0.1:${CH_TCP_PORT:-19000}"
+export MLWATCH_TEST_ALERTMANAGER_URL="http://127.0.0.1:${AM_PORT:-19093}"
+trap 'scripts/alertmanager.sh stop; scripts/clickhouse-server.sh stop' EXIT
 scripts/clickhouse-server.sh start
-trap 'scripts/clickhouse-server.sh stop' EXIT
+scripts/alertmanager.sh start
 echo "test: go vet" >&2
 go vet ./...
 echo "test: staticcheck" >&2

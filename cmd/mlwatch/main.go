@@ -39,6 +39,10 @@ func commands() map[string]command {
 		"check-config": {"validate a config file; exit 1 listing each problem as FILE:LINE: message", checkConfig},
 		"schema":       {"schema apply: create mlwatch's tables (and --predictions, the canonical prediction table)", schemaCmd},
 		"generate":     {"insert realistic synthetic traffic with injectable incidents", generateCmd},
+		"run":          {"the daemon: scheduled detectors, alert pipeline, HTTP API and status page", runCmd},
+		"eval":         {"evaluate every detector once and print the alerts (--notify also sends them)", evalCmd},
+		"backtest":     {"replay the detectors over history and print what would have been sent", backtestCmd},
+		"demo":         {"the whole story on the embedded engine, no set-up", demoCmd},
 		"routes":       {"routes test: the receivers a label set reaches", routesCmd},
 		"silence":      {"silence add|list|expire: mute matching alerts for a while", silenceCmd},
 	}
@@ -126,7 +130,7 @@ func (c *cli) load(path string) (*configs.Config, bool) {
 }
 
 // openStore connects to the configured engine.
-func openStore(ctx context.Context, cfg *configs.Config, log *zap.Logger) (*store.DB, error) {
+func openStore(ctx context.Context, cfg *configs.Config, log *zap.Logger, hooks ...store.Hook) (*store.DB, error) {
 	ch := cfg.ClickHouse
 	return store.Open(ctx, store.Options{
 		Addr:         ch.Addr,
@@ -139,6 +143,7 @@ func openStore(ctx context.Context, cfg *configs.Config, log *zap.Logger) (*stor
 		QueryTimeout: ch.QueryTimeout.D(),
 		MaxOpenConns: ch.MaxOpenConns,
 		Logger:       log,
+		Hooks:        hooks,
 	})
 }
 

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/monitor"
+	"github.com/mlwatch/mlwatch/store"
+	"github.com/mlwatch/mlwatch/traffic"
+)
+
+// demoIncident is one of the demo's injected incidents and who should hear of it.
+type demoIncident struct {
+	spec  string // KIND:START:END:ARG, offsets from the start of history
+	owner string
+	what  string
+}
+
+func demoCmd(ctx context.Context, c *cli, args []string) int {
+	f := newFlags("demo", c)
+	data := f.String("data", ".mlwatch/demo", "embedded engine data directory (recreated)")
+	listen := f.String("web.listen-address", "127.0.0.1:9107", "status page address")
+	rate := f.Float64("rate", 120, "requests per minute of the generated traffic")
+	exit := f.Bool("exit", os.Getenv("DEMO_EXIT") == "1", "exit after printing instead of serving the status page (also DEMO_EXIT=1)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	log, err := c.logger(*f.logLevel)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return 2
+	}
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return 1
+	}
+	// The demo always runs on a fresh embedded engine.
+	cfg.ClickHouse.Addr = ""
+	cfg.ClickHouse.EmbeddedPath = filepath.Join(*data, "chdb")
+	if err := os.RemoveAll(*data); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	start := time.Now()
+	step := func(format string, a ...any) {
+		fmt.Fprintf(c.stdout, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
+	}
+	db, err := openStore(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	defer db.Close()
+	t := tablesOf(cfg)
+	if err := store.Apply(ctx, db, t.Database, t.Defs()); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	m := &cfg.Models[0]
+	if err := store.Apply(ctx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(splitTable(m.Table).Name)}); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+
+	// Two weeks of traffic: the first is the seasonal baseline of the
+	// second, which holds the incidents and is replayed.
+	end := time.Now().UTC().Truncate(time.Hour)
+	from := end.Add(-14 * 24 * time.Hour)
+	week := end.Add(-7 * 24 * time.Hour)
+	incidents := []demoIncident{
+		{"null_spike:+13d2h:+13d5h:device_age_days", "infra", "feature device_age_days goes mostly NULL for 3 hours"},
+		{"world_shift:+13d12h:+14d:BR", "product", "a fraud surge in BR that production and shadow both see"},
+		{"slice_block:+13d16h:+14d:FR", "product", "production starts blocking half of FR; shadow does not"},
+	}
+	var ins []traffic.Incident
+	for _, d := range incidents {
+		in, err := traffic.ParseIncident(d.spec, from)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+			return 1
+		}
+		ins = append(ins, in)
+	}
+	step("generating 14 days of traffic for model %s (%.0f requests/min, production + shadow rows) on the embedded engine", m.Name, *rate)
+	gen, err := traffic.Generate(ctx, db, traffic.Options{Model: m, From: from, To: end, Rate: *rate, Seed: 42, Incidents: ins})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	rows, _ := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted())
+	n := int64(0)
+	if rows != nil && len(rows.Rows) == 1 {
+		n = store.Int(rows.Rows[0][0])
+	}
+	step("generated %d rows in %s; incidents:", n, gen.Duration.Round(time.Millisecond))
+	for i, in := range ins {
+		fmt.Fprintf(c.stdout, "          %-18s %s  (%s)\n", in.Kind+" "+in.Arg, in.Start.Format("Mon 15:04")+"–"+in.End.Format("Mon 15:04"), incidents[i].what)
+	}
+
+	step("replaying the last week hourly through every detector and the alert pipeline (backtest)")
+	report, err := monitor.Backtest(ctx, monitor.BacktestOptions{Config: cfg, Store: db, Record: db, From: week, To: end, Step: time.Hour, Logger: log})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	step("%d detector runs, %d notifications", report.Evaluations, len(report.Notifications))
+	printDemo(c, report, ins, incidents)
+
+	if *exit {
+		return 0
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	srv := &http.Server{Handler: monitor.Handler(monitor.ServerOptions{
+		Alerts: report.Manager, Silencer: report.Manager, Detectors: report.Monitor.Statuses, Series: report.Monitor.Series,
+		Ready: func() bool { return true }, Logger: log, Now: func() time.Time { return end },
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	fmt.Fprintf(c.stdout, "\nstatus page: http://%s/  (Ctrl-C to stop)\n", ln.Addr())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// printDemo prints the routed notifications grouped by owner, then names
+// each incident with the alerts it raised and their owners.
+func printDemo(c *cli, r *monitor.BacktestReport, ins []traffic.Incident, incidents []demoIncident) {
+	w := c.stdout
+	byOwner := map[string][]alerts.Notification{}
+	for _, n := range r.Notifications {
+		owner := "unknown"
+		if len(n.Alerts) > 0 {
+			owner = n.Alerts[0].Owner
+		}
+		byOwner[owner] = append(byOwner[owner], n)
+	}
+	owners := make([]string, 0, len(byOwner))
+	for o := range byOwner {
+		owners = append(owners, o)
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		fmt.Fprintf(w, "\n== notifications to the %s team ==\n", o)
+		for _, n := range byOwner[o] {
+			firing, resolved := n.Counts()
+			fmt.Fprintf(w, "%s  %-8s -> %-14s (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format("Mon 15:04"), n.Kind, n.Receiver, firing, resolved)
+			for i, a := range n.Alerts {
+				if i == 3 {
+					fmt.Fprintf(w, "      … and %d more in the same message\n", len(n.Alerts)-3)
+					break
+				}
+				fmt.Fprintf(w, "      [%s] %s: %s\n", a.Severity, a.Class, a.Summary)
+			}
+		}
+	}
+	fmt.Fprintln(w, "\n== incidents and who was told ==")
+	for i, in := range ins {
+		var hits []alerts.View
+		for _, v := range r.Fired {
+			if !v.ActiveAt.Before(in.Start) && v.ActiveAt.Before(in.End.Add(2*time.Hour)) && matchesIncident(v, in) {
+				hits = append(hits, v)
+			}
+		}
+		sort.Slice(hits, func(a, b int) bool { return hits[a].ActiveAt.Before(hits[b].ActiveAt) })
+		fmt.Fprintf(w, "%s %s (expected owner: %s)\n", in.Kind, in.Arg, incidents[i].owner)
+		if len(hits) == 0 {
+			fmt.Fprintln(w, "    not detected")
+			continue
+		}
+		for _, v := range hits {
+			fmt.Fprintf(w, "    -> %s team (%s, %s) via %s at %s: %s\n", v.Owner, v.Class, v.Severity, v.Receiver, v.ActiveAt.Format("Mon 15:04"), v.Summary)
+		}
+	}
+	fmt.Fprintln(w, "\n== alert fatigue by detector over the week ==")
+	for _, d := range r.Detectors {
+		fmt.Fprintf(w, "  %-18s %4d runs  %3d alerts  %3d pages  (%.2f pages/day)\n", d.Detector, d.Runs, d.Alerts, d.Pages, d.PagesDay)
+	}
+}
+
+// matchesIncident says whether an alert is about the incident's slice or feature.
+func matchesIncident(v alerts.View, in traffic.Incident) bool {
+	switch in.Kind {
+	case traffic.SliceBlock, traffic.WorldShift:
+		return v.Slice["country"] == in.Arg
+	case traffic.NullSpike, traffic.DefaultFill:
+		return v.Feature == in.Arg
+	}
+	return strings.Contains(v.Summary, in.Arg)
+}

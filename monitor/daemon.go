@@ -1,0 +1,245 @@
+package monitor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// DaemonOptions configure RunDaemon.
+type DaemonOptions struct {
+	ConfigPath string
+	Env        configs.Env
+	// ListenAddress overrides server.listen_address (--web.listen-address).
+	ListenAddress string
+	Logger        *zap.Logger
+	// Open connects to ClickHouse for a config; the daemon owns the store.
+	Open func(ctx context.Context, cfg *configs.Config, hooks ...store.Hook) (*store.DB, error)
+	// Listening, when set, is told the address the HTTP server bound.
+	Listening func(addr string)
+	// PipelineInterval is how often the alert pipeline runs between
+	// detector runs (group waits expire, retries come due). Default 5s.
+	PipelineInterval time.Duration
+}
+
+// daemon is `mlwatch run`: scheduler, alert pipeline loop, HTTP server,
+// reload on SIGHUP and POST /-/reload.
+type daemon struct {
+	opt     DaemonOptions
+	log     *zap.Logger
+	db      *store.DB
+	metrics *Metrics
+	mgr     *alerts.Manager
+	mon     *Monitor
+	ready   atomic.Bool
+	token   atomic.Value // string
+	kick    chan struct{}
+
+	reloadMu sync.Mutex
+	sched    *Scheduler
+}
+
+// RunDaemon runs the daemon until ctx ends, then stops scheduling, lets
+// in-flight runs finish, flushes the outbox and returns.
+func RunDaemon(ctx context.Context, opt DaemonOptions) error {
+	if opt.Logger == nil {
+		opt.Logger = zap.NewNop()
+	}
+	if opt.PipelineInterval <= 0 {
+		opt.PipelineInterval = 5 * time.Second
+	}
+	log := opt.Logger
+	cfg, err := configs.Load(opt.ConfigPath, opt.Env)
+	if err != nil {
+		return err
+	}
+	d := &daemon{opt: opt, log: log, metrics: NewMetrics(), kick: make(chan struct{}, 1)}
+	d.db, err = opt.Open(ctx, cfg, d.metrics.QueryHook)
+	if err != nil {
+		return err
+	}
+	defer d.db.Close()
+	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+	if err := store.Apply(ctx, d.db, tables.Database, tables.Defs()); err != nil {
+		return fmt.Errorf("create mlwatch tables: %w", err)
+	}
+	if err := CheckColumns(ctx, d.db, cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := d.mgr.Restore(ctx); err != nil {
+		return fmt.Errorf("restore alert state: %w", err)
+	}
+	d.mon, err = New(Options{Config: cfg, Store: d.db, Record: d.db, Alerts: d.mgr, Metrics: d.metrics, Logger: log})
+	if err != nil {
+		return err
+	}
+	d.token.Store(cfg.Server.APIToken)
+	d.metrics.reloadOK.Set(1)
+	d.metrics.reloadOKTimestamp.SetToCurrentTime()
+
+	addr := cfg.Server.ListenAddress
+	if opt.ListenAddress != "" {
+		addr = opt.ListenAddress
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: Handler(ServerOptions{
+		Alerts: d.mgr, Silencer: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Reload: d.reload,
+		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
+	}), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.Server.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("server tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server failed", zap.Error(err))
+		}
+	}()
+	log.Info("listening", zap.String("address", ln.Addr().String()))
+	if opt.Listening != nil {
+		opt.Listening(ln.Addr().String())
+	}
+
+	pipeCtx, stopPipe := context.WithCancel(context.Background())
+	pipeDone := make(chan struct{})
+	go func() { defer close(pipeDone); d.pipeline(pipeCtx) }()
+
+	d.sched = d.newScheduler()
+	d.sched.Start(d.mon.Tasks(d.after))
+	d.ready.Store(true)
+	log.Info("mlwatch started", zap.String("config", cfg.Path), zap.String("engine", d.db.Engine()), zap.Int("detectors", len(d.mon.Names())))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			if err := d.reload(); err != nil {
+				log.Error("reload failed; the previous config keeps running", zap.Error(err))
+			}
+		}
+	}
+
+	log.Info("shutting down: finishing in-flight runs")
+	d.ready.Store(false)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.reloadMu.Lock()
+	d.sched.Stop(stopCtx)
+	d.reloadMu.Unlock()
+	stopPipe()
+	<-pipeDone
+	d.flush(stopCtx)
+	_ = srv.Shutdown(stopCtx)
+	log.Info("mlwatch stopped")
+	return nil
+}
+
+func (d *daemon) newScheduler() *Scheduler {
+	return NewScheduler(SchedulerOptions{Logger: d.log, Missed: d.mon.Missed})
+}
+
+// after wakes the pipeline once a detector run has fed it.
+func (d *daemon) after(string, time.Time) {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pipeline runs the alert pipeline after each detector run and on a tick,
+// so group waits expire and retries go out between runs.
+func (d *daemon) pipeline(ctx context.Context) {
+	t := time.NewTicker(d.opt.PipelineInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+		d.flush(ctx)
+	}
+}
+
+// flush processes alerts into the outbox and delivers what is due.
+func (d *daemon) flush(ctx context.Context) {
+	if _, err := d.mgr.Process(ctx, time.Now()); err != nil {
+		d.log.Warn("alert processing failed", zap.Error(err))
+	}
+	if _, err := d.mgr.Deliver(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("delivery failed", zap.Error(err))
+	}
+}
+
+// reload reads the config again and swaps it in with alert state carried
+// over; any problem keeps the old config running.
+func (d *daemon) reload() (err error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	defer func() {
+		if err != nil {
+			d.metrics.reloadOK.Set(0)
+			return
+		}
+		d.metrics.reloadOK.Set(1)
+		d.metrics.reloadOKTimestamp.SetToCurrentTime()
+	}()
+	cfg, err := configs.Load(d.opt.ConfigPath, d.opt.Env)
+	if err != nil {
+		return err
+	}
+	old := d.mon.Config()
+	if cfg.ClickHouse.Addr != old.ClickHouse.Addr || cfg.ClickHouse.Database != old.ClickHouse.Database || cfg.State != old.State {
+		d.log.Warn("connection and state settings change only on restart", zap.String("config", cfg.Path))
+		cfg.ClickHouse, cfg.State = old.ClickHouse, old.State
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := CheckColumns(ctx, d.db, cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	if err := d.mon.SetConfig(cfg); err != nil {
+		return err
+	}
+	if err := d.mgr.Reload(cfg); err != nil {
+		_ = d.mon.SetConfig(old)
+		return err
+	}
+	d.token.Store(cfg.Server.APIToken)
+	d.sched.Stop(ctx)
+	d.sched = d.newScheduler()
+	d.sched.Start(d.mon.Tasks(d.after))
+	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.Int("detectors", len(d.mon.Names())))
+	return nil
+}

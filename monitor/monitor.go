@@ -1,0 +1,336 @@
+// Package monitor runs detectors on their schedules and feeds their
+// findings to the alert pipeline: the daemon (`mlwatch run`), one-shot
+// evaluation (`mlwatch eval`) and backtests share it. It also serves the
+// HTTP API, metrics and the status page.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// KindMonitor is the kind of the findings the monitor raises itself.
+const KindMonitor = alerts.KindMonitor
+
+// Source values of evaluation rows.
+const (
+	SourceRun      = "run"
+	SourceBacktest = "backtest"
+)
+
+// Observer is what the monitor needs from the alert pipeline for each run.
+type Observer interface {
+	Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding) error
+}
+
+// Options configure a Monitor.
+type Options struct {
+	Config *configs.Config
+	// Store runs the detectors' queries; Record, when set, also receives
+	// evaluation and run rows (nil: nothing is written).
+	Store  store.Store
+	Record store.Store
+	Alerts Observer
+	// Metrics may be nil (eval, backtest).
+	Metrics *Metrics
+	Logger  *zap.Logger
+	// Source tags evaluation rows: SourceRun or SourceBacktest.
+	Source string
+	// HistorySize is how many runs per detector the history keeps.
+	HistorySize int
+}
+
+// Monitor runs detectors and hands their findings to the alert pipeline.
+// Safe for concurrent runs; SetConfig swaps detectors atomically.
+type Monitor struct {
+	db      store.Store
+	record  store.Store
+	alerts  Observer
+	metrics *Metrics
+	history *History
+	log     *zap.Logger
+	source  string
+
+	mu     sync.RWMutex
+	cfg    *configs.Config
+	tables store.Tables
+	dets   map[string]*detectors.Detector
+}
+
+// New builds a monitor for a validated config.
+func New(opt Options) (*Monitor, error) {
+	if opt.Logger == nil {
+		opt.Logger = zap.NewNop()
+	}
+	if opt.Source == "" {
+		opt.Source = SourceRun
+	}
+	if opt.HistorySize == 0 {
+		opt.HistorySize = 20
+	}
+	m := &Monitor{db: opt.Store, record: opt.Record, alerts: opt.Alerts, metrics: opt.Metrics,
+		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source}
+	if err := m.SetConfig(opt.Config); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// SetConfig builds the detectors of cfg and swaps them in; on error the
+// previous detectors keep running.
+func (m *Monitor) SetConfig(cfg *configs.Config) error {
+	dets := map[string]*detectors.Detector{}
+	var errs []error
+	for i := range cfg.Detectors {
+		d := &cfg.Detectors[i]
+		if d.Disabled {
+			continue
+		}
+		det, err := detectors.New(cfg, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dets[d.Name] = det
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.cfg, m.dets = cfg, dets
+	m.tables = store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+	m.mu.Unlock()
+	return nil
+}
+
+// Config returns the config in use.
+func (m *Monitor) Config() *configs.Config {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cfg
+}
+
+// Names lists the enabled detectors, sorted.
+func (m *Monitor) Names() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	names := make([]string, 0, len(m.dets))
+	for n := range m.dets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// History returns the run history.
+func (m *Monitor) History() *History { return m.history }
+
+func (m *Monitor) detector(name string) (*detectors.Detector, *configs.Config) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.dets[name], m.cfg
+}
+
+// monitorScope is the Observe name of a detector's monitoring_failure
+// alert: apart from the detector's own alerts, so that a failed run, which
+// reports only the failure, never resolves what the detector had found.
+func monitorScope(detector string) string { return "monitor/" + detector }
+
+// Run evaluates one detector at `at` (its scheduled time), records what
+// happened and feeds the alert pipeline. A failed run resolves nothing; a
+// streak of failures at the configured threshold raises monitoring_failure,
+// and the next successful run resolves it.
+func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detectors.Result, error) {
+	det, cfg := m.detector(name)
+	if det == nil {
+		return nil, fmt.Errorf("monitor: no detector %q", name)
+	}
+	dc := det.Config()
+	rctx, cancel := context.WithTimeout(ctx, dc.Timeout.D())
+	defer cancel()
+	started := time.Now()
+	res, err := det.Evaluate(rctx, m.db, at)
+	run := Run{Detector: name, At: at, Started: started, Duration: time.Since(started)}
+	if res != nil {
+		run.Queries = []string{res.Query}
+		run.RowsRead, run.BytesRead = res.Stats.RowsRead, res.Stats.BytesRead
+		run.Findings, run.Skipped = len(res.Findings), res.Skipped
+	}
+	if err != nil {
+		run.Error = err.Error()
+	}
+	fails := m.history.Add(run)
+	m.observeMetrics(run, fails)
+	m.writeRun(ctx, run)
+	if err != nil {
+		m.log.Warn("detector failed", zap.String("detector", name), zap.Time("at", at), zap.Int("failures_in_a_row", fails), zap.Error(err))
+		if m.alerts != nil && fails >= cfg.Global.FailureThreshold {
+			f := failureFinding(dc, fails, err, at)
+			if oerr := m.alerts.Observe(ctx, monitorScope(name), at, []detectors.Finding{f}); oerr != nil {
+				m.log.Warn("alert pipeline rejected a monitoring failure", zap.String("detector", name), zap.Error(oerr))
+			}
+		}
+		return res, err
+	}
+	m.log.Debug("detector ran", zap.String("detector", name), zap.Time("at", at), zap.Duration("duration", run.Duration),
+		zap.Int("findings", len(res.Findings)), zap.Int("skipped", res.Skipped), zap.Uint64("rows_read", run.RowsRead))
+	m.writeEvaluations(ctx, res)
+	if m.alerts != nil {
+		if err := m.alerts.Observe(ctx, name, at, res.Findings); err != nil {
+			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
+		}
+		if err := m.alerts.Observe(ctx, monitorScope(name), at, nil); err != nil {
+			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
+		}
+	}
+	return res, nil
+}
+
+// failureFinding is the monitoring_failure a failing detector raises.
+func failureFinding(dc *configs.Detector, fails int, err error, at time.Time) detectors.Finding {
+	info := detectors.Classes[detectors.ClassMonitoringFailure]
+	return detectors.Finding{
+		Detector: dc.Name, Kind: KindMonitor, Class: detectors.ClassMonitoringFailure, Severity: info.Severity,
+		Model: dc.Model, Slice: map[string]string{}, Metric: "consecutive_failures",
+		Value: float64(fails), Baseline: 0, PValue: math.NaN(), Effect: float64(fails),
+		ShadowValue: math.NaN(), ShadowBaseline: math.NaN(),
+		Summary: fmt.Sprintf("detector %s failed %d runs in a row; last error: %v", dc.Name, fails, err),
+		At:      at, WindowStart: at.Add(-dc.Window.D()), WindowEnd: at,
+	}
+}
+
+func (m *Monitor) observeMetrics(r Run, fails int) {
+	if m.metrics == nil {
+		return
+	}
+	result := "success"
+	if r.Error != "" {
+		result = "failure"
+	}
+	m.metrics.runs.WithLabelValues(r.Detector, result).Inc()
+	m.metrics.runDuration.WithLabelValues(r.Detector).Observe(r.Duration.Seconds())
+	m.metrics.rowsRead.WithLabelValues(r.Detector).Add(float64(r.RowsRead))
+	m.metrics.consecutiveFails.WithLabelValues(r.Detector).Set(float64(fails))
+	m.metrics.lastRun.WithLabelValues(r.Detector).Set(float64(r.At.Unix()))
+	if r.Error == "" {
+		m.metrics.findings.WithLabelValues(r.Detector).Set(float64(r.Findings))
+		m.metrics.skipped.WithLabelValues(r.Detector).Set(float64(r.Skipped))
+	}
+}
+
+// Missed records a fire time skipped because the previous run was going.
+func (m *Monitor) Missed(name string) {
+	m.history.Missed(name)
+	if m.metrics != nil {
+		m.metrics.missed.WithLabelValues(name).Inc()
+	}
+}
+
+// runColumns are the runs table's columns, in the order writeRun uses.
+var runColumns = []string{"at", "started", "detector", "duration_ms", "rows_read", "bytes_read", "findings", "skipped", "query", "error"}
+
+func (m *Monitor) writeRun(ctx context.Context, r Run) {
+	if m.record == nil {
+		return
+	}
+	m.mu.RLock()
+	t := m.tables.Runs()
+	m.mu.RUnlock()
+	q := ""
+	if len(r.Queries) > 0 {
+		q = r.Queries[0]
+	}
+	row := []any{r.At, r.Started, r.Detector, float64(r.Duration.Microseconds()) / 1000, r.RowsRead, r.BytesRead,
+		uint32(r.Findings), uint32(r.Skipped), q, r.Error}
+	if err := m.record.Insert(ctx, t, runColumns, [][]any{row}); err != nil {
+		m.log.Warn("cannot record detector run", zap.String("detector", r.Detector), zap.Error(err))
+	}
+}
+
+func (m *Monitor) writeEvaluations(ctx context.Context, res *detectors.Result) {
+	if m.record == nil || len(res.Evaluations) == 0 {
+		return
+	}
+	m.mu.RLock()
+	t := m.tables.Evaluations()
+	m.mu.RUnlock()
+	if err := m.record.Insert(ctx, t, detectors.EvaluationColumns, res.EvaluationRows(m.source)); err != nil {
+		m.log.Warn("cannot record evaluations", zap.String("detector", res.Detector), zap.Error(err))
+	}
+}
+
+// Statuses returns every enabled detector's health, for the API and page.
+func (m *Monitor) Statuses() []DetectorStatus {
+	m.mu.RLock()
+	cfg := m.cfg
+	m.mu.RUnlock()
+	var out []DetectorStatus
+	for _, d := range cfg.Detectors {
+		if d.Disabled {
+			continue
+		}
+		runs, fails, missed := m.history.Status(d.Name)
+		out = append(out, DetectorStatus{Name: d.Name, Kind: d.Kind, Model: d.Model, Schedule: d.Schedule,
+			ConsecutiveFailures: fails, Missed: missed, Runs: runs})
+	}
+	return out
+}
+
+// Tasks returns a scheduler task per enabled detector.
+func (m *Monitor) Tasks(after func(name string, at time.Time)) []Task {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var tasks []Task
+	for _, d := range m.cfg.Detectors {
+		if d.Disabled || m.dets[d.Name] == nil {
+			continue
+		}
+		name := d.Name
+		tasks = append(tasks, Task{Name: name, Schedule: d.Cron, Run: func(ctx context.Context, at time.Time) {
+			_, _ = m.Run(ctx, name, at)
+			if after != nil {
+				after(name, at)
+			}
+		}})
+	}
+	return tasks
+}
+
+// Series reads the points of an alert's chart from the evaluations table:
+// the last two days of the alert's metric, slice and feature.
+func (m *Monitor) Series(ctx context.Context, v alerts.View) ([]Point, error) {
+	if m.record == nil {
+		return nil, nil
+	}
+	m.mu.RLock()
+	t := m.tables.Evaluations()
+	m.mu.RUnlock()
+	end := v.At
+	if end.IsZero() {
+		end = time.Now()
+	}
+	res, err := m.record.Query(ctx, "SELECT at, value, baseline, baseline_low, baseline_high, shadow_value, firing FROM "+t.Quoted()+
+		" WHERE detector = ? AND metric = ? AND slice = ? AND feature = ? AND at >= ? AND at <= ? ORDER BY at LIMIT 5000",
+		v.Detector, v.Metric, detectors.SliceKey(v.Slice), v.Feature, end.Add(-48*time.Hour), end.Add(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("chart of %s: %w", v.Fingerprint, err)
+	}
+	pts := make([]Point, 0, len(res.Rows))
+	for _, r := range res.Rows {
+		pts = append(pts, Point{At: store.Time(r[0]), Value: store.Float(r[1]), Baseline: store.Float(r[2]),
+			Low: store.Float(r[3]), High: store.Float(r[4]), Shadow: store.Float(r[5]), Firing: store.Int(r[6]) == 1})
+	}
+	return pts, nil
+}

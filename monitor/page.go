@@ -1,0 +1,251 @@
+package monitor
+
+import (
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/detectors"
+)
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"num":   formatNumber,
+	"slice": sliceText,
+	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1100px}
+h1{font-size:1.4rem} h2{font-size:1.15rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.alert{border:1px solid #ddd;border-left:5px solid #c0392b;border-radius:4px;padding:.6rem .8rem;margin:.8rem 0}
+.alert.ticket{border-left-color:#e67e22} .alert.info{border-left-color:#3b6fb6}
+.child{margin-left:2rem;border-left-color:#999} .muted{color:#777} .badge{font-size:.75rem;padding:.05rem .35rem;border-radius:3px;background:#eee;margin-left:.3rem}
+table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #eee;padding:.25rem .5rem;text-align:left;vertical-align:top}
+.bad{color:#c0392b} code{font-size:.8rem}
+</style></head><body>
+<h1>{{.Title}}</h1>
+<p class="muted">{{.Firing}} firing, {{.Pending}} pending, {{.Silenced}} silenced · {{ts .Now}}</p>
+{{range .Owners}}
+<h2 id="owner-{{.Owner}}">{{.Owner}} team: {{len .Alerts}} firing</h2>
+{{range .Alerts}}{{template "alert" .}}{{else}}<p class="muted">Nothing firing.</p>{{end}}
+{{end}}
+{{if .Others}}<h2>Pending and recently resolved</h2>
+<table><tr><th>state</th><th>alert</th><th>value</th><th>baseline</th><th>since</th></tr>
+{{range .Others}}<tr><td>{{.State}}</td><td><a href="alerts/{{.Fingerprint}}">{{.Class}} · {{.Model}} {{slice .Slice}} {{.Feature}} {{.Metric}}</a></td><td>{{num .Value}}</td><td>{{num .Baseline}}</td><td>{{ts .ActiveAt}}</td></tr>{{end}}
+</table>{{end}}
+<h2 id="detectors">Detectors</h2>
+<table><tr><th>detector</th><th>kind</th><th>model</th><th>schedule</th><th>last run</th><th>duration</th><th>rows read</th><th>findings</th><th>failures in a row</th><th>missed</th><th>last error</th></tr>
+{{range .Detectors}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{.Model}}</td><td><code>{{.Schedule}}</code></td>
+{{with .Last}}<td>{{ts .At}}</td><td>{{printf "%.0f ms" .DurationMS}}</td><td>{{.RowsRead}}</td><td>{{.Findings}}</td>{{else}}<td class="muted">not yet</td><td></td><td></td><td></td>{{end}}
+<td{{if .ConsecutiveFailures}} class="bad"{{end}}>{{.ConsecutiveFailures}}</td><td>{{.Missed}}</td><td class="bad">{{with .Last}}{{.Error}}{{end}}</td></tr>{{end}}
+</table>
+<h2 id="silences">Silences</h2>
+{{if .Silences}}<table><tr><th>state</th><th>matchers</th><th>until</th><th>by</th><th>comment</th><th>id</th></tr>
+{{range .Silences}}<tr><td>{{.State}}</td><td><code>{{.Matchers}}</code></td><td>{{ts .EndsAt}}</td><td>{{.CreatedBy}}</td><td>{{.Comment}}</td><td><code>{{.ID}}</code></td></tr>{{end}}
+</table>{{else}}<p class="muted">No silences.</p>{{end}}
+</body></html>
+{{define "alert"}}<div class="alert {{.View.Severity}}{{if .View.CausedBy}} child{{end}}" id="{{.View.Fingerprint}}">
+<strong><a href="alerts/{{.View.Fingerprint}}">{{.View.Class}}</a></strong><span class="badge">{{.View.Severity}}</span>{{if .View.Silenced}}<span class="badge">silenced</span>{{end}}
+<span class="muted">· model {{.View.Model}} · {{slice .View.Slice}}{{with .View.Feature}} · feature {{.}}{{end}} · {{.View.Detector}} · to {{.View.Receiver}}</span>
+<div>{{.View.Summary}}</div>
+<div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}){{if .HasP}} · p={{printf "%.2g" .P}}{{end}} · active since {{ts .View.ActiveAt}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{.}}</a>{{end}}</div>
+{{.Chart}}
+{{range .Children}}{{template "alert" .}}{{end}}
+</div>{{end}}
+`))
+
+// alertCard is one alert on the page, its chart drawn, its children (the
+// alerts it caused) nested under it.
+type alertCard struct {
+	View     alerts.View
+	Chart    template.HTML
+	P        float64
+	HasP     bool
+	Children []alertCard
+}
+
+type ownerSection struct {
+	Owner  string
+	Alerts []alertCard
+}
+
+type detectorRow struct {
+	DetectorStatus
+	Last *Run
+}
+
+type silenceRow struct {
+	alerts.Silence
+	State string
+}
+
+func formatNumber(n alerts.Number) string {
+	f := float64(n)
+	switch {
+	case math.IsNaN(f):
+		return "–"
+	case f != 0 && math.Abs(f) < 1:
+		return fmt.Sprintf("%.4g", f)
+	}
+	return fmt.Sprintf("%.6g", f)
+}
+
+func sliceText(s map[string]string) string {
+	if len(s) == 0 {
+		return "all traffic"
+	}
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + s[k]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func isRate(metric string) bool {
+	return strings.Contains(metric, "rate") || strings.Contains(metric, "share")
+}
+
+func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {
+	c := alertCard{View: v, P: float64(v.PValue), HasP: !math.IsNaN(float64(v.PValue))}
+	var pts []Point
+	if s.opt.Series != nil {
+		var err error
+		if pts, err = s.opt.Series(r.Context(), v); err != nil {
+			s.opt.Logger.Warn("chart series failed", zap.String("fingerprint", v.Fingerprint), zap.Error(err))
+		}
+	}
+	title := fmt.Sprintf("%s · %s", v.Metric, sliceText(v.Slice))
+	if v.Feature != "" {
+		title += " · " + v.Feature
+	}
+	c.Chart = template.HTML(Chart(pts, ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric)})) // Chart escapes its text
+	return c
+}
+
+func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
+	views := s.opt.Alerts.Alerts()
+	data := struct {
+		Title                     string
+		Now                       time.Time
+		Firing, Pending, Silenced int
+		Owners                    []ownerSection
+		Others                    []alerts.View
+		Detectors                 []detectorRow
+		Silences                  []silenceRow
+	}{Title: "mlwatch", Now: s.opt.Now()}
+	byFP := map[string]alerts.View{}
+	for _, v := range views {
+		byFP[v.Fingerprint] = v
+	}
+	children := map[string][]alerts.View{}
+	for _, v := range views {
+		switch v.State {
+		case "firing":
+			data.Firing++
+		case "pending":
+			data.Pending++
+		}
+		if v.Silenced {
+			data.Silenced++
+		}
+		if v.State == "firing" && v.CausedBy != "" && byFP[v.CausedBy].State == "firing" {
+			children[v.CausedBy] = append(children[v.CausedBy], v)
+		}
+	}
+	sections := map[string]*ownerSection{detectors.OwnerInfra: {Owner: detectors.OwnerInfra}, detectors.OwnerProduct: {Owner: detectors.OwnerProduct}}
+	for _, v := range views {
+		if v.State != "firing" {
+			data.Others = append(data.Others, v)
+			continue
+		}
+		if v.CausedBy != "" && byFP[v.CausedBy].State == "firing" {
+			continue // drawn under its cause
+		}
+		c := s.card(r, v, 720)
+		for _, ch := range children[v.Fingerprint] {
+			c.Children = append(c.Children, s.card(r, ch, 660))
+		}
+		sec := sections[v.Owner]
+		if sec == nil {
+			sec = &ownerSection{Owner: v.Owner}
+			sections[v.Owner] = sec
+		}
+		sec.Alerts = append(sec.Alerts, c)
+	}
+	for _, o := range []string{detectors.OwnerInfra, detectors.OwnerProduct} {
+		data.Owners = append(data.Owners, *sections[o])
+		delete(sections, o)
+	}
+	for _, sec := range sections {
+		data.Owners = append(data.Owners, *sec)
+	}
+	if s.opt.Detectors != nil {
+		for _, d := range s.opt.Detectors() {
+			row := detectorRow{DetectorStatus: d}
+			if len(d.Runs) > 0 {
+				row.Last = &d.Runs[0]
+			}
+			data.Detectors = append(data.Detectors, row)
+		}
+		sort.Slice(data.Detectors, func(i, j int) bool { return data.Detectors[i].Name < data.Detectors[j].Name })
+	}
+	for _, sil := range s.opt.Alerts.Silences() {
+		data.Silences = append(data.Silences, silenceRow{sil, sil.State(data.Now)})
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := pageTmpl.Execute(w, data); err != nil {
+		s.opt.Logger.Warn("status page failed", zap.Error(err))
+	}
+}
+
+var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
+	"num":   formatNumber,
+	"slice": sliceText,
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.View.Class}} · {{.View.Model}} · mlwatch</title>
+<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1000px} td,th{text-align:left;padding:.2rem .6rem;border-bottom:1px solid #eee} .muted{color:#777}</style></head><body>
+<p><a href="../">← mlwatch</a></p>
+<h1>{{.View.Class}} <span class="muted">({{.View.Severity}}, {{.View.State}})</span></h1>
+<p>{{.View.Summary}}</p>
+{{.Chart}}
+<table>
+<tr><th>model</th><td>{{.View.Model}}</td></tr>
+<tr><th>slice</th><td>{{slice .View.Slice}}</td></tr>
+{{with .View.Feature}}<tr><th>feature</th><td>{{.}}</td></tr>{{end}}
+<tr><th>metric</th><td>{{.View.Metric}}: {{num .View.Value}} vs baseline {{num .View.Baseline}}</td></tr>
+<tr><th>samples</th><td>{{.View.NCurrent}} now, {{.View.NBaseline}} in the baseline</td></tr>
+{{if .HasP}}<tr><th>p-value</th><td>{{printf "%.3g" .P}}</td></tr>{{end}}
+<tr><th>owner</th><td>{{.View.Owner}} → {{.View.Receiver}}</td></tr>
+<tr><th>detector</th><td>{{.View.Detector}} ({{.View.Kind}})</td></tr>
+{{with .View.CausedBy}}<tr><th>caused by</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
+{{with .View.RunbookURL}}<tr><th>runbook</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
+<tr><th>fingerprint</th><td><code>{{.View.Fingerprint}}</code></td></tr>
+</table></body></html>
+`))
+
+func (s *server) alertPage(w http.ResponseWriter, r *http.Request) {
+	fp := r.PathValue("fingerprint")
+	for _, v := range s.opt.Alerts.Alerts() {
+		if v.Fingerprint == fp {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			if err := alertTmpl.Execute(w, s.card(r, v, 900)); err != nil {
+				s.opt.Logger.Warn("alert page failed", zap.Error(err))
+			}
+			return
+		}
+	}
+	http.Error(w, "no current alert has fingerprint "+fp, http.StatusNotFound)
+}

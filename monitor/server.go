@@ -1,0 +1,258 @@
+package monitor
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/configs"
+)
+
+// AlertLister is what the read side of the API needs from the alert pipeline.
+type AlertLister interface {
+	Alerts() []alerts.View
+	Silences() []alerts.Silence
+}
+
+// Silencer is what the silence API needs to change silences.
+type Silencer interface {
+	AddSilence(ctx context.Context, s alerts.Silence) (alerts.Silence, error)
+	ExpireSilence(ctx context.Context, id string) (alerts.Silence, error)
+}
+
+// ServerOptions wire the HTTP server to the daemon.
+type ServerOptions struct {
+	Alerts   AlertLister
+	Silencer Silencer
+	// Detectors returns every detector's status for /api/v1/detectors and the page.
+	Detectors func() []DetectorStatus
+	// Series returns the points of an alert's chart.
+	Series func(ctx context.Context, a alerts.View) ([]Point, error)
+	// Reload re-reads the config; nil disables /-/reload.
+	Reload func() error
+	// Ready reports whether the daemon restored its state and scheduled its detectors.
+	Ready   func() bool
+	Metrics *Metrics
+	// Token returns the bearer token mutating calls need; empty refuses them all.
+	Token  func() string
+	Logger *zap.Logger
+	Now    func() time.Time
+}
+
+// Handler builds the daemon's HTTP handler: metrics, health, the JSON API
+// and the status page.
+func Handler(opt ServerOptions) http.Handler {
+	if opt.Logger == nil {
+		opt.Logger = zap.NewNop()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &server{opt: opt}
+	mux := http.NewServeMux()
+	if opt.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Metrics.Registry, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "mlwatch is healthy.") })
+	mux.HandleFunc("GET /-/ready", s.ready)
+	mux.HandleFunc("POST /-/reload", s.auth(s.reload))
+	mux.HandleFunc("GET /api/v1/alerts", s.alerts)
+	mux.HandleFunc("GET /api/v1/silences", s.silences)
+	mux.HandleFunc("POST /api/v1/silences", s.auth(s.addSilence))
+	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
+	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
+	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	return mux
+}
+
+type server struct{ opt ServerOptions }
+
+// apiResponse is the envelope of every JSON answer, as in Prometheus.
+type apiResponse struct {
+	Status string `json:"status"`
+	Data   any    `json:"data,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, apiResponse{Status: "error", Error: err.Error()})
+}
+
+// auth admits a mutating call only with the configured bearer token.
+func (s *server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := ""
+		if s.opt.Token != nil {
+			token = s.opt.Token()
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mlwatch"`)
+			msg := "a bearer token is required"
+			if token == "" {
+				msg = "mutating calls are disabled: set the API token (server.api_token_env, default MLWATCH_API_TOKEN)"
+			}
+			writeError(w, http.StatusUnauthorized, errors.New(msg))
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+	if s.opt.Ready != nil && !s.opt.Ready() {
+		http.Error(w, "mlwatch is not ready.", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "mlwatch is ready.")
+}
+
+func (s *server) reload(w http.ResponseWriter, _ *http.Request) {
+	if s.opt.Reload == nil {
+		writeError(w, http.StatusNotFound, errors.New("reload is not available"))
+		return
+	}
+	if err := s.opt.Reload(); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success"})
+}
+
+func (s *server) alerts(w http.ResponseWriter, r *http.Request) {
+	views := s.opt.Alerts.Alerts()
+	if st := r.URL.Query().Get("state"); st != "" {
+		kept := views[:0]
+		for _, v := range views {
+			if v.State == st {
+				kept = append(kept, v)
+			}
+		}
+		views = kept
+	}
+	if views == nil {
+		views = []alerts.View{}
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: views})
+}
+
+// silenceView is a silence with its state, as the API shows it.
+type silenceView struct {
+	alerts.Silence
+	State string `json:"state"`
+}
+
+func (s *server) silences(w http.ResponseWriter, _ *http.Request) {
+	now := s.opt.Now()
+	out := []silenceView{}
+	for _, sil := range s.opt.Alerts.Silences() {
+		out = append(out, silenceView{sil, sil.State(now)})
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// silenceRequest is the body of POST /api/v1/silences: matchers as
+// "name=value" strings (or =~, !=, !~), and either ends_at or duration.
+type silenceRequest struct {
+	Matchers  []string  `json:"matchers"`
+	StartsAt  time.Time `json:"starts_at"`
+	EndsAt    time.Time `json:"ends_at"`
+	Duration  string    `json:"duration"`
+	CreatedBy string    `json:"created_by"`
+	Comment   string    `json:"comment"`
+}
+
+func (s *server) addSilence(w http.ResponseWriter, r *http.Request) {
+	var req silenceRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("silence: %w", err))
+		return
+	}
+	sil, err := buildSilence(req, s.opt.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	sil, err = s.opt.Silencer.AddSilence(r.Context(), sil)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: silenceView{sil, sil.State(s.opt.Now())}})
+}
+
+// buildSilence checks a silence request: matchers parse, it ends after it
+// starts, and it names who and why.
+func buildSilence(req silenceRequest, now time.Time) (alerts.Silence, error) {
+	if len(req.Matchers) == 0 {
+		return alerts.Silence{}, errors.New("silence: at least one matcher is required")
+	}
+	sil := alerts.Silence{StartsAt: req.StartsAt, EndsAt: req.EndsAt, CreatedBy: req.CreatedBy, Comment: req.Comment}
+	for _, m := range req.Matchers {
+		pm, err := configs.ParseMatcher(m)
+		if err != nil {
+			return alerts.Silence{}, fmt.Errorf("silence: %w", err)
+		}
+		sil.Matchers = append(sil.Matchers, pm)
+	}
+	if sil.StartsAt.IsZero() {
+		sil.StartsAt = now
+	}
+	if req.Duration != "" {
+		if !sil.EndsAt.IsZero() {
+			return alerts.Silence{}, errors.New("silence: give ends_at or duration, not both")
+		}
+		d, err := configs.ParseDuration(req.Duration)
+		if err != nil {
+			return alerts.Silence{}, fmt.Errorf("silence: duration: %w", err)
+		}
+		sil.EndsAt = sil.StartsAt.Add(d)
+	}
+	if !sil.EndsAt.After(sil.StartsAt) {
+		return alerts.Silence{}, errors.New("silence: ends_at (or duration) must be after starts_at")
+	}
+	if strings.TrimSpace(sil.CreatedBy) == "" || strings.TrimSpace(sil.Comment) == "" {
+		return alerts.Silence{}, errors.New("silence: created_by and comment are required")
+	}
+	return sil, nil
+}
+
+func (s *server) expireSilence(w http.ResponseWriter, r *http.Request) {
+	sil, err := s.opt.Silencer.ExpireSilence(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: silenceView{sil, sil.State(s.opt.Now())}})
+}
+
+func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {
+	var out []DetectorStatus
+	if s.opt.Detectors != nil {
+		out = s.opt.Detectors()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if out == nil {
+		out = []DetectorStatus{}
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
