@@ -29,64 +29,76 @@ func newStaleness(d *Detector) (kind, error) {
 	return &staleness{d: d, src: newSource(d), p: d.cfg.Staleness}, nil
 }
 
-// The versions are read over [window start - max_age, at): a version first
-// seen at the start of that range is at least max_age old, which is all
-// the decision needs, so older partitions are never scanned.
+// probe is the window max_age before the current one: a version that
+// served then and still serves now is at least max_age old. Reading just
+// these two windows keeps the query as cheap as any other detector's
+// however long max_age is (a full first-seen scan would read months).
+func (s *staleness) probe(w windows) span {
+	return span{w.cur.from.Add(-s.p.MaxAge.D()), w.cur.to.Add(-s.p.MaxAge.D())}
+}
+
 func (s *staleness) query(w windows) *sqlText {
 	src := s.src
 	c := src.m.Columns
+	p := s.probe(w)
+	ts := src.ts()
 	q := &sqlText{}
-	q.add("SELECT toString(" + src.col(c.ModelVersion) + ") AS version, min(" + src.ts() + ") AS first, ")
+	q.add("SELECT toString(" + src.col(c.ModelVersion) + ") AS version, min(" + ts + ") AS first, ")
 	if c.DeployedAt != "" {
 		q.add("max(" + src.col(c.DeployedAt) + ") AS deployed, ")
 	} else {
-		q.add("min(" + src.ts() + ") AS deployed, ")
+		q.add("toDateTime(0) AS deployed, ")
 	}
-	q.add("countIf("+src.ts()+" >= ?) AS n FROM "+src.table+" WHERE ", w.cur.from)
-	src.where(q, []span{{w.cur.from.Add(-s.p.MaxAge.D()), w.cur.to}}, false)
+	q.add("countIf("+ts+" >= ? AND "+ts+" < ?) AS n, ", w.cur.from, w.cur.to)
+	q.add("countIf("+ts+" >= ? AND "+ts+" < ?) AS old FROM "+src.table+" WHERE ", p.from, p.to)
+	src.where(q, []span{p, w.cur}, false)
 	q.add(" GROUP BY version ORDER BY version")
 	return q
 }
 
 func (s *staleness) evaluate(res *store.Result, r *run) error {
-	c, err := cols(res, "version", "first", "deployed", "n")
+	c, err := cols(res, "version", "first", "deployed", "n", "old")
 	if err != nil {
 		return err
 	}
+	deploy := s.src.m.Columns.DeployedAt != ""
+	// The newest serving version: the latest deploy time, or the one
+	// first seen last (a version absent from the probe is newer than any
+	// present in it).
 	var version string
-	var newest, first time.Time
-	var serving []string
+	var since time.Time
 	var n float64
+	var serving []string
 	for _, row := range res.Rows {
 		if store.Float(row[c[3]]) <= 0 {
 			continue
 		}
-		v, d := store.Str(row[c[0]]), store.Time(row[c[2]])
+		v := store.Str(row[c[0]])
 		serving = append(serving, v)
-		if version == "" || d.After(newest) {
-			version, newest, first, n = v, d, store.Time(row[c[1]]), store.Float(row[c[3]])
+		t := store.Time(row[c[1]])
+		if deploy {
+			t = store.Time(row[c[2]])
+		}
+		if version == "" || t.After(since) {
+			version, since, n = v, t, store.Float(row[c[3]])
 		}
 	}
 	if version == "" {
 		r.skipped++
 		return nil
 	}
-	age := r.w.at.Sub(newest)
+	age := r.w.at.Sub(since)
 	h := newHyp(MetricVersionAge, map[string]string{}, "", ClassModelStaleness)
 	h.Value, h.Baseline, h.BaselineHigh = age.Seconds(), s.p.MaxAge.D().Seconds(), s.p.MaxAge.D().Seconds()
 	h.effect = h.Value - h.Baseline
 	h.NCurrent = uint64(n)
 	h.gate = age > s.p.MaxAge.D()
 	how := "deployed"
-	if s.src.m.Columns.DeployedAt == "" {
-		how = "first seen"
+	if !deploy {
+		how = "serving since at least"
 	}
-	atLeast := ""
-	if !first.After(r.w.cur.from.Add(-s.p.MaxAge.D())) && how == "first seen" {
-		atLeast = "at least "
-	}
-	h.summary = fmt.Sprintf("serving model version %s was %s %s%s ago (max age %s; serving: %s)",
-		version, how, atLeast, days(age), s.p.MaxAge, strings.Join(serving, ", "))
+	h.summary = fmt.Sprintf("newest serving model version %s was %s %s ago (max age %s; serving now: %s)",
+		version, how, days(age), s.p.MaxAge, strings.Join(serving, ", "))
 	r.add(h)
 	return nil
 }

@@ -1,0 +1,310 @@
+package detectors_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
+	"github.com/mlwatch/mlwatch/store/storetest"
+	"github.com/mlwatch/mlwatch/traffic"
+)
+
+// The generated dataset: two quiet weeks from Monday 2026-11-02, then a
+// day (base+14d) with one incident an hour apart from the next, each
+// evaluated at its end.
+var (
+	base     = time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	day14    = base.Add(14 * 24 * time.Hour)
+	genRate  = 100.0
+	genUntil = day14.Add(21 * time.Hour)
+)
+
+type incident struct {
+	spec string // traffic.ParseIncident form, offsets from day14
+	at   time.Duration
+}
+
+var incidents = map[string]incident{
+	"slice_block":       {"slice_block:+8h:+9h:FR", 9 * time.Hour},
+	"null_spike":        {"null_spike:+10h:+11h:device_age_days", 11 * time.Hour},
+	"default_fill":      {"default_fill:+12h:+13h:ip_risk_score", 13 * time.Hour},
+	"world_shift":       {"world_shift:+14h:+15h:BR", 15 * time.Hour},
+	"shadow_divergence": {"shadow_divergence:+16h:+17h:0.2", 17 * time.Hour},
+	"outage":            {"outage:+18h:+19h", 19 * time.Hour},
+	"tiny_slice_block":  {"slice_block:+20h:+21h:NZ", 21 * time.Hour},
+}
+
+// testDetectors are added to the example config for the incident tests
+// (not the quiet week): a golden-row expectation that France is rarely
+// blocked, and a staleness check with a short max age.
+const testDetectors = `
+  - name: test-fr-expectation
+    kind: expectation
+    model: fraud
+    window: 1h
+    min_samples: 50
+    slices: []
+    expectation:
+      match:
+        - {column: country, op: eq, value: FR}
+      max_rate: 0.1
+
+  - name: test-stale
+    kind: staleness
+    model: fraud
+    staleness:
+      max_age: 3d
+`
+
+// exampleConfig loads configs/example.yaml with the model's table in the
+// test database, plus extra detectors.
+func exampleConfig(t testing.TB, database, extra string) *configs.Config {
+	t.Helper()
+	b, err := os.ReadFile("../configs/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "    table: predictions", "    table: "+database+".predictions", 1)
+	text = strings.Replace(text, "\nreceivers:", extra+"\nreceivers:", 1)
+	cfg, err := configs.Parse("example.yaml", []byte(text), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+type dataset struct {
+	eng  storetest.Engine
+	cfg  *configs.Config
+	dets []*detectors.Detector
+}
+
+// generate fills one engine's database with the dataset.
+func generate(t *testing.T, e storetest.Engine) *dataset {
+	t.Helper()
+	ctx := context.Background()
+	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := exampleConfig(t, e.Database, testDetectors)
+	var ins []traffic.Incident
+	for _, in := range incidents {
+		x, err := traffic.ParseIncident(in.spec, day14)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, x)
+	}
+	workers := 1
+	if e.Name == "server" {
+		workers = 2
+	}
+	start := time.Now()
+	if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: base, To: genUntil, Rate: genRate, Seed: 11, Incidents: ins, Concurrency: workers}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: generated %s at %g req/min in %s", e.Name, genUntil.Sub(base), genRate, time.Since(start).Round(time.Millisecond))
+	ds := &dataset{eng: e, cfg: cfg}
+	for i := range cfg.Detectors {
+		d, err := detectors.New(cfg, &cfg.Detectors[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds.dets = append(ds.dets, d)
+	}
+	return ds
+}
+
+// evaluate runs every detector (or those named) at `at`.
+func (ds *dataset) evaluate(t *testing.T, at time.Time, only func(*configs.Detector) bool) []*detectors.Result {
+	t.Helper()
+	var out []*detectors.Result
+	for _, d := range ds.dets {
+		if only != nil && !only(d.Config()) {
+			continue
+		}
+		res, err := d.Evaluate(context.Background(), ds.eng.DB, at)
+		if err != nil {
+			t.Fatalf("%s at %s: %v\n%s", d.Config().Name, at.Format(time.RFC3339), err, res.Query)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func findings(rs []*detectors.Result) []detectors.Finding {
+	var out []detectors.Finding
+	for _, r := range rs {
+		out = append(out, r.Findings...)
+	}
+	return out
+}
+
+func exampleOnly(d *configs.Detector) bool { return !strings.HasPrefix(d.Name, "test-") }
+
+func TestGenerated(t *testing.T) {
+	engines := storetest.Engines(t)
+	for _, e := range engines {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			ds := generate(t, e)
+			t.Run("one query per evaluation", func(t *testing.T) { testOneQuery(t, ds) })
+			t.Run("incidents", func(t *testing.T) { testIncidents(t, ds) })
+			t.Run("quiet week", func(t *testing.T) { testQuietWeek(t, ds) })
+		})
+	}
+}
+
+func testOneQuery(t *testing.T, ds *dataset) {
+	var mu sync.Mutex
+	var seen []string
+	storetest.Listen(t, func(ev store.QueryEvent) {
+		if strings.Contains(ev.SQL, ds.eng.Database) {
+			mu.Lock()
+			seen = append(seen, ev.SQL)
+			mu.Unlock()
+		}
+	})
+	for _, d := range ds.dets {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		res, err := d.Evaluate(context.Background(), ds.eng.DB, day14.Add(9*time.Hour))
+		if err != nil {
+			t.Fatalf("%s: %v", d.Config().Name, err)
+		}
+		mu.Lock()
+		if len(seen) != 1 || seen[0] != res.Query {
+			t.Errorf("%s: %d queries during one evaluation, want exactly 1 (the one in Result.Query)", d.Config().Name, len(seen))
+		}
+		mu.Unlock()
+	}
+}
+
+func testIncidents(t *testing.T, ds *dataset) {
+	type want struct {
+		class  string // a finding of this class must exist ...
+		metric string // ... with this metric
+		slice  map[string]string
+		feat   string
+		pages  string // the only class allowed to page ("" none)
+	}
+	cases := map[string]want{
+		"slice_block":       {detectors.ClassModelBehavior, detectors.MetricBlockRate, map[string]string{"country": "FR"}, "", detectors.ClassModelBehavior},
+		"null_spike":        {detectors.ClassFeaturePipeline, detectors.MetricNullRate, map[string]string{}, "device_age_days", detectors.ClassFeaturePipeline},
+		"default_fill":      {detectors.ClassFeaturePipeline, detectors.MetricFillRate, map[string]string{}, "ip_risk_score", detectors.ClassFeaturePipeline},
+		"world_shift":       {detectors.ClassPopulationShift, detectors.MetricBlockRate, map[string]string{"country": "BR"}, "", ""},
+		"shadow_divergence": {detectors.ClassModelDivergence, detectors.MetricShadowBlocks, map[string]string{}, "", ""},
+		"outage":            {detectors.ClassPipelineOutage, detectors.MetricVolume, map[string]string{}, "", detectors.ClassPipelineOutage},
+	}
+	for name, w := range cases {
+		t.Run(name, func(t *testing.T) {
+			at := day14.Add(incidents[name].at)
+			fs := findings(ds.evaluate(t, at, func(d *configs.Detector) bool { return d.Name != "test-stale" }))
+			found := false
+			for _, f := range fs {
+				if f.Class == w.class && f.Metric == w.metric && detectors.SliceKey(f.Slice) == detectors.SliceKey(w.slice) && f.Feature == w.feat {
+					found = true
+					if f.Severity != detectors.Classes[w.class].Severity {
+						t.Errorf("severity %s, want %s", f.Severity, detectors.Classes[w.class].Severity)
+					}
+					t.Logf("found (%s owner): %s", detectors.Classes[f.Class].Owner, f.Summary)
+				}
+				if f.Severity == detectors.SeverityPage && f.Class != w.pages {
+					t.Errorf("unexpected page: %s %s %s: %s", f.Detector, f.Class, f.Metric, f.Summary)
+				}
+			}
+			if !found {
+				t.Errorf("no %s finding %s slice %v feature %q; findings:\n%s", w.class, w.metric, w.slice, w.feat, list(fs))
+			}
+			if name == "default_fill" {
+				for _, f := range fs {
+					if f.Feature == "ip_risk_score" && f.Metric != detectors.MetricFillRate {
+						t.Errorf("the fill is also reported as %s: %s", f.Metric, f.Summary)
+					}
+				}
+			}
+			if name == "slice_block" {
+				exp := false
+				for _, f := range fs {
+					exp = exp || f.Detector == "test-fr-expectation" && f.Class == detectors.ClassModelBehavior
+				}
+				if !exp {
+					t.Errorf("the FR golden-row expectation did not fire:\n%s", list(fs))
+				}
+			}
+		})
+	}
+	t.Run("outage freshness", func(t *testing.T) {
+		fs := findings(ds.evaluate(t, day14.Add(19*time.Hour), func(d *configs.Detector) bool { return d.Kind == configs.KindFreshness }))
+		if len(fs) != 1 || fs[0].Class != detectors.ClassPipelineOutage || detectors.Classes[fs[0].Class].Owner != detectors.OwnerInfra {
+			t.Errorf("freshness at the outage's end: want one infra pipeline_outage, got\n%s", list(fs))
+		}
+	})
+	t.Run("staleness", func(t *testing.T) {
+		fs := findings(ds.evaluate(t, day14.Add(9*time.Hour), func(d *configs.Detector) bool { return d.Kind == configs.KindStaleness }))
+		if len(fs) != 1 || fs[0].Detector != "test-stale" || fs[0].Class != detectors.ClassModelStaleness || fs[0].Severity != detectors.SeverityTicket {
+			t.Errorf("want one model_staleness ticket from test-stale, got\n%s", list(fs))
+		}
+	})
+	t.Run("slice below min_samples", func(t *testing.T) {
+		rs := ds.evaluate(t, day14.Add(21*time.Hour), nil)
+		for _, r := range rs {
+			for _, e := range r.Evaluations {
+				if e.Slice["country"] == "NZ" {
+					t.Errorf("%s evaluated NZ (n=%d) below min_samples", r.Detector, e.NCurrent)
+				}
+			}
+			for _, f := range r.Findings {
+				if f.Severity == detectors.SeverityPage {
+					t.Errorf("unexpected page: %s", f.Summary)
+				}
+			}
+		}
+	})
+}
+
+func list(fs []detectors.Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "  %s %s %s %s %s %q p=%.3g: %s\n", f.Detector, f.Class, f.Severity, f.Metric, detectors.SliceKey(f.Slice), f.Feature, f.PValue, f.Summary)
+	}
+	return b.String()
+}
+
+func testQuietWeek(t *testing.T, ds *dataset) {
+	start := time.Now()
+	counts := map[string]int{}
+	total, pages := 0, 0
+	for at := base.Add(7*24*time.Hour + time.Hour); !at.After(day14); at = at.Add(time.Hour) {
+		for _, f := range findings(ds.evaluate(t, at, exampleOnly)) {
+			total++
+			counts[f.Severity]++
+			if f.Severity == detectors.SeverityPage {
+				pages++
+				t.Errorf("page in a quiet week at %s: %s %s %s: %s", at.Format(time.RFC3339), f.Detector, f.Class, f.Metric, f.Summary)
+			} else {
+				t.Logf("%s at %s: %s %s: %s", f.Severity, at.Format(time.RFC3339), f.Detector, f.Metric, f.Summary)
+			}
+		}
+	}
+	fmt.Printf("quiet week (%s engine, 168 hourly evaluations of %d detectors): %d alerts of any severity (%d page, %d ticket, %d info) in %s\n",
+		ds.eng.Name, countExample(ds), total, pages, counts[detectors.SeverityTicket], counts[detectors.SeverityInfo], time.Since(start).Round(time.Millisecond))
+}
+
+func countExample(ds *dataset) int {
+	n := 0
+	for _, d := range ds.dets {
+		if exampleOnly(d.Config()) {
+			n++
+		}
+	}
+	return n
+}
