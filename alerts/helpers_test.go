@@ -2,11 +2,9 @@ package alerts
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/mlwatch/mlwatch/alerts/fakeslack"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -158,129 +156,10 @@ func (r *recorder) all() []Notification {
 	return append([]Notification(nil), r.notes...)
 }
 
-// slackCall is one request the fake Slack API received.
-type slackCall struct {
-	Method   string
-	Channel  string
-	TS       string // chat.update: the message edited
-	ThreadTS string
-	Text     string
-	Blocks   string
-	At       time.Time // the injected clock at the request
-}
-
-// fakeSlack speaks chat.postMessage, chat.update and conversations.list
-// like Slack's Web API, with scripted failures.
-type fakeSlack struct {
-	t     *testing.T
-	clock *fakeClock
-	srv   *httptest.Server
-
-	mu       sync.Mutex
-	calls    []slackCall
-	failures []fakeFailure // consumed by the next chat.* calls
-	nextTS   int
-}
-
-type fakeFailure struct {
-	status     int
-	retryAfter string
-}
+type fakeSlack = fakeslack.Server
 
 func newFakeSlack(t *testing.T, clock *fakeClock) *fakeSlack {
-	f := &fakeSlack{t: t, clock: clock, nextTS: 1}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/conversations.list", f.conversations)
-	mux.HandleFunc("/chat.postMessage", f.chat)
-	mux.HandleFunc("/chat.update", f.chat)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeSlack) URL() string { return f.srv.URL + "/" }
-
-func (f *fakeSlack) fail(status int, retryAfter string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failures = append(f.failures, fakeFailure{status, retryAfter})
-}
-
-func (f *fakeSlack) auth(w http.ResponseWriter, r *http.Request) bool {
-	if r.Header.Get("Authorization") != "Bearer "+testToken && r.Form.Get("token") != testToken {
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_auth"})
-		return false
-	}
-	return true
-}
-
-func (f *fakeSlack) conversations(w http.ResponseWriter, r *http.Request) {
-	_ = r.ParseForm()
-	f.mu.Lock()
-	f.calls = append(f.calls, slackCall{Method: "conversations.list", At: f.clock.Now()})
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	if !f.auth(w, r) {
-		return
-	}
-	// Two pages, so the cursor is followed.
-	if r.Form.Get("cursor") == "" {
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true,
-			"channels":          []map[string]any{{"id": "C0GENERAL", "name": "general"}, {"id": "C0PRODUCT", "name": "fraud-model-alerts"}},
-			"response_metadata": map[string]any{"next_cursor": "page2"}})
-		return
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true,
-		"channels":          []map[string]any{{"id": "C0INFRA", "name": "ml-infra-alerts"}},
-		"response_metadata": map[string]any{"next_cursor": ""}})
-}
-
-func (f *fakeSlack) chat(w http.ResponseWriter, r *http.Request) {
-	_ = r.ParseForm()
-	method := strings.TrimPrefix(r.URL.Path, "/")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	call := slackCall{Method: method, Channel: r.Form.Get("channel"), TS: r.Form.Get("ts"), ThreadTS: r.Form.Get("thread_ts"),
-		Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: f.clock.Now()}
-	if len(f.failures) > 0 {
-		ff := f.failures[0]
-		f.failures = f.failures[1:]
-		call.Method += " (failed)"
-		f.calls = append(f.calls, call)
-		if ff.retryAfter != "" {
-			w.Header().Set("Retry-After", ff.retryAfter)
-		}
-		w.WriteHeader(ff.status)
-		_, _ = w.Write([]byte("<html>error</html>"))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if !f.auth(w, r) {
-		return
-	}
-	if !strings.HasPrefix(call.Channel, "C0") {
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "channel_not_found"})
-		return
-	}
-	f.calls = append(f.calls, call)
-	ts := call.TS
-	if method == "chat.postMessage" {
-		ts = fmt.Sprintf("1772445600.%06d", f.nextTS)
-		f.nextTS++
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": call.Channel, "ts": ts, "text": call.Text})
-}
-
-func (f *fakeSlack) Calls(method string) []slackCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []slackCall
-	for _, c := range f.calls {
-		if method == "" || c.Method == method {
-			out = append(out, c)
-		}
-	}
-	return out
+	return fakeslack.New(t, testToken, clock.Now)
 }
 
 // newManager builds a memory-only manager with a recorder for every receiver.

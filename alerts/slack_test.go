@@ -121,7 +121,7 @@ func TestSlack429HonoursRetryAfter(t *testing.T) {
 	clock := newClock()
 	fake := newFakeSlack(t, clock)
 	m, logs := slackManager(t, fake, clock, baseYAML)
-	fake.fail(http.StatusTooManyRequests, "30")
+	fake.Fail(http.StatusTooManyRequests, "30")
 	mustObserve(t, m, "fraud-block-rate", clock.Now(), thirtySlices()[0])
 	mustProcess(t, m, clock.Advance(30*time.Second))
 	if st := mustDeliver(t, m); st.Sent != 0 || st.Retried != 1 {
@@ -151,8 +151,8 @@ func TestSlack5xxAndTimeoutsRetriedWithBackoff(t *testing.T) {
 	clock := newClock()
 	fake := newFakeSlack(t, clock)
 	m, logs := slackManager(t, fake, clock, baseYAML)
-	fake.fail(http.StatusInternalServerError, "")
-	fake.fail(http.StatusServiceUnavailable, "")
+	fake.Fail(http.StatusInternalServerError, "")
+	fake.Fail(http.StatusServiceUnavailable, "")
 	mustObserve(t, m, "fraud-block-rate", clock.Now(), thirtySlices()[0])
 	mustProcess(t, m, clock.Advance(30*time.Second))
 	if st := mustDeliver(t, m); st.Retried != 1 {
@@ -189,7 +189,7 @@ func TestSlackTimeoutIsRetryable(t *testing.T) {
 			}
 			return
 		}
-		fake.chat(w, r)
+		fake.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	defer close(slow)
