@@ -143,7 +143,7 @@ func (v *validator) config(c *Config) {
 }
 
 func (v *validator) clickhouse(ch *ClickHouse) {
-	if val, ok := v.lookup(EnvClickHouseAddr); ok {
+	if val, ok := v.lookup(EnvClickHouseAddr); ok && val != "" {
 		ch.Addr = val
 	}
 	if val, ok := v.lookup(EnvClickHouseDatabase); ok && val != "" {

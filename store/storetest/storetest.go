@@ -136,3 +136,10 @@ func fresh(t testing.TB, name string, db *store.DB) Engine {
 	})
 	return Engine{Name: name, DB: db, Database: database}
 }
+
+// ServerEngine returns the test server with a fresh database of the test's
+// own, for tests that start mlwatch processes against it.
+func ServerEngine(t testing.TB) Engine {
+	t.Helper()
+	return fresh(t, "server", Server(t))
+}
