@@ -26,7 +26,7 @@ type fakeAlerts struct {
 	silences []alerts.Silence
 }
 
-func (f *fakeAlerts) Alerts() []alerts.View       { return f.views }
+func (f *fakeAlerts) Alerts() []alerts.View      { return f.views }
 func (f *fakeAlerts) Silences() []alerts.Silence { return f.silences }
 func (f *fakeAlerts) AddSilence(_ context.Context, s alerts.Silence) (alerts.Silence, error) {
 	s.ID = "sil-1"
@@ -137,7 +137,7 @@ func TestAPI(t *testing.T) {
 	silence := `{"matchers":["model=fraud","class=~model_.*"],"duration":"2h","created_by":"ana","comment":"deploy"}`
 	for _, tc := range []struct {
 		name, method, path, token, body string
-		want                             int
+		want                            int
 	}{
 		{"no token", "POST", "/api/v1/silences", "", silence, 401},
 		{"wrong token", "POST", "/api/v1/silences", "nope", silence, 401},

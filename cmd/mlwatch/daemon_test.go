@@ -68,7 +68,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 		"--rate", "400", "--seed", "5", "--incident", "slice_block:+2h:+3h5m:FR")
 
 	d := startDaemon(t, cfg, env)
-	isFR := func(v alerts.View) bool { return v.Class == "model_behavior" && v.Slice["country"] == "FR" && v.Metric == "block_rate" }
+	isFR := func(v alerts.View) bool {
+		return v.Class == "model_behavior" && v.Slice["country"] == "FR" && v.Metric == "block_rate"
+	}
 	d.waitFor("the FR alert at /api/v1/alerts", 60*time.Second, func() bool { return firing(d.alerts(), isFR) != nil })
 	fr := firing(d.alerts(), isFR)
 	if fr.Owner != "product" || fr.Receiver != "product" || fr.Severity != "page" {
