@@ -1,0 +1,480 @@
+package detectors
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Pure evaluation: hand-made query results in, findings out. The queries
+// themselves run against both engines in integration_test.go and
+// query_test.go.
+
+const testConfig = `
+models:
+  - name: fraud
+    table: predictions
+    slices: [country]
+    owners: {product: p, infra: i}
+  - name: plain
+    table: predictions
+    shadow: {mode: none}
+    owners: {product: p, infra: i}
+receivers:
+  - {name: p, webhook: {url: "http://127.0.0.1:1/"}}
+  - {name: i, webhook: {url: "http://127.0.0.1:1/"}}
+detectors:
+`
+
+// testDetector builds a detector from one YAML list item under detectors:.
+func testDetector(t *testing.T, item string) *Detector {
+	t.Helper()
+	cfg, err := configs.Parse("test.yaml", []byte(testConfig+item), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	d, err := New(cfg, &cfg.Detectors[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+var testAt = time.Date(2026, 11, 16, 15, 0, 0, 0, time.UTC)
+
+// decide evaluates a hand-made result as Evaluate would.
+func decide(t *testing.T, d *Detector, res *store.Result) *Result {
+	t.Helper()
+	w := newWindows(d.cfg, testAt)
+	r := &run{d: d, w: w}
+	if err := d.impl.evaluate(res, r); err != nil {
+		t.Fatal(err)
+	}
+	out := &Result{}
+	r.finish(out)
+	return out
+}
+
+func result(names []string, rows ...[]any) *store.Result {
+	res := &store.Result{}
+	for _, n := range names {
+		res.Columns = append(res.Columns, store.Column{Name: n})
+	}
+	res.Rows = rows
+	return res
+}
+
+// binOf is the query's histogram bin of a value.
+func binOf(x float64) uint64 { return math.Float64bits(x+0) >> 49 }
+
+// hist renders counts of values as the query's parallel arrays.
+func hist(counts map[float64]float64) (bins, cnts []any) {
+	agg := map[uint64]float64{}
+	for v, c := range counts {
+		agg[binOf(v)] += c
+	}
+	for b, c := range agg {
+		bins = append(bins, b)
+		cnts = append(cnts, uint64(c))
+	}
+	return bins, cnts
+}
+
+// brWin is one window of a block_rate slice: requests, blocked, shadow
+// requests, shadow blocked; scores all in one bin unless hi is set (the
+// share of scores in a high bin).
+type brWin struct{ n, x, sn, sx, hi float64 }
+
+func brRows(sc, sv string, wins ...brWin) [][]any {
+	var rows [][]any
+	for w, b := range wins {
+		bins, bn := hist(map[float64]float64{0.01: b.n * (1 - b.hi), 0.7: b.n * b.hi, 0.02: 1})
+		_, bsn := hist(map[float64]float64{0.01: b.sn, 0.7: 0, 0.02: 1})
+		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, bsn})
+	}
+	return rows
+}
+
+var brCols = []string{"sc", "sv", "w", "n", "x", "sn", "sx", "bins", "bn", "bsn"}
+
+// week is a current window followed by seven baseline days.
+func week(cur brWin, day func(i int) brWin) []brWin {
+	out := []brWin{cur}
+	for i := 0; i < 7; i++ {
+		out = append(out, day(i))
+	}
+	return out
+}
+
+func steady(n, x float64) func(int) brWin {
+	return func(int) brWin { return brWin{n: n, x: x, sn: n, sx: x} }
+}
+
+func TestBlockRateEvaluate(t *testing.T) {
+	const det = `
+  - name: br
+    kind: block_rate
+    model: fraud
+    block_rate: {max_rate: 0.2, score_psi: false}
+`
+	frDays := func(i int) brWin {
+		n := 8716.0
+		if i == 6 {
+			n = 8712
+		}
+		x := 52.0
+		if i >= 5 {
+			x = 53
+		}
+		return brWin{n: n, x: x, sn: n, sx: x}
+	}
+	agg := brRows("", "", week(brWin{n: 12000, x: 120, sn: 12000, sx: 120}, steady(12000, 120))...)
+	tests := []struct {
+		name    string
+		rows    [][]any
+		want    []string // class:metric:slice of each finding, in order
+		summary string   // a finding summary that must appear
+		skipped int
+	}{
+		{
+			name:    "slice block in production only",
+			rows:    append(agg, brRows("country", "FR", week(brWin{n: 903, x: 440, sn: 903, sx: 4}, frDays)...)...),
+			want:    []string{"model_behavior:block_rate:FR"},
+			summary: "FR block rate 48.7% vs 0.6% baseline (n=903 vs 61,008), production only; shadow 0.4%",
+		},
+		{
+			name:    "shadow moved too",
+			rows:    append(agg, brRows("country", "BR", week(brWin{n: 903, x: 190, sn: 903, sx: 170}, frDays)...)...),
+			want:    []string{"population_shift:block_rate:BR"},
+			summary: "BR block rate 21.0% vs 0.6% baseline (n=903 vs 61,008); shadow moved too: 18.8% vs 0.6%",
+		},
+		{
+			name:    "slice below min_samples",
+			rows:    append(agg, brRows("country", "NZ", week(brWin{n: 150, x: 75, sn: 150, sx: 1}, steady(150, 1))...)...),
+			skipped: 1,
+		},
+		{
+			name: "ordinary wobble",
+			rows: append(agg, brRows("country", "DE", week(brWin{n: 2000, x: 26, sn: 2000, sx: 20}, steady(2000, 20))...)...),
+		},
+		{
+			name: "wobbly baseline days widen the test",
+			rows: append(agg, brRows("country", "US", week(brWin{n: 2000, x: 90, sn: 2000, sx: 90}, func(i int) brWin {
+				x := []float64{10, 60, 15, 70, 20, 65, 40}[i]
+				return brWin{n: 2000, x: x, sn: 2000, sx: x}
+			})...)...),
+		},
+		{
+			name: "same rise against steady days pages",
+			rows: append(agg, brRows("country", "US", week(brWin{n: 2000, x: 90, sn: 2000, sx: 20}, steady(2000, 40))...)...),
+			want: []string{"model_behavior:block_rate:US"},
+		},
+		{
+			name:    "aggregate above max_rate",
+			rows:    brRows("", "", week(brWin{n: 12000, x: 3000, sn: 12000, sx: 3000}, steady(12000, 2900))...),
+			want:    []string{"model_behavior:block_rate_bound:"},
+			summary: "overall block rate 25.0% is above the maximum 20.0%",
+		},
+		{
+			name:    "empty windows",
+			rows:    nil,
+			skipped: 1, // the max_rate bound, for lack of samples
+		},
+		{
+			name:    "NULL slice value is a slice",
+			rows:    append(agg, brRows("country", NullSlice, week(brWin{n: 903, x: 440, sn: 903, sx: 4}, frDays)...)...),
+			want:    []string{"model_behavior:block_rate:(null)"},
+			summary: "country (null) block rate 48.7%",
+		},
+	}
+	d := testDetector(t, det)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result(brCols, tc.rows...))
+			checkFindings(t, out, tc.want, tc.summary)
+			if tc.skipped > 0 && out.Skipped != tc.skipped {
+				t.Errorf("skipped %d, want %d", out.Skipped, tc.skipped)
+			}
+		})
+	}
+}
+
+func checkFindings(t *testing.T, out *Result, want []string, summary string) {
+	t.Helper()
+	var got []string
+	for _, f := range out.Findings {
+		got = append(got, f.Class+":"+f.Metric+":"+firstValue(f.Slice)+featureSuffix(f.Feature))
+		if f.Severity != Classes[f.Class].Severity {
+			t.Errorf("severity %s for class %s", f.Severity, f.Class)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("findings %v, want %v", got, want)
+		for _, f := range out.Findings {
+			t.Logf("  %s (p=%g)", f.Summary, f.PValue)
+		}
+	}
+	if summary != "" {
+		found := false
+		for _, f := range out.Findings {
+			found = found || strings.Contains(f.Summary, summary)
+		}
+		if !found {
+			t.Errorf("no finding summary contains %q", summary)
+			for _, f := range out.Findings {
+				t.Logf("  %s", f.Summary)
+			}
+		}
+	}
+	for _, e := range out.Evaluations {
+		if e.Firing {
+			continue
+		}
+		for _, f := range out.Findings {
+			if f.Metric == e.Metric && f.Feature == e.Feature && SliceKey(f.Slice) == SliceKey(e.Slice) {
+				t.Errorf("finding %s without a firing evaluation", f.Metric)
+			}
+		}
+	}
+}
+
+func firstValue(m map[string]string) string {
+	for _, v := range m {
+		return v
+	}
+	return ""
+}
+
+func featureSuffix(f string) string {
+	if f == "" {
+		return ""
+	}
+	return ":" + f
+}
+
+func TestScorePSI(t *testing.T) {
+	d := testDetector(t, `
+  - name: br
+    kind: block_rate
+    model: fraud
+    slices: []
+`)
+	base := func(int) brWin { return brWin{n: 10000, x: 100, sn: 10000, sx: 100, hi: 0.05} }
+	t.Run("scores drift in production only", func(t *testing.T) {
+		out := decide(t, d, result(brCols, brRows("", "", week(brWin{n: 10000, x: 100, sn: 10000, sx: 100, hi: 0.6}, base)...)...))
+		checkFindings(t, out, []string{"model_behavior:score_psi:"}, "score distribution PSI")
+	})
+	t.Run("stable scores", func(t *testing.T) {
+		out := decide(t, d, result(brCols, brRows("", "", week(brWin{n: 10000, x: 100, sn: 10000, sx: 100, hi: 0.05}, base)...)...))
+		checkFindings(t, out, nil, "")
+	})
+}
+
+var fhCols = []string{"sc", "sv", "feature", "w", "rows", "nn", "fills", "mn", "mx", "bins", "cnts"}
+
+// fhWin is one window of one feature: rows (of the slice), non-null
+// values by value, and the fill count.
+type fhWin struct {
+	rows   float64
+	values map[float64]float64
+	fills  float64
+}
+
+func fhRows(feature string, wins []fhWin) [][]any {
+	var out [][]any
+	for w, f := range wins {
+		out = append(out, []any{"", "", "", uint64(w), uint64(f.rows), uint64(0), uint64(0), nil, nil, []any{}, []any{}})
+		var nn float64
+		mn, mx := math.Inf(1), math.Inf(-1)
+		for v, c := range f.values {
+			nn += c
+			if c > 0 {
+				mn, mx = math.Min(mn, v), math.Max(mx, v)
+			}
+		}
+		bins, cnts := hist(f.values)
+		var mnv, mxv any
+		if nn > 0 {
+			mnv, mxv = mn, mx
+		}
+		out = append(out, []any{"", "", feature, uint64(w), uint64(f.rows), uint64(nn), uint64(f.fills), mnv, mxv, bins, cnts})
+	}
+	return out
+}
+
+// spread returns n values spread over ten distinct values.
+func spread(n float64, offset float64) map[float64]float64 {
+	m := map[float64]float64{}
+	for i := 1; i <= 10; i++ {
+		m[float64(i)+offset] = n / 10
+	}
+	return m
+}
+
+func fhWeek(cur fhWin) []fhWin {
+	out := []fhWin{cur}
+	for i := 0; i < 7; i++ {
+		out = append(out, fhWin{rows: 10000, values: spread(9950, 0), fills: 0})
+	}
+	return out
+}
+
+func TestFeatureHealthEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: fh
+    kind: feature_health
+    model: fraud
+    slices: []
+`)
+	withFill := spread(1000, 0)
+	withFill[0] = 8950
+	tests := []struct {
+		name    string
+		cur     fhWin
+		want    []string
+		summary string
+	}{
+		{"healthy", fhWin{rows: 10000, values: spread(9950, 0)}, nil, ""},
+		{"null spike", fhWin{rows: 10000, values: spread(1000, 0)}, []string{"feature_pipeline:null_rate::f"}, "feature f null rate 90.0% vs 0.5% baseline"},
+		{"all null", fhWin{rows: 10000, values: map[float64]float64{}}, []string{"feature_pipeline:all_null::f"}, "NULL in every row"},
+		{"fill is reported once, not as drift", fhWin{rows: 10000, values: withFill, fills: 8950}, []string{"feature_pipeline:fill_rate::f"}, "equals the default 0 in 89.9% of values"},
+		{"frozen", fhWin{rows: 10000, values: map[float64]float64{3: 9950}}, []string{"feature_pipeline:frozen::f"}, "frozen at 3"},
+		{"drift of healthy values is population_shift", fhWin{rows: 10000, values: spread(9950, 20)}, []string{"population_shift:feature_psi::f"}, "distribution PSI"},
+		{"below min_samples", fhWin{rows: 150, values: map[float64]float64{}}, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result(fhCols, fhRows("f", fhWeek(tc.cur))...))
+			checkFindings(t, out, tc.want, tc.summary)
+		})
+	}
+}
+
+func TestVolumeEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: vol
+    kind: volume
+    model: fraud
+    slices: []
+`)
+	rows := func(cur float64, days ...float64) [][]any {
+		out := [][]any{{"", "", uint64(0), uint64(cur)}}
+		if cur == 0 {
+			out = nil // an empty window has no row at all
+		}
+		for i, x := range days {
+			out = append(out, []any{"", "", uint64(i + 1), uint64(x)})
+		}
+		return out
+	}
+	week := []float64{10000, 9400, 10600, 9800, 10200, 8500, 8600}
+	tests := []struct {
+		name string
+		rows [][]any
+		want []string
+	}{
+		{"outage", rows(0, week...), []string{"pipeline_outage:volume:"}},
+		{"weekend wobble", rows(8300, week...), nil},
+		{"drop", rows(3000, week...), []string{"pipeline_outage:volume:"}},
+		{"spike", rows(40000, week...), []string{"pipeline_outage:volume:"}},
+		{"tiny baseline is skipped", rows(0, 10, 12, 9, 11, 10, 8, 9), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result([]string{"sc", "sv", "w", "n"}, tc.rows...))
+			checkFindings(t, out, tc.want, "")
+		})
+	}
+}
+
+func TestShadowEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: sh
+    kind: shadow
+    model: fraud
+    slices: []
+    shadow: {min_correlation: 0.5}
+`)
+	cols := []string{"sc", "sv", "w", "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab"}
+	// Sums for n pairs with scores perfectly (r=1) or not correlated.
+	row := func(w int, n, pb, sb float64, r float64) []any {
+		// a and b take values 0/1 half the time; r sets how often they agree.
+		agree := n * (1 + r) / 2
+		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(0), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2}
+	}
+	build := func(curPB, curSB, curR float64) [][]any {
+		out := [][]any{row(0, 7000, curPB, curSB, curR)}
+		for w := 1; w <= 7; w++ {
+			out = append(out, row(w, 7000, 10, 20, 0.95))
+		}
+		return out
+	}
+	t.Run("quiet", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, build(12, 18, 0.95)...)), nil, "")
+	})
+	t.Run("shadow blocks what production passes", func(t *testing.T) {
+		out := decide(t, d, result(cols, build(12, 1400, 0.1)...))
+		checkFindings(t, out, []string{"model_divergence:disagreement_shadow_blocks:", "model_divergence:score_correlation:"}, "shadow blocks, production passes on 20.0% of requests vs 0.3% baseline")
+	})
+}
+
+func TestExpectationEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: canaries
+    kind: expectation
+    model: fraud
+    slices: []
+    min_samples: 20
+    expectation:
+      match: [{column: request_id, op: prefix, value: "canary-"}]
+      min_rate: 0.9
+`)
+	cols := []string{"sc", "sv", "w", "n", "x"}
+	tests := []struct {
+		name string
+		n, x uint64
+		want []string
+	}{
+		{"as expected", 24, 23, nil},
+		{"a few misses are not significant", 24, 21, nil},
+		{"model stopped blocking canaries", 24, 10, []string{"model_behavior:expected_block_rate:"}},
+		{"too few golden rows", 10, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result(cols, []any{"", "", uint64(0), tc.n, tc.x}))
+			checkFindings(t, out, tc.want, "")
+		})
+	}
+}
+
+func TestFreshnessAndStaleness(t *testing.T) {
+	fr := testDetector(t, `
+  - name: fresh
+    kind: freshness
+    model: fraud
+    freshness: {max_lag: 15m}
+`)
+	cols := []string{"newest", "n"}
+	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-2 * time.Minute), uint64(100)})), nil, "")
+	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-20 * time.Minute), uint64(100)})), []string{"pipeline_outage:lag_seconds:"}, "20m old")
+	checkFindings(t, decide(t, fr, result(cols, []any{time.Unix(0, 0).UTC(), uint64(0)})), []string{"pipeline_outage:lag_seconds:"}, "no prediction rows in the 30m")
+
+	st := testDetector(t, `
+  - name: stale
+    kind: staleness
+    model: fraud
+    staleness: {max_age: 30d}
+`)
+	scols := []string{"version", "first", "deployed", "n", "old"}
+	old := testAt.Add(-31 * 24 * time.Hour)
+	checkFindings(t, decide(t, st, result(scols,
+		[]any{"v1", old, time.Unix(0, 0).UTC(), uint64(500), uint64(400)})), []string{"model_staleness:version_age_seconds:"}, "v1")
+	checkFindings(t, decide(t, st, result(scols,
+		[]any{"v1", old, time.Unix(0, 0).UTC(), uint64(500), uint64(400)},
+		[]any{"v2", testAt.Add(-3 * time.Hour), time.Unix(0, 0).UTC(), uint64(50), uint64(0)})), nil, "")
+}
