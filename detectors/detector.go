@@ -1,3 +1,46 @@
+// Package detectors decides, from a model's prediction log in ClickHouse,
+// what changed and which team owns it. There is one file per detector
+// kind (blockrate.go, featurehealth.go, shadow.go, volume.go with
+// freshness, staleness.go, expectation.go) and the statistics they share
+// (stats.go).
+//
+// # API
+//
+//	d, err := detectors.New(cfg, &cfg.Detectors[i]) // cfg from configs.Load
+//	res, err := d.Evaluate(ctx, db, at)              // db: any Querier (*store.DB)
+//
+// Evaluate runs exactly ONE query, with windows ending at `at` less the
+// detector's eval_delay (time is always an argument), and returns a
+// Result: Findings (what to alert on; Finding.Class → Classes → owner and
+// default severity), Evaluations (every hypothesis checked, firing or not,
+// the evaluations table's row shape: Result.EvaluationRows with
+// EvaluationColumns), Skipped (checks below min_samples), Query (the
+// exact SQL text that ran) and Stats. d.Query(at) renders that SQL
+// without running it. A Detector holds no state between evaluations.
+//
+// # Queries
+//
+// Each query aggregates in ClickHouse and returns current and baseline
+// figures for every slice, GROUP BY slice and window w (0 current, i > 0
+// the i-th baseline window: the same window i days earlier with a seasonal
+// baseline, the preceding span with a previous one); rows are never
+// fetched. Slices are the aggregate plus each slice column, cut to the
+// column's top_k values by rows (the rest is OtherSlice); NULL and empty
+// values are NullSlice. Distributions travel as histograms of exact float
+// bins (the top 15 bits of the float64), so one scan serves PSI over
+// baseline deciles on both engines alike. The SQL stays within what
+// ClickHouse 18.16 and 26.x both accept (see CLICKHOUSE.md).
+//
+// # Decisions
+//
+// A slice needs min_samples in both windows. Rates are tested against a
+// null of "changed by no more than the effect-size gate" (the larger of
+// min_abs_change and min_rel_change × baseline), with the seasonal
+// day-to-day spread of the baseline widening the variance; small expected
+// counts use exact (beta-)binomial tails instead of the normal one. All
+// p-values of one evaluation go through Benjamini–Hochberg at fdr. With
+// shadow data the shadow model is the control: a move it shares is
+// population_shift, one it does not is model_behavior.
 package detectors
 
 import (
