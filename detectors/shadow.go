@@ -63,9 +63,11 @@ func (sh *shadow) pairs(q *sqlText, w windows) []string {
 	}
 	prod := s.col(c.Role) + " = ?"
 	pr, sr := s.m.Shadow.ProductionRole, s.m.Shadow.ShadowRole
-	q.add("SELECT anyIf(")
+	// Both rows of a request share its window; min keeps a lone shadow
+	// row in its own window too.
+	q.add("SELECT min(")
 	s.window(q, w)
-	q.add(", "+prod+") AS _w, ", pr)
+	q.add(") AS _w, ")
 	q.add("anyIf("+dec(s.col(c.Decision))+", "+prod+") AS pd, ", pr)
 	q.add("anyIf("+dec(s.col(c.Decision))+", "+s.col(c.Role)+" = ?) AS sd,\n", sr)
 	q.add("      anyIf(toFloat64("+s.col(c.Score)+"), "+prod+") AS a, ", pr)
