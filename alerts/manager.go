@@ -358,7 +358,15 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 			entries[i] = &entry{n: notes[i], seq: m.ver.next(), status: statusPending}
 		}
 		if err := m.persistEntries(ctx, entries); err != nil {
-			return all, fmt.Errorf("process: outbox: %w", err)
+			// ClickHouse, which holds the outbox, may be the very thing
+			// that is down (monitoring_failure is then the page): deliver
+			// from memory and store the entries once it is back. A crash
+			// before then can repeat a message; it cannot lose one that a
+			// restart would not raise again.
+			m.log.Warn("outbox not stored; delivering from memory until it can be", zap.Int("entries", len(entries)), zap.Error(err))
+			for _, e := range entries {
+				e.dirty = true
+			}
 		}
 		for _, e := range entries {
 			m.outbox[e.n.ID] = e
