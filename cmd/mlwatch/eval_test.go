@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlwatch/mlwatch/store/storetest"
+)
+
+// TestEvalJSONContract generates a week of traffic with a null spike and a
+// slice block at the same time, then checks `mlwatch eval --format json`
+// against DESIGN.md's contract line by line: every field present, the
+// right class and owner for each incident, and the product alert linked to
+// the infra alert that explains it.
+func TestEvalJSONContract(t *testing.T) {
+	e := storetest.ServerEngine(t)
+	env := []string{"MLWATCH_CLICKHOUSE_ADDR=" + storetest.ServerAddr(), "MLWATCH_CLICKHOUSE_DATABASE=" + e.Database}
+	cfg := "../../configs/example.yaml"
+	at := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC) // a Wednesday afternoon
+	from := at.Add(-8 * 24 * time.Hour)
+	mlwatchCmd(t, env, "schema", "apply", "--config", cfg, "--predictions")
+	mlwatchCmd(t, env, "generate", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", at.Add(time.Hour).Format(time.RFC3339),
+		"--rate", "100", "--seed", "9",
+		"--incident", "slice_block:+7d23h:+8d1h:FR",
+		"--incident", "null_spike:+7d23h:+8d1h:device_age_days")
+	out := mlwatchCmd(t, env, "eval", "--config", cfg, "--at", at.Format(time.RFC3339), "--format", "json")
+
+	fields := []string{"detector", "kind", "class", "owner", "severity", "receiver", "model", "slice", "feature", "metric",
+		"value", "baseline", "p_value", "summary", "fingerprint", "caused_by"}
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "{") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("line does not parse: %v\n%s", err, line)
+			}
+			for _, f := range fields {
+				if _, ok := m[f]; !ok {
+					t.Errorf("line lacks %q: %s", f, line)
+				}
+			}
+			if _, ok := m["slice"].(map[string]any); !ok {
+				t.Errorf("slice must be an object: %s", line)
+			}
+			switch m["owner"] {
+			case "product", "infra":
+			default:
+				t.Errorf("owner %v", m["owner"])
+			}
+			switch m["severity"] {
+			case "page", "ticket", "info":
+			default:
+				t.Errorf("severity %v", m["severity"])
+			}
+			lines = append(lines, m)
+		} else if strings.TrimSpace(line) != "" {
+			t.Errorf("stdout holds a line that is not JSON: %q", line)
+		}
+	}
+	var infra, fr map[string]any
+	for _, m := range lines {
+		if m["class"] == "feature_pipeline" && m["feature"] == "device_age_days" {
+			infra = m
+		}
+		if s, _ := m["slice"].(map[string]any); s["country"] == "FR" && m["class"] == "model_behavior" && m["metric"] == "block_rate" {
+			fr = m
+		}
+	}
+	if infra == nil || infra["owner"] != "infra" || infra["receiver"] != "fraud-infra" || infra["severity"] != "page" {
+		t.Fatalf("null spike: want a feature_pipeline page to fraud-infra, got %v\n%s", infra, out)
+	}
+	if fr == nil || fr["owner"] != "product" {
+		t.Fatalf("slice block: want a model_behavior alert on FR owned by product, got %v\n%s", fr, out)
+	}
+	if fr["caused_by"] != infra["fingerprint"] {
+		t.Errorf("with a feature pipeline firing for the model, the FR alert must carry caused_by=%v, got %v", infra["fingerprint"], fr["caused_by"])
+	}
+	t.Logf("%d alerts", len(lines))
+	if testing.Verbose() {
+		t.Log(mlwatchCmd(t, env, "eval", "--config", cfg, "--at", at.Format(time.RFC3339)))
+	}
+}
