@@ -57,7 +57,7 @@ type BacktestReport struct {
 	Monitor *Monitor        `json:"-"`
 }
 
-// Backtest replays the detectors over [From, To) as the daemon would have
+// Backtest replays the detectors over (From, To] as the daemon would have
 // run them, with the live alert lifecycle (for, keep_firing_for, grouping,
 // inhibition, repeats) on a simulated clock, and captures every
 // notification instead of sending it. It touches none of the daemon's
@@ -112,7 +112,7 @@ func Backtest(ctx context.Context, opt BacktestOptions) (*BacktestReport, error)
 			}
 			continue
 		}
-		for t := d.Cron.Next(opt.From.Add(-time.Second)); !t.After(opt.To); t = d.Cron.Next(t) {
+		for t := d.Cron.Next(opt.From); !t.After(opt.To); t = d.Cron.Next(t) {
 			ticks = append(ticks, tick{t, d.Name})
 		}
 	}
