@@ -76,12 +76,31 @@ func openServer(ctx context.Context, opt Options) (*server, error) {
 
 func (s *server) name() string { return "server" }
 
+// withoutDeadline is a context with its parent's values and cancellation
+// but no deadline.
+type withoutDeadline struct{ context.Context }
+
+func (withoutDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
+
 func (s *server) close() error { return s.conn.Close() }
 
 // queryContext attaches the query ID, the server-side deadline and a
 // progress counter. The server keeps running a cancelled query unless
-// max_execution_time stops it, so both are always set.
+// max_execution_time stops it, so both are always set; the deadline is
+// hidden from clickhouse-go, which would otherwise replace that setting
+// with the deadline plus five seconds (the server then ran that long after
+// the run had given up). Cancellation still reaches the driver.
 func (s *server) queryContext(ctx context.Context, id string, st *Stats) context.Context {
+	return s.driverContext(withoutDeadline{ctx}, ctx, id, st)
+}
+
+// insertContext is queryContext for batch inserts, which keep the deadline
+// on their socket (their own max_execution_time hardly matters).
+func (s *server) insertContext(ctx context.Context, id string, st *Stats) context.Context {
+	return s.driverContext(ctx, ctx, id, st)
+}
+
+func (s *server) driverContext(driver, ctx context.Context, id string, st *Stats) context.Context {
 	secs := int(s.timeout / time.Second)
 	if dl, ok := ctx.Deadline(); ok {
 		if left := int(time.Until(dl).Seconds()); left < secs {
@@ -92,7 +111,7 @@ func (s *server) queryContext(ctx context.Context, id string, st *Stats) context
 		secs = 1
 	}
 	var mu sync.Mutex
-	return clickhouse.Context(ctx,
+	return clickhouse.Context(driver,
 		clickhouse.WithQueryID(id),
 		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": secs}),
 		clickhouse.WithProgress(func(p *clickhouse.Progress) {
@@ -149,7 +168,7 @@ func (s *server) insert(ctx context.Context, id string, table Table, columns []s
 	for i, c := range columns {
 		quoted[i] = MustIdent(c)
 	}
-	qctx := s.queryContext(ctx, id, &st)
+	qctx := s.insertContext(ctx, id, &st)
 	batch, err := s.conn.PrepareBatch(qctx, fmt.Sprintf("INSERT INTO %s (%s)", table.Quoted(), strings.Join(quoted, ", ")))
 	if err != nil {
 		return st, s.translate(err)

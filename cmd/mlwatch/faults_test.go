@@ -286,3 +286,84 @@ func TestFaultClickHouseOutage(t *testing.T) {
 	}
 	d.stop()
 }
+
+// TestFaultSlowQuery makes the prediction table a view that sleeps on
+// every row: each run passes its deadline, is stopped by ClickHouse
+// (max_execution_time) as well as by the daemon's context, is counted and
+// raises monitoring_failure; once the table is fast again the next run
+// succeeds and the failure resolves.
+func TestFaultSlowQuery(t *testing.T) {
+	t.Parallel()
+	ch := startClickHouse(t, chOptions{})
+	cfg := filepath.Join(t.TempDir(), "mlwatch.yaml")
+	slack := fakeslack.New(t, "xoxb-e2e", nil)
+	env := slackEnv(slack.URL())
+	faultConfig{Addr: ch.addr, Database: "default", Timeout: "3s", Threshold: 2}.write(t, cfg)
+	now := time.Now().UTC().Truncate(time.Minute)
+	mlwatchCmd(t, env, "schema", "apply", "--config", cfg, "--predictions")
+	mlwatchCmd(t, env, "generate", "--config", cfg, "--from", now.Add(-2*time.Hour).Format(time.RFC3339), "--to", now.Format(time.RFC3339), "--rate", "100")
+	ch.exec("RENAME TABLE predictions TO predictions_data")
+	ch.exec("CREATE VIEW predictions_fast AS SELECT * FROM predictions_data")
+	// 1 ms a row in blocks of 100: the runs read ~20k rows, ~20 s.
+	ch.exec("CREATE VIEW predictions AS SELECT * FROM predictions_data WHERE sleepEachRow(0.001) = 0 SETTINGS max_block_size = 100")
+
+	d := startDaemon(t, cfg, env)
+	var longest float64
+	d.waitFor("two runs past the deadline", 60*time.Second, func() bool {
+		for _, r := range ch.query("SELECT elapsed FROM system.processes WHERE query_id LIKE 'mlwatch-%'") {
+			longest = max(longest, store.Float(r[0]))
+		}
+		return d.metric("mlwatch_detector_runs_total", `detector="block"`, `result="failure"`) >= 2
+	})
+	if longest > 4 {
+		t.Errorf("a detector query ran %.1fs on the server; the run deadline is 3s", longest)
+	}
+	var st struct {
+		Data []struct {
+			Runs []struct {
+				Error      string
+				DurationMS float64 `json:"duration_ms"`
+			}
+		}
+	}
+	if err := json.Unmarshal(d.get("/api/v1/detectors"), &st); err != nil || len(st.Data) != 1 || len(st.Data[0].Runs) == 0 {
+		t.Fatalf("/api/v1/detectors: %v %+v", err, st)
+	}
+	last := st.Data[0].Runs[0]
+	if !strings.Contains(last.Error, "timed out") || !strings.Contains(last.Error, "Code: 159") {
+		t.Errorf("last run's error %q does not say the server stopped it for timing out", last.Error)
+	}
+	if last.DurationMS > 3500 {
+		t.Errorf("the run took %.0f ms; its deadline is 3s", last.DurationMS)
+	}
+	d.waitFor("monitoring_failure to fire", 30*time.Second, func() bool { return firing(d.alerts(), isMonitoringFailure) != nil })
+
+	// The server stopped the queries itself (code 159), not just the client
+	// (query_log type 4: exception while processing).
+	ch.exec("SYSTEM FLUSH LOGS")
+	rows := ch.query(`SELECT countIf(type = 4 AND exception LIKE '%Timeout exceeded%'), max(query_duration_ms)
+		FROM system.query_log WHERE query_id LIKE 'mlwatch-%' AND type != 1 AND query LIKE '%predictions%'`)
+	stopped, maxMS := store.Int(rows[0][0]), store.Float(rows[0][1])
+	if stopped < 2 {
+		t.Errorf("the server stopped %d detector queries for exceeding max_execution_time, want >= 2", stopped)
+	}
+	if maxMS > 4000 {
+		t.Errorf("a detector query ran %.0f ms on the server; the run deadline is 3s", maxMS)
+	}
+	t.Logf("server stopped %d queries (longest %.0f ms); longest seen in system.processes %.1fs", stopped, maxMS, longest)
+
+	ch.exec("RENAME TABLE predictions TO predictions_slow, predictions_fast TO predictions")
+	d.waitFor("a successful run and monitoring_failure resolved", 60*time.Second, func() bool {
+		return d.metric("mlwatch_detector_runs_total", `detector="block"`, `result="success"`) >= 1 &&
+			d.metric("mlwatch_detector_consecutive_failures", `detector="block"`) == 0 &&
+			firing(d.alerts(), isMonitoringFailure) == nil
+	})
+	missed := d.metric("mlwatch_detector_missed_runs_total", `detector="block"`)
+	t.Logf("runs: %v failed, %v succeeded, %v fire times missed while a slow run was going",
+		d.metric("mlwatch_detector_runs_total", `detector="block"`, `result="failure"`),
+		d.metric("mlwatch_detector_runs_total", `detector="block"`, `result="success"`), missed)
+	if missed < 1 {
+		t.Error("a 3s run on a 2s schedule must count missed fire times")
+	}
+	d.stop()
+}
