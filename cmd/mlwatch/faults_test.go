@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/alerts/fakeslack"
 	"github.com/mlwatch/mlwatch/store"
+	"github.com/mlwatch/mlwatch/store/storetest"
 )
 
 // faultConfig is the daemon config of the fault tests: one model, a
@@ -365,5 +368,163 @@ func TestFaultSlowQuery(t *testing.T) {
 	if missed < 1 {
 		t.Error("a 3s run on a 2s schedule must count missed fire times")
 	}
+	d.stop()
+}
+
+// groupsConfig is a daemon on the shared test server whose block incident
+// in four countries makes five notification groups (one per slice, and
+// the aggregate) to the product channel.
+func groupsConfig(t *testing.T, slackURL string) (cfg string, env []string, database string) {
+	t.Helper()
+	e := storetest.ServerEngine(t)
+	cfg = filepath.Join(t.TempDir(), "mlwatch.yaml")
+	faultConfig{Addr: storetest.ServerAddr(), Database: e.Database, GroupBy: "[model, class, slice]"}.write(t, cfg)
+	env = slackEnv(slackURL)
+	seedIncident(t, cfg, env, "FR", "DE", "GB", "ES")
+	return cfg, env, e.Database
+}
+
+// where is how a notification's first alert reads in Slack.
+func where(n alerts.Notification) string {
+	if len(n.Alerts) == 0 || len(n.Alerts[0].Slice) == 0 {
+		return "all traffic"
+	}
+	return alerts.SliceLabel(n.Alerts[0].Slice)
+}
+
+// checkDelivered verifies that the product channel got every outbox
+// entry exactly once, in outbox order, and that every firing alert was
+// notified: nothing lost, nothing repeated.
+func checkDelivered(t *testing.T, d *proc, slack *fakeslack.Server, es []outboxEntry) {
+	t.Helper()
+	var product []outboxEntry
+	for _, e := range es {
+		if e.Status != "sent" {
+			t.Errorf("outbox entry %s (%s) is %s after %d attempts: %s", e.ID, where(e.N), e.Status, e.Attempts, e.LastError)
+		}
+		if e.Receiver == "product" {
+			product = append(product, e)
+		}
+	}
+	posts := postsTo(slack, "C0PRODUCT")
+	if len(posts) != len(product) {
+		t.Errorf("%d posts to the product channel for %d outbox entries", len(posts), len(product))
+	}
+	for i := 0; i < len(posts) && i < len(product); i++ {
+		if w := where(product[i].N); !strings.Contains(posts[i].Blocks, w) {
+			t.Errorf("post %d is not outbox entry %d (%s): delivery out of order", i, i, w)
+		}
+	}
+	notified := map[string]bool{}
+	for _, e := range product {
+		for _, a := range e.N.Alerts {
+			notified[a.Fingerprint] = true
+		}
+	}
+	for _, v := range d.alerts() {
+		if v.State == "firing" && v.Receiver == "product" && !notified[v.Fingerprint] {
+			t.Errorf("firing alert %s (%s) was never notified", v.Fingerprint, alerts.SliceLabel(v.Slice))
+		}
+	}
+}
+
+// TestFaultSlackOutage keeps Slack away while five notifications are due:
+// first nothing listens (connection refused), then the API answers 500.
+// The notifications wait in the outbox and, once Slack is back, drain in
+// outbox order; none is lost or repeated.
+func TestFaultSlackOutage(t *testing.T) {
+	t.Parallel()
+	slack := fakeslack.New(t, "xoxb-e2e", nil)
+	addr := freeAddr(t) // nothing listens here yet: connection refused
+	cfg, env, database := groupsConfig(t, "http://"+addr+"/")
+	db := storetest.Server(t)
+
+	d := startDaemon(t, cfg, env)
+	start := time.Now()
+	d.waitFor("five notifications refused by the network", 90*time.Second, func() bool {
+		es := readOutbox(t, db, database)
+		return countStatus(es, "pending") >= 5 && strings.Contains(es[0].LastError, "connection refused")
+	})
+	time.Sleep(3 * time.Second)
+
+	// Slack answers again, but with 500s.
+	slack.Down(500, "")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on the Slack address: %v", err)
+	}
+	srv := &http.Server{Handler: slack, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	d.waitFor("two 500s", 60*time.Second, func() bool { return len(slack.Calls("chat.postMessage (failed)")) >= 2 })
+	time.Sleep(3 * time.Second)
+	pending := readOutbox(t, db, database)
+	if n := countStatus(pending, "pending"); n < 5 {
+		t.Fatalf("%d entries pending during the outage, want >= 5", n)
+	}
+	if len(postsTo(slack, "C0PRODUCT")) != 0 {
+		t.Fatal("a message got through while Slack was down")
+	}
+
+	slack.Up()
+	up := time.Now()
+	outage := up.Sub(start)
+	d.waitFor("the outbox to drain", 5*time.Minute, func() bool {
+		return countStatus(readOutbox(t, db, database), "pending") == 0
+	})
+	es := readOutbox(t, db, database)
+	maxAttempts := int64(0)
+	for _, e := range es {
+		maxAttempts = max(maxAttempts, e.Attempts)
+	}
+	t.Logf("Slack down %s (refused, then 500): %d entries waited, up to %d attempts each; drained %s after Slack came back",
+		outage.Round(100*time.Millisecond), countStatus(pending, "pending"), maxAttempts, time.Since(up).Round(100*time.Millisecond))
+	checkDelivered(t, d, slack, es)
+	d.stop()
+}
+
+// TestFaultSlack429Storm answers every Slack call with 429 and
+// Retry-After: 2 for a while: mlwatch waits out each Retry-After before
+// calling that channel again, never calls a channel more than once a
+// second, and delivers everything once the storm passes.
+func TestFaultSlack429Storm(t *testing.T) {
+	t.Parallel()
+	slack := fakeslack.New(t, "xoxb-e2e", nil)
+	slack.Down(http.StatusTooManyRequests, "2")
+	cfg, env, database := groupsConfig(t, slack.URL())
+	db := storetest.Server(t)
+
+	d := startDaemon(t, cfg, env)
+	d.waitFor("a 429 storm", 90*time.Second, func() bool { return len(slack.Calls("chat.postMessage (failed)")) >= 4 })
+	slack.Up()
+	d.waitFor("the outbox to drain", 3*time.Minute, func() bool {
+		es := readOutbox(t, db, database)
+		return len(es) >= 5 && countStatus(es, "pending") == 0
+	})
+	calls := slack.Calls("")
+	var chat []fakeslack.Call
+	for _, c := range calls {
+		if strings.HasPrefix(c.Method, "chat.") {
+			chat = append(chat, c)
+		}
+	}
+	limited, minGap, minAfter429 := 0, time.Hour, time.Hour
+	for i := 1; i < len(chat); i++ {
+		gap := chat[i].At.Sub(chat[i-1].At)
+		minGap = min(minGap, gap)
+		if strings.HasSuffix(chat[i-1].Method, "(failed)") {
+			limited++
+			minAfter429 = min(minAfter429, gap)
+		}
+	}
+	t.Logf("%d calls answered 429; shortest wait after a 429 %s (Retry-After 2s); shortest gap between calls to the channel %s",
+		limited, minAfter429.Round(time.Millisecond), minGap.Round(time.Millisecond))
+	if minAfter429 < 2*time.Second-20*time.Millisecond {
+		t.Errorf("a call came %s after a 429 with Retry-After: 2", minAfter429)
+	}
+	if minGap < 900*time.Millisecond {
+		t.Errorf("two calls to one channel %s apart; the bound is one a second", minGap)
+	}
+	checkDelivered(t, d, slack, readOutbox(t, db, database))
 	d.stop()
 }
