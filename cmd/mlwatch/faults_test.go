@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -527,4 +530,128 @@ func TestFaultSlack429Storm(t *testing.T) {
 	}
 	checkDelivered(t, d, slack, readOutbox(t, db, database))
 	d.stop()
+}
+
+// gate stands between mlwatch and the local Slack and decides what
+// happens to chat calls: passed on, held without reaching Slack, or
+// handled by Slack with the answer held back (the crash window of
+// at-least-once delivery).
+type gate struct {
+	slack   *fakeslack.Server
+	mu      sync.Mutex
+	mode    string // "pass", "hold" or "swallow"
+	arrived chan struct{}
+}
+
+func newGate(t *testing.T, slack *fakeslack.Server, mode string) (*gate, string) {
+	g := &gate{slack: slack, mode: mode, arrived: make(chan struct{}, 16)}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, srv.URL + "/"
+}
+
+func (g *gate) set(mode string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.mode = mode
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	mode := g.mode
+	g.mu.Unlock()
+	if !strings.HasPrefix(r.URL.Path, "/chat.") || mode == "pass" {
+		g.slack.ServeHTTP(w, r)
+		return
+	}
+	if mode == "swallow" {
+		g.slack.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	// The server notices a client going away only once the body is read.
+	_, _ = io.Copy(io.Discard, r.Body)
+	g.arrived <- struct{}{}
+	select {
+	case <-r.Context().Done(): // the client went away
+	case <-time.After(time.Minute):
+	}
+}
+
+// kill ends the process with SIGKILL: no flush, no clean shutdown.
+func (p *proc) kill() {
+	p.t.Helper()
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.t.Fatal("mlwatch did not die within 10s of SIGKILL")
+	}
+}
+
+// TestFaultKillDuringSend kills the daemon with SIGKILL while it sends a
+// notification it had written to the outbox. If Slack had not taken the
+// message, the restarted daemon sends it exactly once; if Slack had taken
+// it but the answer was lost with the process, it is sent once more: one
+// duplicate per crash in that window, the price of never losing one.
+func TestFaultKillDuringSend(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode      string
+		wantPosts int
+	}{
+		{"hold", 1},    // killed before Slack got it: sent exactly once, after the restart
+		{"swallow", 2}, // killed after Slack got it, before the answer: one duplicate
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			e := storetest.ServerEngine(t)
+			slack := fakeslack.New(t, "xoxb-e2e", nil)
+			g, url := newGate(t, slack, tc.mode)
+			cfg := filepath.Join(t.TempDir(), "mlwatch.yaml")
+			faultConfig{Addr: storetest.ServerAddr(), Database: e.Database}.write(t, cfg)
+			env := slackEnv(url)
+			seedIncident(t, cfg, env, "FR")
+
+			d := startDaemon(t, cfg, env)
+			select {
+			case <-g.arrived:
+			case <-time.After(90 * time.Second):
+				t.Fatal("no notification reached Slack within 90s")
+			}
+			// Written before it is sent: the entry is in ClickHouse, pending.
+			es := readOutbox(t, e.DB, e.Database)
+			if len(es) != 1 || es[0].Status != "pending" {
+				t.Fatalf("outbox while the first send is in flight: %+v, want one pending entry", es)
+			}
+			id := es[0].ID
+			d.kill()
+
+			g.set("pass")
+			d2 := startDaemon(t, cfg, env)
+			d2.waitFor("the entry to be sent", 60*time.Second, func() bool {
+				es := readOutbox(t, e.DB, e.Database)
+				return len(es) > 0 && es[0].ID == id && es[0].Status == "sent"
+			})
+			d2.waitFor("three runs after the restart", 60*time.Second, func() bool {
+				return d2.metric("mlwatch_detector_runs_total", `detector="block"`, `result="success"`) >= 3
+			})
+			time.Sleep(3 * time.Second) // one more pipeline flush after the runs
+			es = readOutbox(t, e.DB, e.Database)
+			if len(es) != 1 {
+				t.Errorf("%d outbox entries after the restart, want the one: the restart notified the alert again", len(es))
+			}
+			posts := slack.Calls("chat.postMessage")
+			if len(posts) != tc.wantPosts {
+				t.Errorf("Slack got %d posts, want %d", len(posts), tc.wantPosts)
+			}
+			for _, p := range posts[1:] {
+				if p.Blocks != posts[0].Blocks {
+					t.Errorf("the repeated post differs from the first:\n%s\n%s", posts[0].Blocks, p.Blocks)
+				}
+			}
+			if firing(d2.alerts(), isSlice("FR")) == nil {
+				t.Error("the FR alert should fire after the restart")
+			}
+			d2.stop()
+		})
+	}
 }
