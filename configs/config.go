@@ -103,6 +103,10 @@ type Model struct {
 	Features   Features `yaml:"features"`
 	Shadow     Shadow   `yaml:"shadow"`
 	Owners     Owners   `yaml:"owners"`
+	// Rollup, when set, names the model's minute rollup tables, which
+	// `mlwatch schema apply --rollups` creates; detectors with
+	// source: rollup read them instead of the prediction table.
+	Rollup *Rollup `yaml:"rollup"`
 	// Threshold is the decision threshold on the score, for reports.
 	RunbookURL string `yaml:"runbook_url"`
 }
@@ -157,6 +161,27 @@ type Shadow struct {
 	ScoreColumn    string `yaml:"score_column"`
 	DecisionColumn string `yaml:"decision_column"`
 }
+
+// Rollup names a model's minute rollup: Table (AggregatingMergeTree, per
+// model, role, slice values and minute: counts, blocked, score histogram)
+// and Table_features (per model, minute and feature: rows, non-null and
+// zero counts, extremes, value histogram), each fed by a materialized view
+// from the prediction table, so evaluation cost grows with minutes and
+// slices, not rows.
+type Rollup struct {
+	// Table is "name" or "database.name" (default database: the
+	// prediction table's).
+	Table string `yaml:"table"`
+}
+
+// Detector sources.
+const (
+	SourceRaw    = "raw"
+	SourceRollup = "rollup"
+)
+
+// RollupKinds are the detector kinds that can read a rollup.
+var RollupKinds = []string{KindBlockRate, KindFeatureHealth, KindVolume}
 
 // Owners names the receiver of each owning team.
 type Owners struct {
@@ -221,6 +246,9 @@ type Detector struct {
 	Labels        map[string]string `yaml:"labels"`
 	RunbookURL    string            `yaml:"runbook_url"`
 	Timeout       Duration          `yaml:"timeout"`
+	// Source is "raw" (default: the prediction table) or "rollup" (the
+	// model's minute rollup; windows then start and end on whole minutes).
+	Source string `yaml:"source"`
 
 	BlockRate     *BlockRateParams     `yaml:"block_rate"`
 	FeatureHealth *FeatureHealthParams `yaml:"feature_health"`

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -368,6 +369,16 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 		v.ident(fmt.Sprintf("%s.slices[%d]", path, i), s)
 	}
 	v.noDuplicates(path+".slices", m.Slices)
+	if m.Rollup != nil {
+		if m.Rollup.Table == "" {
+			v.errf(path+".rollup.table", "table is required")
+		}
+		for _, part := range strings.SplitN(m.Rollup.Table, ".", 2) {
+			if part != "" {
+				v.ident(path+".rollup.table", part)
+			}
+		}
+	}
 
 	f := &m.Features
 	switch f.Layout {
@@ -573,6 +584,50 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 		v.noDuplicates(path+".slices", *d.Slices)
 	}
 	v.params(path, d, m)
+	v.source(path, d, m)
+}
+
+// source checks that a detector reading the rollup can: its model has
+// one, its kind is served by it, and what it asks for is in it.
+func (v *validator) source(path string, d *Detector, m *Model) {
+	switch d.Source {
+	case "", SourceRaw:
+		d.Source = SourceRaw
+		return
+	case SourceRollup:
+	default:
+		v.errf(path+".source", "source %q: want raw or rollup", d.Source)
+		return
+	}
+	if m == nil {
+		return
+	}
+	if m.Rollup == nil {
+		v.errf(path+".source", "model %s has no rollup (set models[].rollup.table and run schema apply --rollups)", m.Name)
+		return
+	}
+	if !slices.Contains(RollupKinds, d.Kind) {
+		v.errf(path+".source", "kind %s cannot read a rollup; rollups serve %s", d.Kind, strings.Join(RollupKinds, ", "))
+		return
+	}
+	sl := m.Slices
+	if d.Slices != nil {
+		sl = *d.Slices
+	}
+	if d.Kind == KindFeatureHealth {
+		if len(sl) > 0 {
+			v.errf(path+".slices", "feature_health from the rollup is per feature only: set slices: []")
+		}
+		if p := d.FeatureHealth; p != nil && (p.DefaultValue != nil && *p.DefaultValue != 0 || len(p.Defaults) > 0) {
+			v.errf(path+".feature_health.default_value", "the rollup counts zero values only: default_value must be 0 without defaults")
+		}
+		return
+	}
+	for _, s := range sl {
+		if !slices.Contains(m.Slices, s) {
+			v.errf(path+".slices", "slice %s is not one of model %s's slices, which the rollup is keyed by", s, m.Name)
+		}
+	}
 }
 
 // params checks that only the block of the detector's own kind is set, and

@@ -53,23 +53,44 @@ func (s source) roles(q *sqlText) {
 	}
 }
 
+// blockRateCols are block_rate's result columns after sc, sv, w.
+var blockRateCols = []string{"n", "x", "sn", "sx", "bins", "bn", "sbins", "bsn"}
+
+// blockRateFold says which of blockRateCols add up (all of them).
+var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx"}, hists: [][2]string{{"bins", "bn"}, {"sbins", "bsn"}}}
+
+// One aggregation counts rows per slice, window and score bin (the slice
+// arrayJoin numbers slices, see expand); the next collects the bins.
 func (b *blockRate) query(w windows) *sqlText {
 	s := b.src
+	slices := b.d.slices()
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
+	inner.add("      groupArrayIf(bin, _n > 0) AS bins, groupArrayIf(_n, _n > 0) AS bn,\n")
+	inner.add("      groupArrayIf(bin, _sn > 0) AS sbins, groupArrayIf(_sn, _sn > 0) AS bsn\n")
+	inner.add("    FROM (\n      SELECT ")
+	expand(inner, sliceVars(len(slices)))
+	inner.add(", _w AS w, _bin AS bin,\n")
+	inner.add("        countIf(_role = 0) AS _n, countIf(_role = 0 AND _dec = 1) AS _x,\n")
+	inner.add("        countIf(_role = 1) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx\n")
+	inner.add("      FROM (\n        SELECT ")
+	s.window(inner, w)
+	inner.add(" AS _w,\n          ")
+	s.roles(inner)
+	inner.add(",\n          " + bin("_score") + " AS _bin")
+	s.sliceValues(inner, slices)
+	inner.add("\n        FROM " + s.table + "\n       ")
+	s.filter(inner, w.all(), true)
+	inner.add("\n      )\n      GROUP BY _si, sv, w, bin\n    )\n    GROUP BY _si, sv, w")
+	// Values rank by the table's rows: shadow rows count in the rows mode.
+	rank := "n"
+	if s.m.Shadow.Mode == configs.ShadowRows {
+		rank = "n + sn"
+	}
 	q := &sqlText{}
-	q.add("SELECT sc, sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
-	q.add("  groupArray(bin) AS bins, groupArray(_n) AS bn, groupArray(_sn) AS bsn\n")
-	q.add("FROM (\n  SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, _bin AS bin,\n")
-	q.add("    countIf(_role = 0) AS _n, countIf(_role = 0 AND _dec = 1) AS _x,\n")
-	q.add("    countIf(_role = 1) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx\n")
-	q.add("  FROM (\n    SELECT ")
-	s.window(q, w)
-	q.add(" AS _w,\n      ")
-	s.roles(q)
-	q.add(",\n      " + bin("_score") + " AS _bin,\n      ")
-	s.slices(q, b.d.slices(), w, true)
-	q.add(" AS _s\n    FROM " + s.table + "\n    WHERE ")
-	s.where(q, w.all(), true)
-	q.add("\n  )\n  GROUP BY sc, sv, w, bin\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
+	s.ranked(q, inner, false, blockRateCols, rank)
 	return q
 }
 
@@ -78,11 +99,14 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 	if err != nil {
 		return err
 	}
-	c, err := cols(res, "n", "x", "sn", "sx", "bins", "bn", "bsn")
+	if groups, err = fold(res, groups, blockRateFold, b.d.cfg.TopK); err != nil {
+		return err
+	}
+	c, err := cols(res, blockRateCols...)
 	if err != nil {
 		return err
 	}
-	n, x, sn, sx, bins, bn, bsn := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+	n, x, sn, sx, bins, bn, sbins, bsn := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
 	nb := len(r.w.base)
 	hasShadow := b.src.m.Shadow.Mode != configs.ShadowNone
 	sawAggregate := false
@@ -136,7 +160,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		if b.p.ScorePSI == nil || !*b.p.ScorePSI {
 			continue
 		}
-		b.scorePSI(r, g, slice, nb, bins, bn, bsn, shadowOK)
+		b.scorePSI(r, g, slice, nb, bins, bn, sbins, bsn, shadowOK)
 	}
 	if !sawAggregate {
 		// An empty current and baseline still checks the count bounds.
@@ -145,7 +169,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 	return nil
 }
 
-func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, bins, bn, bsn col, shadowOK bool) {
+func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, bins, bn, sbins, bsn col, shadowOK bool) {
 	cur := g.hist(0, bins, bn)
 	days := make([]Hist, nb)
 	for w := 1; w <= nb; w++ {
@@ -173,9 +197,9 @@ func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, 
 	if shadowOK {
 		sdays := make([]Hist, nb)
 		for w := 1; w <= nb; w++ {
-			sdays[w-1] = g.hist(w, bins, bsn)
+			sdays[w-1] = g.hist(w, sbins, bsn)
 		}
-		sd := histDrift(g.hist(0, bins, bsn), sdays)
+		sd := histDrift(g.hist(0, sbins, bsn), sdays)
 		if !math.IsNaN(sd.psi) {
 			h.ShadowValue, h.shadowB = sd.psi, sd.excess
 			if sd.psi-sd.excess >= b.p.ShadowShare*h.effect {
@@ -245,3 +269,5 @@ func (b *blockRate) bounds(r *run, cur Prop) {
 		r.add(h)
 	}
 }
+
+func (b *blockRate) spans(w windows) []span { return w.all() }

@@ -70,9 +70,11 @@ type Detector struct {
 }
 
 // kind is what each detector kind provides: its one query for a set of
-// windows, and the evaluation of that query's rows into hypotheses.
+// windows, the time ranges that query reads, and the evaluation of its
+// rows into hypotheses.
 type kind interface {
 	query(w windows) *sqlText
+	spans(w windows) []span
 	evaluate(res *store.Result, r *run) error
 }
 
@@ -128,6 +130,17 @@ func (d *Detector) Query(at time.Time) (string, error) {
 		return "", fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
 	}
 	return sql, nil
+}
+
+// Ranges returns the half-open time ranges [from, to) of the prediction
+// table that an evaluation at `at` reads, so a benchmark can build the
+// floor (one scan of the same ranges) and operators can see the cost.
+func (d *Detector) Ranges(at time.Time) [][2]time.Time {
+	var out [][2]time.Time
+	for _, sp := range d.impl.spans(newWindows(d.cfg, at)) {
+		out = append(out, [2]time.Time{sp.from, sp.to})
+	}
+	return out
 }
 
 // Evaluate runs the detector's one query for windows ending at `at` (less

@@ -93,13 +93,13 @@ func brRows(sc, sv string, wins ...brWin) [][]any {
 	var rows [][]any
 	for w, b := range wins {
 		bins, bn := hist(map[float64]float64{0.01: b.n * (1 - b.hi), 0.7: b.n * b.hi, 0.02: 1})
-		_, bsn := hist(map[float64]float64{0.01: b.sn, 0.7: 0, 0.02: 1})
-		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, bsn})
+		sbins, bsn := hist(map[float64]float64{0.01: b.sn, 0.7: 0, 0.02: 1})
+		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, sbins, bsn})
 	}
 	return rows
 }
 
-var brCols = []string{"sc", "sv", "w", "n", "x", "sn", "sx", "bins", "bn", "bsn"}
+var brCols = append([]string{"sc", "sv", "w"}, blockRateCols...)
 
 // week is a current window followed by seven baseline days.
 func week(cur brWin, day func(i int) brWin) []brWin {
@@ -301,7 +301,7 @@ func fhRows(feature string, wins []fhWin) [][]any {
 		if nn > 0 {
 			mnv, mxv = mn, mx
 		}
-		out = append(out, []any{"", "", feature, uint64(w), uint64(f.rows), uint64(nn), uint64(f.fills), mnv, mxv, bins, cnts})
+		out = append(out, []any{"", "", feature, uint64(w), uint64(0), uint64(nn), uint64(f.fills), mnv, mxv, bins, cnts})
 	}
 	return out
 }

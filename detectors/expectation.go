@@ -73,23 +73,17 @@ func (e *expectation) describe() string {
 
 // The expectation has no baseline: only the current window is read.
 func (e *expectation) query(w windows) *sqlText {
-	s := e.src
 	w.base = nil
-	q := &sqlText{}
-	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, count() AS n, sum(_dec) AS x\nFROM (\n  SELECT ")
-	s.window(q, w)
-	q.add(" AS _w, toUInt8(ifNull(" + s.col(s.m.Columns.Decision) + " != 0, 0)) AS _dec, ")
-	s.slices(q, e.d.slices(), w, false)
-	q.add(" AS _s\n  FROM " + s.table + "\n  WHERE ")
-	s.where(q, w.all(), false)
-	e.match(q)
-	q.add("\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
-	return q
+	dec := "toUInt8(ifNull(" + e.src.col(e.src.m.Columns.Decision) + " != 0, 0)) AS _dec"
+	return e.src.counted(w, e.d.slices(), dec, []string{"count()", "sum(_dec)"}, []string{"n", "x"}, false, e.match)
 }
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {
 	groups, err := groupRows(res, "")
 	if err != nil {
+		return err
+	}
+	if groups, err = fold(res, groups, foldSpec{sums: []string{"n", "x"}}, e.d.cfg.TopK); err != nil {
 		return err
 	}
 	c, err := cols(res, "n", "x")
@@ -138,3 +132,5 @@ func (e *expectation) evaluate(res *store.Result, r *run) error {
 	}
 	return nil
 }
+
+func (e *expectation) spans(w windows) []span { return []span{w.cur} }

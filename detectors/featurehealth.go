@@ -54,28 +54,25 @@ func newFeatureHealth(d *Detector) (kind, error) {
 }
 
 // columns renders, in the per-row level, the feature arrays the next level
-// array-joins: _names (” first: a pseudo-feature that counts the rows, so
-// that a feature absent from a row counts as NULL) and _vals (values as
-// Nullable(Float64), NULL for the pseudo-feature).
+// array-joins: _names and _vals (values as Nullable(Float64)).
 func (f *featureHealth) columns(q *sqlText) {
 	fs := f.src.m.Features
-	null := "CAST(NULL AS Nullable(Float64))"
 	if fs.Layout == configs.LayoutColumns {
-		vals := []string{null}
+		vals := make([]string, 0, len(f.names))
 		for _, n := range f.names {
 			vals = append(vals, "toNullable(toFloat64("+store.MustIdent(n)+"))")
 		}
-		q.add("? AS _names, ["+strings.Join(vals, ", ")+"] AS _vals", append([]string{""}, f.names...))
+		q.add("? AS _names, ["+strings.Join(vals, ", ")+"] AS _vals", f.names)
 		return
 	}
-	q.add("arrayConcat([''], " + store.MustIdent(fs.NamesColumn) + ") AS _names, ")
-	q.add("arrayConcat([" + null + "], " + store.MustIdent(fs.ValuesColumn) + ") AS _vals")
+	q.add(store.MustIdent(fs.NamesColumn) + " AS _names, " + store.MustIdent(fs.ValuesColumn) + " AS _vals")
 }
 
-// filter keeps the listed features (arrays layout with a list).
+// filter keeps the listed features (arrays layout with a list), and the
+// first element of every row, which counts the row.
 func (f *featureHealth) filter(q *sqlText) {
 	if f.src.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
-		q.add("\n    WHERE has(?, _f)", append([]string{""}, f.names...))
+		q.add("\n        WHERE _i <= 1 OR has(?, _f)", f.names)
 	}
 }
 
@@ -97,30 +94,47 @@ func (f *featureHealth) fill(q *sqlText) {
 	q.add("transform(_f, ?, ?, ?)", keys, vals, *f.p.DefaultValue)
 }
 
+// featureCols are feature_health's result columns after sc, sv, feature, w.
+// rows counts each row once, under the feature first in its arrays (the
+// row's count is the sum over features); a row without features counts
+// under the feature ”.
+var featureCols = []string{"rows", "nn", "fills", "mn", "mx", "bins", "cnts"}
+
+// featureFold says which of featureCols add up (all but the extremes).
+var featureFold = foldSpec{sums: []string{"rows", "nn", "fills"}, hists: [][2]string{{"bins", "cnts"}}}
+
 // The window and the slices are computed per row, before the feature
-// ARRAY JOIN multiplies the rows by the number of features.
+// ARRAY JOIN multiplies the rows by the number of features; per element
+// only the bin, the fill flag and the value remain, grouped by numbers
+// and the feature name.
 func (f *featureHealth) query(w windows) *sqlText {
 	s := f.src
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	sliceName(inner, f.d.slices())
+	inner.add(", sv, feature, w, sum(_c1) AS rows, sumIf(_c, _k != 65535) AS nn, sumIf(_c, _fl = 1) AS fills,\n")
+	inner.add("      minIf(_mn, _k != 65535) AS mn, maxIf(_mx, _k != 65535) AS mx,\n")
+	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts\n")
+	inner.add("    FROM (\n      SELECT _si, sv, _f AS feature, w, _k, _fl,\n")
+	inner.add("        count() AS _c, sum(_e1) AS _c1, min(_x) AS _mn, max(_x) AS _mx\n")
+	inner.add("      FROM (\n        SELECT _si, sv, w, _f, " + bin("_v") + " AS _k, ifNull(_v, 0) AS _x, toUInt8(_i <= 1) AS _e1,\n")
+	inner.add("          toUInt8(ifNull(_v = ")
+	f.fill(inner)
+	inner.add(", 0)) AS _fl\n        FROM (\n          SELECT ")
+	s.window(inner, w)
+	inner.add(" AS w")
+	s.sliceValues(inner, f.d.slices())
+	inner.add(", ")
+	expand(inner, sliceVars(len(f.d.slices())))
+	inner.add(",\n            ")
+	f.columns(inner)
+	inner.add("\n          FROM " + s.table + "\n         ")
+	s.filter(inner, w.all(), false)
+	inner.add("\n        ) LEFT ARRAY JOIN _names AS _f, _vals AS _v, arrayEnumerate(_names) AS _i")
+	f.filter(inner)
+	inner.add("\n      )\n      GROUP BY _si, sv, feature, w, _k, _fl\n    )\n    GROUP BY _si, sv, feature, w")
 	q := &sqlText{}
-	q.add("SELECT sc, sv, feature, w, sum(c) AS rows, sumIf(c, bin != 65535) AS nn, sum(fills) AS fills,\n")
-	q.add("  minIf(mn, bin != 65535) AS mn, maxIf(mx, bin != 65535) AS mx,\n")
-	q.add("  groupArrayIf(bin, bin != 65535) AS bins, groupArrayIf(c, bin != 65535) AS cnts\n")
-	q.add("FROM (\n  SELECT sc, sv, _f AS feature, w, _bin AS bin,\n")
-	q.add("    count() AS c, sum(_fill) AS fills, min(_v) AS mn, max(_v) AS mx\n")
-	q.add("  FROM (\n    SELECT sc, sv, w, _f, _v, " + bin("_v") + " AS _bin,\n")
-	q.add("      toUInt8(_f != '' AND ifNull(_v = ")
-	f.fill(q)
-	q.add(", 0)) AS _fill\n    FROM (\n      SELECT ")
-	s.window(q, w)
-	q.add(" AS w, ")
-	s.slices(q, f.d.slices(), w, false)
-	q.add(" AS _s, _s.1 AS sc, _s.2 AS sv,\n        ")
-	f.columns(q)
-	q.add("\n      FROM " + s.table + "\n      WHERE ")
-	s.where(q, w.all(), false)
-	q.add("\n    ) ARRAY JOIN _names AS _f, _vals AS _v")
-	f.filter(q)
-	q.add("\n  )\n  GROUP BY sc, sv, feature, w, bin\n)\nGROUP BY sc, sv, feature, w\nORDER BY sc, sv, feature, w")
+	s.ranked(q, inner, true, featureCols, "rows")
 	return q
 }
 
@@ -129,33 +143,44 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 	if err != nil {
 		return err
 	}
-	c, err := cols(res, "rows", "nn", "fills", "mn", "mx", "bins", "cnts")
+	if groups, err = fold(res, groups, featureFold, f.d.cfg.TopK); err != nil {
+		return err
+	}
+	c, err := cols(res, featureCols...)
 	if err != nil {
 		return err
 	}
 	rows, nn, fills, mn, mx, bins, cnts := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
 	nb := len(r.w.base)
-	// The pseudo-feature '' counts each slice's rows per window.
-	counters := map[[2]string]*group{}
+	// A slice's rows in a window: the sum of rows over its features.
+	counts := map[[2]string]map[int]float64{}
 	for _, g := range groups {
-		if g.feature == "" {
-			counters[[2]string{g.col, g.val}] = g
+		k := [2]string{g.col, g.val}
+		if counts[k] == nil {
+			counts[k] = map[int]float64{}
+		}
+		for w := 0; w <= nb; w++ {
+			counts[k][w] += g.num(w, rows)
 		}
 	}
+	listed := map[string]bool{}
+	for _, n := range f.names {
+		listed[n] = true
+	}
 	for _, g := range groups {
-		if g.feature == "" {
+		if g.feature == "" || len(listed) > 0 && !listed[g.feature] {
 			continue
 		}
-		rc := counters[[2]string{g.col, g.val}]
-		if rc == nil {
-			continue
-		}
+		rc := counts[[2]string{g.col, g.val}]
 		slice := sliceOf(g.col, g.val)
 		lbl := label(g.col, g.val)
 		if g.col == "" {
 			lbl = "all rows"
 		}
-		nCur, nBase := rc.num(0, rows), rc.base(nb, rows)
+		nCur, nBase := rc[0], 0.0
+		for w := 1; w <= nb; w++ {
+			nBase += rc[w]
+		}
 		vCur, vBase := g.num(0, nn), g.base(nb, nn)
 		if !f.d.enough(nCur) || !f.d.enough(nBase) {
 			r.skipped++
@@ -165,8 +190,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		baseNull := Prop{nBase - vBase, nBase}
 		days := make([]Prop, nb)
 		for w := 1; w <= nb; w++ {
-			nd := rc.num(w, rows)
-			days[w-1] = Prop{nd - g.num(w, nn), nd}
+			days[w-1] = Prop{rc[w] - g.num(w, nn), rc[w]}
 		}
 		var spread float64
 		if r.w.seasonal {
@@ -261,7 +285,8 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 				bmin, bmax = math.Min(bmin, g.num(w, mn)), math.Max(bmax, g.num(w, mx))
 			}
 		}
-		if cmin == cmax && bmin < bmax {
+		// Extremes are not additive: the (other) slice has none.
+		if g.has(0, mn) && cmin == cmax && bmin < bmax {
 			share := baseH[math.Float64bits(cmin+0)>>49] / baseH.Total()
 			h := newHyp(MetricFrozen, slice, g.feature, ClassFeaturePipeline)
 			h.Value, h.Baseline = cmin, share
@@ -331,3 +356,5 @@ func suppressFeatures(hyps []*hypothesis) {
 		}
 	}
 }
+
+func (f *featureHealth) spans(w windows) []span { return w.all() }

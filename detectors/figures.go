@@ -38,6 +38,12 @@ func (g *group) num(w int, c col) float64 {
 	return f
 }
 
+// has reports whether column c of window w holds a value (not NULL).
+func (g *group) has(w int, c col) bool {
+	row, ok := g.byW[w]
+	return ok && row[c] != nil
+}
+
 // base sums column c over the baseline windows 1..nb.
 func (g *group) base(nb int, c col) float64 {
 	var s float64
@@ -277,4 +283,104 @@ func details(kv ...any) map[string]float64 {
 		return nil
 	}
 	return out
+}
+
+// foldSpec names a result's additive columns, from which fold rebuilds the
+// OtherSlice of a slice column cut to its top K: plain sums, and
+// histograms as (bins, counts) column pairs.
+type foldSpec struct {
+	sums  []string
+	hists [][2]string
+}
+
+// fold adds, for each slice column whose values ranked cut to the top K,
+// the OtherSlice group: in every window (and for every feature) the
+// aggregate's figures less the kept values' figures. Columns that are not
+// additive (per-row extremes) stay nil in it. A column with fewer than
+// topK values was not cut, and one whose kept values add up to the
+// aggregate gets no OtherSlice either.
+func fold(res *store.Result, groups []*group, spec foldSpec, topK int) ([]*group, error) {
+	sums, err := cols(res, spec.sums...)
+	if err != nil {
+		return nil, err
+	}
+	type hcol struct{ bins, counts col }
+	var hists []hcol
+	for _, h := range spec.hists {
+		c, err := cols(res, h[0], h[1])
+		if err != nil {
+			return nil, err
+		}
+		hists = append(hists, hcol{c[0], c[1]})
+	}
+	isc, isv, iw, ifeat := res.Index("sc"), res.Index("sv"), res.Index("w"), res.Index("feature")
+	aggs := map[string]*group{}
+	kept := map[[2]string][]*group{}
+	var order [][2]string
+	values := map[string]map[string]bool{}
+	for _, g := range groups {
+		if g.col == "" {
+			aggs[g.feature] = g
+			continue
+		}
+		if values[g.col] == nil {
+			values[g.col] = map[string]bool{}
+		}
+		values[g.col][g.val] = true
+		k := [2]string{g.col, g.feature}
+		if kept[k] == nil {
+			order = append(order, k)
+		}
+		kept[k] = append(kept[k], g)
+	}
+	out := groups
+	for _, k := range order {
+		agg := aggs[k[1]]
+		if agg == nil || len(values[k[0]]) < topK {
+			continue
+		}
+		other := &group{col: k[0], val: OtherSlice, feature: k[1], byW: map[int][]any{}}
+		for w := range agg.byW {
+			row := make([]any, len(res.Columns))
+			row[isc], row[isv], row[iw] = k[0], OtherSlice, uint64(w)
+			if ifeat >= 0 {
+				row[ifeat] = k[1]
+			}
+			left := false
+			for _, c := range sums {
+				v := agg.num(w, c)
+				for _, g := range kept[k] {
+					v -= g.num(w, c)
+				}
+				if math.Abs(v) < 0.5 {
+					v = math.Round(v)
+				}
+				left = left || v != 0
+				row[c] = v
+			}
+			for _, h := range hists {
+				rest := agg.hist(w, h.bins, h.counts)
+				for _, g := range kept[k] {
+					for b, c := range g.hist(w, h.bins, h.counts) {
+						rest[b] -= c
+					}
+				}
+				var bs, cs []any
+				for _, b := range rest.sorted() {
+					if rest[b] > 0 {
+						bs, cs = append(bs, b), append(cs, rest[b])
+					}
+				}
+				row[h.bins], row[h.counts] = bs, cs
+			}
+			if left {
+				other.byW[w] = row
+			}
+		}
+		if len(other.byW) > 0 {
+			out = append(out, other)
+		}
+	}
+	sortGroups(out)
+	return out, nil
 }

@@ -88,10 +88,21 @@ func tableOf(name string) store.Table {
 func (s source) col(name string) string { return store.MustIdent(name) }
 func (s source) ts() string             { return s.col(s.m.Columns.TS) }
 
-// where renders the filter of rows in the given spans: the model, the role
-// (production only, or every role for detectors that use shadow rows) and
-// one time range per span, so the primary key prunes every gap.
-func (s source) where(q *sqlText, spans []span, allRoles bool) {
+// filter renders the row filter of the given spans after FROM: the time
+// ranges as PREWHERE (one range per span, so partition pruning and the
+// primary key skip every gap, and the wide columns are read only for rows
+// inside a window), the model and role (production only, or every role for
+// detectors that use shadow rows) as WHERE. It ends inside the WHERE
+// clause, so callers may append " AND ..." conditions.
+func (s source) filter(q *sqlText, spans []span, allRoles bool) {
+	q.add(" PREWHERE (")
+	for i, sp := range spans {
+		if i > 0 {
+			q.add(" OR ")
+		}
+		q.add("("+s.ts()+" >= ? AND "+s.ts()+" < ?)", sp.from, sp.to)
+	}
+	q.add(")\n    WHERE ")
 	q.add(s.col(s.m.Columns.Model)+" = ?", s.m.ModelValue)
 	if s.m.Shadow.Mode == configs.ShadowRows {
 		if allRoles {
@@ -100,14 +111,6 @@ func (s source) where(q *sqlText, spans []span, allRoles bool) {
 			q.add(" AND "+s.col(s.m.Columns.Role)+" = ?", s.m.Shadow.ProductionRole)
 		}
 	}
-	q.add(" AND (")
-	for i, sp := range spans {
-		if i > 0 {
-			q.add(" OR ")
-		}
-		q.add("("+s.ts()+" >= ? AND "+s.ts()+" < ?)", sp.from, sp.to)
-	}
-	q.add(")")
 }
 
 // window renders the expression of column w (see windows).
@@ -126,35 +129,115 @@ func (s source) sliceValue(c string) string {
 	return fmt.Sprintf("ifNull(nullIf(toString(%s), ''), '%s')", s.col(c), NullSlice)
 }
 
-// slices renders the expression of a tuple (slice column, value) that
-// arrayJoin turns into one row per slice the row belongs to: the aggregate
-// (”, ”) and each slice column, a value outside the column's top K (by
-// rows over every window) being OtherSlice. allRoles is the where filter's.
-func (s source) slices(q *sqlText, cols []string, w windows, allRoles bool) {
-	vals := make([]string, len(cols))
-	for i, c := range cols {
-		vals[i] = s.sliceValue(c)
-	}
-	s.slicesOf(q, cols, vals, w, allRoles)
-}
-
-// slicesOf is slices with each column's value given as an expression of
-// the enclosing query (e.g. a production row's value carried through a
-// GROUP BY request_id); the top K still ranks the table's rows.
-func (s source) slicesOf(q *sqlText, cols, vals []string, w windows, allRoles bool) {
-	if len(cols) == 0 {
-		// arrayJoin of one constant tuple costs as much as the rest of a
-		// query; the aggregate alone needs none.
-		q.add("('', '')")
+// expand renders the select-list items that multiply a row into one row
+// per slice it belongs to: _si, 0 for the aggregate and i+1 for the i-th
+// slice column, and sv, the row's value there (vals[i], an expression of
+// the enclosing query; ” for the aggregate). Numbering the slices keeps
+// arrays of tuples and the column names out of the per-row work. Values
+// are not cut to the top K here: ranked does that over the aggregated
+// result, so no second scan ranks them.
+func expand(q *sqlText, vals []string) {
+	if len(vals) == 0 {
+		q.add("toUInt8(0) AS _si, '' AS sv")
 		return
 	}
-	q.add("arrayJoin([('', '')")
-	for i, c := range cols {
-		q.add(fmt.Sprintf(", ('%s', if(%s IN (SELECT _v FROM (SELECT %s AS _v, count() AS _n FROM %s WHERE ", escape(c), vals[i], s.sliceValue(c), s.table))
-		s.where(q, w.all(), allRoles)
-		q.add(fmt.Sprintf(" GROUP BY _v ORDER BY _n DESC, _v LIMIT ?)), %s, '%s'))", vals[i], OtherSlice), s.d.TopK)
+	q.add(fmt.Sprintf("arrayJoin(range(%d)) AS _si, multiIf(_si = 0, ''", len(vals)+1))
+	for i, v := range vals[:len(vals)-1] {
+		q.add(fmt.Sprintf(", _si = %d, %s", i+1, v))
 	}
-	q.add("])")
+	q.add(", " + vals[len(vals)-1] + ") AS sv")
+}
+
+// sliceName renders sc, the slice column of _si (” for the aggregate).
+func sliceName(q *sqlText, cols []string) {
+	q.add("arrayElement(?, _si + 1) AS sc", append([]string{""}, cols...))
+}
+
+// sliceValues renders ", <value of column i> AS _c<i>" for each slice
+// column, in the per-row level.
+func (s source) sliceValues(q *sqlText, cols []string) {
+	for i, c := range cols {
+		q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(c), i))
+	}
+}
+
+// ranked wraps inner, a query of one row per slice (sc, sv[, feature]) and
+// window w with the given further columns, and keeps for each slice column
+// its top_k values by rank (an expression of inner's columns summed over
+// every window): LIMIT BY over the small aggregated result instead of a
+// second scan ranking the values. The tail is not lost: every column but
+// the per-row extremes is additive, so the evaluation rebuilds OtherSlice
+// as the aggregate less the kept values (see fold).
+func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, rank string) {
+	keys := "sc, sv"
+	if feature {
+		keys = "sc, sv, feature"
+	}
+	q.add("SELECT " + keys + ", _e.1 AS w")
+	if feature {
+		q.add(", _e.2 AS feature")
+	}
+	first := 2
+	if feature {
+		first = 3
+	}
+	for i, c := range cols {
+		q.add(fmt.Sprintf(", _e.%d AS %s", first+i, c))
+	}
+	// One array of tuples: groupArray would skip a NULL column value and
+	// misalign parallel arrays.
+	q.add("\nFROM (\n  SELECT sc, sv, sum(" + rank + ") AS _rank, groupArray((w")
+	if feature {
+		q.add(", feature")
+	}
+	for _, c := range cols {
+		q.add(", " + c)
+	}
+	q.add(")) AS _es\n  FROM (\n")
+	q.add(inner.b.String(), inner.args...)
+	q.add("\n  )\n  GROUP BY sc, sv\n  ORDER BY sc, _rank DESC, sv\n  LIMIT ? BY sc\n) ARRAY JOIN _es AS _e", s.d.TopK)
+	q.add("\nORDER BY " + keys + ", w")
+}
+
+// counted renders the common query of detectors whose figures are counts
+// per slice and window: per row the window, rowCols and the slice values,
+// then one aggregation per slice and window (aggs, named sums), and
+// ranked keeps the top K. extra may add " AND ..." row conditions.
+func (s source) counted(w windows, slices []string, rowCols string, aggs, sums []string, allRoles bool, extra func(*sqlText)) *sqlText {
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, w")
+	for i, c := range sums {
+		inner.add(", " + aggs[i] + " AS " + c)
+	}
+	inner.add(", ")
+	expand(inner, sliceVars(len(slices)))
+	inner.add("\n    FROM (\n      SELECT ")
+	s.window(inner, w)
+	inner.add(" AS w")
+	if rowCols != "" {
+		inner.add(", " + rowCols)
+	}
+	s.sliceValues(inner, slices)
+	inner.add("\n      FROM " + s.table + "\n     ")
+	s.filter(inner, w.all(), allRoles)
+	if extra != nil {
+		extra(inner)
+	}
+	inner.add("\n    )\n    GROUP BY _si, sv, w")
+	q := &sqlText{}
+	s.ranked(q, inner, false, sums, sums[0])
+	return q
+}
+
+// sliceVars are the names _c0.._c{n-1} of slice values carried as columns.
+func sliceVars(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("_c%d", i)
+	}
+	return out
 }
 
 // escape quotes a name for use inside a single-quoted SQL string.
@@ -211,8 +294,14 @@ func groupRows(res *store.Result, featureCol string) ([]*group, error) {
 		}
 		g.byW[int(store.Int(row[iw]))] = row
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
+	sortGroups(out)
+	return out, nil
+}
+
+// sortGroups orders groups by slice column, value and feature.
+func sortGroups(gs []*group) {
+	sort.SliceStable(gs, func(i, j int) bool {
+		a, b := gs[i], gs[j]
 		if a.col != b.col {
 			return a.col < b.col
 		}
@@ -221,5 +310,4 @@ func groupRows(res *store.Result, featureCol string) ([]*group, error) {
 		}
 		return a.feature < b.feature
 	})
-	return out, nil
 }

@@ -39,65 +39,70 @@ func newShadow(d *Detector) (kind, error) {
 
 // pairs renders the innermost SELECT of paired requests: columns _w, pd,
 // sd (decisions), a, b (scores), paired, and the slice values _c0.. .
-func (sh *shadow) pairs(q *sqlText, w windows) []string {
+func (sh *shadow) pairs(q *sqlText, w windows) {
 	s := sh.src
 	c := s.m.Columns
 	dec := func(e string) string { return fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", e) }
 	slices := sh.d.slices()
-	vals := make([]string, len(slices))
-	for i := range slices {
-		vals[i] = fmt.Sprintf("_c%d", i)
-	}
 	if s.m.Shadow.Mode == configs.ShadowColumns {
 		q.add("SELECT ")
 		s.window(q, w)
 		q.add(" AS _w, " + dec(s.col(c.Decision)) + " AS pd, " + dec(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
-		q.add("      toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
-		q.add("      isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired")
+		q.add("          toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
+		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired")
 		for i, sl := range slices {
 			q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(sl), i))
 		}
-		q.add("\n    FROM " + s.table + "\n    WHERE ")
-		s.where(q, w.all(), false)
-		return vals
+		q.add("\n        FROM " + s.table + "\n       ")
+		s.filter(q, w.all(), false)
+		return
 	}
-	prod := s.col(c.Role) + " = ?"
-	pr, sr := s.m.Shadow.ProductionRole, s.m.Shadow.ShadowRole
+	prod := "_p"
+	pr := s.m.Shadow.ProductionRole
 	// Both rows of a request share its window; min keeps a lone shadow
 	// row in its own window too.
-	q.add("SELECT min(")
-	s.window(q, w)
-	q.add(") AS _w, ")
-	q.add("anyIf("+dec(s.col(c.Decision))+", "+prod+") AS pd, ", pr)
-	q.add("anyIf("+dec(s.col(c.Decision))+", "+s.col(c.Role)+" = ?) AS sd,\n", sr)
-	q.add("      anyIf(toFloat64("+s.col(c.Score)+"), "+prod+") AS a, ", pr)
-	q.add("anyIf(toFloat64("+s.col(c.Score)+"), "+s.col(c.Role)+" = ?) AS b,\n", sr)
-	q.add("      countIf("+prod+") > 0 AND countIf("+s.col(c.Role)+" = ?) > 0 AS paired", pr, sr)
-	for i, sl := range slices {
-		q.add(fmt.Sprintf(", anyIf(%s, %s) AS _c%d", s.sliceValue(sl), prod, i), pr)
+	q.add("SELECT min(_w0) AS _w, anyIf(_d, _p) AS pd, anyIf(_d, NOT _p) AS sd,\n")
+	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b,\n")
+	q.add("          countIf(_p) > 0 AND countIf(NOT _p) > 0 AS paired")
+	for i := range slices {
+		q.add(fmt.Sprintf(", anyIf(_v%d, %s) AS _c%d", i, prod, i))
 	}
-	q.add("\n    FROM " + s.table + "\n    WHERE ")
-	s.where(q, w.all(), true)
-	q.add("\n    GROUP BY " + s.col(c.RequestID))
-	return vals
+	q.add("\n        FROM (\n          SELECT ")
+	s.window(q, w)
+	q.add(" AS _w0, "+s.col(c.Role)+" = ? AS _p, "+dec(s.col(c.Decision))+" AS _d, toFloat64("+s.col(c.Score)+") AS _sc, "+s.col(c.RequestID)+" AS _id", pr)
+	for i, sl := range slices {
+		q.add(fmt.Sprintf(", %s AS _v%d", s.sliceValue(sl), i))
+	}
+	q.add("\n          FROM " + s.table + "\n         ")
+	s.filter(q, w.all(), true)
+	q.add("\n        )\n        GROUP BY cityHash64(_id)")
 }
 
+// shadowCols are shadow's result columns after sc, sv, w; all add up.
+var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab"}
+
+// Pairs are counted per slice and window in one aggregation over them.
 func (sh *shadow) query(w windows) *sqlText {
 	s := sh.src
-	q := &sqlText{}
+	slices := sh.d.slices()
 	fin := "ifNull(isFinite(a) AND isFinite(b), 0)"
-	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, countIf(paired) AS n,\n")
-	q.add("  countIf(paired AND pd = 1 AND sd = 0) AS pb, countIf(paired AND pd = 0 AND sd = 1) AS sb, countIf(NOT paired) AS unpaired,\n")
-	q.add("  countIf(paired AND " + fin + ") AS nc, sumIf(a, paired AND " + fin + ") AS sa, sumIf(b, paired AND " + fin + ") AS sbs,\n")
-	q.add("  sumIf(a * a, paired AND " + fin + ") AS saa, sumIf(b * b, paired AND " + fin + ") AS sbb, sumIf(a * b, paired AND " + fin + ") AS sab\n")
-	q.add("FROM (\n  SELECT *, ")
-	// The slice tuple is built over the paired rows.
+	aggs := []string{"countIf(paired)", "countIf(paired AND pd = 1 AND sd = 0)", "countIf(paired AND pd = 0 AND sd = 1)", "countIf(NOT paired)",
+		"countIf(paired AND " + fin + ")", "sumIf(a, paired AND " + fin + ")", "sumIf(b, paired AND " + fin + ")",
+		"sumIf(a * a, paired AND " + fin + ")", "sumIf(b * b, paired AND " + fin + ")", "sumIf(a * b, paired AND " + fin + ")"}
 	inner := &sqlText{}
-	vals := sh.pairs(inner, w)
-	s.slicesOf(q, sh.d.slices(), vals, w, false)
-	q.add(" AS _s\n  FROM (\n    ")
-	q.add(inner.b.String(), inner.args...)
-	q.add("\n  )\n  WHERE _w != 255\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
+	inner.add("    SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, _w AS w")
+	for i, c := range shadowCols {
+		inner.add(", " + aggs[i] + " AS " + c)
+	}
+	inner.add(", ")
+	expand(inner, sliceVars(len(slices)))
+	inner.add("\n    FROM (\n      ")
+	sh.pairs(inner, w)
+	inner.add("\n    )\n    WHERE _w != 255\n    GROUP BY _si, sv, w")
+	q := &sqlText{}
+	s.ranked(q, inner, false, shadowCols, "n + unpaired")
 	return q
 }
 
@@ -118,7 +123,10 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	if err != nil {
 		return err
 	}
-	c, err := cols(res, "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab")
+	if groups, err = fold(res, groups, foldSpec{sums: shadowCols}, sh.d.cfg.TopK); err != nil {
+		return err
+	}
+	c, err := cols(res, shadowCols...)
 	if err != nil {
 		return err
 	}
@@ -173,3 +181,5 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	}
 	return nil
 }
+
+func (sh *shadow) spans(w windows) []span { return w.all() }

@@ -50,8 +50,8 @@ func (s *staleness) query(w windows) *sqlText {
 		q.add("toDateTime(0) AS deployed, ")
 	}
 	q.add("countIf("+ts+" >= ? AND "+ts+" < ?) AS n, ", w.cur.from, w.cur.to)
-	q.add("countIf("+ts+" >= ? AND "+ts+" < ?) AS old FROM "+src.table+" WHERE ", p.from, p.to)
-	src.where(q, []span{p, w.cur}, false)
+	q.add("countIf("+ts+" >= ? AND "+ts+" < ?) AS old FROM "+src.table, p.from, p.to)
+	src.filter(q, []span{p, w.cur}, false)
 	q.add(" GROUP BY version ORDER BY version")
 	return q
 }
@@ -106,3 +106,5 @@ func (s *staleness) evaluate(res *store.Result, r *run) error {
 func days(d time.Duration) string {
 	return fmt.Sprintf("%.1fd", math.Floor(d.Hours()/24*10)/10)
 }
+
+func (s *staleness) spans(w windows) []span { return []span{s.probe(w), w.cur} }

@@ -34,21 +34,15 @@ func newVolume(d *Detector) (kind, error) {
 }
 
 func (v *volume) query(w windows) *sqlText {
-	s := v.src
-	q := &sqlText{}
-	q.add("SELECT _s.1 AS sc, _s.2 AS sv, _w AS w, count() AS n\nFROM (\n  SELECT ")
-	s.window(q, w)
-	q.add(" AS _w, ")
-	s.slices(q, v.d.slices(), w, false)
-	q.add(" AS _s\n  FROM " + s.table + "\n  WHERE ")
-	s.where(q, w.all(), false)
-	q.add("\n)\nGROUP BY sc, sv, w\nORDER BY sc, sv, w")
-	return q
+	return v.src.counted(w, v.d.slices(), "", []string{"count()"}, []string{"n"}, false, nil)
 }
 
 func (v *volume) evaluate(res *store.Result, r *run) error {
 	groups, err := groupRows(res, "")
 	if err != nil {
+		return err
+	}
+	if groups, err = fold(res, groups, foldSpec{sums: []string{"n"}}, v.d.cfg.TopK); err != nil {
 		return err
 	}
 	c, err := cols(res, "n")
@@ -142,8 +136,8 @@ func (f *freshness) lookback() time.Duration {
 func (f *freshness) query(w windows) *sqlText {
 	s := f.src
 	q := &sqlText{}
-	q.add("SELECT max(" + s.ts() + ") AS newest, count() AS n FROM " + s.table + " WHERE ")
-	s.where(q, []span{{w.at.Add(-f.lookback()), w.at}}, false)
+	q.add("SELECT max(" + s.ts() + ") AS newest, count() AS n FROM " + s.table)
+	s.filter(q, []span{{w.at.Add(-f.lookback()), w.at}}, false)
 	return q
 }
 
@@ -175,3 +169,7 @@ func (f *freshness) evaluate(res *store.Result, r *run) error {
 	r.add(h)
 	return nil
 }
+
+func (v *volume) spans(w windows) []span { return w.all() }
+
+func (f *freshness) spans(w windows) []span { return []span{{w.at.Add(-f.lookback()), w.at}} }
