@@ -65,7 +65,11 @@ func (f *featureHealth) columns(q *sqlText) {
 		q.add("? AS _names, ["+strings.Join(vals, ", ")+"] AS _vals", f.names)
 		return
 	}
-	q.add(store.MustIdent(fs.NamesColumn) + " AS _names, " + store.MustIdent(fs.ValuesColumn) + " AS _vals")
+	// A row whose value array is shorter or longer than its name array (a
+	// logging bug) must not fail the whole query, as ARRAY JOIN of unequal
+	// arrays does: a missing value counts as NULL, an extra one is dropped.
+	names := store.MustIdent(fs.NamesColumn)
+	q.add(names + " AS _names, arrayResize(" + store.MustIdent(fs.ValuesColumn) + ", length(" + names + "), CAST(NULL AS Nullable(Float64))) AS _vals")
 }
 
 // filter keeps the listed features (arrays layout with a list), and the
