@@ -1,10 +1,11 @@
 # The two commands of the README:
 #   make demo   the whole story on the embedded engine, no set-up
 #   make test   every test, against a private ClickHouse server and the embedded engine
+#   make bench  the benchmark of docs/benchmarks.md on a server of its own (BENCH_FLAGS=--huge adds 100M rows)
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: demo test build deps lint clean
+.PHONY: demo test bench build deps lint clean
 
 build:
 	$(GO) build -o bin/mlwatch ./cmd/mlwatch
@@ -17,6 +18,9 @@ demo: deps build
 
 test:
 	scripts/test.sh
+
+bench:
+	scripts/bench.sh $(BENCH_FLAGS)
 
 lint:
 	$(GO) vet ./...

@@ -606,6 +606,10 @@ func (v *validator) source(path string, d *Detector, m *Model) {
 		v.errf(path+".source", "model %s has no rollup (set models[].rollup.table and run schema apply --rollups)", m.Name)
 		return
 	}
+	if m.Shadow.Mode == ShadowColumns {
+		v.errf(path+".source", "model %s logs shadow scores as columns; rollups support shadow mode rows or none", m.Name)
+		return
+	}
 	if !slices.Contains(RollupKinds, d.Kind) {
 		v.errf(path+".source", "kind %s cannot read a rollup; rollups serve %s", d.Kind, strings.Join(RollupKinds, ", "))
 		return

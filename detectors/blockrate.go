@@ -34,6 +34,19 @@ const (
 	MetricBlockedBound = "blocked_count_bound"
 )
 
+// roleExprs are the expressions of the role (0 production, 1 shadow), the
+// decision (1 blocked) and the score for the rows and none shadow modes;
+// q receives the role's bound value.
+func (s source) roleExprs(q *sqlText) (role, dec, score string) {
+	c := s.m.Columns
+	dec = fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", s.col(c.Decision))
+	if s.m.Shadow.Mode == configs.ShadowRows {
+		q.args = append(q.args, s.m.Shadow.ProductionRole)
+		return "if(" + s.col(c.Role) + " = ?, 0, 1)", dec, s.col(c.Score)
+	}
+	return "0", dec, s.col(c.Score)
+}
+
 // roles renders, for the model's shadow mode, the innermost columns _role
 // (0 production, 1 shadow, 2 none), _dec (1 blocked) and _score.
 func (s source) roles(q *sqlText) {
@@ -62,6 +75,9 @@ var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx"}, hists: [][2]s
 // One aggregation counts rows per slice, window and score bin (the slice
 // arrayJoin numbers slices, see expand); the next collects the bins.
 func (b *blockRate) query(w windows) *sqlText {
+	if b.d.cfg.Source == configs.SourceRollup {
+		return b.rollupQuery(w)
+	}
 	s := b.src
 	slices := b.d.slices()
 	inner := &sqlText{}

@@ -24,12 +24,27 @@
 // figures for every slice, GROUP BY slice and window w (0 current, i > 0
 // the i-th baseline window: the same window i days earlier with a seasonal
 // baseline, the preceding span with a previous one); rows are never
-// fetched. Slices are the aggregate plus each slice column, cut to the
-// column's top_k values by rows (the rest is OtherSlice); NULL and empty
-// values are NullSlice. Distributions travel as histograms of exact float
-// bins (the top 15 bits of the float64), so one scan serves PSI over
-// baseline deciles on both engines alike. The SQL stays within what
-// ClickHouse 18.16 and 26.x both accept (see CLICKHOUSE.md).
+// fetched. Cost: the windows' time ranges are the PREWHERE (partition
+// pruning and the primary key skip the gaps between seasonal windows;
+// wide columns are read only inside them), every column is read once, and
+// one parallel aggregation groups rows by (slice number, value, window,
+// bin): slices are numbered (expand), not arrays of tuples. Slices are the
+// aggregate plus each slice column, cut to the column's top_k values by
+// rows with LIMIT BY over the aggregated result (no second scan ranks
+// them); every figure is a count or a sum, so the tail beyond top_k,
+// OtherSlice, is rebuilt in Go as the aggregate less the kept values
+// (fold). NULL and empty values are NullSlice. Distributions travel as
+// histograms of exact float bins (the top 15 bits of the float64), so one
+// scan serves PSI over baseline deciles of the score and of all features
+// on both engines alike (features: one ARRAY JOIN of names and values,
+// grouped by name and bin; the row count rides on each row's first
+// element). The SQL stays within what ClickHouse 18.16 and 26.x both
+// accept (see CLICKHOUSE.md).
+//
+// With source: rollup, block_rate, volume and feature_health read the
+// model's minute rollup instead (rollup.go; `mlwatch schema apply
+// --rollups`), with the same result columns and so the same decisions:
+// cost then grows with minutes × slice combinations, not rows.
 //
 // # Decisions
 //

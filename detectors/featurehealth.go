@@ -112,6 +112,9 @@ var featureFold = foldSpec{sums: []string{"rows", "nn", "fills"}, hists: [][2]st
 // only the bin, the fill flag and the value remain, grouped by numbers
 // and the feature name.
 func (f *featureHealth) query(w windows) *sqlText {
+	if f.d.cfg.Source == configs.SourceRollup {
+		return f.rollupQuery(w)
+	}
 	s := f.src
 	inner := &sqlText{}
 	inner.add("    SELECT ")

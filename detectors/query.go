@@ -36,6 +36,10 @@ type windows struct {
 func newWindows(d *configs.Detector, at time.Time) windows {
 	at = at.UTC().Truncate(time.Second)
 	end := at.Add(-d.EvalDelay.D())
+	if d.Source == configs.SourceRollup {
+		// The rollup counts whole minutes.
+		end = end.Truncate(time.Minute)
+	}
 	w := windows{at: at, cur: span{end.Add(-d.Window.D()), end}}
 	if d.Baseline.Mode == configs.BaselineSeasonal {
 		w.seasonal = true
@@ -238,11 +242,6 @@ func sliceVars(n int) []string {
 		out[i] = fmt.Sprintf("_c%d", i)
 	}
 	return out
-}
-
-// escape quotes a name for use inside a single-quoted SQL string.
-func escape(s string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(store.QuoteString(s), "'"), "'")
 }
 
 // bin renders the histogram bin of a numeric expression: the top 15 bits

@@ -34,6 +34,9 @@ func newVolume(d *Detector) (kind, error) {
 }
 
 func (v *volume) query(w windows) *sqlText {
+	if v.d.cfg.Source == configs.SourceRollup {
+		return v.rollupQuery(w)
+	}
 	return v.src.counted(w, v.d.slices(), "", []string{"count()"}, []string{"n"}, false, nil)
 }
 

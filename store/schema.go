@@ -231,3 +231,29 @@ func dbOrDefault(db string) string {
 	}
 	return db
 }
+
+// ViewDef is a materialized view that writes what its SELECT makes of
+// each block inserted into the SELECT's source table into another table
+// (TO): how rollups stay current as rows arrive, with no job to run.
+type ViewDef struct {
+	Name   string
+	To     Table
+	Select string
+}
+
+// CreateSQL renders CREATE MATERIALIZED VIEW IF NOT EXISTS in a database.
+func (v ViewDef) CreateSQL(database string) string {
+	return fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s TO %s AS\n%s", Table{database, v.Name}.Quoted(), v.To.Quoted(), v.Select)
+}
+
+// ApplyViews creates the views that do not exist yet. A view sees only
+// rows inserted after it exists: rows already in the source table are not
+// rolled up (backfill with INSERT INTO <to> SELECT ... when needed).
+func ApplyViews(ctx context.Context, s Store, database string, views []ViewDef) error {
+	for _, v := range views {
+		if err := s.Exec(ctx, v.CreateSQL(database)); err != nil {
+			return fmt.Errorf("create view %s: %w", v.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+package detectors
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// Minute rollups. A model with rollup.table gets two AggregatingMergeTree
+// tables, each fed by a materialized view from the prediction table:
+//
+//   - TABLE: per model value, role (0 production, 1 shadow), minute and
+//     combination of the model's slice values: the row count, the blocked
+//     count and the score histogram (sumMap of the exact float bins).
+//   - TABLE_features: per model value, minute and feature (production
+//     rows; feature ” counts the rows): the element count, non-null and
+//     zero counts, finite extremes and the value histogram.
+//
+// block_rate, volume and feature_health with source: rollup read these
+// instead of the rows, so an evaluation reads windows × minutes × slice
+// combinations whatever the traffic. The figures are the raw queries'
+// (same bins, same counts), so findings are the same; windows start and
+// end on whole minutes. Shadow pairing needs request ids, golden rows need
+// arbitrary columns, freshness and staleness read a few rows: those stay
+// on the prediction table.
+
+// RollupDDL is a model's rollup: the tables to create (store.Apply) in
+// Database, then the views that feed them (store.ApplyViews).
+type RollupDDL struct {
+	Database string
+	Tables   []store.TableDef
+	Views    []store.ViewDef
+
+	// selects are the views' SELECTs cut where a time filter goes.
+	selects []rollupSelect
+}
+
+// rollupSelect is a view's SELECT before and after the end of its WHERE.
+type rollupSelect struct {
+	to         store.Table
+	head, tail *sqlText
+	ts         string
+}
+
+// Backfill renders, for each rollup table, the INSERT ... SELECT that
+// rolls up the rows of [from, to) already in the prediction table: a view
+// sees only rows inserted after it exists. Each range must be rolled up
+// once (a range run twice counts twice); ranges of a day at a time keep
+// the server's memory small.
+func (r *RollupDDL) Backfill(from, to time.Time) ([]string, error) {
+	var out []string
+	for _, sel := range r.selects {
+		q := &sqlText{}
+		q.add("INSERT INTO " + sel.to.Quoted() + "\n")
+		q.add(sel.head.b.String(), sel.head.args...)
+		q.add(" AND "+sel.ts+" >= ? AND "+sel.ts+" < ?", from, to)
+		q.add(sel.tail.b.String(), sel.tail.args...)
+		text, err := q.bind()
+		if err != nil {
+			return nil, fmt.Errorf("backfill %s: %w", sel.to, err)
+		}
+		out = append(out, text)
+	}
+	return out, nil
+}
+
+// rollupTables are the rollup's two tables; the database defaults to the
+// prediction table's.
+func rollupTables(m *configs.Model) (main, feats store.Table) {
+	t := tableOf(m.Rollup.Table)
+	if t.Database == "" {
+		t.Database = tableOf(m.Table).Database
+	}
+	return t, store.Table{Database: t.Database, Name: t.Name + "_features"}
+}
+
+// sliceColumn is the rollup column of slice column c.
+func sliceColumn(c string) string { return store.MustIdent("s_" + c) }
+
+const histType = "AggregateFunction(sumMap, Array(UInt64), Array(UInt64))"
+
+// Rollup renders the DDL of model m's rollup (m.Rollup must be set).
+func Rollup(m *configs.Model) (*RollupDDL, error) {
+	if m.Rollup == nil || m.Rollup.Table == "" {
+		return nil, fmt.Errorf("model %s has no rollup table", m.Name)
+	}
+	if m.Shadow.Mode == configs.ShadowColumns {
+		return nil, fmt.Errorf("model %s: rollups support shadow mode rows or none", m.Name)
+	}
+	main, feats := rollupTables(m)
+	s := source{m: m, table: tableOf(m.Table).Quoted()}
+	c := m.Columns
+	out := &RollupDDL{Database: main.Database}
+	q := &sqlText{}
+
+	// Rows: role, slices, counts and the score histogram.
+	cols := [][2]string{{"model_value", "String"}, {"role_code", "UInt8"}, {"minute", "DateTime"}}
+	key := []string{"model_value", "role_code", "minute"}
+	for _, sl := range m.Slices {
+		cols = append(cols, [2]string{"s_" + sl, "String"})
+		key = append(key, sliceColumn(sl))
+	}
+	cols = append(cols, [2]string{"n", "AggregateFunction(count)"}, [2]string{"blocked", "AggregateFunction(sum, UInt64)"},
+		[2]string{"score_hist", histType})
+	out.Tables = append(out.Tables, store.TableDef{Name: main.Name, Columns: cols,
+		Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (" + strings.Join(key, ", ") + ")"})
+	// Expressions inline: 18.16 loses a subquery's aliases in a view.
+	role, dec, score := s.roleExprs(q)
+	q.add("SELECT toString(" + s.col(c.Model) + ") AS model_value, toUInt8(" + role + ") AS role_code, toStartOfMinute(" + s.ts() + ") AS minute")
+	for _, sl := range m.Slices {
+		q.add(", " + s.sliceValue(sl) + " AS " + sliceColumn(sl))
+	}
+	q.add(",\n  countState() AS n, sumState(toUInt64(" + dec + ")) AS blocked, sumMapState([" + bin(score) + "], [toUInt64(1)]) AS score_hist\n")
+	q.add("FROM " + s.table)
+	if m.Shadow.Mode == configs.ShadowRows {
+		q.add("\nWHERE "+s.col(c.Role)+" IN (?, ?)", m.Shadow.ProductionRole, m.Shadow.ShadowRole)
+	} else {
+		q.add("\nWHERE 1")
+	}
+	tail := (&sqlText{}).add("\nGROUP BY " + strings.Join(key, ", "))
+	out.selects = append(out.selects, rollupSelect{to: main, head: q, tail: tail, ts: s.ts()})
+	q = (&sqlText{}).add(q.b.String(), q.args...).add(tail.b.String())
+	sel, err := q.bind()
+	if err != nil {
+		return nil, fmt.Errorf("rollup %s: %w", main, err)
+	}
+	out.Views = append(out.Views, store.ViewDef{Name: main.Name + "_mv", To: main, Select: sel})
+
+	// Features of production rows.
+	out.Tables = append(out.Tables, store.TableDef{Name: feats.Name, Columns: [][2]string{
+		{"model_value", "String"}, {"minute", "DateTime"}, {"feature", "String"},
+		{"n", "AggregateFunction(count)"}, {"nn", "AggregateFunction(sum, UInt64)"}, {"zeros", "AggregateFunction(sum, UInt64)"},
+		{"vmin", "AggregateFunction(min, Float64)"}, {"vmax", "AggregateFunction(max, Float64)"}, {"hist", histType},
+	}, Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (model_value, minute, feature)"})
+	f := &featureHealth{src: s, names: m.Features.Names}
+	q = &sqlText{}
+	fin := "ifNull(isFinite(toFloat64(_v)), 0)"
+	q.add("SELECT toString(" + s.col(c.Model) + ") AS model_value, toStartOfMinute(" + s.ts() + ") AS minute, _f AS feature,\n")
+	q.add("  countState() AS n, sumState(toUInt64(" + fin + ")) AS nn, sumState(toUInt64(ifNull(_v = 0, 0))) AS zeros,\n")
+	q.add("  minState(if(" + fin + ", toFloat64(assumeNotNull(_v)), inf)) AS vmin, maxState(if(" + fin + ", toFloat64(assumeNotNull(_v)), -inf)) AS vmax,\n")
+	q.add("  sumMapState([" + bin("_v") + "], [toUInt64(1)]) AS hist\n")
+	q.add("FROM " + s.table + "\nARRAY JOIN ")
+	if m.Features.Layout == configs.LayoutColumns {
+		vals := []string{"CAST(NULL AS Nullable(Float64))"}
+		for _, n := range f.names {
+			vals = append(vals, "toNullable(toFloat64("+store.MustIdent(n)+"))")
+		}
+		q.add("? AS _f, ["+strings.Join(vals, ", ")+"] AS _v", append([]string{""}, f.names...))
+	} else {
+		q.add("arrayConcat([''], " + store.MustIdent(m.Features.NamesColumn) + ") AS _f, ")
+		q.add("arrayConcat([CAST(NULL AS Nullable(Float64))], " + store.MustIdent(m.Features.ValuesColumn) + ") AS _v")
+	}
+	if m.Shadow.Mode == configs.ShadowRows {
+		q.add("\nWHERE "+s.col(c.Role)+" = ?", m.Shadow.ProductionRole)
+	} else {
+		q.add("\nWHERE 1")
+	}
+	tail = (&sqlText{}).add("\nGROUP BY model_value, minute, feature")
+	out.selects = append(out.selects, rollupSelect{to: feats, head: q, tail: tail, ts: s.ts()})
+	q = (&sqlText{}).add(q.b.String(), q.args...).add(tail.b.String())
+	if sel, err = q.bind(); err != nil {
+		return nil, fmt.Errorf("rollup %s: %w", feats, err)
+	}
+	out.Views = append(out.Views, store.ViewDef{Name: feats.Name + "_mv", To: feats, Select: sel})
+	return out, nil
+}
+
+// rollupFilter renders the rollup's row filter after FROM: the windows'
+// minutes as PREWHERE, the model value (and role) as WHERE.
+func (s source) rollupFilter(q *sqlText, spans []span, role string) {
+	q.add(" PREWHERE (")
+	for i, sp := range spans {
+		if i > 0 {
+			q.add(" OR ")
+		}
+		q.add("(minute >= ? AND minute < ?)", sp.from, sp.to)
+	}
+	q.add(")\n    WHERE model_value = ?", s.m.ModelValue)
+	if role != "" {
+		q.add(" AND " + role)
+	}
+}
+
+// rollupWindow renders window column w over the rollup's minutes.
+func (s source) rollupWindow(q *sqlText, w windows) {
+	q.add("multiIf(")
+	for i, sp := range w.all() {
+		q.add("minute >= ? AND minute < ?, ", sp.from, sp.to)
+		q.add(fmt.Sprintf("%d, ", i))
+	}
+	q.add("255)")
+}
+
+// rollupSlices renders ", s_<column> AS _c<i>" for the detector's slices.
+func rollupSlices(q *sqlText, cols []string) {
+	for i, c := range cols {
+		q.add(fmt.Sprintf(", %s AS _c%d", sliceColumn(c), i))
+	}
+}
+
+// rollupQuery is block_rate's query over the rollup: states merged per
+// window, role and slice combination, then slices expanded and ranked as
+// in the raw query, with the same result columns.
+func (b *blockRate) rollupQuery(w windows) *sqlText {
+	s := b.src
+	slices := b.d.slices()
+	main, _ := rollupTables(s.m)
+	inner := &sqlText{}
+	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn\n    FROM (\n      SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, _w AS w, sumIf(_n, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs, ")
+	expand(inner, sliceVars(len(slices)))
+	inner.add("\n      FROM (\n        SELECT ")
+	s.rollupWindow(inner, w)
+	inner.add(" AS _w, role_code AS _r")
+	rollupSlices(inner, slices)
+	inner.add(", countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
+	s.rollupFilter(inner, w.all(), "")
+	inner.add("\n        GROUP BY _w, _r" + sliceList(len(slices)) + "\n      )\n      GROUP BY _si, sv, w\n    )")
+	rank := "n"
+	if s.m.Shadow.Mode == configs.ShadowRows {
+		rank = "n + sn"
+	}
+	q := &sqlText{}
+	s.ranked(q, inner, false, blockRateCols, rank)
+	return q
+}
+
+// rollupQuery is volume's query over the rollup's production rows.
+func (v *volume) rollupQuery(w windows) *sqlText {
+	s := v.src
+	slices := v.d.slices()
+	main, _ := rollupTables(s.m)
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, _w AS w, sum(_n) AS n, ")
+	expand(inner, sliceVars(len(slices)))
+	inner.add("\n    FROM (\n      SELECT ")
+	s.rollupWindow(inner, w)
+	inner.add(" AS _w")
+	rollupSlices(inner, slices)
+	inner.add(", countMerge(n) AS _n\n      FROM " + main.Quoted() + "\n     ")
+	s.rollupFilter(inner, w.all(), "role_code = 0")
+	inner.add("\n      GROUP BY _w" + sliceList(len(slices)) + "\n    )\n    GROUP BY _si, sv, w")
+	q := &sqlText{}
+	s.ranked(q, inner, false, []string{"n"}, "n")
+	return q
+}
+
+// rollupQuery is feature_health's query over the features rollup
+// (aggregate only): the pseudo-feature ” carries the row count.
+func (f *featureHealth) rollupQuery(w windows) *sqlText {
+	s := f.src
+	_, feats := rollupTables(s.m)
+	q := &sqlText{}
+	q.add("SELECT '' AS sc, '' AS sv, feature, w, if(feature = '', _rows, 0) AS rows, nn, if(feature = '', 0, zeros) AS fills,\n")
+	q.add("  if(nn > 0, vmin, NULL) AS mn, if(nn > 0, vmax, NULL) AS mx, _h.1 AS bins, _h.2 AS cnts\nFROM (\n  SELECT ")
+	s.rollupWindow(q, w)
+	q.add(" AS w, feature, countMerge(n) AS _rows, sumMerge(nn) AS nn, sumMerge(zeros) AS zeros,\n")
+	q.add("    minMerge(vmin) AS vmin, maxMerge(vmax) AS vmax, sumMapMerge(hist) AS _h\n  FROM " + feats.Quoted() + "\n ")
+	s.rollupFilter(q, w.all(), "")
+	if s.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
+		q.add(" AND has(?, feature)", append([]string{""}, f.names...))
+	}
+	q.add("\n  GROUP BY w, feature\n)\nORDER BY sc, sv, feature, w")
+	return q
+}
+
+// sliceList renders ", _c0, _c1..." for a GROUP BY.
+func sliceList(n int) string {
+	var b strings.Builder
+	for _, v := range sliceVars(n) {
+		b.WriteString(", " + v)
+	}
+	return b.String()
+}
