@@ -150,8 +150,11 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 		}
 		q.add("? AS _f, ["+strings.Join(vals, ", ")+"] AS _v", append([]string{""}, f.names...))
 	} else {
-		q.add("arrayConcat([''], " + store.MustIdent(m.Features.NamesColumn) + ") AS _f, ")
-		q.add("arrayConcat([CAST(NULL AS Nullable(Float64))], " + store.MustIdent(m.Features.ValuesColumn) + ") AS _v")
+		// Values resized to the names, as the raw query does: a row with
+		// arrays of unequal length must not fail the insert.
+		names := store.MustIdent(m.Features.NamesColumn)
+		q.add("arrayConcat([''], " + names + ") AS _f, ")
+		q.add("arrayConcat([CAST(NULL AS Nullable(Float64))], arrayResize(" + store.MustIdent(m.Features.ValuesColumn) + ", length(" + names + "), CAST(NULL AS Nullable(Float64)))) AS _v")
 	}
 	if m.Shadow.Mode == configs.ShadowRows {
 		q.add("\nWHERE "+s.col(c.Role)+" = ?", m.Shadow.ProductionRole)
