@@ -99,10 +99,11 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 				p.Line, _ = strconv.Atoi(m[1])
 				p.Msg = m[2]
 			}
+			p.Path = pathAtLine(lines, p.Line, "")
 			if m := unknownFieldRe.FindStringSubmatch(p.Msg); m != nil {
 				p.Msg = fmt.Sprintf("unknown key %q", m[1])
+				p.Path = pathAtLine(lines, p.Line, m[1])
 			}
-			p.Path = pathAtLine(lines, p.Line)
 			probs = append(probs, p)
 		}
 	}
@@ -152,11 +153,11 @@ func indexLines(n *yaml.Node, path string, lines map[string]int) {
 		for i, c := range n.Content {
 			indexLines(c, fmt.Sprintf("%s[%d]", path, i), lines)
 		}
-	case yaml.AliasNode:
-		if n.Alias != nil {
-			indexLines(n.Alias, path, lines)
-		}
 	}
+	// An alias is not followed: what it points to is indexed where the
+	// anchor is, and a problem under the alias reports the alias's line.
+	// Following it expands nested aliases exponentially (a few hundred
+	// bytes of YAML took minutes and gigabytes).
 }
 
 // lineOf finds the line of a path, or of its nearest ancestor present in
@@ -177,13 +178,22 @@ func lineOf(lines map[string]int, path string) int {
 	}
 }
 
-// pathAtLine returns the deepest path whose key is on the given line.
-func pathAtLine(lines map[string]int, line int) string {
+// pathAtLine returns the deepest path whose key is on the given line; with
+// key set, the deepest one that ends in that key (an unknown key in a flow
+// mapping shares its line with its siblings).
+func pathAtLine(lines map[string]int, line int, key string) string {
 	best := ""
 	for p, l := range lines {
-		if l == line && len(p) > len(best) {
-			best = p
+		if l != line || len(p) <= len(best) {
+			continue
 		}
+		if key != "" && p != key && !strings.HasSuffix(p, "."+key) {
+			continue
+		}
+		best = p
+	}
+	if best == "" && key != "" {
+		return pathAtLine(lines, line, "")
 	}
 	return best
 }

@@ -44,6 +44,13 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	if strings.HasPrefix(strings.TrimSpace(spec), "TZ=") || strings.HasPrefix(strings.TrimSpace(spec), "CRON_TZ=") {
 		return nil, fmt.Errorf("time zones are not supported in schedules; mlwatch runs in UTC")
 	}
+	// robfig/cron turns "@every -5m" (or 0s) into every second: a typo
+	// must not run a detector 300 times as often as meant.
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil && d < time.Second {
+			return nil, fmt.Errorf("@every needs a period of at least 1s, got %s", d)
+		}
+	}
 	return cronSpec.Parse(spec)
 }
 
