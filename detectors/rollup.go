@@ -13,15 +13,17 @@ import (
 // tables, each fed by a materialized view from the prediction table:
 //
 //   - TABLE: per model value, role (0 production, 1 shadow), minute and
-//     combination of the model's slice values: the row count, the blocked
-//     count and the score histogram (sumMap of the exact float bins).
+//     slice (the aggregate ” and each of the model's slice columns with
+//     its value, one row each: not per combination of values, which would
+//     multiply): the row count, the blocked count and the score histogram
+//     (sumMap of the exact float bins).
 //   - TABLE_features: per model value, minute and feature (production
 //     rows; feature ” counts the rows): the element count, non-null and
 //     zero counts, finite extremes and the value histogram.
 //
 // block_rate, volume and feature_health with source: rollup read these
 // instead of the rows, so an evaluation reads windows × minutes × slice
-// combinations whatever the traffic. The figures are the raw queries'
+// values whatever the traffic. The figures are the raw queries'
 // (same bins, same counts), so findings are the same; windows start and
 // end on whole minutes. Shadow pairing needs request ids, golden rows need
 // arbitrary columns, freshness and staleness read a few rows: those stay
@@ -77,8 +79,6 @@ func rollupTables(m *configs.Model) (main, feats store.Table) {
 	return t, store.Table{Database: t.Database, Name: t.Name + "_features"}
 }
 
-// sliceColumn is the rollup column of slice column c.
-func sliceColumn(c string) string { return store.MustIdent("s_" + c) }
 
 const histType = "AggregateFunction(sumMap, Array(UInt64), Array(UInt64))"
 
@@ -96,22 +96,25 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 	out := &RollupDDL{Database: main.Database}
 	q := &sqlText{}
 
-	// Rows: role, slices, counts and the score histogram.
-	cols := [][2]string{{"model_value", "String"}, {"role_code", "UInt8"}, {"minute", "DateTime"}}
-	key := []string{"model_value", "role_code", "minute"}
-	for _, sl := range m.Slices {
-		cols = append(cols, [2]string{"s_" + sl, "String"})
-		key = append(key, sliceColumn(sl))
-	}
-	cols = append(cols, [2]string{"n", "AggregateFunction(count)"}, [2]string{"blocked", "AggregateFunction(sum, UInt64)"},
-		[2]string{"score_hist", histType})
-	out.Tables = append(out.Tables, store.TableDef{Name: main.Name, Columns: cols,
-		Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (" + strings.Join(key, ", ") + ")"})
-	// Expressions inline: 18.16 loses a subquery's aliases in a view.
+	// Rows: role, slice, counts and the score histogram.
+	key := []string{"model_value", "role_code", "minute", "slice", "value"}
+	out.Tables = append(out.Tables, store.TableDef{Name: main.Name, Columns: [][2]string{
+		{"model_value", "String"}, {"role_code", "UInt8"}, {"minute", "DateTime"}, {"slice", "String"}, {"value", "String"},
+		{"n", "AggregateFunction(count)"}, {"blocked", "AggregateFunction(sum, UInt64)"}, {"score_hist", histType},
+	}, Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (" + strings.Join(key, ", ") + ")"})
+	// Expressions inline (18.16 loses a subquery's aliases in a view); the
+	// slice tuple's alias lives inside the expression, so that only slice
+	// and value are columns of the SELECT.
 	role, dec, score := s.roleExprs(q)
-	q.add("SELECT toString(" + s.col(c.Model) + ") AS model_value, toUInt8(" + role + ") AS role_code, toStartOfMinute(" + s.ts() + ") AS minute")
-	for _, sl := range m.Slices {
-		q.add(", " + s.sliceValue(sl) + " AS " + sliceColumn(sl))
+	q.add("SELECT toString(" + s.col(c.Model) + ") AS model_value, toUInt8(" + role + ") AS role_code, toStartOfMinute(" + s.ts() + ") AS minute,\n  ")
+	if len(m.Slices) == 0 {
+		q.add("'' AS slice, '' AS value")
+	} else {
+		q.add("(arrayJoin([('', '')")
+		for _, sl := range m.Slices {
+			q.add(", (" + store.QuoteString(sl) + ", " + s.sliceValue(sl) + ")")
+		}
+		q.add("]) AS _s).1 AS slice, _s.2 AS value")
 	}
 	q.add(",\n  countState() AS n, sumState(toUInt64(" + dec + ")) AS blocked, sumMapState([" + bin(score) + "], [toUInt64(1)]) AS score_hist\n")
 	q.add("FROM " + s.table)
@@ -197,33 +200,21 @@ func (s source) rollupWindow(q *sqlText, w windows) {
 	q.add("255)")
 }
 
-// rollupSlices renders ", s_<column> AS _c<i>" for the detector's slices.
-func rollupSlices(q *sqlText, cols []string) {
-	for i, c := range cols {
-		q.add(fmt.Sprintf(", %s AS _c%d", sliceColumn(c), i))
-	}
-}
-
 // rollupQuery is block_rate's query over the rollup: states merged per
-// window, role and slice combination, then slices expanded and ranked as
-// in the raw query, with the same result columns.
+// window, role and slice value, then the roles side by side, ranked as in
+// the raw query, with the same result columns.
 func (b *blockRate) rollupQuery(w windows) *sqlText {
 	s := b.src
-	slices := b.d.slices()
 	main, _ := rollupTables(s.m)
 	inner := &sqlText{}
-	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn\n    FROM (\n      SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, _w AS w, sumIf(_n, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
-	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs, ")
-	expand(inner, sliceVars(len(slices)))
-	inner.add("\n      FROM (\n        SELECT ")
+	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn\n    FROM (\n")
+	inner.add("      SELECT sc, sv, w, sumIf(_n, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs\n      FROM (\n        SELECT ")
 	s.rollupWindow(inner, w)
-	inner.add(" AS _w, role_code AS _r")
-	rollupSlices(inner, slices)
-	inner.add(", countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
+	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
 	s.rollupFilter(inner, w.all(), "")
-	inner.add("\n        GROUP BY _w, _r" + sliceList(len(slices)) + "\n      )\n      GROUP BY _si, sv, w\n    )")
+	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
+	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
 	rank := "n"
 	if s.m.Shadow.Mode == configs.ShadowRows {
 		rank = "n + sn"
@@ -236,20 +227,14 @@ func (b *blockRate) rollupQuery(w windows) *sqlText {
 // rollupQuery is volume's query over the rollup's production rows.
 func (v *volume) rollupQuery(w windows) *sqlText {
 	s := v.src
-	slices := v.d.slices()
 	main, _ := rollupTables(s.m)
 	inner := &sqlText{}
 	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, _w AS w, sum(_n) AS n, ")
-	expand(inner, sliceVars(len(slices)))
-	inner.add("\n    FROM (\n      SELECT ")
 	s.rollupWindow(inner, w)
-	inner.add(" AS _w")
-	rollupSlices(inner, slices)
-	inner.add(", countMerge(n) AS _n\n      FROM " + main.Quoted() + "\n     ")
+	inner.add(" AS w, slice AS sc, value AS sv, countMerge(n) AS n\n    FROM " + main.Quoted() + "\n   ")
 	s.rollupFilter(inner, w.all(), "role_code = 0")
-	inner.add("\n      GROUP BY _w" + sliceList(len(slices)) + "\n    )\n    GROUP BY _si, sv, w")
+	inner.add(" AND has(?, slice)", append([]string{""}, v.d.slices()...))
+	inner.add("\n    GROUP BY w, sc, sv")
 	q := &sqlText{}
 	s.ranked(q, inner, false, []string{"n"}, "n")
 	return q
@@ -272,13 +257,4 @@ func (f *featureHealth) rollupQuery(w windows) *sqlText {
 	}
 	q.add("\n  GROUP BY w, feature\n)\nORDER BY sc, sv, feature, w")
 	return q
-}
-
-// sliceList renders ", _c0, _c1..." for a GROUP BY.
-func sliceList(n int) string {
-	var b strings.Builder
-	for _, v := range sliceVars(n) {
-		b.WriteString(", " + v)
-	}
-	return b.String()
 }
