@@ -79,7 +79,6 @@ func rollupTables(m *configs.Model) (main, feats store.Table) {
 	return t, store.Table{Database: t.Database, Name: t.Name + "_features"}
 }
 
-
 const histType = "AggregateFunction(sumMap, Array(UInt64), Array(UInt64))"
 
 // Rollup renders the DDL of model m's rollup (m.Rollup must be set).
