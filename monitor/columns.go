@@ -58,11 +58,18 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 			}
 		}
 		for _, d := range cfg.Detectors {
-			if d.Model != m.Name || d.Slices == nil {
+			if d.Model != m.Name {
 				continue
 			}
-			for _, s := range *d.Slices {
-				need = append(need, struct{ key, col string }{"detector " + d.Name + " slices", s})
+			if d.Slices != nil {
+				for _, s := range *d.Slices {
+					need = append(need, struct{ key, col string }{"detector " + d.Name + " slices", s})
+				}
+			}
+			if d.Expectation != nil {
+				for _, mt := range d.Expectation.Match {
+					need = append(need, struct{ key, col string }{"detector " + d.Name + " expectation.match", mt.Column})
+				}
 			}
 		}
 		seen := map[string]bool{}

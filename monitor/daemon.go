@@ -74,12 +74,14 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return err
 	}
 	defer d.db.Close()
+	// Columns first: a config naming a missing table or column changes
+	// nothing, not even mlwatch's own tables.
+	if err := CheckColumns(ctx, d.db, cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
 	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	if err := store.Apply(ctx, d.db, tables.Database, tables.Defs()); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
-	}
-	if err := CheckColumns(ctx, d.db, cfg); err != nil {
-		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log})
 	if err != nil {
