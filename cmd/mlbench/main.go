@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -105,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mlbench: %v\n", err)
 		return 1
 	}
+	load0 := loadavg()
 	var rows []row
 	for _, n := range o.sizes {
 		r, err := measure(ctx, db, o, n, stderr)
@@ -115,7 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		rows = append(rows, r)
 		printTable(stderr, rows) // progress
 	}
-	fmt.Fprintf(stdout, "mlbench: %s, cycle of %s evaluated at %s, median of %d\n\n", o.addr, o.config, evalAt.Format(time.RFC3339), o.reps)
+	fmt.Fprintf(stdout, "mlbench: %s, cycle of %s evaluated at %s, median of %d; load average %s at the start, %s at the end (%d cores)\n\n",
+		o.addr, o.config, evalAt.Format(time.RFC3339), o.reps, load0, loadavg(), runtime.NumCPU())
 	printTable(stdout, rows)
 	return 0
 }
@@ -595,6 +598,16 @@ func clientCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// loadavg is the machine's 1-minute load average: other work on a 2-core
+// machine shows in every figure.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 func median(ds []time.Duration) time.Duration {
