@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"net/url"
 	"os"
@@ -97,12 +98,34 @@ func (v *validator) secret(path, envName, file string) string {
 	if file == "" {
 		return ""
 	}
-	b, err := os.ReadFile(file)
+	b, err := readSecretFile(file)
 	if err != nil {
 		v.errf(path, "read secret file: %v", err)
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// maxSecretSize bounds a secret file; tokens and passwords are short.
+const maxSecretSize = 64 << 10
+
+// readSecretFile reads at most maxSecretSize bytes: a secret file that
+// points at /dev/zero must not make the loader read forever. Devices and
+// pipes (/dev/null, /dev/fd/3) are fine.
+func readSecretFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretSize {
+		return nil, fmt.Errorf("%s is larger than %d KiB", name, maxSecretSize>>10)
+	}
+	return b, nil
 }
 
 func (v *validator) config(c *Config) {
