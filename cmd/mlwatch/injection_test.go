@@ -20,7 +20,7 @@ import (
 // detector that quotes or binds them wrong either fails or finds nothing.
 var (
 	hDatabase = "db`; DROP DATABASE canary_db; --" // + a suffix of the test's own
-	hState    = "st' OR 1=1 --"                     // + a suffix of the test's own
+	hState    = "st' OR 1=1 --"                    // + a suffix of the test's own
 	hTableA   = "p`; DROP TABLE canary; --"
 	hTableB   = "q'); DROP TABLE canary; --"
 	hTS       = "t`s'--"
