@@ -2,10 +2,12 @@
 #   make demo   the whole story on the embedded engine, no set-up
 #   make test   every test, against a private ClickHouse server and the embedded engine
 #   make bench  the benchmark of docs/benchmarks.md on a server of its own (BENCH_FLAGS=--huge adds 100M rows)
+#   make soak   the long fault and load tests of docs/reliability.md (SOAK_DURATION, default 5m of load)
+#   make fuzz   each fuzz target for FUZZTIME (default 60s)
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: demo test bench build deps lint clean
+.PHONY: demo test bench soak fuzz build deps lint clean
 
 build:
 	$(GO) build -o bin/mlwatch ./cmd/mlwatch
@@ -21,6 +23,12 @@ test:
 
 bench:
 	scripts/bench.sh $(BENCH_FLAGS)
+
+soak:
+	scripts/soak.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 lint:
 	$(GO) vet ./...

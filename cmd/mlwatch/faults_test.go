@@ -443,6 +443,10 @@ func checkDelivered(t *testing.T, d *proc, slack *fakeslack.Server, es []outboxE
 	}
 }
 
+// slackOutagePhase is how long each phase of the Slack outage lasts past
+// its first failures; make soak makes it minutes.
+var slackOutagePhase = 3 * time.Second
+
 // TestFaultSlackOutage keeps Slack away while five notifications are due:
 // first nothing listens (connection refused), then the API answers 500.
 // The notifications wait in the outbox and, once Slack is back, drain in
@@ -460,7 +464,7 @@ func TestFaultSlackOutage(t *testing.T) {
 		es := readOutbox(t, db, database)
 		return countStatus(es, "pending") >= 5 && strings.Contains(es[0].LastError, "connection refused")
 	})
-	time.Sleep(3 * time.Second)
+	time.Sleep(slackOutagePhase)
 
 	// Slack answers again, but with 500s.
 	slack.Down(500, "")
@@ -472,7 +476,7 @@ func TestFaultSlackOutage(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	d.waitFor("two 500s", 60*time.Second, func() bool { return len(slack.Calls("chat.postMessage (failed)")) >= 2 })
-	time.Sleep(3 * time.Second)
+	time.Sleep(slackOutagePhase)
 	pending := readOutbox(t, db, database)
 	if n := countStatus(pending, "pending"); n < 5 {
 		t.Fatalf("%d entries pending during the outage, want >= 5", n)
@@ -484,7 +488,7 @@ func TestFaultSlackOutage(t *testing.T) {
 	slack.Up()
 	up := time.Now()
 	outage := up.Sub(start)
-	d.waitFor("the outbox to drain", 5*time.Minute, func() bool {
+	d.waitFor("the outbox to drain", 10*time.Minute, func() bool {
 		return countStatus(readOutbox(t, db, database), "pending") == 0
 	})
 	es := readOutbox(t, db, database)
