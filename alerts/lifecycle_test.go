@@ -1,6 +1,8 @@
 package alerts
 
 import (
+	"context"
+	"github.com/mlwatch/mlwatch/detectors"
 	"math"
 	"strings"
 	"testing"
@@ -181,5 +183,54 @@ func TestMonitorFindingsKeepTheirSeverity(t *testing.T) {
 	mustObserve(t, m, "monitor", t0.Add(2*time.Minute))
 	if vs := m.Alerts(); vs[0].State != "resolved" {
 		t.Fatalf("state %s after the monitor's clear report", vs[0].State)
+	}
+}
+
+// TestUncheckedSlicesHold checks that a slice the detector could not decide
+// (too few samples, e.g. at night) keeps its alert instead of resolving it,
+// for at most UncheckedHold, and that a checked, clear slice resolves.
+func TestUncheckedSlicesHold(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	fr := finding("br", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+	de := finding("br", "model_behavior", "fraud", "country=DE", 0.3, 0.05, 1e-9)
+	fpFR := Fingerprint("br", "fraud", "model_behavior", fr.Slice, "")
+	fpDE := Fingerprint("br", "fraud", "model_behavior", de.Slice, "")
+	state := func(fp string) string {
+		if v := viewByFP(m.Alerts(), fp); v != nil {
+			return v.State
+		}
+		return "inactive"
+	}
+	t0 := clock.Now()
+	fired := t0.Add(10 * time.Minute) // for: 10m
+	mustObserve(t, m, "br", t0, fr, de)
+	mustObserve(t, m, "br", fired, fr, de)
+	if state(fpFR) != "firing" || state(fpDE) != "firing" {
+		t.Fatalf("both should fire: %s %s", state(fpFR), state(fpDE))
+	}
+	// FR goes below min_samples; DE is checked and clear.
+	quiet := detectors.Unchecked{Slice: map[string]string{"country": "FR"}}
+	observe := func(at time.Time) {
+		t.Helper()
+		if err := m.Observe(context.Background(), "br", at, nil, quiet); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for h := 1; h <= 5; h++ {
+		observe(fired.Add(time.Duration(h) * time.Hour))
+		if state(fpFR) != "firing" {
+			t.Fatalf("hour %d: an unchecked slice must hold its alert, got %s", h, state(fpFR))
+		}
+		if h >= 2 && state(fpDE) != "resolved" {
+			t.Fatalf("hour %d: a checked clear slice must resolve (after keep_firing_for), got %s", h, state(fpDE))
+		}
+	}
+	// Past the hold it is treated as clear: keep_firing_for, then resolved.
+	observe(fired.Add(UncheckedHold))
+	observe(fired.Add(UncheckedHold + 10*time.Minute))
+	if state(fpFR) != "resolved" {
+		t.Fatalf("after %s unchecked the alert must resolve, got %s", UncheckedHold, state(fpFR))
 	}
 }

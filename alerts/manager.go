@@ -199,12 +199,19 @@ func (m *Manager) Reload(cfg *configs.Config) error {
 	return m.apply(cfg)
 }
 
+// UncheckedHold bounds how long an alert whose slice goes unchecked (too
+// few samples) keeps its state without being evaluated; past it, it
+// resolves as if clear.
+const UncheckedHold = 6 * time.Hour
+
 // Observe records one successful detector run at `at`: each finding makes
 // or keeps its alert active; active alerts of that run (by name) missing
-// from the findings are clear at `at`. A failed run must not be observed,
-// so a broken query never resolves anything. The changed state is written
-// to ClickHouse before Observe returns (when a store is configured).
-func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding) error {
+// from the findings are clear at `at`, unless their slice and feature are
+// among the unchecked ones (then they hold, for up to UncheckedHold since
+// their last evaluation). A failed run must not be observed, so a broken
+// query never resolves anything. The changed state is written to
+// ClickHouse before Observe returns (when a store is configured).
+func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dcfg := m.detectors[name]
@@ -295,8 +302,18 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 		m.sources[fp] = name
 	}
 
+	hold := make(map[string]bool, len(unchecked))
+	for _, u := range unchecked {
+		hold[u.Key()] = true
+	}
 	for fp, a := range m.alerts {
 		if m.sources[fp] != name || best[fp] != nil {
+			continue
+		}
+		// Not observed is not recovered: hold, unless the alert was already
+		// seen clear (keep_firing_for running) or the hold ran out.
+		if hold[detectors.Unchecked{Slice: a.Finding.Slice, Feature: a.Finding.Feature}.Key()] &&
+			a.KeepFiringSince.IsZero() && at.Sub(a.LastEvalAt) < UncheckedHold {
 			continue
 		}
 		switch a.State {

@@ -137,7 +137,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 			b.bounds(r, cur)
 		}
 		if !b.d.enough(cur.N) || !b.d.enough(base.N) {
-			r.skipped++
+			r.skip(slice, "")
 			continue
 		}
 		shadowOK := hasShadow && b.d.enough(scur.N) && b.d.enough(sbase.N)
@@ -200,7 +200,7 @@ func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, 
 		nBase += d.Total()
 	}
 	if !b.d.enough(cur.Total()) || !b.d.enough(nBase) {
-		r.skipped++
+		r.skip(slice, "")
 		return
 	}
 	h := newHyp(MetricScorePSI, slice, "", ClassModelBehavior)
@@ -241,7 +241,7 @@ func (b *blockRate) bounds(r *run, cur Prop) {
 	agg := map[string]string{}
 	if b.p.MinRate != nil || b.p.MaxRate != nil {
 		if !b.d.enough(cur.N) {
-			r.skipped++
+			r.skip(agg, "")
 		} else {
 			rate := cur.Rate()
 			if b.p.MinRate != nil {

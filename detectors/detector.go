@@ -204,8 +204,11 @@ type Result struct {
 
 	Findings    []Finding
 	Evaluations []Evaluation
-	// Skipped counts slice (and feature) checks below min_samples.
-	Skipped int
+	// Skipped counts slice (and feature) checks below min_samples;
+	// Unchecked names the slices and features among them, whose alerts
+	// should hold rather than resolve.
+	Skipped   int
+	Unchecked []Unchecked
 	// Query is the exact SQL text that ran (values bound).
 	Query string
 	Stats store.Stats
@@ -268,8 +271,9 @@ type hypothesis struct {
 type run struct {
 	d       *Detector
 	w       windows
-	hyps    []*hypothesis
-	skipped int
+	hyps      []*hypothesis
+	skipped   int
+	unchecked []Unchecked
 	// suppress, when set, clears Firing of hypotheses another one explains
 	// (a fill is not also drift); it runs after the joint decision.
 	suppress func(hyps []*hypothesis)
@@ -277,6 +281,12 @@ type run struct {
 
 func (r *run) add(h *hypothesis) {
 	r.hyps = append(r.hyps, h)
+}
+
+// skip counts a check below min_samples and names its slice and feature.
+func (r *run) skip(slice map[string]string, feature string) {
+	r.skipped++
+	r.unchecked = append(r.unchecked, Unchecked{Slice: slice, Feature: feature})
 }
 
 // finish applies Benjamini–Hochberg at the detector's fdr over every
@@ -294,7 +304,7 @@ func (r *run) finish(res *Result) {
 	if r.suppress != nil {
 		r.suppress(r.hyps)
 	}
-	res.Skipped = r.skipped
+	res.Skipped, res.Unchecked = r.skipped, r.unchecked
 	for _, h := range r.hyps {
 		res.Evaluations = append(res.Evaluations, h.Evaluation)
 		if h.Firing {

@@ -139,6 +139,8 @@ func TestBlockRateEvaluate(t *testing.T) {
 		want    []string // class:metric:slice of each finding, in order
 		summary string   // a finding summary that must appear
 		skipped int
+		// unchecked lists the slice values the run must name as unchecked.
+		unchecked []string
 	}{
 		{
 			name:    "slice block in production only",
@@ -153,9 +155,10 @@ func TestBlockRateEvaluate(t *testing.T) {
 			summary: "BR block rate 21.0% vs 0.6% baseline (n=903 vs 61,008); shadow moved too: 18.8% vs 0.6%",
 		},
 		{
-			name:    "slice below min_samples",
-			rows:    append(agg, brRows("country", "NZ", week(brWin{n: 150, x: 75, sn: 150, sx: 1}, steady(150, 1))...)...),
-			skipped: 1,
+			name:      "slice below min_samples",
+			rows:      append(agg, brRows("country", "NZ", week(brWin{n: 150, x: 75, sn: 150, sx: 1}, steady(150, 1))...)...),
+			skipped:   1,
+			unchecked: []string{"NZ"},
 		},
 		{
 			name: "ordinary wobble",
@@ -198,6 +201,15 @@ func TestBlockRateEvaluate(t *testing.T) {
 			checkFindings(t, out, tc.want, tc.summary)
 			if tc.skipped > 0 && out.Skipped != tc.skipped {
 				t.Errorf("skipped %d, want %d", out.Skipped, tc.skipped)
+			}
+			if tc.unchecked != nil {
+				var got []string
+				for _, u := range out.Unchecked {
+					got = append(got, firstValue(u.Slice))
+				}
+				if strings.Join(got, ",") != strings.Join(tc.unchecked, ",") {
+					t.Errorf("unchecked %v, want %v", got, tc.unchecked)
+				}
 			}
 		})
 	}

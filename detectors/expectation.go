@@ -91,12 +91,12 @@ func (e *expectation) evaluate(res *store.Result, r *run) error {
 		return err
 	}
 	if len(groups) == 0 {
-		r.skipped++
+		r.skip(map[string]string{}, "")
 	}
 	for _, g := range groups {
 		cur := Prop{g.num(0, c[1]), g.num(0, c[0])}
 		if !e.d.enough(cur.N) {
-			r.skipped++
+			r.skip(sliceOf(g.col, g.val), "")
 			continue
 		}
 		rate := cur.Rate()

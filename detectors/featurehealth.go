@@ -190,7 +190,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		}
 		vCur, vBase := g.num(0, nn), g.base(nb, nn)
 		if !f.d.enough(nCur) || !f.d.enough(nBase) {
-			r.skipped++
+			r.skip(slice, g.feature)
 			continue
 		}
 		curNull := Prop{nCur - vCur, nCur}

@@ -85,6 +85,17 @@ type Finding struct {
 	Details map[string]float64 `json:"details,omitempty"`
 }
 
+// Unchecked is a slice (and feature) that a run could not decide for lack
+// of samples. Its alerts keep their state instead of resolving: a slice
+// that goes quiet at night has not recovered, it has gone unobserved.
+type Unchecked struct {
+	Slice   map[string]string
+	Feature string
+}
+
+// Key identifies the slice and feature the way alerts match it.
+func (u Unchecked) Key() string { return SliceKey(u.Slice) + "\x00" + u.Feature }
+
 // SliceKey renders a slice as canonical JSON ({} for the aggregate), the
 // form stored in the evaluations table and used in fingerprints.
 func SliceKey(slice map[string]string) string {

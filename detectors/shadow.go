@@ -136,7 +136,7 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 		slice := sliceOf(g.col, g.val)
 		nCur, nBase := g.num(0, n), g.base(nb, n)
 		if !sh.d.enough(nCur) || !sh.d.enough(nBase) {
-			r.skipped++
+			r.skip(slice, "")
 			continue
 		}
 		cc := corr(g.num(0, c[4]), g.num(0, c[5]), g.num(0, c[6]), g.num(0, c[7]), g.num(0, c[8]), g.num(0, c[9]))

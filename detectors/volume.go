@@ -56,7 +56,7 @@ func (v *volume) evaluate(res *store.Result, r *run) error {
 	nb := len(r.w.base)
 	if len(groups) == 0 {
 		// Not a row in any window: nothing to expect either.
-		r.skipped++
+		r.skip(map[string]string{}, "")
 	}
 	for _, g := range groups {
 		x := g.num(0, n)
@@ -79,7 +79,7 @@ func (v *volume) evaluate(res *store.Result, r *run) error {
 		// min_samples applies to what was expected: the current count may
 		// be zero, that is the point.
 		if !v.d.enough(expect) {
-			r.skipped++
+			r.skip(sliceOf(g.col, g.val), "")
 			continue
 		}
 		h := newHyp(MetricVolume, sliceOf(g.col, g.val), "", ClassPipelineOutage)

@@ -32,7 +32,7 @@ const (
 
 // Observer is what the monitor needs from the alert pipeline for each run.
 type Observer interface {
-	Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding) error
+	Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error
 }
 
 // Options configure a Monitor.
@@ -188,7 +188,7 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 		zap.Int("findings", len(res.Findings)), zap.Int("skipped", res.Skipped), zap.Uint64("rows_read", run.RowsRead))
 	m.writeEvaluations(ctx, res)
 	if m.alerts != nil {
-		if err := m.alerts.Observe(ctx, name, at, res.Findings); err != nil {
+		if err := m.alerts.Observe(ctx, name, at, res.Findings, res.Unchecked...); err != nil {
 			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
 		}
 		if err := m.alerts.Observe(ctx, monitorScope(name), at, nil); err != nil {
