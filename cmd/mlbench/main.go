@@ -648,7 +648,7 @@ func sizeLabel(n int64) string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
 func printTable(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "| rows | cycle (median) | floor (median) | cycle/floor | rows read/cycle | bytes read/cycle | daemon peak RSS | client baseline | client/cycle | client peak RSS | rollup cycle | rollup rows read |")
+	fmt.Fprintln(w, "| rows | cycle (median) | floor (median) | cycle/floor | rows read/cycle | bytes read/cycle | daemon peak RSS | client baseline | client/cycle | client peak RSS | rollup cycle | rows read/rollup cycle |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		ratio := func(a, b time.Duration) string {
