@@ -269,8 +269,8 @@ type hypothesis struct {
 
 // run collects one evaluation's hypotheses and decides them together.
 type run struct {
-	d       *Detector
-	w       windows
+	d         *Detector
+	w         windows
 	hyps      []*hypothesis
 	skipped   int
 	unchecked []Unchecked

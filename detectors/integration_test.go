@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,8 +27,6 @@ var (
 	day14    = base.Add(14 * 24 * time.Hour)
 	genRate  = 60.0
 	genUntil = day14.Add(19 * time.Hour)
-	// rollupFrom is where the rollup starts (see generate).
-	rollupFrom = base.Add(6 * 24 * time.Hour)
 )
 
 type incident struct {
@@ -155,9 +154,9 @@ func generate(t *testing.T, e storetest.Engine) *dataset {
 	}
 	start := time.Now()
 	// The rollup: rows of the incident day reach it through its views
-	// (they see the rows inserted after them), the baseline days before
-	// through Backfill; rolling up the first six days too would only slow
-	// the test (testRollup reads the last eight).
+	// (they see the rows inserted after them), the baseline hours before
+	// through Backfill, only those testRollup reads (rolling up whole days
+	// costs a minute on the embedded engine: sumMap states).
 	if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: base, To: day14, Rate: genRate, Seed: 11, Concurrency: workers}); err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +167,8 @@ func generate(t *testing.T, e storetest.Engine) *dataset {
 	if err := store.Apply(ctx, e.DB, r.Database, r.Tables); err != nil {
 		t.Fatal(err)
 	}
-	for day := rollupFrom; day.Before(day14); day = day.Add(24 * time.Hour) {
-		stmts, err := r.Backfill(day, day.Add(24*time.Hour))
+	for _, sp := range backfillRanges(t, cfg) {
+		stmts, err := r.Backfill(sp[0], sp[1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,10 +429,7 @@ func testRollup(t *testing.T, ds *dataset) {
 	for _, d := range ds.dets {
 		byName[d.Config().Name] = d
 	}
-	ats := []time.Time{day14.Add(-6 * time.Hour), day14.Add(-1 * time.Hour)}
-	for _, in := range incidents {
-		ats = append(ats, day14.Add(in.at))
-	}
+	ats := rollupAts()
 	ctx := context.Background()
 	checked := 0
 	for twin, raw := range twinOf {
@@ -470,4 +466,51 @@ func evalKeys(r *detectors.Result) string {
 			e.NCurrent, e.NBaseline, e.Value, e.Baseline, e.PValue, e.ShadowValue, e.Firing)
 	}
 	return b.String()
+}
+
+// rollupAts are the times testRollup evaluates: two quiet hours and the
+// end of every incident.
+func rollupAts() []time.Time {
+	ats := []time.Time{day14.Add(-6 * time.Hour), day14.Add(-1 * time.Hour)}
+	for _, in := range incidents {
+		ats = append(ats, day14.Add(in.at))
+	}
+	return ats
+}
+
+// backfillRanges are the time ranges before day14 that the rollup twins
+// read at rollupAts, merged.
+func backfillRanges(t *testing.T, cfg *configs.Config) [][2]time.Time {
+	var all [][2]time.Time
+	for i := range cfg.Detectors {
+		if _, ok := twinOf[cfg.Detectors[i].Name]; !ok {
+			continue
+		}
+		d, err := detectors.New(cfg, &cfg.Detectors[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range rollupAts() {
+			for _, r := range d.Ranges(at) {
+				if r[1].After(day14) {
+					r[1] = day14
+				}
+				if r[0].Before(r[1]) {
+					all = append(all, r)
+				}
+			}
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i][0].Before(all[j][0]) })
+	var out [][2]time.Time
+	for _, r := range all {
+		if n := len(out); n > 0 && !r[0].After(out[n-1][1]) {
+			if r[1].After(out[n-1][1]) {
+				out[n-1][1] = r[1]
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
