@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +48,52 @@ func TestServerStopsQueryAtDeadline(t *testing.T) {
 	// The pooled connection is fine afterwards.
 	if _, err := e.DB.Query(ctx, "SELECT 1"); err != nil {
 		t.Errorf("next query: %v", err)
+	}
+}
+
+// TestQueriesWaitForAFreeConnection: with every pooled connection busy, a
+// query waits for one as long as its own deadline allows (clickhouse-go
+// alone gave up after its 5 s dial timeout with "acquire conn timeout",
+// which failed most detector runs of a busy daemon), and one whose
+// deadline passes first fails as a timeout that says why.
+func TestQueriesWaitForAFreeConnection(t *testing.T) {
+	e := storetest.ServerEngine(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{Addr: storetest.ServerAddr(), MaxOpenConns: 1, QueryTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	slow := store.MustIdent(e.Database) + ".slow"
+	for _, q := range []string{
+		"CREATE TABLE " + store.MustIdent(e.Database) + ".t (x UInt64) ENGINE = MergeTree ORDER BY x",
+		"INSERT INTO " + store.MustIdent(e.Database) + ".t SELECT number FROM numbers(7500)",
+		"CREATE VIEW " + slow + " AS SELECT * FROM " + store.MustIdent(e.Database) + ".t WHERE sleepEachRow(0.001) = 0 SETTINGS max_block_size = 100",
+	} {
+		if err := e.DB.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Query(ctx, "SELECT count() FROM "+slow) // ~7.5 s on the only connection
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = db.Query(short, "SELECT 1")
+	if !errors.Is(err, store.ErrTimeout) || !strings.Contains(err.Error(), "waiting for a free connection") {
+		t.Errorf("a query whose deadline passes while every connection is busy: %v", err)
+	}
+	long, cancel2 := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel2()
+	start := time.Now()
+	if _, err := db.Query(long, "SELECT 1"); err != nil {
+		t.Errorf("a query with time to wait for the busy connection failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the slow query: %v", err)
 	}
 }

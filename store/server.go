@@ -21,7 +21,24 @@ import (
 type server struct {
 	conn    driver.Conn
 	timeout time.Duration
+	// slots holds one token per pooled connection. A query waits for a
+	// slot as long as its own context allows; left to clickhouse-go, it
+	// waited for a connection at most the dial timeout (5 s) and then
+	// failed with "acquire conn timeout", whatever the run's deadline.
+	slots chan struct{}
 }
+
+// acquire takes a slot, or fails when ctx ends first.
+func (s *server) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a free connection (all %d busy): %w", cap(s.slots), ctx.Err())
+	}
+}
+
+func (s *server) release() { <-s.slots }
 
 func openServer(ctx context.Context, opt Options) (*server, error) {
 	o := &clickhouse.Options{
@@ -64,7 +81,7 @@ func openServer(ctx context.Context, opt Options) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", opt.Addr, err)
 	}
-	s := &server{conn: conn, timeout: opt.QueryTimeout}
+	s := &server{conn: conn, timeout: opt.QueryTimeout, slots: make(chan struct{}, opt.MaxOpenConns)}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
@@ -124,6 +141,10 @@ func (s *server) driverContext(driver, ctx context.Context, id string, st *Stats
 }
 
 func (s *server) query(ctx context.Context, id, sql string) (*Result, error) {
+	if err := s.acquire(ctx); err != nil {
+		return nil, s.translate(err)
+	}
+	defer s.release()
 	res := &Result{}
 	qctx := s.queryContext(ctx, id, &res.Stats)
 	rows, err := s.conn.Query(qctx, sql)
@@ -158,12 +179,20 @@ func (s *server) query(ctx context.Context, id, sql string) (*Result, error) {
 
 func (s *server) exec(ctx context.Context, id, sql string) (Stats, error) {
 	var st Stats
+	if err := s.acquire(ctx); err != nil {
+		return st, s.translate(err)
+	}
+	defer s.release()
 	err := s.conn.Exec(s.queryContext(ctx, id, &st), sql)
 	return st, s.translate(err)
 }
 
 func (s *server) insert(ctx context.Context, id string, table Table, columns []string, rows [][]any) (Stats, error) {
 	var st Stats
+	if err := s.acquire(ctx); err != nil {
+		return st, s.translate(err)
+	}
+	defer s.release()
 	quoted := make([]string, len(columns))
 	for i, c := range columns {
 		quoted[i] = MustIdent(c)
