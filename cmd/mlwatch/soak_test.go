@@ -104,7 +104,44 @@ func TestSoakLoad(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	metrics := string(d.get("/metrics"))
+	var st struct {
+		Data []struct {
+			Runs []struct {
+				Error      string
+				DurationMS float64 `json:"duration_ms"`
+			}
+		}
+	}
+	if err := json.Unmarshal(d.get("/api/v1/detectors"), &st); err != nil {
+		t.Fatal(err)
+	}
 	d.stop()
+	errs := map[string]int{}
+	var durs []float64
+	for _, det := range st.Data {
+		for _, r := range det.Runs {
+			durs = append(durs, r.DurationMS)
+			if r.Error != "" {
+				e := r.Error
+				if i := strings.Index(e, ": "); i > 0 {
+					e = e[i+2:]
+				}
+				errs[e[:min(len(e), 90)]]++
+			}
+		}
+	}
+	sort.Float64s(durs)
+	if len(durs) > 0 {
+		t.Logf("run duration over the last runs of each detector: median %.0f ms, p90 %.0f ms, max %.0f ms",
+			durs[len(durs)/2], durs[len(durs)*9/10], durs[len(durs)-1])
+	}
+	for e, n := range errs {
+		t.Logf("%d recent runs failed with: %s", n, e)
+	}
+	qn := metric(metrics, "mlwatch_clickhouse_query_duration_seconds_count")
+	if qn > 0 {
+		t.Logf("%.0f ClickHouse queries, mean %.0f ms", qn, 1000*metric(metrics, "mlwatch_clickhouse_query_duration_seconds_sum")/qn)
+	}
 
 	// Fire times: every detector ran or counted a miss at each one.
 	var runs, misses, failures float64
