@@ -490,3 +490,49 @@ func TestFreshnessAndStaleness(t *testing.T) {
 		[]any{"v1", old, time.Unix(0, 0).UTC(), uint64(500), uint64(400)},
 		[]any{"v2", testAt.Add(-3 * time.Hour), time.Unix(0, 0).UTC(), uint64(50), uint64(0)})), nil, "")
 }
+
+// The tail beyond top_k is rebuilt as the aggregate less the kept values,
+// in every window and histogram bin; a column with fewer than top_k values
+// was not cut and gets no (other).
+func TestFoldOther(t *testing.T) {
+	agg := brRows("", "", brWin{n: 1000, x: 100, sn: 1000, sx: 90}, brWin{n: 900, x: 9, sn: 900, sx: 9})
+	fr := brRows("country", "FR", brWin{n: 600, x: 60, sn: 600, sx: 50}, brWin{n: 500, x: 5, sn: 500, sx: 5})
+	de := brRows("country", "DE", brWin{n: 300, x: 30, sn: 300, sx: 30}, brWin{n: 300, x: 3, sn: 300, sx: 3})
+	rows := append(append(agg, fr...), de...)
+	for _, tc := range []struct {
+		topK      int
+		wantOther bool
+	}{{2, true}, {3, false}} {
+		res := result(brCols, rows...)
+		groups, err := groupRows(res, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, err = fold(res, groups, blockRateFold, tc.topK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var other *group
+		for _, g := range groups {
+			if g.val == OtherSlice {
+				other = g
+			}
+		}
+		if (other != nil) != tc.wantOther {
+			t.Fatalf("top_k %d: (other) present %v, want %v", tc.topK, other != nil, tc.wantOther)
+		}
+		if other == nil {
+			continue
+		}
+		c, _ := cols(res, blockRateCols...)
+		if n, x, sx := other.num(0, c[0]), other.num(0, c[1]), other.num(0, c[3]); n != 100 || x != 10 || sx != 10 {
+			t.Errorf("(other) current window n=%v x=%v sx=%v, want 100 10 10", n, x, sx)
+		}
+		if n := other.num(1, c[0]); n != 100 {
+			t.Errorf("(other) baseline n=%v, want 100", n)
+		}
+		if h := other.hist(0, c[4], c[5]); h.Total() != 100 {
+			t.Errorf("(other) histogram holds %v, want 100: %v", h.Total(), h)
+		}
+	}
+}
