@@ -100,8 +100,10 @@ func loadLibrary(override string) (*chdbLib, error) {
 			{&l.length, "chdb_result_length"},
 			{&l.errText, "chdb_result_error"},
 			{&l.destroy, "chdb_destroy_query_result"},
-			{&l.rowsRead, "chdb_result_rows_read"},
-			{&l.bytesRead, "chdb_result_bytes_read"},
+			// The storage counters are what the query read from tables;
+			// chdb_result_rows_read counts the result's rows.
+			{&l.rowsRead, "chdb_result_storage_rows_read"},
+			{&l.bytesRead, "chdb_result_storage_bytes_read"},
 		} {
 			sym, err := purego.Dlsym(h, f.name)
 			if err != nil {
