@@ -72,6 +72,11 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 				}
 			}
 		}
+		if m.Rollup != nil {
+			if p := checkRollup(ctx, q, cfg, &m); p != "" {
+				problems = append(problems, p)
+			}
+		}
 		seen := map[string]bool{}
 		for _, n := range need {
 			if n.col == "" || seen[n.col] {
@@ -87,4 +92,33 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// checkRollup reports a rollup that detectors read but that was never
+// created, naming the command that creates it.
+func checkRollup(ctx context.Context, q store.Store, cfg *configs.Config, m *configs.Model) string {
+	var readers []string
+	for _, d := range cfg.Detectors {
+		if d.Model == m.Name && d.Source == configs.SourceRollup && !d.Disabled {
+			readers = append(readers, d.Name)
+		}
+	}
+	if len(readers) == 0 {
+		return ""
+	}
+	db, table := cfg.ClickHouse.Database, m.Rollup.Table
+	if i := strings.IndexByte(table, '.'); i > 0 {
+		db, table = table[:i], table[i+1:]
+	} else if j := strings.IndexByte(m.Table, '.'); j > 0 {
+		db = m.Table[:j]
+	}
+	res, err := q.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN (?, ?)", db, table, table+"_features")
+	if err != nil {
+		return fmt.Sprintf("model %s: read tables of %s: %v", m.Name, db, err)
+	}
+	if store.Int(res.Rows[0][0]) < 2 {
+		return fmt.Sprintf("model %s: detectors %s read rollup %s.%s, which does not exist (mlwatch schema apply --rollups --backfill creates and fills it)",
+			m.Name, strings.Join(readers, ", "), db, table)
+	}
+	return ""
 }

@@ -200,7 +200,12 @@ func Apply(ctx context.Context, s Store, database string, defs []TableDef) error
 		if err := s.Exec(ctx, d.CreateSQL(database)); err != nil {
 			return fmt.Errorf("create table %s: %w", d.Name, err)
 		}
-		res, err := s.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", dbOrDefault(database), d.Name)
+		// No database means the connection's: ask the engine which that is.
+		dbExpr, args := "currentDatabase()", []any{d.Name}
+		if database != "" {
+			dbExpr, args = "?", []any{database, d.Name}
+		}
+		res, err := s.Query(ctx, "SELECT name FROM system.columns WHERE database = "+dbExpr+" AND table = ?", args...)
 		if err != nil {
 			return fmt.Errorf("columns of %s: %w", d.Name, err)
 		}
@@ -223,13 +228,6 @@ func Apply(ctx context.Context, s Store, database string, defs []TableDef) error
 		}
 	}
 	return nil
-}
-
-func dbOrDefault(db string) string {
-	if db == "" {
-		return "default"
-	}
-	return db
 }
 
 // ViewDef is a materialized view that writes what its SELECT makes of

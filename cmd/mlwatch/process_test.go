@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -178,4 +179,21 @@ func firing(vs []alerts.View, match func(alerts.View) bool) *alerts.View {
 		}
 	}
 	return nil
+}
+
+// runMlwatch runs a one-shot mlwatch command and returns its combined
+// output and exit code, for commands expected to fail.
+func runMlwatch(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("mlwatch %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), 0
 }

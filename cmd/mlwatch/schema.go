@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -16,6 +18,7 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("schema apply", c)
 	predictions := f.Bool("predictions", false, "also create each model's prediction table with the canonical schema")
 	rollups := f.Bool("rollups", false, "also create each model's minute rollup (models[].rollup.table) and the materialized views that feed it")
+	backfill := f.Bool("backfill", false, "with --rollups: also roll up the rows already in the prediction table (once, into an empty rollup)")
 	if code, ok := f.parse(args[1:]); !ok {
 		return code
 	}
@@ -64,11 +67,64 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 			}
 			n++
 			fmt.Fprintf(c.stdout, "rollup %s ready for model %s (rows inserted from now on are rolled up)\n", m.Rollup.Table, m.Name)
+			if *backfill {
+				rows, err := backfillRollup(ctx, db, m, r, time.Now().UTC().Truncate(time.Minute))
+				if err != nil {
+					fmt.Fprintf(c.stderr, "mlwatch: schema apply --backfill: model %s: %v\n", m.Name, err)
+					return 1
+				}
+				fmt.Fprintf(c.stdout, "rollup %s backfilled from %d rows already in %s\n", m.Rollup.Table, rows, m.Table)
+			}
 		}
 		if n == 0 {
 			fmt.Fprintln(c.stderr, "mlwatch: schema apply --rollups: no model sets rollup.table")
 			return 1
 		}
+	} else if *backfill {
+		fmt.Fprintln(c.stderr, "mlwatch: schema apply: --backfill goes with --rollups")
+		return 2
 	}
 	return 0
+}
+
+// backfillRollup rolls up the model's rows older than cutoff (the views
+// take everything inserted from now on), a day at a time. A range rolled
+// up twice would count twice, so it refuses a rollup that already holds
+// minutes before the cutoff.
+func backfillRollup(ctx context.Context, db *store.DB, m *configs.Model, r *detectors.RollupDDL, cutoff time.Time) (int64, error) {
+	for _, t := range r.Tables {
+		res, err := db.Query(ctx, "SELECT count() FROM "+store.Table{Database: r.Database, Name: t.Name}.Quoted()+" WHERE minute < ?", cutoff)
+		if err != nil {
+			return 0, err
+		}
+		if n := store.Int(res.Rows[0][0]); n > 0 {
+			return 0, fmt.Errorf("rollup table %s already holds %d rows before %s; backfill runs once, into an empty rollup (drop the rollup tables and views to start over)",
+				t.Name, n, cutoff.Format(time.RFC3339))
+		}
+	}
+	ts := store.MustIdent(m.Columns.TS)
+	res, err := db.Query(ctx, "SELECT min("+ts+"), count() FROM "+splitTable(m.Table).Quoted()+" WHERE "+ts+" < ?", cutoff)
+	if err != nil {
+		return 0, err
+	}
+	first, rows := store.Time(res.Rows[0][0]), store.Int(res.Rows[0][1])
+	if rows == 0 {
+		return 0, nil
+	}
+	for day := first.Truncate(24 * time.Hour); day.Before(cutoff); day = day.Add(24 * time.Hour) {
+		end := day.Add(24 * time.Hour)
+		if end.After(cutoff) {
+			end = cutoff
+		}
+		stmts, err := r.Backfill(day, end)
+		if err != nil {
+			return 0, err
+		}
+		for _, q := range stmts {
+			if err := db.Exec(ctx, q); err != nil {
+				return 0, fmt.Errorf("backfill %s: %w", day.Format("2006-01-02"), err)
+			}
+		}
+	}
+	return rows, nil
 }
