@@ -304,6 +304,7 @@ func (r *run) finish(res *Result) {
 	if r.suppress != nil {
 		r.suppress(r.hyps)
 	}
+	r.attribute()
 	res.Skipped, res.Unchecked = r.skipped, r.unchecked
 	for _, h := range r.hyps {
 		res.Evaluations = append(res.Evaluations, h.Evaluation)

@@ -155,6 +155,32 @@ func TestBlockRateEvaluate(t *testing.T) {
 			summary: "BR block rate 21.0% vs 0.6% baseline (n=903 vs 61,008); shadow moved too: 18.8% vs 0.6%",
 		},
 		{
+			// FR's extra blocks lift the aggregate and each merchant
+			// category by their share of FR's traffic: one alert, on FR.
+			name: "one slice explains the aggregate and the other column",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 556, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "FR", week(brWin{n: 903, x: 440, sn: 903, sx: 4}, frDays)...),
+				brRows("merchant_category", "retail", week(brWin{n: 3000, x: 139, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("merchant_category", "grocery", week(brWin{n: 3000, x: 139, sn: 3000, sx: 30}, steady(3000, 30))...),
+			),
+			want:    []string{"model_behavior:block_rate:FR"},
+			summary: "production only; shadow 0.4%; also moves overall and 2 merchant_category slices",
+		},
+		{
+			// Everything triples: the aggregate says it once; a slice that
+			// moved far more than the aggregate still fires on its own.
+			name: "a broad move keeps the aggregate",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 400, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "DE", week(brWin{n: 3000, x: 90, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("country", "US", week(brWin{n: 3000, x: 95, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("merchant_category", "retail", week(brWin{n: 3000, x: 92, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("country", "BR", week(brWin{n: 1000, x: 150, sn: 1000, sx: 10}, steady(1000, 10))...),
+			),
+			want: []string{"model_behavior:block_rate:", "model_behavior:block_rate:BR"},
+		},
+		{
 			name:      "slice below min_samples",
 			rows:      append(agg, brRows("country", "NZ", week(brWin{n: 150, x: 75, sn: 150, sx: 1}, steady(150, 1))...)...),
 			skipped:   1,
@@ -535,4 +561,12 @@ func TestFoldOther(t *testing.T) {
 			t.Errorf("(other) histogram holds %v, want 100: %v", h.Total(), h)
 		}
 	}
+}
+
+func concat(parts ...[][]any) [][]any {
+	var out [][]any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }

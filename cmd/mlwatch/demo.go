@@ -29,7 +29,8 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("demo", c)
 	data := f.String("data", ".mlwatch/demo", "embedded engine data directory (recreated)")
 	listen := f.String("web.listen-address", "127.0.0.1:9107", "status page address")
-	rate := f.Float64("rate", 120, "requests per minute of the generated traffic")
+	rate := f.Float64("rate", 60, "requests per minute of the generated traffic")
+	every := f.Duration("step", 2*time.Hour, "replay step: every detector is evaluated this often over the week")
 	exit := f.Bool("exit", os.Getenv("DEMO_EXIT") == "1", "exit after printing instead of serving the status page (also DEMO_EXIT=1)")
 	if code, ok := f.parse(args); !ok {
 		return code
@@ -106,8 +107,8 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stdout, "          %-18s %s  (%s)\n", in.Kind+" "+in.Arg, in.Start.Format("Mon 15:04")+"–"+in.End.Format("Mon 15:04"), incidents[i].what)
 	}
 
-	step("replaying the last week hourly through every detector and the alert pipeline (backtest)")
-	report, err := monitor.Backtest(ctx, monitor.BacktestOptions{Config: cfg, Store: db, Record: db, From: week, To: end, Step: time.Hour, Logger: log})
+	step("replaying the last week through every detector and the alert pipeline, every %s (backtest)", *every)
+	report, err := monitor.Backtest(ctx, monitor.BacktestOptions{Config: cfg, Store: db, Record: db, From: week, To: end, Step: *every, Logger: log})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
 		return 1

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -54,9 +55,24 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 		}
 		ins = append(ins, in)
 	}
-	cfg, _, db, code := c.setup(ctx, f)
-	if code != 0 {
-		return code
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return 1
+	}
+	// Generation is a batch job: each INSERT may take minutes on a busy
+	// server, far past a detector's query timeout.
+	if cfg.ClickHouse.QueryTimeout.D() < 10*time.Minute {
+		cfg.ClickHouse.QueryTimeout = configs.Duration(10 * time.Minute)
+	}
+	log, err := c.logger(*f.logLevel)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return 2
+	}
+	db, err := openStore(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch: %v\n", err)
+		return 1
 	}
 	defer db.Close()
 	m := &cfg.Models[0]

@@ -1,0 +1,202 @@
+package detectors
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// attributable are the rate metrics whose extra events add up across
+// slice columns: a blocked request in FR is also a blocked request in its
+// merchant category and in the aggregate.
+var attributable = map[string]bool{
+	MetricBlockRate: true, MetricProdBlocks: true, MetricShadowBlocks: true,
+	MetricNullRate: true, MetricFillRate: true,
+}
+
+// maxCauseShare bounds the traffic share of the slices that may explain
+// the aggregate: an explanation must be narrower than what it explains.
+const maxCauseShare = 0.5
+
+// broadFactor: in a broad move (the aggregate fires on its own), a slice
+// still fires only if its relative change is more than this many times the
+// aggregate's.
+const broadFactor = 1.5
+
+// attribute keeps the root of a cross-slice move and drops what it
+// explains. When a few slices of one column (FR) move a lot, the aggregate
+// and the slices of other columns (every merchant category) move too, by
+// the same extra events; paging for each of them says nothing new. A
+// firing hypothesis is explained by another column's firing slices that
+// moved the same way when what is left of its excess, once theirs is taken
+// out, is below the effect-size gate:
+//   - the aggregate, by slices covering at most half of the traffic;
+//   - a slice, by slices whose relative change is larger than its own,
+//     their excess taken in proportion to its share of the traffic.
+//
+// In a broad move the aggregate stays and the slices that moved like it
+// go. Decisions use the firing set as it was, so nothing is explained by a
+// hypothesis that is itself explained away; the explaining slice's summary
+// says what else it moved.
+func (r *run) attribute() {
+	type key struct{ metric, feature string }
+	groups := map[key][]*hypothesis{}
+	total := map[key]float64{}
+	for _, h := range r.hyps {
+		if !attributable[h.Metric] || math.IsNaN(h.Value) || math.IsNaN(h.Baseline) {
+			continue
+		}
+		k := key{h.Metric, h.Feature}
+		if len(h.Slice) == 0 {
+			total[k] = float64(h.NCurrent)
+		}
+		if h.Firing {
+			groups[k] = append(groups[k], h)
+		}
+	}
+	excess := func(h *hypothesis) float64 { return (h.Value - h.Baseline) * float64(h.NCurrent) }
+	rel := func(h *hypothesis) float64 { return math.Abs(h.Value-h.Baseline) / math.Max(h.Baseline, 1e-4) }
+	column := func(h *hypothesis) string {
+		for c := range h.Slice {
+			return c
+		}
+		return ""
+	}
+	explainedBy := map[*hypothesis]*hypothesis{}
+	for k, hs := range groups {
+		n := total[k]
+		byCol := map[string][]*hypothesis{}
+		for _, h := range hs {
+			if c := column(h); c != "" {
+				byCol[c] = append(byCol[c], h)
+			}
+		}
+		if n == 0 { // no aggregate: the largest column total stands in
+			for _, cs := range byCol {
+				s := 0.0
+				for _, h := range cs {
+					s += float64(h.NCurrent)
+				}
+				n = math.Max(n, s)
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		for _, h := range hs {
+			eh := excess(h)
+			if eh == 0 {
+				continue
+			}
+			for col, cands := range byCol {
+				if col == column(h) {
+					continue
+				}
+				var set []*hypothesis
+				var covered, eset, maxRel float64
+				for _, c := range cands {
+					if math.Signbit(excess(c)) != math.Signbit(eh) {
+						continue
+					}
+					set = append(set, c)
+					covered += float64(c.NCurrent)
+					eset += excess(c)
+					maxRel = math.Max(maxRel, rel(c))
+				}
+				if len(set) == 0 {
+					continue
+				}
+				share := eset
+				if len(h.Slice) == 0 {
+					if covered/n > maxCauseShare {
+						continue
+					}
+				} else {
+					if maxRel <= rel(h) {
+						continue
+					}
+					share = eset * float64(h.NCurrent) / n
+				}
+				residual := (eh - share) / float64(h.NCurrent)
+				if math.Signbit(eh) {
+					residual = -residual
+				}
+				if residual < r.d.margin(h.Baseline) {
+					sort.Slice(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
+					explainedBy[h] = set[0]
+					break
+				}
+			}
+		}
+	}
+	// A broad move: the aggregate fires and nothing narrower explains it;
+	// slices that moved no more than it did (relatively) are that same
+	// move, seen through a narrower window.
+	for _, hs := range groups {
+		var agg *hypothesis
+		for _, h := range hs {
+			if len(h.Slice) == 0 {
+				agg = h
+			}
+		}
+		if agg == nil || explainedBy[agg] != nil || excess(agg) == 0 {
+			continue
+		}
+		for _, h := range hs {
+			if h == agg || explainedBy[h] != nil || math.Signbit(excess(h)) != math.Signbit(excess(agg)) {
+				continue
+			}
+			if rel(h) <= broadFactor*rel(agg) {
+				explainedBy[h] = agg
+			}
+		}
+	}
+	notes := map[*hypothesis][]*hypothesis{}
+	for h, by := range explainedBy {
+		h.Firing = false
+		notes[by] = append(notes[by], h)
+	}
+	for by, hs := range notes {
+		if _, gone := explainedBy[by]; gone {
+			continue
+		}
+		by.summary += "; " + explainsText(hs)
+	}
+}
+
+// explainsText says what a root slice also moved: "also moves overall and
+// 8 merchant_category slices".
+func explainsText(hs []*hypothesis) string {
+	overall := false
+	perCol := map[string]int{}
+	for _, h := range hs {
+		if len(h.Slice) == 0 {
+			overall = true
+			continue
+		}
+		for c := range h.Slice {
+			perCol[c]++
+		}
+	}
+	var parts []string
+	if overall {
+		parts = append(parts, "overall")
+	}
+	cols := make([]string, 0, len(perCol))
+	for c := range perCol {
+		cols = append(cols, c)
+	}
+	sort.Strings(cols)
+	for _, c := range cols {
+		word := "slice"
+		if perCol[c] > 1 {
+			word = "slices"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s %s", perCol[c], c, word))
+	}
+	if len(parts) > 1 {
+		return "also moves " + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+	}
+	return "also moves " + parts[0]
+}
