@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,6 +29,11 @@ const (
 	backoffMax      = 5 * time.Minute
 	// deliveryMaxAge gives up on a notification its receiver never took.
 	deliveryMaxAge = 24 * time.Hour
+	// stateTimeout bounds each read or write of mlwatch's own tables. The
+	// manager holds its lock meanwhile: a frozen ClickHouse must stall
+	// the API and the pipeline for seconds, not query_timeout (60 s) per
+	// write. A write that times out stays dirty and is retried.
+	stateTimeout = 5 * time.Second
 )
 
 // KindMonitor is the detector kind of the monitor's own findings
@@ -86,6 +92,17 @@ type Manager struct {
 	silences []Silence
 	outbox   map[string]*entry
 	holdoff  map[string]time.Time // receiver → no delivery before
+
+	pub atomic.Pointer[published]
+}
+
+// published is what the read side shows (Alerts, Alert, Silences):
+// rebuilt under the lock after every change and read without it, so the
+// API never waits behind a ClickHouse write the manager makes while
+// holding its lock (a frozen ClickHouse stalled /api/v1/alerts for 20 s).
+type published struct {
+	views    []View
+	silences []Silence
 }
 
 // New builds a manager. Call Restore before the first Observe to pick up
@@ -175,6 +192,7 @@ func (m *Manager) apply(cfg *configs.Config) error {
 		m.silenceS = NewSilences(m.db, m.tables)
 		m.silenceS.ver = m.ver
 	}
+	m.publish()
 	return nil
 }
 
@@ -337,6 +355,7 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 			a.ResolvedAt = at
 		}
 	}
+	m.publish()
 	return m.persistAlerts(ctx)
 }
 
@@ -394,6 +413,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 		all = append(all, notes...)
 	}
 	m.prune(now)
+	m.publish()
 	if err := m.persistAlerts(ctx); err != nil {
 		return all, err
 	}
@@ -406,6 +426,8 @@ func (m *Manager) refreshSilences(ctx context.Context) {
 	if m.silenceS == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
 	s, err := m.silenceS.List(ctx)
 	if err != nil {
 		m.log.Warn("silences not refreshed", zap.Error(err))
@@ -775,8 +797,22 @@ func (m *Manager) openRoots() map[string]bool {
 // resolved), firing first and worst first, with the receivers its
 // notifications go to.
 func (m *Manager) Alerts() []View {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	return append([]View(nil), m.pub.Load().views...)
+}
+
+// Alert returns one current alert by fingerprint (the alert page).
+func (m *Manager) Alert(fingerprint string) (View, bool) {
+	for _, v := range m.pub.Load().views {
+		if v.Fingerprint == fingerprint {
+			return v, true
+		}
+	}
+	return View{}, false
+}
+
+// publish rebuilds what the read side shows; call it with m.mu held (or
+// before the manager is shared) after alerts or silences changed.
+func (m *Manager) publish() {
 	var out []View
 	var alerts []*Alert
 	for _, a := range m.alerts {
@@ -803,18 +839,7 @@ func (m *Manager) Alerts() []View {
 	for _, a := range alerts {
 		out = append(out, a.view(m.receiversOf(a)))
 	}
-	return out
-}
-
-// Alert returns one current alert by fingerprint (the alert page).
-func (m *Manager) Alert(fingerprint string) (View, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a := m.alerts[fingerprint]
-	if a == nil || a.State == StateInactive {
-		return View{}, false
-	}
-	return a.view(m.receiversOf(a)), true
+	m.pub.Store(&published{views: out, silences: append([]Silence(nil), m.silences...)})
 }
 
 var stateRank = map[State]int{StateFiring: 0, StatePending: 1, StateResolved: 2}
@@ -837,9 +862,7 @@ func (m *Manager) receiversOf(a *Alert) []string {
 
 // Silences returns the silences as last read (or written) by the manager.
 func (m *Manager) Silences() []Silence {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]Silence(nil), m.silences...)
+	return append([]Silence(nil), m.pub.Load().silences...)
 }
 
 // AddSilence stores a silence and applies it from the next Process.
@@ -866,6 +889,7 @@ func (m *Manager) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 		s.UpdatedAt = now
 	}
 	m.silences = append(m.silences, s)
+	m.publish()
 	return s, nil
 }
 
@@ -881,6 +905,7 @@ func (m *Manager) ExpireSilence(ctx context.Context, id string) (Silence, error)
 			return Silence{}, err
 		}
 		m.refreshSilences(ctx)
+		m.publish()
 		return s, nil
 	}
 	for i := range m.silences {
@@ -888,6 +913,7 @@ func (m *Manager) ExpireSilence(ctx context.Context, id string) (Silence, error)
 			if m.silences[i].EndsAt.After(now) {
 				m.silences[i].EndsAt = now
 			}
+			m.publish()
 			return m.silences[i], nil
 		}
 	}

@@ -119,6 +119,8 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 		m.dirty = map[string]bool{}
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
 	now := m.now()
 	rows := make([][]any, 0, len(m.dirty))
 	for _, fp := range sortedKeys(m.dirty) {
@@ -164,6 +166,8 @@ func (m *Manager) persistEntries(ctx context.Context, es []*entry) error {
 		}
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
 	rows := make([][]any, 0, len(es))
 	for _, e := range es {
 		payload, err := encodePayload(&e.n)
@@ -304,6 +308,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 	// Derived state a lost write may lack: silences and root causes.
 	m.applySilences(now)
 	m.inhibit()
+	m.publish()
 	if err := m.persistAlerts(ctx); err != nil {
 		m.log.Warn("replayed alert states not stored", zap.Error(err))
 	}

@@ -96,3 +96,52 @@ func TestStoreDownStillPages(t *testing.T) {
 		})
 	}
 }
+
+// stuckStore is ClickHouse frozen (SIGSTOP): every write waits until its
+// context ends.
+type stuckStore struct {
+	store.Store
+	writing chan struct{}
+}
+
+func (s *stuckStore) Insert(ctx context.Context, _ store.Table, _ []string, _ [][]any) error {
+	s.writing <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestReadsDoNotWaitForClickHouse: while the manager waits on a frozen
+// ClickHouse with its lock held, Alerts, Alert and Silences answer at once
+// from what was last published, which already includes the change being
+// written; the write itself gives up after stateTimeout, not query_timeout.
+func TestReadsDoNotWaitForClickHouse(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	db := &stuckStore{writing: make(chan struct{}, 1)}
+	m, err := New(Options{Config: cfg, Store: db, Now: clock.Now, Sleep: clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- m.Observe(context.Background(), "churn-block-rate", clock.Now(), []detectors.Finding{finding("churn-block-rate", "model_behavior", "churn", "", 0.3, 0.1, 1e-9)})
+	}()
+	<-db.writing // Observe holds the lock and waits on ClickHouse
+	t0 := time.Now()
+	vs := m.Alerts()
+	_, found := m.Alert(vs[0].Fingerprint)
+	_ = m.Silences()
+	if took := time.Since(t0); took > 100*time.Millisecond {
+		t.Errorf("reads took %s while a write was stuck", took)
+	}
+	if len(vs) != 1 || vs[0].State != "firing" || !found {
+		t.Errorf("reads during the stuck write show %+v, want the new firing alert", vs)
+	}
+	if err := <-done; err == nil {
+		t.Error("a write to a frozen ClickHouse must fail")
+	}
+	if took := time.Since(start); took > stateTimeout+2*time.Second {
+		t.Errorf("the stuck write held the manager %s; the bound is %s", took, stateTimeout)
+	}
+}

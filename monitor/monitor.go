@@ -238,6 +238,10 @@ func (m *Monitor) Missed(name string) {
 	}
 }
 
+// recordTimeout bounds writing a run's records: a frozen ClickHouse must
+// not hold a failed run (and the next fire times) for query_timeout.
+const recordTimeout = 5 * time.Second
+
 // runColumns are the runs table's columns, in the order writeRun uses.
 var runColumns = []string{"at", "started", "detector", "duration_ms", "rows_read", "bytes_read", "findings", "skipped", "query", "error"}
 
@@ -254,6 +258,8 @@ func (m *Monitor) writeRun(ctx context.Context, r Run) {
 	}
 	row := []any{r.At, r.Started, r.Detector, float64(r.Duration.Microseconds()) / 1000, r.RowsRead, r.BytesRead,
 		uint32(r.Findings), uint32(r.Skipped), q, r.Error}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
 	if err := m.record.Insert(ctx, t, runColumns, [][]any{row}); err != nil {
 		m.log.Warn("cannot record detector run", zap.String("detector", r.Detector), zap.Error(err))
 	}
@@ -266,6 +272,8 @@ func (m *Monitor) writeEvaluations(ctx context.Context, res *detectors.Result) {
 	m.mu.RLock()
 	t := m.tables.Evaluations()
 	m.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
 	if err := m.record.Insert(ctx, t, detectors.EvaluationColumns, res.EvaluationRows(m.source)); err != nil {
 		m.log.Warn("cannot record evaluations", zap.String("detector", res.Detector), zap.Error(err))
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,4 +271,67 @@ func TestSoakCrashLoop(t *testing.T) {
 	if hookEntries < crashes {
 		t.Errorf("only %d notifications over %d crashes: the flow the test relies on did not run", hookEntries, crashes)
 	}
+}
+
+// TestSoakClickHouseFrozen stops a private ClickHouse with SIGSTOP: it
+// accepts connections but answers nothing. The daemon's runs time out and
+// are counted, monitoring_failure fires and is paged, and the HTTP API
+// keeps answering; after SIGCONT everything recovers.
+func TestSoakClickHouseFrozen(t *testing.T) {
+	ch := startClickHouse(t, chOptions{})
+	slack := fakeslack.New(t, "xoxb-e2e", nil)
+	cfg := filepath.Join(t.TempDir(), "mlwatch.yaml")
+	faultConfig{Addr: ch.addr, Database: "default", Timeout: "3s"}.write(t, cfg)
+	env := slackEnv(slack.URL())
+	seedIncident(t, cfg, env, "FR")
+	d := startDaemon(t, cfg, env)
+	d.waitFor("the FR alert in Slack", 90*time.Second, func() bool { return len(postsTo(slack, "C0PRODUCT")) > 0 })
+
+	pid := chPid(t, ch)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := true
+	defer func() {
+		if frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	start := time.Now()
+	slowest := time.Duration(0)
+	d.waitFor("monitoring_failure paged while ClickHouse is frozen", 3*time.Minute, func() bool {
+		t0 := time.Now()
+		vs := d.alerts()
+		slowest = max(slowest, time.Since(t0))
+		if firing(vs, isMonitoringFailure) == nil {
+			return false
+		}
+		for _, c := range postsTo(slack, "C0INFRA") {
+			if strings.Contains(c.Text, "monitoring_failure") {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("frozen: monitoring_failure paged after %s; slowest /api/v1/alerts %s", time.Since(start).Round(100*time.Millisecond), slowest.Round(time.Millisecond))
+	if slowest > 2*time.Second {
+		t.Errorf("/api/v1/alerts took %s while ClickHouse was frozen", slowest)
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	frozen = false
+	d.waitFor("monitoring_failure to resolve", 2*time.Minute, func() bool { return firing(d.alerts(), isMonitoringFailure) == nil })
+	d.stop()
+}
+
+func chPid(t *testing.T, ch *chServer) int {
+	t.Helper()
+	b, err := os.ReadFile(ch.pidFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }
