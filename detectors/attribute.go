@@ -30,7 +30,9 @@ const broadFactor = 1.5
 // the same extra events; paging for each of them says nothing new. A
 // firing hypothesis is explained by another column's firing slices that
 // moved the same way when what is left of its excess, once theirs is taken
-// out, is below the effect-size gate:
+// out, is below the effect-size gate or within two standard deviations of
+// noise (the baseline's events, and the random split of the explaining
+// excess across the column):
 //   - the aggregate, by slices covering at most half of the traffic;
 //   - a slice, by slices whose relative change is larger than its own,
 //     their excess taken in proportion to its share of the traffic.
@@ -107,7 +109,12 @@ func (r *run) attribute() {
 				if len(set) == 0 {
 					continue
 				}
+				nh := float64(h.NCurrent)
 				share := eset
+				// Noise of what is left: the baseline's own events
+				// (Poisson), and for a slice the random split of the
+				// explaining excess across this column (binomial).
+				noiseVar := nh * h.Baseline
 				if len(h.Slice) == 0 {
 					if covered/n > maxCauseShare {
 						continue
@@ -116,13 +123,15 @@ func (r *run) attribute() {
 					if maxRel <= rel(h) {
 						continue
 					}
-					share = eset * float64(h.NCurrent) / n
+					frac := math.Min(nh/n, 1)
+					share = eset * frac
+					noiseVar += math.Abs(eset) * frac * (1 - frac)
 				}
-				residual := (eh - share) / float64(h.NCurrent)
+				residual := eh - share
 				if math.Signbit(eh) {
 					residual = -residual
 				}
-				if residual < r.d.margin(h.Baseline) {
+				if residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar)) {
 					sort.Slice(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
 					explainedBy[h] = set[0]
 					break
