@@ -387,15 +387,15 @@ func TestFaultSlowQuery(t *testing.T) {
 }
 
 // groupsConfig is a daemon on the shared test server whose block incident
-// in four countries makes five notification groups (one per slice, and
-// the aggregate) to the product channel.
+// in five countries makes five notification groups (one per slice; the
+// aggregate's move is theirs, so it has none) to the product channel.
 func groupsConfig(t *testing.T, slackURL string) (cfg string, env []string, database string) {
 	t.Helper()
 	e := storetest.ServerEngine(t)
 	cfg = filepath.Join(t.TempDir(), "mlwatch.yaml")
 	faultConfig{Addr: storetest.ServerAddr(), Database: e.Database, GroupBy: "[model, class, slice]"}.write(t, cfg)
 	env = slackEnv(slackURL)
-	seedIncident(t, cfg, env, "FR", "DE", "GB", "ES")
+	seedIncident(t, cfg, env, "FR", "DE", "GB", "ES", "IT")
 	return cfg, env, e.Database
 }
 

@@ -106,8 +106,8 @@ receivers:
 }
 
 // injectionTables creates the hostile tables and fills them: 2 hours of
-// production and shadow rows, an incident (production blocks 30%) in the
-// current hour.
+// production and shadow rows, an incident (production blocks 30% of the
+// hostile country) in the current hour.
 func injectionTables(t *testing.T, db store.Store, at time.Time, hDatabase string) {
 	t.Helper()
 	ctx := context.Background()
@@ -127,7 +127,7 @@ func injectionTables(t *testing.T, db store.Store, at time.Time, hDatabase strin
 	from := at.Add(-2 * time.Hour)
 	insA := fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 SELECT toDateTime(? + intDiv(r * 7200, 2000)), concat(?, toString(r)), ?, 'v1', if(number %% 2 = 0, ?, ?),
-    (r %% 97) / 97., toUInt8(r %% 100 < if(r >= 1000 AND number %% 2 = 0, 30, 2)),
+    (r %% 97) / 97., toUInt8(r %% 100 < if(r >= 1000 AND number %% 2 = 0 AND r %% 3 = 0, 30, 2)),
     arrayElement([CAST(? AS Nullable(String)), 'DE', 'GB'], r %% 3 + 1), ?,
     [?, ?], [if(r >= 1000 AND r %% 10 > 0, NULL, toFloat64(r %% 7)), toFloat64(r %% 11)], toDateTime(? - 86400 * 40)
 FROM (SELECT number, intDiv(number, 2) AS r FROM numbers(4000))`,

@@ -227,7 +227,7 @@ func TestSoakCrashLoop(t *testing.T) {
 	faultConfig{Addr: ch.addr, Database: "default", GroupBy: "[model, class, slice]",
 		Extra: "  - {name: hook, webhook: {url: \"" + hook.URL + "/\"}}\nroute:\n  repeat_interval: 5s\n  routes:\n    - {receiver: hook, matchers: [class=model_behavior]}\n"}.write(t, cfg)
 	env := slackEnv("http://127.0.0.1:9/")
-	seedIncident(t, cfg, env, "FR", "DE", "GB", "ES")
+	seedIncident(t, cfg, env, "FR", "DE", "GB", "ES", "IT")
 
 	d := startDaemon(t, cfg, env)
 	for i := 0; i < crashes; i++ {
