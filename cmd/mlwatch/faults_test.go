@@ -333,8 +333,12 @@ func TestFaultSlowQuery(t *testing.T) {
 		}
 		return d.metric("mlwatch_detector_runs_total", `detector="block"`, `result="failure"`) >= 2
 	})
-	if longest > 4 {
-		t.Errorf("a detector query ran %.1fs on the server; the run deadline is 3s", longest)
+	// The server checks max_execution_time between blocks, and a block of
+	// this table sleeps up to 2.6 s: a stopped query ends within the 3 s
+	// deadline plus one block, far from the ~10 s it takes uncut.
+	const serverBound = 6.0
+	if longest > serverBound {
+		t.Errorf("a detector query ran %.1fs on the server; the run deadline is 3s (+ one 2.6 s block)", longest)
 	}
 	var st struct {
 		Data []struct {
@@ -365,8 +369,8 @@ func TestFaultSlowQuery(t *testing.T) {
 	if stopped < 2 {
 		t.Errorf("the server stopped %d detector queries for exceeding max_execution_time, want >= 2", stopped)
 	}
-	if maxMS > 4000 {
-		t.Errorf("a detector query ran %.0f ms on the server; the run deadline is 3s", maxMS)
+	if maxMS > serverBound*1000 {
+		t.Errorf("a detector query ran %.0f ms on the server; the run deadline is 3s (+ one 2.6 s block)", maxMS)
 	}
 	t.Logf("server stopped %d queries (longest %.0f ms); longest seen in system.processes %.1fs", stopped, maxMS, longest)
 
