@@ -19,6 +19,13 @@ var attributable = map[string]bool{
 // the aggregate: an explanation must be narrower than what it explains.
 const maxCauseShare = 0.5
 
+// concentration: a cause's traffic is rarely spread over another column
+// in proportion to that column's traffic (FR shops more in some merchant
+// categories, and a model that mis-scores FR blocks the riskiest
+// categories first). Without the cross-tab, a slice may take up to this
+// many times its proportional share of the explaining excess.
+const concentration = 2.0
+
 // broadFactor: in a broad move (the aggregate fires on its own), a slice
 // still fires only if its relative change is more than this many times the
 // aggregate's.
@@ -35,12 +42,14 @@ const broadFactor = 1.5
 // excess across the column):
 //   - the aggregate, by slices covering at most half of the traffic;
 //   - a slice, by slices whose relative change is larger than its own,
-//     their excess taken in proportion to its share of the traffic.
+//     their excess taken in proportion to its share of the traffic, up
+//     to concentration times as much.
 //
 // In a broad move the aggregate stays and the slices that moved like it
-// go. Decisions use the firing set as it was, so nothing is explained by a
-// hypothesis that is itself explained away; the explaining slice's summary
-// says what else it moved.
+// go. Hypotheses are decided from the largest relative change down, the
+// aggregate last, and only a hypothesis that stays can explain another:
+// FR's spill into digital goods cannot in turn explain away BR's own
+// surge there. The explaining slice's summary says what else it moved.
 func (r *run) attribute() {
 	type key struct{ metric, feature string }
 	groups := map[key][]*hypothesis{}
@@ -86,7 +95,15 @@ func (r *run) attribute() {
 		if n == 0 {
 			continue
 		}
-		for _, h := range hs {
+		order := append([]*hypothesis(nil), hs...)
+		sort.SliceStable(order, func(i, j int) bool {
+			ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
+			if ai != aj {
+				return aj
+			}
+			return rel(order[i]) > rel(order[j])
+		})
+		for _, h := range order {
 			eh := excess(h)
 			if eh == 0 {
 				continue
@@ -98,7 +115,7 @@ func (r *run) attribute() {
 				var set []*hypothesis
 				var covered, eset, maxRel float64
 				for _, c := range cands {
-					if math.Signbit(excess(c)) != math.Signbit(eh) {
+					if math.Signbit(excess(c)) != math.Signbit(eh) || explainedBy[c] != nil {
 						continue
 					}
 					set = append(set, c)
@@ -124,7 +141,7 @@ func (r *run) attribute() {
 						continue
 					}
 					frac := math.Min(nh/n, 1)
-					share = eset * frac
+					share = eset * math.Min(concentration*frac, 1)
 					noiseVar += math.Abs(eset) * frac * (1 - frac)
 				}
 				residual := eh - share

@@ -168,6 +168,44 @@ func TestBlockRateEvaluate(t *testing.T) {
 			summary: "production only; shadow 0.4%; also moves overall and 2 merchant_category slices",
 		},
 		{
+			// FR's traffic leans to digital goods (the riskiest category,
+			// blocked first): that category takes 1.7 times its share of
+			// FR's extra blocks. Still FR's move, not a second page.
+			name: "a cause spread unevenly over the other column",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 556, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "FR", week(brWin{n: 903, x: 440, sn: 903, sx: 4}, frDays)...),
+				brRows("merchant_category", "digital_goods", week(brWin{n: 1000, x: 72, sn: 1000, sx: 10}, steady(1000, 10))...),
+			),
+			want:    []string{"model_behavior:block_rate:FR"},
+			summary: "also moves overall and 1 merchant_category slice",
+		},
+		{
+			// Digital goods has an incident of its own besides FR's: far
+			// more extra blocks than FR's traffic there can hold. Both
+			// fire; so does the aggregate, which neither explains alone.
+			name: "a second cause in the other column still fires",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 756, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "FR", week(brWin{n: 903, x: 440, sn: 903, sx: 4}, frDays)...),
+				brRows("merchant_category", "digital_goods", week(brWin{n: 1000, x: 240, sn: 1000, sx: 10}, steady(1000, 10))...),
+			),
+			want: []string{"model_behavior:block_rate:", "model_behavior:block_rate:FR", "model_behavior:block_rate:digital_goods"},
+		},
+		{
+			// FR's spill makes digital goods move more (relatively) than BR's
+			// own smaller surge; digital goods is FR's, so it cannot explain
+			// BR away in turn: FR and BR fire, nothing else.
+			name: "an explained slice explains nothing",
+			rows: concat(
+				brRows("", "", week(brWin{n: 10000, x: 620, sn: 10000, sx: 100}, steady(10000, 100))...),
+				brRows("country", "FR", week(brWin{n: 1000, x: 510, sn: 1000, sx: 10}, steady(1000, 10))...),
+				brRows("country", "BR", week(brWin{n: 700, x: 27, sn: 700, sx: 7}, steady(700, 7))...),
+				brRows("merchant_category", "digital_goods", week(brWin{n: 1000, x: 110, sn: 1000, sx: 10}, steady(1000, 10))...),
+			),
+			want: []string{"model_behavior:block_rate:BR", "model_behavior:block_rate:FR"},
+		},
+		{
 			// Everything triples: the aggregate says it once; a slice that
 			// moved far more than the aggregate still fires on its own.
 			name: "a broad move keeps the aggregate",
