@@ -189,6 +189,57 @@ func (r *run) attribute() {
 		}
 		by.summary += "; " + explainsText(hs)
 	}
+	for _, h := range r.hyps {
+		if h.Firing && len(h.Slice) == 0 && attributable[h.Metric] {
+			h.summary += r.thinText(h, excess(h))
+		}
+	}
+}
+
+// thinSlice is a slice below min_samples: not tested, but its extra
+// events are part of the aggregate's.
+type thinSlice struct {
+	metric, feature, label string
+	n, excess              float64
+}
+
+// addThin records a slice of group g too small to test, with its
+// current and baseline counts of metric's events.
+func (r *run) addThin(metric string, g *group, cur, base Prop) {
+	if g.col == "" || cur.N == 0 || base.N == 0 {
+		return
+	}
+	r.thin = append(r.thin, thinSlice{metric: metric, label: label(g.col, g.val), n: cur.N, excess: (cur.Rate() - base.Rate()) * cur.N})
+}
+
+// thinText names the unchecked slice that holds most of a firing
+// aggregate's excess: at night FR may log too few rows to be tested on
+// its own while its incident is what moves the aggregate, and the
+// triager should see where to look.
+func (r *run) thinText(agg *hypothesis, e float64) string {
+	var top *thinSlice
+	for i := range r.thin {
+		t := &r.thin[i]
+		if t.metric != agg.Metric || t.feature != agg.Feature || math.Signbit(t.excess) != math.Signbit(e) {
+			continue
+		}
+		if top == nil || math.Abs(t.excess) > math.Abs(top.excess) {
+			top = t
+		}
+	}
+	if top == nil || e == 0 || math.IsNaN(e) || math.Abs(top.excess) < math.Abs(e)/2 {
+		return ""
+	}
+	return fmt.Sprintf("; most of it in %s (%s of %s extra; %s rows, too few to test alone)",
+		top.label, signed(top.excess), signed(e), count(top.n))
+}
+
+// signed renders an event count with its sign: "+104", "-12".
+func signed(x float64) string {
+	if x < 0 {
+		return "-" + count(-x)
+	}
+	return "+" + count(x)
 }
 
 // explainsText says what a root slice also moved: "also moves overall and

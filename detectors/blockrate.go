@@ -138,6 +138,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		}
 		if !b.d.enough(cur.N) || !b.d.enough(base.N) {
 			r.skip(slice, "")
+			r.addThin(MetricBlockRate, g, cur, base)
 			continue
 		}
 		shadowOK := hasShadow && b.d.enough(scur.N) && b.d.enough(sbase.N)

@@ -274,6 +274,10 @@ type run struct {
 	hyps      []*hypothesis
 	skipped   int
 	unchecked []Unchecked
+	// thin are the slices too small to check whose change still counts:
+	// when the aggregate fires, its summary names the one holding most of
+	// its excess.
+	thin []thinSlice
 	// suppress, when set, clears Firing of hypotheses another one explains
 	// (a fill is not also drift); it runs after the joint decision.
 	suppress func(hyps []*hypothesis)

@@ -137,6 +137,8 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 		nCur, nBase := g.num(0, n), g.base(nb, n)
 		if !sh.d.enough(nCur) || !sh.d.enough(nBase) {
 			r.skip(slice, "")
+			r.addThin(MetricProdBlocks, g, Prop{g.num(0, pb), nCur}, Prop{g.base(nb, pb), nBase})
+			r.addThin(MetricShadowBlocks, g, Prop{g.num(0, sb), nCur}, Prop{g.base(nb, sb), nBase})
 			continue
 		}
 		cc := corr(g.num(0, c[4]), g.num(0, c[5]), g.num(0, c[6]), g.num(0, c[7]), g.num(0, c[8]), g.num(0, c[9]))
