@@ -92,6 +92,17 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 	if db.Engine() == "server" {
 		workers = 2
 	}
+	// The table may already hold rows in the range: report what this run
+	// added.
+	ts := store.MustIdent(m.Columns.TS)
+	countRange := func() int64 {
+		rows, err := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted()+" WHERE "+ts+" >= ? AND "+ts+" < ?", start, end)
+		if err != nil || len(rows.Rows) != 1 {
+			return 0
+		}
+		return store.Int(rows.Rows[0][0])
+	}
+	before := countRange()
 	last := time.Now()
 	st, err := traffic.Generate(ctx, db, traffic.Options{
 		Model: m, From: start, To: end, Rate: *rate, Seed: *seed, Incidents: ins, Concurrency: workers,
@@ -106,12 +117,7 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch %v\n", err)
 		return 1
 	}
-	ts := store.MustIdent(m.Columns.TS)
-	rows, err := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted()+" WHERE "+ts+" >= ? AND "+ts+" < ?", start, end)
-	n := int64(0)
-	if err == nil && len(rows.Rows) == 1 {
-		n = store.Int(rows.Rows[0][0])
-	}
+	n := countRange() - before
 	fmt.Fprintf(c.stdout, "generated %d rows for model %s over %d minutes in %s (%s engine)\n", n, m.Name, st.Minutes, st.Duration.Round(time.Millisecond), db.Engine())
 	for _, in := range ins {
 		fmt.Fprintf(c.stdout, "  incident %s\n", in)
