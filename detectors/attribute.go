@@ -15,6 +15,11 @@ var attributable = map[string]bool{
 	MetricNullRate: true, MetricFillRate: true,
 }
 
+// counted are the count metrics: a total outage moves every slice as it
+// moves the aggregate, so the broad-move rule below applies to them (the
+// aggregate says it once); their excess is the count's change itself.
+var counted = map[string]bool{MetricVolume: true}
+
 // maxCauseShare bounds the traffic share of the slices that may explain
 // the aggregate: an explanation must be narrower than what it explains.
 const maxCauseShare = 0.5
@@ -55,7 +60,7 @@ func (r *run) attribute() {
 	groups := map[key][]*hypothesis{}
 	total := map[key]float64{}
 	for _, h := range r.hyps {
-		if !attributable[h.Metric] || math.IsNaN(h.Value) || math.IsNaN(h.Baseline) {
+		if !attributable[h.Metric] && !counted[h.Metric] || math.IsNaN(h.Value) || math.IsNaN(h.Baseline) {
 			continue
 		}
 		k := key{h.Metric, h.Feature}
@@ -66,7 +71,12 @@ func (r *run) attribute() {
 			groups[k] = append(groups[k], h)
 		}
 	}
-	excess := func(h *hypothesis) float64 { return (h.Value - h.Baseline) * float64(h.NCurrent) }
+	excess := func(h *hypothesis) float64 {
+		if counted[h.Metric] {
+			return h.Value - h.Baseline
+		}
+		return (h.Value - h.Baseline) * float64(h.NCurrent)
+	}
 	rel := func(h *hypothesis) float64 { return math.Abs(h.Value-h.Baseline) / math.Max(h.Baseline, 1e-4) }
 	column := func(h *hypothesis) string {
 		for c := range h.Slice {
@@ -76,6 +86,9 @@ func (r *run) attribute() {
 	}
 	explainedBy := map[*hypothesis]*hypothesis{}
 	for k, hs := range groups {
+		if counted[k.metric] {
+			continue // broad moves only
+		}
 		n := total[k]
 		byCol := map[string][]*hypothesis{}
 		for _, h := range hs {
@@ -242,18 +255,19 @@ func signed(x float64) string {
 	return "+" + count(x)
 }
 
-// explainsText says what a root slice also moved: "also moves overall and
-// 8 merchant_category slices".
+// explainsText says what a root slice also moved: a few slices by name,
+// more by count ("also moves overall, merchant_category retail and
+// grocery and 8 country slices").
 func explainsText(hs []*hypothesis) string {
 	overall := false
-	perCol := map[string]int{}
+	perCol := map[string][]string{}
 	for _, h := range hs {
 		if len(h.Slice) == 0 {
 			overall = true
 			continue
 		}
-		for c := range h.Slice {
-			perCol[c]++
+		for c, v := range h.Slice {
+			perCol[c] = append(perCol[c], label(c, v))
 		}
 	}
 	var parts []string
@@ -266,14 +280,27 @@ func explainsText(hs []*hypothesis) string {
 	}
 	sort.Strings(cols)
 	for _, c := range cols {
-		word := "slice"
-		if perCol[c] > 1 {
-			word = "slices"
+		vs := perCol[c]
+		if len(vs) > maxNamed {
+			parts = append(parts, fmt.Sprintf("%d %s slices", len(vs), c))
+			continue
 		}
-		parts = append(parts, fmt.Sprintf("%d %s %s", perCol[c], c, word))
+		sort.Strings(vs)
+		for i, v := range vs {
+			vs[i] = strings.TrimPrefix(v, c+" ")
+		}
+		parts = append(parts, c+" "+andList(vs))
 	}
-	if len(parts) > 1 {
-		return "also moves " + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+	return "also moves " + andList(parts)
+}
+
+// maxNamed: up to this many slices of a column are named, more counted.
+const maxNamed = 3
+
+// andList joins "a", "b" and "c" as "a, b and c".
+func andList(xs []string) string {
+	if len(xs) == 1 {
+		return xs[0]
 	}
-	return "also moves " + parts[0]
+	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }

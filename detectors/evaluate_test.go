@@ -165,7 +165,7 @@ func TestBlockRateEvaluate(t *testing.T) {
 				brRows("merchant_category", "grocery", week(brWin{n: 3000, x: 139, sn: 3000, sx: 30}, steady(3000, 30))...),
 			),
 			want:    []string{"model_behavior:block_rate:FR"},
-			summary: "production only; shadow 0.4%; also moves overall and 2 merchant_category slices",
+			summary: "production only; shadow 0.4%; also moves overall and merchant_category grocery and retail",
 		},
 		{
 			// FR's traffic leans to digital goods (the riskiest category,
@@ -178,7 +178,7 @@ func TestBlockRateEvaluate(t *testing.T) {
 				brRows("merchant_category", "digital_goods", week(brWin{n: 1000, x: 72, sn: 1000, sx: 10}, steady(1000, 10))...),
 			),
 			want:    []string{"model_behavior:block_rate:FR"},
-			summary: "also moves overall and 1 merchant_category slice",
+			summary: "also moves overall and merchant_category digital_goods",
 		},
 		{
 			// Digital goods has an incident of its own besides FR's: far
@@ -478,6 +478,69 @@ func TestVolumeEvaluate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := decide(t, d, result([]string{"sc", "sv", "w", "n"}, tc.rows...))
 			checkFindings(t, out, tc.want, "")
+		})
+	}
+}
+
+// Volume per country: a total outage is one alert at the aggregate; a
+// country's own outage is that country's.
+func TestVolumeEvaluateSlices(t *testing.T) {
+	d := testDetector(t, `
+  - name: vol
+    kind: volume
+    model: fraud
+    slices: [country]
+`)
+	slice := func(sc, sv string, cur float64, days ...float64) [][]any {
+		var out [][]any
+		if cur > 0 {
+			out = append(out, []any{sc, sv, uint64(0), uint64(cur)})
+		}
+		for i, x := range days {
+			out = append(out, []any{sc, sv, uint64(i + 1), uint64(x)})
+		}
+		return out
+	}
+	week := func(scale float64) []float64 {
+		out := []float64{10000, 9400, 10600, 9800, 10200, 8500, 8600}
+		for i := range out {
+			out[i] *= scale
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		rows    [][]any
+		want    []string
+		summary string
+	}{
+		{
+			name: "total outage",
+			rows: concat(slice("", "", 0, week(1)...), slice("country", "US", 0, week(0.4)...),
+				slice("country", "FR", 0, week(0.1)...), slice("country", "DE", 0, week(0.1)...)),
+			want:    []string{"pipeline_outage:volume:"},
+			summary: "overall request volume dropped to 0 vs 9,586 expected (0.0% of baseline, below 50.0%); also moves country DE, FR and US",
+		},
+		{
+			name: "one country's outage",
+			rows: concat(slice("", "", 9000, week(1)...), slice("country", "US", 3900, week(0.4)...),
+				slice("country", "FR", 0, week(0.1)...), slice("country", "DE", 950, week(0.1)...)),
+			want: []string{"pipeline_outage:volume:FR"},
+		},
+		{
+			// Most of the traffic is US's: its outage is the aggregate's,
+			// said once, naming US.
+			name: "a large country's outage moves the aggregate too",
+			rows: concat(slice("", "", 2500, week(1)...), slice("country", "US", 0, week(0.7)...),
+				slice("country", "FR", 1000, week(0.1)...), slice("country", "DE", 950, week(0.1)...)),
+			want:    []string{"pipeline_outage:volume:"},
+			summary: "26.1% of baseline, below 50.0%); also moves country US",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result([]string{"sc", "sv", "w", "n"}, tc.rows...))
+			checkFindings(t, out, tc.want, tc.summary)
 		})
 	}
 }

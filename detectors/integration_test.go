@@ -40,6 +40,7 @@ var incidents = map[string]incident{
 	"shadow_divergence": {"shadow_divergence:+6h:+7h:0.2", 7 * time.Hour},
 	"outage":            {"outage:+8h:+9h", 9 * time.Hour},
 	"tiny_slice_block":  {"slice_block:+10h:+11h:NZ", 11 * time.Hour},
+	"country_outage":    {"outage:+12h:+13h:US", 13 * time.Hour},
 	"slice_block":       {"slice_block:+14h:+15h:FR", 15 * time.Hour},
 	"world_shift":       {"world_shift:+18h:+19h:BR", 19 * time.Hour},
 }
@@ -96,7 +97,7 @@ const rollupTwins = `
     source: rollup
     window: 1h
     baseline: {mode: seasonal, days: 7}
-    slices: []
+    slices: [country]
     volume:
       drop_ratio: 0.5
       spike_ratio: 3
@@ -280,6 +281,7 @@ func testIncidents(t *testing.T, ds *dataset) {
 		"world_shift":       {detectors.ClassPopulationShift, detectors.MetricBlockRate, map[string]string{"country": "BR"}, "", ""},
 		"shadow_divergence": {detectors.ClassModelDivergence, detectors.MetricShadowBlocks, map[string]string{}, "", ""},
 		"outage":            {detectors.ClassPipelineOutage, detectors.MetricVolume, map[string]string{}, "", detectors.ClassPipelineOutage},
+		"country_outage":    {detectors.ClassPipelineOutage, detectors.MetricVolume, map[string]string{"country": "US"}, "", detectors.ClassPipelineOutage},
 	}
 	for name, w := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -300,6 +302,15 @@ func testIncidents(t *testing.T, ds *dataset) {
 			}
 			if !found {
 				t.Errorf("no %s finding %s slice %v feature %q; findings:\n%s", w.class, w.metric, w.slice, w.feat, list(fs))
+			}
+			if name == "outage" || name == "country_outage" {
+				// A total outage is said once, at the aggregate; one
+				// country's, at that country.
+				for _, f := range fs {
+					if f.Metric == detectors.MetricVolume && detectors.SliceKey(f.Slice) != detectors.SliceKey(w.slice) {
+						t.Errorf("volume finding beside the outage's own: %s", f.Summary)
+					}
+				}
 			}
 			if name == "default_fill" {
 				for _, f := range fs {

@@ -150,7 +150,6 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 		fnames[i] = f.Name
 	}
 	ins := opt.Incidents
-	none := func(Incident) (string, []any) { return "1", nil }
 	country := func(share float64, draw int) func(Incident) (string, []any) {
 		return func(in Incident) (string, []any) {
 			return fmt.Sprintf("country = ? AND %s < %g", u(draw), share), []any{in.Arg}
@@ -232,7 +231,12 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	q.add("      (1 + 0.6 * sin(6.283185307179586 * (local_hour - 10) / 24)) * if(toDayOfWeek(ts) >= 6, 0.85, 1)\n")
 	q.add("        * (1 + 0.16 * (intHash64(? + toUInt64(toRelativeDayNum(ts))) / 18446744073709551616.0 - 0.5)) AS intensity\n", opt.Seed)
 	q.add("    FROM numbers(?, ?)\n", uint64(m0)*uint64(slots), uint64(n)*uint64(slots))
-	outage, a := incidentTerms(ins, Outage, none)
+	outage, a := incidentTerms(ins, Outage, func(in Incident) (string, []any) {
+		if in.Arg == "" {
+			return "1", nil
+		}
+		return "country = ?", []any{in.Arg}
+	})
 	q.add(fmt.Sprintf("    WHERE NOT %s AND %s < ? * intensity / ?\n", outage, u(3)), append(a, opt.Rate, slots)...)
 	q.add("  )\n) ARRAY JOIN [0, 1] AS role_i")
 	return q.b.String(), q.args

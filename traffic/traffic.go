@@ -128,7 +128,7 @@ var IncidentKinds = map[string]struct{ Arg, Default string }{
 	NullSpike:        {"feature", "device_age_days"},
 	DefaultFill:      {"feature", "ip_risk_score"},
 	WorldShift:       {"country", "BR"},
-	Outage:           {"", ""},
+	Outage:           {"country (all when omitted)", ""},
 	ShadowDivergence: {"share of flipped decisions", "0.2"},
 }
 
@@ -194,8 +194,8 @@ func ParseIncident(s string, base time.Time) (Incident, error) {
 			return Incident{}, fmt.Errorf("incident %q: share %q must be a number in (0, 1]", s, in.Arg)
 		}
 	case Outage:
-		if in.Arg != "" {
-			return Incident{}, fmt.Errorf("incident %q: outage takes no argument", s)
+		if in.Arg != "" && countryIndex(in.Arg) == 0 {
+			return Incident{}, fmt.Errorf("incident %q: unknown country %q", s, in.Arg)
 		}
 	}
 	return in, nil

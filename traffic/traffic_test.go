@@ -158,6 +158,7 @@ func TestIncidentsAreVisible(t *testing.T) {
 				"world_shift:+9h:+12h:BR",
 				"outage:+13h:+14h",
 				"shadow_divergence:+15h:+16h:0.2",
+				"outage:+18h:+19h:US",
 			)
 			tbl := e.Database + ".predictions"
 			in := func(a, b int) string {
@@ -192,6 +193,13 @@ func TestIncidentsAreVisible(t *testing.T) {
 			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE %s", tbl, in(13, 14)))[0]); n != 0 {
 				t.Errorf("outage: %d rows", n)
 			}
+			// outage of one country: none of its rows, the others' still.
+			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE country = 'US' AND %s", tbl, in(18, 19)))[0]); n != 0 {
+				t.Errorf("US outage: %d US rows", n)
+			}
+			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE country != 'US' AND %s", tbl, in(18, 19)))[0]); n < 1000 {
+				t.Errorf("US outage: %d rows from other countries", n)
+			}
 			// shadow_divergence: about 20%% of decisions flip.
 			dis := store.Float(one(t, e.DB, fmt.Sprintf(`SELECT avg(p != s) FROM (
 				SELECT request_id, anyIf(decision, role = 'production') AS p, anyIf(decision, role = 'shadow') AS s
@@ -222,7 +230,8 @@ func TestParseIncident(t *testing.T) {
 		{"null_spike:+1h:+2h:nope", "unknown feature"},
 		{"meteor:+1h:+2h", "unknown kind"},
 		{"outage:+2h:+1h", "end must be after start"},
-		{"outage:+1h:+2h:x", "takes no argument"},
+		{"outage:+1h:+2h:US", ""},
+		{"outage:+1h:+2h:x", "unknown country"},
 		{"shadow_divergence:+1h:+2h:2", "must be a number in (0, 1]"},
 		{"slice_block:tomorrow:+2h", "want KIND:START:END"},
 	} {
