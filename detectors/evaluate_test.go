@@ -553,17 +553,27 @@ func TestShadowEvaluate(t *testing.T) {
     slices: []
     shadow: {min_correlation: 0.5}
 `)
-	cols := []string{"sc", "sv", "w", "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab"}
-	// Sums for n pairs with scores perfectly (r=1) or not correlated.
-	row := func(w int, n, pb, sb float64, r float64) []any {
+	cols := []string{"sc", "sv", "w", "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only"}
+	// Sums for n pairs with scores perfectly (r=1) or not correlated, and
+	// up unpaired requests that have only their production row.
+	row := func(w int, n, pb, sb, r, up float64) []any {
 		// a and b take values 0/1 half the time; r sets how often they agree.
 		agree := n * (1 + r) / 2
-		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(0), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2}
+		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(up), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2, uint64(up)}
 	}
 	build := func(curPB, curSB, curR float64) [][]any {
-		out := [][]any{row(0, 7000, curPB, curSB, curR)}
+		out := [][]any{row(0, 7000, curPB, curSB, curR, 0)}
 		for w := 1; w <= 7; w++ {
-			out = append(out, row(w, 7000, 10, 20, 0.95))
+			out = append(out, row(w, 7000, 10, 20, 0.95, 0))
+		}
+		return out
+	}
+	// sampled: a shadow that scores a tenth of the requests; cur is the
+	// current window's paired share.
+	sampled := func(cur float64) [][]any {
+		out := [][]any{row(0, 7000*cur, 0, 0, 0.95, 7000*(1-cur))}
+		for w := 1; w <= 7; w++ {
+			out = append(out, row(w, 700+float64(w*10), 1, 2, 0.95, 6300))
 		}
 		return out
 	}
@@ -573,6 +583,19 @@ func TestShadowEvaluate(t *testing.T) {
 	t.Run("shadow blocks what production passes", func(t *testing.T) {
 		out := decide(t, d, result(cols, build(12, 1400, 0.1)...))
 		checkFindings(t, out, []string{"model_divergence:disagreement_shadow_blocks:", "model_divergence:score_correlation:"}, "shadow blocks, production passes on 20.0% of requests vs 0.3% baseline")
+	})
+	t.Run("shadow rows stop", func(t *testing.T) {
+		rows := build(0, 0, 0.95)
+		rows[0] = row(0, 0, 0, 0, 0, 7000)
+		out := decide(t, d, result(cols, rows...))
+		checkFindings(t, out, []string{"monitoring_failure:paired_share:"},
+			"overall: 0.0% of requests have both their production and shadow rows vs 100.0% baseline (n=7,000 vs 49,000 requests): shadow rows are missing")
+	})
+	t.Run("a sampled shadow wobbles", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, sampled(0.085)...)), nil, "")
+	})
+	t.Run("a sampled shadow stops", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, sampled(0.01)...)), []string{"monitoring_failure:paired_share:"}, "1.0% of requests have both")
 	})
 }
 

@@ -41,6 +41,7 @@ var incidents = map[string]incident{
 	"outage":            {"outage:+8h:+9h", 9 * time.Hour},
 	"tiny_slice_block":  {"slice_block:+10h:+11h:NZ", 11 * time.Hour},
 	"country_outage":    {"outage:+12h:+13h:US", 13 * time.Hour},
+	"shadow_outage":     {"shadow_outage:+16h:+17h", 17 * time.Hour},
 	"slice_block":       {"slice_block:+14h:+15h:FR", 15 * time.Hour},
 	"world_shift":       {"world_shift:+18h:+19h:BR", 19 * time.Hour},
 }
@@ -282,6 +283,7 @@ func testIncidents(t *testing.T, ds *dataset) {
 		"shadow_divergence": {detectors.ClassModelDivergence, detectors.MetricShadowBlocks, map[string]string{}, "", ""},
 		"outage":            {detectors.ClassPipelineOutage, detectors.MetricVolume, map[string]string{}, "", detectors.ClassPipelineOutage},
 		"country_outage":    {detectors.ClassPipelineOutage, detectors.MetricVolume, map[string]string{"country": "US"}, "", detectors.ClassPipelineOutage},
+		"shadow_outage":     {detectors.ClassMonitoringFailure, detectors.MetricPaired, map[string]string{}, "", ""},
 	}
 	for name, w := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -24,6 +24,7 @@ const (
 	MetricProdBlocks   = "disagreement_production_blocks"
 	MetricShadowBlocks = "disagreement_shadow_blocks"
 	MetricCorrelation  = "score_correlation"
+	MetricPaired       = "paired_share"
 )
 
 func newShadow(d *Detector) (kind, error) {
@@ -35,6 +36,49 @@ func newShadow(d *Detector) (kind, error) {
 		p = &configs.ShadowParams{}
 	}
 	return &shadow{d: d, src: newSource(d), p: p}, nil
+}
+
+// pairedDrop: the share of requests logged with both their production
+// and shadow rows is collapsing when it falls below this fraction of the
+// baseline's (a shadow that scores 10% of traffic has a 10% baseline).
+const pairedDrop = 0.5
+
+// pairing checks the aggregate's share of paired requests: when it
+// collapses, one side's logging stopped and this detector is blind (and
+// block-rate moves can no longer be told apart by the shadow). That is a
+// monitoring_failure (infra, ticket): production is served and logged as
+// before, so it must neither page nor hold back the product team's
+// alerts as a pipeline_outage would (root-cause inhibition).
+func (sh *shadow) pairing(r *run, g *group, n, unpaired, prodOnly col) {
+	nb := len(r.w.base)
+	cur := Prop{g.num(0, n), g.num(0, n) + g.num(0, unpaired)}
+	base := Prop{g.base(nb, n), g.base(nb, n) + g.base(nb, unpaired)}
+	if !sh.d.enough(cur.N) || !sh.d.enough(base.N) || base.X == 0 {
+		return // too few requests, or a shadow that never paired
+	}
+	var spread float64
+	if r.w.seasonal {
+		days := g.days(nb, n, n)
+		for w := range days {
+			days[w].N += g.num(w+1, unpaired)
+		}
+		spread = SeasonalVar(days)
+	}
+	h := newHyp(MetricPaired, map[string]string{}, "", ClassMonitoringFailure)
+	pb := base.Rate()
+	h.PValue = ChangeTest(cur, base, Change{Margin: (1 - pairedDrop) * pb, Var: spread, Tail: TailDown})
+	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
+	h.BaselineLow, h.BaselineHigh = pairedDrop*pb, 1
+	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
+	h.gate = cur.Rate() < pairedDrop*pb
+	missing := "shadow"
+	if po := g.num(0, prodOnly); po < (cur.N-cur.X)/2 {
+		missing = "production"
+	}
+	h.summary = fmt.Sprintf("overall: %s of requests have both their production and shadow rows vs %s baseline (n=%s vs %s requests): %s rows are missing, production and shadow cannot be compared",
+		pct(cur.Rate()), pct(pb), count(cur.N), count(base.N), missing)
+	h.details = details("unpaired", g.num(0, unpaired), "production_only", g.num(0, prodOnly))
+	r.add(h)
 }
 
 // pairs renders the innermost SELECT of paired requests: columns _w, pd,
@@ -49,7 +93,7 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 		s.window(q, w)
 		q.add(" AS _w, " + dec(s.col(c.Decision)) + " AS pd, " + dec(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
 		q.add("          toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
-		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired")
+		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired, 1 AS hasp")
 		for i, sl := range slices {
 			q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(sl), i))
 		}
@@ -63,7 +107,7 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 	// row in its own window too.
 	q.add("SELECT min(_w0) AS _w, anyIf(_d, _p) AS pd, anyIf(_d, NOT _p) AS sd,\n")
 	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b,\n")
-	q.add("          countIf(_p) > 0 AND countIf(NOT _p) > 0 AS paired")
+	q.add("          countIf(_p) > 0 AND countIf(NOT _p) > 0 AS paired, countIf(_p) > 0 AS hasp")
 	for i := range slices {
 		q.add(fmt.Sprintf(", anyIf(_v%d, %s) AS _c%d", i, prod, i))
 	}
@@ -79,7 +123,8 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 }
 
 // shadowCols are shadow's result columns after sc, sv, w; all add up.
-var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab"}
+// prod_only counts the unpaired requests that have their production row.
+var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only"}
 
 // Pairs are counted per slice and window in one aggregation over them.
 func (sh *shadow) query(w windows) *sqlText {
@@ -88,7 +133,8 @@ func (sh *shadow) query(w windows) *sqlText {
 	fin := "ifNull(isFinite(a) AND isFinite(b), 0)"
 	aggs := []string{"countIf(paired)", "countIf(paired AND pd = 1 AND sd = 0)", "countIf(paired AND pd = 0 AND sd = 1)", "countIf(NOT paired)",
 		"countIf(paired AND " + fin + ")", "sumIf(a, paired AND " + fin + ")", "sumIf(b, paired AND " + fin + ")",
-		"sumIf(a * a, paired AND " + fin + ")", "sumIf(b * b, paired AND " + fin + ")", "sumIf(a * b, paired AND " + fin + ")"}
+		"sumIf(a * a, paired AND " + fin + ")", "sumIf(b * b, paired AND " + fin + ")", "sumIf(a * b, paired AND " + fin + ")",
+		"countIf(NOT paired AND hasp)"}
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
@@ -135,6 +181,9 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	for _, g := range groups {
 		slice := sliceOf(g.col, g.val)
 		nCur, nBase := g.num(0, n), g.base(nb, n)
+		if g.col == "" {
+			sh.pairing(r, g, n, unpaired, c[10])
+		}
 		if !sh.d.enough(nCur) || !sh.d.enough(nBase) {
 			r.skip(slice, "")
 			r.addThin(MetricProdBlocks, g, Prop{g.num(0, pb), nCur}, Prop{g.base(nb, pb), nBase})

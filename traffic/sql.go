@@ -238,7 +238,8 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 		return "country = ?", []any{in.Arg}
 	})
 	q.add(fmt.Sprintf("    WHERE NOT %s AND %s < ? * intensity / ?\n", outage, u(3)), append(a, opt.Rate, slots)...)
-	q.add("  )\n) ARRAY JOIN [0, 1] AS role_i")
+	noShadow, a := incidentTerms(ins, ShadowOutage, func(Incident) (string, []any) { return "1", nil })
+	q.add(fmt.Sprintf("  )\n) ARRAY JOIN [0, 1] AS role_i\nWHERE NOT (role_i = 1 AND %s)", noShadow), a...)
 	return q.b.String(), q.args
 }
 

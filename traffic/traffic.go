@@ -120,6 +120,7 @@ const (
 	WorldShift       = "world_shift"
 	Outage           = "outage"
 	ShadowDivergence = "shadow_divergence"
+	ShadowOutage     = "shadow_outage"
 )
 
 // IncidentKinds lists every kind with its argument's meaning and default.
@@ -130,6 +131,7 @@ var IncidentKinds = map[string]struct{ Arg, Default string }{
 	WorldShift:       {"country", "BR"},
 	Outage:           {"country (all when omitted)", ""},
 	ShadowDivergence: {"share of flipped decisions", "0.2"},
+	ShadowOutage:     {"", ""},
 }
 
 // Incident is one injected fault in [Start, End).
@@ -192,6 +194,10 @@ func ParseIncident(s string, base time.Time) (Incident, error) {
 		var share float64
 		if _, err := fmt.Sscanf(in.Arg, "%g", &share); err != nil || share <= 0 || share > 1 {
 			return Incident{}, fmt.Errorf("incident %q: share %q must be a number in (0, 1]", s, in.Arg)
+		}
+	case ShadowOutage:
+		if in.Arg != "" {
+			return Incident{}, fmt.Errorf("incident %q: shadow_outage takes no argument", s)
 		}
 	case Outage:
 		if in.Arg != "" && countryIndex(in.Arg) == 0 {

@@ -159,6 +159,7 @@ func TestIncidentsAreVisible(t *testing.T) {
 				"outage:+13h:+14h",
 				"shadow_divergence:+15h:+16h:0.2",
 				"outage:+18h:+19h:US",
+				"shadow_outage:+20h:+21h",
 			)
 			tbl := e.Database + ".predictions"
 			in := func(a, b int) string {
@@ -200,6 +201,13 @@ func TestIncidentsAreVisible(t *testing.T) {
 			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE country != 'US' AND %s", tbl, in(18, 19)))[0]); n < 1000 {
 				t.Errorf("US outage: %d rows from other countries", n)
 			}
+			// shadow_outage: production rows only.
+			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE role = 'shadow' AND %s", tbl, in(20, 21)))[0]); n != 0 {
+				t.Errorf("shadow outage: %d shadow rows", n)
+			}
+			if n := store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE role = 'production' AND %s", tbl, in(20, 21)))[0]); n < 1000 {
+				t.Errorf("shadow outage: %d production rows", n)
+			}
 			// shadow_divergence: about 20%% of decisions flip.
 			dis := store.Float(one(t, e.DB, fmt.Sprintf(`SELECT avg(p != s) FROM (
 				SELECT request_id, anyIf(decision, role = 'production') AS p, anyIf(decision, role = 'shadow') AS s
@@ -232,6 +240,8 @@ func TestParseIncident(t *testing.T) {
 		{"outage:+2h:+1h", "end must be after start"},
 		{"outage:+1h:+2h:US", ""},
 		{"outage:+1h:+2h:x", "unknown country"},
+		{"shadow_outage:+1h:+2h", ""},
+		{"shadow_outage:+1h:+2h:x", "takes no argument"},
 		{"shadow_divergence:+1h:+2h:2", "must be a number in (0, 1]"},
 		{"slice_block:tomorrow:+2h", "want KIND:START:END"},
 	} {
