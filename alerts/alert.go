@@ -181,6 +181,23 @@ func CompleteLabels(labels map[string]string) map[string]string {
 
 var severityRank = map[string]int{detectors.SeverityPage: 3, detectors.SeverityTicket: 2, detectors.SeverityInfo: 1}
 
+// preferred says whether finding a rather than b speaks for alert al (nil
+// when new) when both share its fingerprint (a slice's block rate and its
+// score distribution): the more severe, then the metric the alert already
+// shows, so that its thread and its resolution tell one story, then the
+// worse.
+func preferred(al *Alert, a, b *detectors.Finding, sevA, sevB string) bool {
+	if ra, rb := severityRank[sevA], severityRank[sevB]; ra != rb {
+		return ra > rb
+	}
+	if al != nil && (al.State == StatePending || al.State == StateFiring) {
+		if ma, mb := a.Metric == al.Finding.Metric, b.Metric == al.Finding.Metric; ma != mb {
+			return ma
+		}
+	}
+	return worse(a, b, sevA, sevB)
+}
+
 // worse orders findings worst first: severity, then the smaller p-value,
 // then the larger relative effect.
 func worse(a, b *detectors.Finding, sevA, sevB string) bool {

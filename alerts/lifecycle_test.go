@@ -234,3 +234,31 @@ func TestUncheckedSlicesHold(t *testing.T) {
 		t.Fatalf("after %s unchecked the alert must resolve, got %s", UncheckedHold, state(fpFR))
 	}
 }
+
+// Two findings share an alert's fingerprint (a slice's block rate and its
+// score distribution). Once the alert shows one, later runs keep it while
+// it still fires, even when the other is now the more extreme figure: the
+// alert's thread and its resolution tell one story.
+func TestAlertKeepsItsMetric(t *testing.T) {
+	cfg := loadConfig(t, lifecycleYAML, nil)
+	m := newManager(t, cfg, newClock(), &recorder{}, false)
+	rate := finding("plain", "model_behavior", "fraud", "country=DE", 0.5, 0.005, 1e-12)
+	psi := finding("plain", "model_behavior", "fraud", "country=DE", 1.1, 0.01, 1e-12)
+	psi.Metric, psi.Summary = "score_psi", "DE score distribution PSI 1.1"
+	fp := Fingerprint("plain", "fraud", "model_behavior", rate.Slice, "")
+
+	mustObserve(t, m, "plain", t0, rate)
+	if v := viewByFP(m.Alerts(), fp); v == nil || v.Metric != "block_rate" {
+		t.Fatalf("first run: %+v, want the block rate", v)
+	}
+	// Both fire with the same p-value; PSI's relative change is larger.
+	mustObserve(t, m, "plain", t0.Add(5*time.Minute), psi, rate)
+	if v := viewByFP(m.Alerts(), fp); v.Metric != "block_rate" {
+		t.Errorf("second run shows %s (%s), want the block rate it fired with", v.Metric, v.Summary)
+	}
+	// The block rate is gone: the PSI speaks for the alert.
+	mustObserve(t, m, "plain", t0.Add(10*time.Minute), psi)
+	if v := viewByFP(m.Alerts(), fp); v.Metric != "score_psi" {
+		t.Errorf("third run shows %s, want score_psi", v.Metric)
+	}
+}

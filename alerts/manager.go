@@ -266,7 +266,7 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 			sev = ci.Severity
 		}
 		fp := Fingerprint(f.Detector, f.Model, f.Class, f.Slice, f.Feature)
-		if b := best[fp]; b != nil && !worse(&f, &b.f, sev, b.severity) {
+		if b := best[fp]; b != nil && !preferred(m.alerts[fp], &f, &b.f, sev, b.severity) {
 			continue
 		}
 		best[fp] = &cand{f: f, owner: ci.Owner, severity: sev}
