@@ -139,29 +139,10 @@ func (r *run) attribute() {
 				if len(set) == 0 {
 					continue
 				}
-				nh := float64(h.NCurrent)
-				share := eset
-				// Noise of what is left: the baseline's own events
-				// (Poisson), and for a slice the random split of the
-				// explaining excess across this column (binomial).
-				noiseVar := nh * h.Baseline
-				if len(h.Slice) == 0 {
-					if covered/n > maxCauseShare {
-						continue
-					}
-				} else {
-					if maxRel <= rel(h) {
-						continue
-					}
-					frac := math.Min(nh/n, 1)
-					share = eset * math.Min(concentration*frac, 1)
-					noiseVar += math.Abs(eset) * frac * (1 - frac)
+				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) {
+					continue
 				}
-				residual := eh - share
-				if math.Signbit(eh) {
-					residual = -residual
-				}
-				if residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar)) {
+				if r.within(h, eh, eset, n) {
 					sort.Slice(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
 					explainedBy[h] = set[0]
 					break
@@ -191,6 +172,55 @@ func (r *run) attribute() {
 			}
 		}
 	}
+	// A slice too small to test explains no firing hypothesis on its own
+	// (that would silence an incident nobody else reports), but while the
+	// aggregate fires (and names it, see thinText) the other columns'
+	// slices it moved are the aggregate's move: FR at night, under
+	// min_samples, must not page for every merchant category.
+	for k, hs := range groups {
+		var agg *hypothesis
+		for _, h := range hs {
+			if len(h.Slice) == 0 && explainedBy[h] == nil {
+				agg = h
+			}
+		}
+		if agg == nil || counted[k.metric] || len(r.thin) == 0 {
+			continue
+		}
+		for _, h := range hs {
+			eh := excess(h)
+			if h == agg || explainedBy[h] != nil || eh == 0 {
+				continue
+			}
+			// Only a column whose thin slices hold most of the aggregate's
+			// excess: a few small merchant categories must not explain
+			// away BR's own surge.
+			eset, maxRel := map[string]float64{}, map[string]float64{}
+			for _, t := range r.thin {
+				if t.metric == k.metric && t.feature == k.feature && t.col != column(h) && math.Signbit(t.excess) == math.Signbit(eh) {
+					eset[t.col] += t.excess
+					maxRel[t.col] = math.Max(maxRel[t.col], t.rel)
+				}
+			}
+			for col, e := range eset {
+				if math.Abs(e) < math.Abs(excess(agg))/2 {
+					delete(eset, col)
+				}
+			}
+			for _, c := range hs {
+				if col := column(c); eset[col] != 0 && explainedBy[c] == nil && math.Signbit(excess(c)) == math.Signbit(eh) {
+					eset[col] += excess(c)
+					maxRel[col] = math.Max(maxRel[col], rel(c))
+				}
+			}
+			for col, e := range eset {
+				if maxRel[col] > rel(h) && r.within(h, eh, e, total[k]) {
+					explainedBy[h] = agg
+					break
+				}
+			}
+		}
+	}
 	notes := map[*hypothesis][]*hypothesis{}
 	for h, by := range explainedBy {
 		h.Firing = false
@@ -209,11 +239,34 @@ func (r *run) attribute() {
 	}
 }
 
+// within says whether what is left of h's excess eh, once eset (the
+// excess of another column's slices) is taken out, is below the
+// effect-size gate or within two standard deviations of noise. All of
+// eset falls on the aggregate; on a slice with a share frac of the n
+// requests, that share of it, up to concentration times as much. The
+// noise is the baseline's own events (Poisson) and, for a slice, the
+// random split of eset across the column (binomial).
+func (r *run) within(h *hypothesis, eh, eset, n float64) bool {
+	nh := float64(h.NCurrent)
+	share := eset
+	noiseVar := nh * h.Baseline
+	if len(h.Slice) > 0 {
+		frac := math.Min(nh/n, 1)
+		share = eset * math.Min(concentration*frac, 1)
+		noiseVar += math.Abs(eset) * frac * (1 - frac)
+	}
+	residual := eh - share
+	if math.Signbit(eh) {
+		residual = -residual
+	}
+	return residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar))
+}
+
 // thinSlice is a slice below min_samples: not tested, but its extra
 // events are part of the aggregate's.
 type thinSlice struct {
-	metric, feature, label string
-	n, excess              float64
+	metric, feature, col, label string
+	n, excess, rel              float64
 }
 
 // addThin records a slice of group g too small to test, with its
@@ -222,7 +275,8 @@ func (r *run) addThin(metric string, g *group, cur, base Prop) {
 	if g.col == "" || cur.N == 0 || base.N == 0 {
 		return
 	}
-	r.thin = append(r.thin, thinSlice{metric: metric, label: label(g.col, g.val), n: cur.N, excess: (cur.Rate() - base.Rate()) * cur.N})
+	r.thin = append(r.thin, thinSlice{metric: metric, col: g.col, label: label(g.col, g.val), n: cur.N,
+		excess: (cur.Rate() - base.Rate()) * cur.N, rel: math.Abs(cur.Rate()-base.Rate()) / math.Max(base.Rate(), 1e-4)})
 }
 
 // thinText names the unchecked slice that holds most of a firing

@@ -234,6 +234,30 @@ func TestBlockRateEvaluate(t *testing.T) {
 			unchecked: []string{"DE", "FR"},
 		},
 		{
+			// The same at night, with FR's spill lifting retail: retail is
+			// the aggregate's move too, not a page of its own.
+			name: "a slice too small to test still explains the other column",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 220, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "FR", week(brWin{n: 150, x: 76, sn: 150, sx: 1}, steady(150, 1))...),
+				brRows("merchant_category", "retail", week(brWin{n: 3000, x: 70, sn: 3000, sx: 30}, steady(3000, 30))...),
+			),
+			want:    []string{"model_behavior:block_rate:"},
+			summary: "also moves merchant_category retail; most of it in FR (+75 of +100 extra",
+			skipped: 1,
+		},
+		{
+			// A retail incident of its own, far beyond FR's share: it stays.
+			name: "a slice too small to test explains only its share",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 320, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "FR", week(brWin{n: 150, x: 76, sn: 150, sx: 1}, steady(150, 1))...),
+				brRows("merchant_category", "retail", week(brWin{n: 3000, x: 170, sn: 3000, sx: 30}, steady(3000, 30))...),
+			),
+			want:    []string{"model_behavior:block_rate:", "model_behavior:block_rate:retail"},
+			skipped: 1,
+		},
+		{
 			name:      "slice below min_samples",
 			rows:      append(agg, brRows("country", "NZ", week(brWin{n: 150, x: 75, sn: 150, sx: 1}, steady(150, 1))...)...),
 			skipped:   1,
