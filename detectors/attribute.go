@@ -77,7 +77,7 @@ func (r *run) attribute() {
 		}
 		return (h.Value - h.Baseline) * float64(h.NCurrent)
 	}
-	rel := func(h *hypothesis) float64 { return math.Abs(h.Value-h.Baseline) / math.Max(h.Baseline, 1e-4) }
+	rel := func(h *hypothesis) float64 { return relChange(h.Value, h.Baseline) }
 	column := func(h *hypothesis) string {
 		for c := range h.Slice {
 			return c
@@ -262,6 +262,10 @@ func (r *run) within(h *hypothesis, eh, eset, n float64) bool {
 	return residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar))
 }
 
+// relChange is the relative change of v from baseline b (b floored at
+// 1e-4, so a rate rising from zero still ranks).
+func relChange(v, b float64) float64 { return math.Abs(v-b) / math.Max(b, 1e-4) }
+
 // thinSlice is a slice below min_samples: not tested, but its extra
 // events are part of the aggregate's.
 type thinSlice struct {
@@ -276,7 +280,7 @@ func (r *run) addThin(metric string, g *group, cur, base Prop) {
 		return
 	}
 	r.thin = append(r.thin, thinSlice{metric: metric, col: g.col, label: label(g.col, g.val), n: cur.N,
-		excess: (cur.Rate() - base.Rate()) * cur.N, rel: math.Abs(cur.Rate()-base.Rate()) / math.Max(base.Rate(), 1e-4)})
+		excess: (cur.Rate() - base.Rate()) * cur.N, rel: relChange(cur.Rate(), base.Rate())})
 }
 
 // thinText names the unchecked slice that holds most of a firing

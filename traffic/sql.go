@@ -150,6 +150,7 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 		fnames[i] = f.Name
 	}
 	ins := opt.Incidents
+	none := func(Incident) (string, []any) { return "1", nil }
 	country := func(share float64, draw int) func(Incident) (string, []any) {
 		return func(in Incident) (string, []any) {
 			return fmt.Sprintf("country = ? AND %s < %g", u(draw), share), []any{in.Arg}
@@ -233,12 +234,12 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	q.add("    FROM numbers(?, ?)\n", uint64(m0)*uint64(slots), uint64(n)*uint64(slots))
 	outage, a := incidentTerms(ins, Outage, func(in Incident) (string, []any) {
 		if in.Arg == "" {
-			return "1", nil
+			return none(in)
 		}
 		return "country = ?", []any{in.Arg}
 	})
 	q.add(fmt.Sprintf("    WHERE NOT %s AND %s < ? * intensity / ?\n", outage, u(3)), append(a, opt.Rate, slots)...)
-	noShadow, a := incidentTerms(ins, ShadowOutage, func(Incident) (string, []any) { return "1", nil })
+	noShadow, a := incidentTerms(ins, ShadowOutage, none)
 	q.add(fmt.Sprintf("  )\n) ARRAY JOIN [0, 1] AS role_i\nWHERE NOT (role_i = 1 AND %s)", noShadow), a...)
 	return q.b.String(), q.args
 }
