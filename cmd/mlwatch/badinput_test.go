@@ -278,8 +278,16 @@ func TestBadReload(t *testing.T) {
 			`silence: duration: invalid duration \"-1h\": must not be negative`},
 		{"silence without a reason", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h"}`, 400,
 			`silence: created_by and comment are required`},
-		{"silence body over 1 MiB", "POST", "/api/v1/silences", `{"matchers":["` + strings.Repeat("a", 2<<20) + `"]}`, 400,
-			`silence: http: request body too large`},
+		{"silence body over 1 MiB", "POST", "/api/v1/silences", `{"matchers":["` + strings.Repeat("a", 2<<20) + `"]}`, 413,
+			`silence: request body larger than 1048576 bytes (1 MiB)`},
+		{"silence with trailing garbage", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h","created_by":"a","comment":"b"} rm -rf`, 400,
+			`silence: unexpected data after the JSON object`},
+		{"two silences in one body", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h","created_by":"a","comment":"b"}{"matchers":["class=y"]}`, 400,
+			`silence: unexpected data after the JSON object`},
+		{"silence with an 850 KB regex", "POST", "/api/v1/silences", `{"matchers":["class=~` + strings.Repeat("(a|b)*", 850<<10/6) + `"],"duration":"1h","created_by":"a","comment":"b"}`, 400,
+			`bytes, at most 1024 are allowed`},
+		{"silence with 33 matchers", "POST", "/api/v1/silences", `{"matchers":["a=1"` + strings.Repeat(`,"a=1"`, 32) + `],"duration":"1h","created_by":"a","comment":"b"}`, 400,
+			`silence: 33 matchers: at most 32 are allowed`},
 		{"expire an unknown silence", "DELETE", "/api/v1/silences/nope", "", 404, `silence not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
