@@ -86,15 +86,19 @@ func hist(counts map[float64]float64) (bins, cnts []any) {
 
 // brWin is one window of a block_rate slice: requests, blocked, shadow
 // requests, shadow blocked; scores all in one bin unless hi is set (the
-// share of scores in a high bin).
-type brWin struct{ n, x, sn, sx, hi float64 }
+// share of scores in a high bin); bd more production rows with an invalid
+// decision, and bs production rows with an invalid score (nullBin).
+type brWin struct{ n, x, sn, sx, hi, bd, bs float64 }
 
 func brRows(sc, sv string, wins ...brWin) [][]any {
 	var rows [][]any
 	for w, b := range wins {
-		bins, bn := hist(map[float64]float64{0.01: b.n * (1 - b.hi), 0.7: b.n * b.hi, 0.02: 1})
+		bins, bn := hist(map[float64]float64{0.01: b.n + b.bd - b.bs - b.n*b.hi, 0.7: b.n * b.hi, 0.02: 1})
+		if b.bs > 0 {
+			bins, bn = append(bins, uint64(nullBin)), append(bn, uint64(b.bs))
+		}
 		sbins, bsn := hist(map[float64]float64{0.01: b.sn, 0.7: 0, 0.02: 1})
-		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, sbins, bsn})
+		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, sbins, bsn, uint64(b.bd), uint64(0)})
 	}
 	return rows
 }
@@ -577,13 +581,14 @@ func TestShadowEvaluate(t *testing.T) {
     slices: []
     shadow: {min_correlation: 0.5}
 `)
-	cols := []string{"sc", "sv", "w", "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only"}
+	cols := append([]string{"sc", "sv", "w"}, shadowCols...)
 	// Sums for n pairs with scores perfectly (r=1) or not correlated, and
 	// up unpaired requests that have only their production row.
 	row := func(w int, n, pb, sb, r, up float64) []any {
 		// a and b take values 0/1 half the time; r sets how often they agree.
 		agree := n * (1 + r) / 2
-		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(up), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2, uint64(up)}
+		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(up), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2, uint64(up),
+			uint64(0), uint64(2*n + up), uint64(0), uint64(0)}
 	}
 	build := func(curPB, curSB, curR float64) [][]any {
 		out := [][]any{row(0, 7000, curPB, curSB, curR, 0)}
