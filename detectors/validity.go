@@ -43,6 +43,11 @@ type validity struct {
 func (v validity) check(r *run, agg *group, groups []*group) {
 	nb := len(r.w.base)
 	cur := Prop{v.bad(agg, 0), v.rows(agg, 0)}
+	if cur.X == 0 {
+		// Nothing invalid now: nothing rose, and a hypothesis that cannot
+		// fire would only make Benjamini–Hochberg stricter for the rest.
+		return
+	}
 	days := make([]Prop, nb)
 	var base Prop
 	for w := 1; w <= nb; w++ {
