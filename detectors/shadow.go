@@ -89,7 +89,7 @@ func (sh *shadow) pairing(r *run, g *group, n, bd, unpaired, prodOnly col) {
 // pairs renders the innermost SELECT of requests: columns _w, pd, sd
 // (decision codes, see decision), a, b (scores), paired (exactly one row
 // of each role), hasp (a production row), nrows (the request's rows),
-// empty (an empty request id), dup (a non-empty id with more than one row
+// noid (an empty request id), dup (a non-empty id with more than one row
 // of a role), and the slice values _c0.. .
 func (sh *shadow) pairs(q *sqlText, w windows) {
 	s := sh.src
@@ -101,7 +101,7 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 		s.window(q, w)
 		q.add(" AS _w, " + decision(s.col(c.Decision)) + " AS pd, " + decision(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
 		q.add("          toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
-		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired, 1 AS hasp, 1 AS nrows, 0 AS empty, 0 AS dup")
+		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired, 1 AS hasp, 1 AS nrows, 0 AS noid, 0 AS dup")
 		for i, sl := range slices {
 			q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(sl), i))
 		}
@@ -115,7 +115,7 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 	// they group by window and slice values only, to be counted.
 	q.add("SELECT min(_w0) AS _w, anyIf(_d, _p) AS pd, anyIf(_d, NOT _p) AS sd,\n")
 	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b, countIf(_p) AS _np, countIf(NOT _p) AS _ns, count() AS nrows,\n")
-	q.add("          _e AS empty, NOT _e AND (_np > 1 OR _ns > 1) AS dup, NOT _e AND _np = 1 AND _ns = 1 AS paired, _np > 0 AS hasp")
+	q.add("          _e AS noid, NOT _e AND (_np > 1 OR _ns > 1) AS dup, NOT _e AND _np = 1 AND _ns = 1 AS paired, _np > 0 AS hasp")
 	key := "_w0"
 	for i := range slices {
 		q.add(fmt.Sprintf(", if(_np > 0, anyIf(_v%d, _p), any(_v%d)) AS _c%d", i, i, i))
@@ -148,11 +148,11 @@ func (sh *shadow) query(w windows) *sqlText {
 	ok := fmt.Sprintf("paired AND pd < %[1]d AND sd < %[1]d", decInvalid)
 	fin := "paired AND ifNull(a >= 0 AND a <= 1 AND b >= 0 AND b <= 1, 0)"
 	aggs := []string{"countIf(" + ok + ")", "countIf(" + ok + " AND pd = 1 AND sd = 0)", "countIf(" + ok + " AND pd = 0 AND sd = 1)",
-		"countIf(NOT paired AND NOT empty AND NOT dup)",
+		"countIf(NOT paired AND NOT noid AND NOT dup)",
 		"countIf(" + fin + ")", "sumIf(a, " + fin + ")", "sumIf(b, " + fin + ")",
 		"sumIf(a * a, " + fin + ")", "sumIf(b * b, " + fin + ")", "sumIf(a * b, " + fin + ")",
-		"countIf(NOT paired AND hasp AND NOT empty AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
-		"sum(nrows)", "sumIf(nrows, empty)", "sumIf(nrows, dup)"}
+		"countIf(NOT paired AND hasp AND NOT noid AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
+		"sum(nrows)", "sumIf(nrows, noid)", "sumIf(nrows, dup)"}
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
