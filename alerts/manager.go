@@ -656,22 +656,8 @@ func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
 		if root == "" {
 			kind = KindFiring
 			root = id
-		} else {
-			closing := true
-			for _, a := range members[k] {
-				if a.State == StateFiring && a.CausedBy == "" && !(in[a.Fingerprint] && changeOf(its, a.Fingerprint) == ChangeResolved) {
-					closing = false
-					break
-				}
-			}
-			for _, it := range its {
-				if it.change == ChangeNew || (it.change == ChangeFiring && it.a.CausedBy == "") {
-					closing = false
-				}
-			}
-			if closing {
-				kind = KindResolved
-			}
+		} else if groupCloses(members[k], its) {
+			kind = KindResolved
 		}
 		sort.SliceStable(its, func(i, j int) bool {
 			ri, rj := changeRank[its[i].change], changeRank[its[j].change]
@@ -700,12 +686,39 @@ func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
 			n.Alerts = append(n.Alerts, v)
 			effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: now})
 		}
+		// A thread speaks for the group its first message was posted for:
+		// its labels, and on closing the alerts that message showed.
+		if first := m.outbox[k.root]; first != nil && k.root != "" {
+			n.GroupLabels = first.n.GroupLabels
+			if kind == KindResolved {
+				n.RootAlerts = first.n.Alerts
+			}
+		}
 		if n.GroupLabels == nil {
 			n.GroupLabels = groupLabels(m.cfg.Global.GroupBy, its[0].a.Labels)
 		}
 		notes = append(notes, n)
 	}
 	return notes, effects
+}
+
+// groupCloses reports whether a notification closes its open group: no
+// member still fires once its items apply. Every member counts, caused
+// ones included (a product alert attributed to an infra incident lives in
+// that incident's thread), and so do silenced ones: a muted alert still
+// fires, and a firing page must never read RESOLVED.
+func groupCloses(members []*Alert, its []planItem) bool {
+	for _, it := range its {
+		if it.change != ChangeResolved {
+			return false
+		}
+	}
+	for _, a := range members {
+		if a.State == StateFiring && changeOf(its, a.Fingerprint) != ChangeResolved {
+			return false
+		}
+	}
+	return true
 }
 
 var changeRank = map[string]int{ChangeNew: 0, ChangeFiring: 0, ChangeCaused: 1, ChangeResolved: 2}

@@ -49,7 +49,10 @@ type Notification struct {
 	Thread    string `json:"thread,omitempty"`
 	ThreadRef string `json:"thread_ref,omitempty"`
 	// Alerts are the group's alerts in this message, worst first.
-	Alerts      []View    `json:"alerts"`
+	Alerts []View `json:"alerts"`
+	// RootAlerts, on a resolved notification, are the alerts of the
+	// group's first message: what an edit of that message describes.
+	RootAlerts  []View    `json:"root_alerts,omitempty"`
 	ExternalURL string    `json:"external_url"`
 	CreatedAt   time.Time `json:"created_at"`
 	// RepeatInterval is the route's repeat interval (Alertmanager uses it

@@ -129,7 +129,7 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 		return channel + "/" + newTS, false, nil
 	}
 	if n.Kind == KindResolved {
-		rootBlocks, rootText := s.render(n, true)
+		rootBlocks, rootText := s.render(rootView(n), true)
 		if err := s.pacer.wait(ctx, channel); err != nil {
 			return "", true, err
 		}
@@ -208,6 +208,22 @@ func classifySlack(err error) (bool, error) {
 }
 
 var severityEmoji = map[string]string{detectors.SeverityPage: ":rotating_light:", detectors.SeverityTicket: ":warning:", detectors.SeverityInfo: ":information_source:"}
+
+// rootView is what the edit of a closed group's first message shows: the
+// alerts that message was posted for, now resolved, under its own title
+// (not those of whichever member happened to resolve last).
+func rootView(n *Notification) *Notification {
+	if len(n.RootAlerts) == 0 {
+		return n
+	}
+	r := *n
+	r.Alerts = make([]View, len(n.RootAlerts))
+	for i, v := range n.RootAlerts {
+		v.Change = ChangeResolved
+		r.Alerts[i] = v
+	}
+	return &r
+}
 
 // render builds the Block Kit message of a notification; root renders the
 // group's first message as it should read once resolved.

@@ -142,6 +142,7 @@ func TestRestartRebuildsStateFromClickHouse(t *testing.T) {
 			// Resolution after restart goes to the restored thread.
 			at = clock.Advance(time.Minute)
 			mustObserve(t, m3, "fraud-features", at)
+			mustObserve(t, m3, "fraud-block-rate", at) // the caused member too: the group closes
 			ns := mustProcess(t, m3, at)
 			if len(ns) != 1 || ns[0].Kind != KindResolved || ns[0].Thread != rec1.all()[0].ID {
 				t.Fatalf("resolution after restart: %v", summarize(ns))
