@@ -260,7 +260,7 @@ func (s *Slack) classify(err error, method string) (bool, error) {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true, &LimitedRetryError{Attempts: badAnswerAttempts, Err: wrap("Slack API answered with a body that is not Slack's JSON (an HTML page?): "+
+		return true, &LimitedRetryError{Attempts: badAnswerAttempts, Err: wrap("Slack API answered with a body that is not Slack's JSON (an HTML page?): " +
 			"check slack.api_url (or MLWATCH_SLACK_API_URL) and any proxy in between")}
 	}
 	return netRetryable(err), wrap("%w", err)
