@@ -134,8 +134,10 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 // write, batching concurrent callers (group commit): while one INSERT is
 // under way, the alerts other detector runs change pile up, and the next
 // caller writes all of them in one INSERT. Every caller returns once what
-// was dirty when it called is stored, or with the error of the write that
-// failed (its alerts stay dirty). 500 detectors firing at once made 500
+// was dirty when it called has been written, or with the error of the
+// write that failed (its alerts stay dirty for the next write). One
+// exception: alerts a pipeline pass (Process) took are its to write; if
+// that write fails they are dirty again and the next write retries them. 500 detectors firing at once made 500
 // INSERTs, each holding the manager's lock while it waited for a pooled
 // connection; now they make a handful.
 func (m *Manager) syncStates(ctx context.Context) error {
