@@ -199,7 +199,7 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	// Request-id validity on the aggregate (validity.go); with shadow
 	// columns no request id pairs the rows.
 	var checks []validity
-	if sh.src.m.Shadow.Mode == configs.ShadowRows {
+	if sh.src.m.Shadow.Mode == configs.ShadowRows && sh.d.validity {
 		rows := func(g *group, w int) float64 { return g.num(w, c[12]) }
 		checks = []validity{
 			{MetricEmptyRequestID, "have an empty request id (no shadow row can pair with them)",
