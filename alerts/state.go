@@ -309,6 +309,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 	m.applySilences(now)
 	m.inhibit()
 	m.publish()
+	m.publishOutbox()
 	if err := m.persistAlerts(ctx); err != nil {
 		m.log.Warn("replayed alert states not stored", zap.Error(err))
 	}
@@ -318,7 +319,13 @@ func (m *Manager) Restore(ctx context.Context) error {
 			pending++
 		}
 	}
-	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("silences", len(silences)))
+	dead := 0
+	for _, e := range outbox {
+		if e.status == statusDead {
+			dead++
+		}
+	}
+	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("outbox_dead", dead), zap.Int("silences", len(silences)))
 	return nil
 }
 

@@ -30,10 +30,18 @@ type Silencer interface {
 	ExpireSilence(ctx context.Context, id string) (alerts.Silence, error)
 }
 
+// Outbox is what the notifications API needs from the alert pipeline.
+type Outbox interface {
+	Notifications(state string) []alerts.NotificationStatus
+	Retry(ctx context.Context, id string) (alerts.NotificationStatus, error)
+}
+
 // ServerOptions wire the HTTP server to the daemon.
 type ServerOptions struct {
 	Alerts   AlertLister
 	Silencer Silencer
+	// Outbox lists notifications and re-sends dead ones; nil hides them.
+	Outbox Outbox
 	// Detectors returns every detector's status for /api/v1/detectors and the page.
 	Detectors func() []DetectorStatus
 	// Series returns the points of an alert's chart.
@@ -71,6 +79,8 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("POST /api/v1/silences", s.auth(s.addSilence))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
 	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
+	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
+	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	return mux
@@ -255,4 +265,40 @@ func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {
 		out = []DetectorStatus{}
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// notifications lists the outbox, newest first; state=pending|sent|dead
+// filters.
+func (s *server) notifications(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", alerts.NotificationPending, alerts.NotificationSent, alerts.NotificationDead:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want pending, sent or dead", state))
+		return
+	}
+	out := []alerts.NotificationStatus{}
+	if s.opt.Outbox != nil {
+		out = append(out, s.opt.Outbox.Notifications(state)...)
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// retryNotification sends a dead notification again (after its receiver
+// was fixed).
+func (s *server) retryNotification(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Outbox == nil {
+		writeError(w, http.StatusNotFound, errors.New("notifications are not available"))
+		return
+	}
+	n, err := s.opt.Outbox.Retry(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, alerts.ErrNotificationNotFound):
+		writeError(w, http.StatusNotFound, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: n})
 }
