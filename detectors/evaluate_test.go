@@ -668,7 +668,7 @@ func TestFreshnessAndStaleness(t *testing.T) {
 	cols := []string{"newest", "n"}
 	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-2 * time.Minute), uint64(100)})), nil, "")
 	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-20 * time.Minute), uint64(100)})), []string{"pipeline_outage:lag_seconds:"}, "20m old")
-	checkFindings(t, decide(t, fr, result(cols, []any{time.Unix(0, 0).UTC(), uint64(0)})), []string{"pipeline_outage:lag_seconds:"}, "no prediction rows in the 30m")
+	checkFindings(t, decide(t, fr, result(cols, []any{time.Unix(0, 0).UTC(), uint64(0)})), []string{"pipeline_outage:lag_seconds:"}, `no rows for model value "fraud" (column model) in the 30m`)
 
 	st := testDetector(t, `
   - name: stale

@@ -44,6 +44,9 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %s: %v\n", cfg.Path, err)
 		return 1
 	}
+	for _, w := range monitor.ModelRowWarnings(ctx, db, cfg, at) {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	opt := alerts.Options{Config: cfg, Logger: log, OneShot: true, Now: func() time.Time { return at }}
 	if !*notify {
 		// Without --notify every receiver is a no-op: eval only prints.
