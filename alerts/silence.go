@@ -199,7 +199,7 @@ func (s *Silences) write(ctx context.Context, sil Silence) error {
 // List returns every silence, newest first.
 func (s *Silences) List(ctx context.Context) ([]Silence, error) {
 	q := "SELECT id, version, matchers, starts_at, ends_at, created_by, comment, updated_at FROM " + s.table.Quoted() + " FINAL"
-	res, err := s.db.Query(ctx, q)
+	res, err := s.db.Query(store.Priority(ctx), q)
 	if err != nil {
 		return nil, fmt.Errorf("list silences: %w", err)
 	}

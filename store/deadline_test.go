@@ -99,8 +99,9 @@ func TestQueriesWaitForAFreeConnection(t *testing.T) {
 }
 
 // TestWritesDoNotWaitBehindQueries: queries never take the last pooled
-// connection, so a write of mlwatch's own state goes through at once while
-// every other connection runs a slow detector query and more queries wait.
+// connection, so a write of mlwatch's own state (or a read marked
+// store.Priority) goes through at once while every other connection runs a
+// slow detector query and more queries wait.
 func TestWritesDoNotWaitBehindQueries(t *testing.T) {
 	e := storetest.ServerEngine(t)
 	ctx := context.Background()
@@ -139,6 +140,12 @@ func TestWritesDoNotWaitBehindQueries(t *testing.T) {
 	defer cancel2()
 	if err := db.Insert(wctx, store.Table{Database: e.Database, Name: "w"}, []string{"x"}, [][]any{{uint64(1)}}); err != nil {
 		t.Errorf("a state write while every query connection is busy: %v", err)
+	}
+	// So does a read of mlwatch's own state marked as such.
+	pctx, cancel3 := context.WithTimeout(store.Priority(ctx), 4*time.Second)
+	defer cancel3()
+	if _, err := db.Query(pctx, "SELECT count() FROM "+dbName+".w"); err != nil {
+		t.Errorf("a priority state read while every query connection is busy: %v", err)
 	}
 	select {
 	case err := <-done:

@@ -34,6 +34,21 @@ type server struct {
 	reads chan struct{}
 }
 
+type priorityKey struct{}
+
+// Priority marks the queries made with ctx as short reads of mlwatch's
+// own state (silences, the outbox), which may use the connection kept
+// free of detector queries, as writes do: the alert pipeline must not
+// wait behind a burst of detector runs.
+func Priority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+func isPriority(ctx context.Context) bool {
+	p, _ := ctx.Value(priorityKey{}).(bool)
+	return p
+}
+
 // acquire takes a slot, or fails when ctx ends first.
 func (s *server) acquire(ctx context.Context) error {
 	select {
@@ -167,10 +182,17 @@ func (s *server) driverContext(driver, ctx context.Context, id string, st *Stats
 }
 
 func (s *server) query(ctx context.Context, id, sql string) (*Result, error) {
-	if err := s.acquireRead(ctx); err != nil {
-		return nil, s.translate(err)
+	if isPriority(ctx) {
+		if err := s.acquire(ctx); err != nil {
+			return nil, s.translate(err)
+		}
+		defer s.release()
+	} else {
+		if err := s.acquireRead(ctx); err != nil {
+			return nil, s.translate(err)
+		}
+		defer s.releaseRead()
 	}
-	defer s.releaseRead()
 	res := &Result{}
 	qctx := s.queryContext(ctx, id, &res.Stats)
 	rows, err := s.conn.Query(qctx, sql)
