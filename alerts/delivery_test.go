@@ -259,7 +259,8 @@ func TestSlowReceiverDelaysOnlyItself(t *testing.T) {
 	mustObserve(t, m, "churn-block-rate", now, churn)
 	mustProcess(t, m, now)
 
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	for len(fake.Calls("chat.postMessage")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the Slack page waited behind the hanging webhook: %+v", m.Notifications(""))
@@ -271,9 +272,12 @@ func TestSlowReceiverDelaysOnlyItself(t *testing.T) {
 			t.Fatalf("hook notification %+v, want still pending (the webhook hangs)", n)
 		}
 	}
+	t.Logf("Slack page posted %s after Process while the webhook hung", time.Since(start).Round(time.Millisecond))
+	stopped := time.Now()
 	cancel()
 	select {
 	case <-done:
+		t.Logf("Dispatch returned %s after cancel (webhook timeout 4m)", time.Since(stopped).Round(time.Millisecond))
 	case <-time.After(30 * time.Second):
 		t.Fatal("Dispatch did not return after its context ended: it waits for the webhook's 4m timeout")
 	}

@@ -35,9 +35,11 @@ const WebhookVersion = "1"
 //	     "summary": "…", "caused_by": "", "silenced": false, "labels": {…},
 //	     "runbook_url": "…", "active_at": "…", "fired_at": "…", "resolved_at": "…"}
 //	  ],
+//	  "root_alerts": [...],          // resolved only: the alerts of the group's first message
 //	  "external_url": "http://127.0.0.1:9107",
 //	  "created_at": "2026-01-02T03:04:05Z",
-//	  "repeat_interval": 14400000000000   // nanoseconds
+//	  "repeat_interval": 14400000000000,  // nanoseconds
+//	  "fallback_for": {"id": "…", "receiver": "fraud-product", "error": "…"}  // only on a copy of a dead notification
 //	}
 //
 // p_value and other figures are null where they do not exist. A 2xx answer

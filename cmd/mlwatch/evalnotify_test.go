@@ -78,6 +78,7 @@ func TestEvalNotifyWaitsAndFails(t *testing.T) {
 	if len(failed) != 1 || posts[0].At.Sub(failed[0].At) < time.Second {
 		t.Fatalf("the retry did not wait for Retry-After: %+v then %+v", failed, posts)
 	}
+	t.Logf("429 with Retry-After 1: delivered %s after the 429", posts[0].At.Sub(failed[0].At).Round(time.Millisecond))
 
 	// A revoked token → dead: exit 1, naming the page, the cause and the fix.
 	slack.FailWith("token_revoked")
