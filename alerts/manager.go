@@ -104,6 +104,10 @@ type Manager struct {
 	pub          atomic.Pointer[published]
 	pubOutbox    atomic.Pointer[[]NotificationStatus]
 	pubReceivers atomic.Pointer[[]string]
+
+	// writeMu serialises the alert-state writes of syncStates.
+	writeMu     sync.Mutex
+	stateWrites atomic.Int64
 }
 
 // published is what the read side shows (Alerts, Alert, Silences):
@@ -226,7 +230,7 @@ func (m *Manager) newNotifier(cfg *configs.Config, r *configs.Receiver) (Notifie
 }
 
 // Reload swaps in a new config (routes, receivers, detector settings),
-// keeping every alert's state. A config that cannot be applied leaves the
+// keeping every alert's state; the alerts of removed detectors resolve. A config that cannot be applied leaves the
 // old one running.
 func (m *Manager) Reload(cfg *configs.Config) error {
 	m.mu.Lock()
@@ -236,6 +240,7 @@ func (m *Manager) Reload(cfg *configs.Config) error {
 		return err
 	}
 	m.reviveChanged(old)
+	m.retireRemoved()
 	return nil
 }
 
@@ -250,8 +255,15 @@ const UncheckedHold = 6 * time.Hour
 // among the unchecked ones (then they hold, for up to UncheckedHold since
 // their last evaluation). A failed run must not be observed, so a broken
 // query never resolves anything. The changed state is written to
-// ClickHouse before Observe returns (when a store is configured).
+// ClickHouse before Observe returns (when a store is configured), batched
+// with the writes of concurrent runs.
 func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error {
+	m.observe(name, at, findings, unchecked)
+	return m.syncStates(ctx)
+}
+
+// observe is Observe's change to the alerts in memory.
+func (m *Manager) observe(name string, at time.Time, findings []detectors.Finding, unchecked []detectors.Unchecked) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dcfg := m.detectors[name]
@@ -378,7 +390,6 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 		}
 	}
 	m.publish()
-	return m.persistAlerts(ctx)
 }
 
 // Process runs the pipeline at now over the current alerts: silences,
@@ -920,6 +931,9 @@ func (m *Manager) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 		s = added
 	} else {
 		if err := s.Validate(); err != nil {
+			return Silence{}, err
+		}
+		if err := checkCount(m.silences, now); err != nil {
 			return Silence{}, err
 		}
 		if s.ID == "" {

@@ -278,11 +278,11 @@ func (m *Manager) record(ctx context.Context, e *entry, ref string, retryable bo
 			m.outbox[f.n.ID] = f
 			changed = append(changed, f)
 			st.Fallback++
-			m.observe(n.Receiver, OutcomeFallback)
+			m.countDelivery(n.Receiver, OutcomeFallback)
 			m.wake()
 		}
 	}
-	m.observe(n.Receiver, outcome)
+	m.countDelivery(n.Receiver, outcome)
 	for _, c := range changed {
 		c.dirty = true
 	}
@@ -293,7 +293,7 @@ func (m *Manager) record(ctx context.Context, e *entry, ref string, retryable bo
 	return held
 }
 
-func (m *Manager) observe(receiver, outcome string) {
+func (m *Manager) countDelivery(receiver, outcome string) {
 	if m.onDelivery != nil {
 		m.onDelivery(receiver, outcome)
 	}

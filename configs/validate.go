@@ -582,7 +582,9 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	default:
 		v.errf(path+".baseline.mode", "mode %q: want seasonal or previous", d.Baseline.Mode)
 	}
-	if d.Baseline.Days == 0 {
+	// An absent days means 7; an explicit 0 is refused rather than
+	// silently read as 7.
+	if _, set := v.lines[path+".baseline.days"]; d.Baseline.Days == 0 && !set {
 		d.Baseline.Days = 7
 	}
 	if d.Baseline.Days < 1 || d.Baseline.Days > 60 {

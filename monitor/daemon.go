@@ -79,6 +79,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
+	d.warnModelRows(ctx, cfg)
 	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	if err := store.Apply(ctx, d.db, tables.Database, tables.Defs()); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
@@ -251,6 +252,7 @@ func (d *daemon) reload() (err error) {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
+	d.warnModelRows(ctx, cfg)
 	if err := d.mon.SetConfig(cfg); err != nil {
 		return err
 	}
@@ -264,4 +266,13 @@ func (d *daemon) reload() (err error) {
 	d.sched.Start(d.mon.Tasks(d.after))
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.Int("detectors", len(d.mon.Names())))
 	return nil
+}
+
+// warnModelRows logs each model whose selector matches no recent row.
+func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
+		d.log.Warn("model selects no rows", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
 }

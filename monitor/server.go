@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -191,10 +192,8 @@ type silenceRequest struct {
 
 func (s *server) addSilence(w http.ResponseWriter, r *http.Request) {
 	var req silenceRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("silence: %w", err))
+	if code, err := decodeBody(w, r, &req); err != nil {
+		writeError(w, code, fmt.Errorf("silence: %w", err))
 		return
 	}
 	sil, err := buildSilence(req, s.opt.Now())
@@ -203,11 +202,48 @@ func (s *server) addSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sil, err = s.opt.Silencer.AddSilence(r.Context(), sil)
+	if errors.Is(err, alerts.ErrTooManySilences) {
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: silenceView{sil, sil.State(s.opt.Now())}})
+}
+
+// maxBody bounds a JSON request body; silences and the like are a few
+// hundred bytes.
+const maxBody = 1 << 20
+
+// decodeBody reads one JSON object from the body into v, strictly: unknown
+// fields, anything after the object, and a body over maxBody are refused.
+// The status to answer comes back with the error: 413 naming the limit
+// for a body too large, else 400.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// A second value, or garbage, after the object: a client that
+		// sent two bodies or a truncated concatenation must not get half
+		// of what it meant.
+		if err2 := dec.Decode(&json.RawMessage{}); err2 != io.EOF {
+			err = err2
+			if err2 == nil || !errors.As(err2, new(*http.MaxBytesError)) {
+				err = errors.New("unexpected data after the JSON object")
+			}
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes (1 MiB)", tooLarge.Limit)
+	}
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	return 0, nil
 }
 
 // buildSilence checks a silence request: matchers parse, it ends after it
@@ -217,13 +253,11 @@ func buildSilence(req silenceRequest, now time.Time) (alerts.Silence, error) {
 		return alerts.Silence{}, errors.New("silence: at least one matcher is required")
 	}
 	sil := alerts.Silence{StartsAt: req.StartsAt, EndsAt: req.EndsAt, CreatedBy: req.CreatedBy, Comment: req.Comment}
-	for _, m := range req.Matchers {
-		pm, err := configs.ParseMatcher(m)
-		if err != nil {
-			return alerts.Silence{}, fmt.Errorf("silence: %w", err)
-		}
-		sil.Matchers = append(sil.Matchers, pm)
+	ms, err := alerts.ParseMatchers(req.Matchers)
+	if err != nil {
+		return alerts.Silence{}, fmt.Errorf("silence: %w", err)
 	}
+	sil.Matchers = ms
 	if sil.StartsAt.IsZero() {
 		sil.StartsAt = now
 	}
