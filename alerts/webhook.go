@@ -99,11 +99,27 @@ func postJSON(ctx context.Context, hc *http.Client, url, bearer string, body []b
 	if resp.StatusCode/100 == 2 {
 		return "", false, nil
 	}
-	err = fmt.Errorf("%s: HTTP %d: %s", what, resp.StatusCode, bytes.TrimSpace(msg))
+	err = fmt.Errorf("%s: HTTP %d: %s%s", what, resp.StatusCode, bytes.TrimSpace(msg), httpFix(resp.StatusCode, url, bearer != ""))
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if d := retryAfter(resp.Header, time.Now()); d > 0 {
 			return "", true, &RetryAfterError{After: d, Err: err}
 		}
 	}
 	return "", httpRetryable(resp.StatusCode), err
+}
+
+// httpFix says what to check after a refusal that retrying cannot cure.
+func httpFix(code int, url string, bearer bool) string {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if bearer {
+			return " (the receiver refused the bearer token: check bearer_token_env)"
+		}
+		return " (the receiver wants credentials: set bearer_token_env)"
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
+		return fmt.Sprintf(" (nothing takes POSTs at %s: check the receiver's url)", url)
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return " (the receiver refused the body: check that its url takes this receiver kind's JSON)"
+	}
+	return ""
 }
