@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,7 +260,8 @@ func TestSlowReceiverDelaysOnlyItself(t *testing.T) {
 	mustObserve(t, m, "churn-block-rate", now, churn)
 	mustProcess(t, m, now)
 
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	for len(fake.Calls("chat.postMessage")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the Slack page waited behind the hanging webhook: %+v", m.Notifications(""))
@@ -271,9 +273,12 @@ func TestSlowReceiverDelaysOnlyItself(t *testing.T) {
 			t.Fatalf("hook notification %+v, want still pending (the webhook hangs)", n)
 		}
 	}
+	t.Logf("Slack page posted %s after Process while the webhook hung", time.Since(start).Round(time.Millisecond))
+	stopped := time.Now()
 	cancel()
 	select {
 	case <-done:
+		t.Logf("Dispatch returned %s after cancel (webhook timeout 4m)", time.Since(stopped).Round(time.Millisecond))
 	case <-time.After(30 * time.Second):
 		t.Fatal("Dispatch did not return after its context ended: it waits for the webhook's 4m timeout")
 	}
@@ -282,5 +287,77 @@ func TestSlowReceiverDelaysOnlyItself(t *testing.T) {
 		if n.Receiver == "hook" && (n.State != NotificationPending || n.Attempts != 0) {
 			t.Fatalf("hook notification after cancel %+v, want pending with no attempt", n)
 		}
+	}
+}
+
+// TestWebhookAndAlertmanagerAnswers: a webhook's and an Alertmanager's
+// answers end as Slack's do (retried or dead), a dead one naming what to
+// check; the Alertmanager case runs against the real Alertmanager.
+func TestWebhookAndAlertmanagerAnswers(t *testing.T) {
+	var status atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := int(status.Load()); s != http.StatusOK {
+			if s == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "7")
+			}
+			http.Error(w, "nope", s)
+		}
+	}))
+	defer hook.Close()
+	am := alertmanagerURL()
+	if resp, err := http.Get(am + "/-/ready"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("alertmanager at %s not ready (%v): start it with scripts/alertmanager.sh start, or run make test", am, err)
+	}
+	cases := []struct {
+		name, receiver string
+		status         int
+		want           string
+		error          string
+	}{
+		{"webhook 200", "hook", http.StatusOK, NotificationSent, ""},
+		{"webhook 401 with a bearer", "hook", http.StatusUnauthorized, NotificationDead, "refused the bearer token: check bearer_token_env"},
+		{"webhook 404", "hook", http.StatusNotFound, NotificationDead, "nothing takes POSTs at " + hook.URL + ": check the receiver's url"},
+		{"webhook 500", "hook", http.StatusInternalServerError, NotificationPending, "HTTP 500"},
+		{"webhook 429", "hook", http.StatusTooManyRequests, NotificationPending, "retry after 7s"},
+		{"alertmanager", "am", 0, NotificationSent, ""},
+		{"alertmanager under a wrong path", "am-wrong-path", 0, NotificationDead, "check the receiver's url"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status.Store(int32(tc.status))
+			text := fmt.Sprintf(`
+models:
+  - name: fraud
+    table: predictions
+    owners: {product: %s, infra: %s}
+detectors:
+  - name: fraud-block-rate
+    kind: block_rate
+    model: fraud
+receivers:
+  - name: hook
+    webhook: {url: %q, bearer_token_env: HOOK_TOKEN}
+  - name: am
+    alertmanager: {url: %q}
+  - name: am-wrong-path
+    alertmanager: {url: %q}
+`, tc.receiver, tc.receiver, hook.URL, am, am+"/no/such/prefix")
+			cfg := loadConfig(t, text, map[string]string{"HOOK_TOKEN": "hook-secret"})
+			clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+			m, err := New(Options{Config: cfg, Now: clock.Now, Sleep: clock.Sleep, OneShot: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustObserve(t, m, "fraud-block-rate", clock.Now(), finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9))
+			mustProcess(t, m, clock.Now())
+			mustDeliver(t, m)
+			ns := m.Notifications("")
+			if len(ns) != 1 || ns[0].State != tc.want || !strings.Contains(ns[0].LastError, tc.error) {
+				t.Fatalf("notifications %+v, want one %s with %q", ns, tc.want, tc.error)
+			}
+			if strings.Contains(ns[0].LastError, "hook-secret") {
+				t.Fatal("bearer token in the error")
+			}
+		})
 	}
 }

@@ -161,6 +161,9 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		{MetricInvalidScore, "have a score that is NULL, NaN, infinite or outside [0, 1]",
 			func(g *group, w int) float64 { return g.nulls(w, bins, bn) + g.nulls(w, sbins, bsn) }, rows},
 	}
+	if !b.d.validity {
+		checks = nil
+	}
 	for _, g := range groups {
 		if g.col == "" {
 			for _, v := range checks {

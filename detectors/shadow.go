@@ -111,15 +111,16 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 	}
 	pr := s.m.Shadow.ProductionRole
 	// Both rows of a request share its window; min keeps a lone shadow
-	// row in its own window too. Rows with an empty id are no request:
-	// they group by window and slice values only, to be counted.
+	// row in its own window too. A row with an empty id is no request:
+	// it is a group of its own (a random key; a collision with another
+	// key is a 2^-64 chance), to be counted with its slice values. The
+	// slice values are the production row's (argMax), or a lone shadow
+	// row's.
 	q.add("SELECT min(_w0) AS _w, anyIf(_d, _p) AS pd, anyIf(_d, NOT _p) AS sd,\n")
 	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b, countIf(_p) AS _np, countIf(NOT _p) AS _ns, count() AS nrows,\n")
-	q.add("          _e AS noid, NOT _e AND (_np > 1 OR _ns > 1) AS dup, NOT _e AND _np = 1 AND _ns = 1 AS paired, _np > 0 AS hasp")
-	key := "_w0"
+	q.add("          min(_e) AS noid, NOT noid AND (_np > 1 OR _ns > 1) AS dup, NOT noid AND _np = 1 AND _ns = 1 AS paired, _np > 0 AS hasp")
 	for i := range slices {
-		q.add(fmt.Sprintf(", if(_np > 0, anyIf(_v%d, _p), any(_v%d)) AS _c%d", i, i, i))
-		key += fmt.Sprintf(", _v%d", i)
+		q.add(fmt.Sprintf(", argMax(_v%d, _p) AS _c%d", i, i))
 	}
 	q.add("\n        FROM (\n          SELECT ")
 	s.window(q, w)
@@ -129,7 +130,7 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 	}
 	q.add("\n          FROM " + s.table + "\n         ")
 	s.filter(q, w.all(), true)
-	q.add("\n        )\n        GROUP BY _e, if(_e, cityHash64(" + key + "), cityHash64(_id))")
+	q.add("\n        )\n        GROUP BY if(_e, rand64(), cityHash64(_id))")
 }
 
 // shadowCols are shadow's result columns after sc, sv, w; all add up. n
@@ -199,7 +200,7 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	// Request-id validity on the aggregate (validity.go); with shadow
 	// columns no request id pairs the rows.
 	var checks []validity
-	if sh.src.m.Shadow.Mode == configs.ShadowRows {
+	if sh.src.m.Shadow.Mode == configs.ShadowRows && sh.d.validity {
 		rows := func(g *group, w int) float64 { return g.num(w, c[12]) }
 		checks = []validity{
 			{MetricEmptyRequestID, "have an empty request id (no shadow row can pair with them)",

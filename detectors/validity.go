@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/mlwatch/mlwatch/configs"
 )
 
 // Data validity. Rows that cannot be what they claim (a decision other
@@ -16,8 +18,24 @@ import (
 // against the baseline with the same statistics as every rate (min
 // samples, effect-size gate, seasonal spread, Benjamini–Hochberg). A rise
 // is feature_pipeline (infra), reported once per run on the aggregate,
-// naming the slice values that hold most of the invalid rows. block_rate
-// reports decisions and scores, shadow the request ids.
+// naming the slice values that hold most of the invalid rows. The model's
+// first block_rate detector reports decisions and scores, its first
+// shadow detector the request ids.
+
+// reportsValidity says whether detector d reports its model's invalid
+// rows: it is the first enabled detector of its kind for its model in the
+// config. Every detector leaves invalid rows out of its figures, but one
+// says so, so that two block_rate detectors of a model (one per slice
+// set, or a rollup twin) do not page twice for the same rows.
+func reportsValidity(cfg *configs.Config, d *configs.Detector) bool {
+	for i := range cfg.Detectors {
+		o := &cfg.Detectors[i]
+		if o.Model == d.Model && o.Kind == d.Kind && !o.Disabled {
+			return o.Name == d.Name
+		}
+	}
+	return true // d itself is disabled: evaluated by hand, it reports
+}
 
 // Metrics of the data-validity checks.
 const (

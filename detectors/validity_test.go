@@ -219,10 +219,12 @@ func TestValidityQueriesOnBothEngines(t *testing.T) {
 			}
 
 			// The decisions: one feature_pipeline finding per check, on the
-			// aggregate; no product finding from the invalid rows.
+			// aggregate, from the model's first detector of the kind (the
+			// rollup twin leaves the rows out as well, and says nothing);
+			// no product finding from the invalid rows.
 			for name, want := range map[string][]string{
 				"br":        {MetricInvalidDecision, MetricInvalidScore},
-				"br-rollup": {MetricInvalidDecision, MetricInvalidScore},
+				"br-rollup": nil,
 				"sh":        {MetricDuplicateRequestID, MetricEmptyRequestID},
 			} {
 				out, err := dets[name].Evaluate(ctx, e.DB, at)
@@ -260,4 +262,130 @@ func reverse(s []string) []string {
 		out[len(s)-1-i] = v
 	}
 	return out
+}
+
+// Shadow scores as columns on the production row: an invalid production
+// or shadow decision is out of both models' rates and of the pairs; a
+// NULL shadow decision is no shadow, not an invalid one; request ids pair
+// nothing, so the shadow detector has no id checks.
+const validityColumnsDDL = `CREATE TABLE %s (
+    ts DateTime, request_id String, model String, model_version String,
+    score Float64, decision UInt8, country String,
+    shadow_score Nullable(Float64), shadow_decision Nullable(UInt8)
+) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (model, ts)`
+
+// In the current hour (number >= 1000) number % 10 = 0 has decision 2,
+// = 1 shadow decision 255; always, = 2 has no shadow and = 3 is blocked.
+const validityColumnsInsert = `INSERT INTO %s SELECT
+    toDateTime(? + intDiv(number * 36, 10)), concat('r', toString(number)), 'm', 'v1',
+    (cityHash64(number) %% 1000) / 1000., if(number >= 1000 AND number %% 10 = 0, 2, toUInt8(number %% 10 = 3)), 'FR',
+    if(number %% 10 = 2, NULL, (cityHash64(number) %% 1000) / 1000.),
+    multiIf(number %% 10 = 2, NULL, number >= 1000 AND number %% 10 = 1, 255, toUInt8(number %% 10 = 3))
+FROM numbers(2000)`
+
+const validityColumnsConfig = `
+models:
+  - name: m
+    table: %s
+    slices: []
+    shadow: {mode: columns}
+    owners: {product: p, infra: i}
+receivers:
+  - {name: p, webhook: {url: "http://127.0.0.1:1/"}}
+  - {name: i, webhook: {url: "http://127.0.0.1:1/"}}
+detectors:
+  - {name: br, kind: block_rate, model: m, baseline: {mode: previous}, min_samples: 100}
+  - {name: sh, kind: shadow, model: m, baseline: {mode: previous}, min_samples: 100}
+`
+
+func TestValidityShadowColumnsOnBothEngines(t *testing.T) {
+	at := time.Date(2026, 11, 16, 12, 0, 0, 0, time.UTC)
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			table := store.Table{Database: e.Database, Name: "validity_cols"}
+			if err := e.DB.Exec(ctx, fmt.Sprintf(validityColumnsDDL, table.Quoted())); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.DB.Exec(ctx, fmt.Sprintf(validityColumnsInsert, table.Quoted()), at.Add(-2*time.Hour).Unix()); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := configs.Parse("cols.yaml", []byte(fmt.Sprintf(validityColumnsConfig, e.Database+".validity_cols")), func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Fatal(err)
+			}
+			results := map[string]*Result{}
+			aggs := map[string]*group{}
+			colsOf := map[string][]col{}
+			for i := range cfg.Detectors {
+				d, err := New(cfg, &cfg.Detectors[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				sql, err := d.impl.query(newWindows(d.cfg, at)).bind()
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := e.DB.Query(ctx, sql)
+				if err != nil {
+					t.Fatalf("%v\n%s", err, sql)
+				}
+				groups, err := groupRows(res, "")
+				if err != nil || len(groups) != 1 {
+					t.Fatalf("%s: groups %v, %v", d.cfg.Name, groups, err)
+				}
+				names := blockRateCols
+				if d.cfg.Kind == configs.KindShadow {
+					names = shadowCols
+				}
+				c, err := cols(res, names...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				aggs[d.cfg.Name], colsOf[d.cfg.Name] = groups[0], c
+				if results[d.cfg.Name], err = d.Evaluate(ctx, e.DB, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			br, bc := aggs["br"], colsOf["br"]
+			sh, sc := aggs["sh"], colsOf["sh"]
+			for _, f := range []struct {
+				what      string
+				got, want float64
+			}{
+				{"production valid", br.num(0, bc[0]), 900},
+				{"production blocked", br.num(0, bc[1]), 100},
+				{"production invalid", br.num(0, bc[8]), 100},
+				{"shadow valid", br.num(0, bc[2]), 800},
+				{"shadow blocked", br.num(0, bc[3]), 100},
+				{"shadow invalid", br.num(0, bc[9]), 100},
+				{"baseline shadow valid (NULL is no shadow)", br.num(1, bc[2]), 900},
+				{"baseline shadow invalid", br.num(1, bc[9]), 0},
+				{"valid pairs", sh.num(0, sc[0]), 700},
+				{"pairs with an invalid decision", sh.num(0, sc[11]), 200},
+				{"unpaired (no shadow)", sh.num(0, sc[3]), 100},
+				{"rows", sh.num(0, sc[12]), 1000},
+				{"empty ids", sh.num(0, sc[13]), 0},
+			} {
+				if f.got != f.want {
+					t.Errorf("%s = %v, want %v", f.what, f.got, f.want)
+				}
+			}
+			var got []string
+			for _, name := range []string{"br", "sh"} {
+				for _, f := range results[name].Findings {
+					got = append(got, name+" "+f.Class+" "+f.Metric)
+				}
+			}
+			// (100 + 100) of 1,000 production and 900 shadow decisions.
+			if want := "br feature_pipeline invalid_decision_share"; strings.Join(got, ", ") != want {
+				t.Errorf("findings %v, want %s", got, want)
+			}
+			for _, ev := range results["br"].Evaluations {
+				if ev.Metric == MetricInvalidDecision && !near(ev.Value, 200.0/1900, 1e-12) {
+					t.Errorf("invalid decision share %v, want 200/1900", ev.Value)
+				}
+			}
+		})
+	}
 }
