@@ -129,6 +129,7 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 			return "", true, err
 		}
 		_, newTS, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+		s.pacer.done(channel)
 		if err != nil {
 			retry, err := s.classify(err, "chat.postMessage")
 			return "", retry, err
@@ -140,7 +141,9 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 		if err := s.pacer.wait(ctx, channel); err != nil {
 			return "", true, err
 		}
-		if _, _, _, err := s.client.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(rootBlocks...), slack.MsgOptionText(rootText, false)); err != nil {
+		_, _, _, err := s.client.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(rootBlocks...), slack.MsgOptionText(rootText, false))
+		s.pacer.done(channel)
+		if err != nil {
 			var se slack.SlackErrorResponse
 			if !errors.As(err, &se) || !uneditable[se.Err] {
 				retry, err := s.classify(err, "chat.update")
@@ -153,7 +156,9 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 	if err := s.pacer.wait(ctx, channel); err != nil {
 		return "", true, err
 	}
-	if _, _, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionTS(ts), slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false)); err != nil {
+	_, _, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionTS(ts), slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+	s.pacer.done(channel)
+	if err != nil {
 		retry, err := s.classify(err, "chat.postMessage (thread)")
 		return "", retry, err
 	}
@@ -463,4 +468,15 @@ func (p *pacer) wait(ctx context.Context, key string) error {
 	p.last[key] = next
 	p.mu.Unlock()
 	return p.sleep(ctx, next.Sub(now))
+}
+
+// done marks the end of a call to key: the next slot counts from here, so
+// a call that was slow to leave (a busy machine) or to be answered never
+// arrives at Slack less than gap after the previous one.
+func (p *pacer) done(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := p.now(); now.After(p.last[key]) {
+		p.last[key] = now
+	}
 }
