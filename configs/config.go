@@ -111,6 +111,10 @@ type Model struct {
 	// `mlwatch schema apply --rollups` creates; detectors with
 	// source: rollup read them instead of the prediction table.
 	Rollup *Rollup `yaml:"rollup"`
+	// Labels, when set, names the model's ground truth (labels.go).
+	Labels *Labels `yaml:"labels"`
+	// Guardrails, when set, are the limits of `mlwatch guardrails`.
+	Guardrails *Guardrails `yaml:"guardrails"`
 	// Threshold is the decision threshold on the score, for reports.
 	RunbookURL string `yaml:"runbook_url"`
 }
@@ -202,10 +206,11 @@ const (
 	KindFreshness     = "freshness"
 	KindStaleness     = "staleness"
 	KindExpectation   = "expectation"
+	KindPerformance   = "performance"
 )
 
 // Kinds lists every detector kind.
-var Kinds = []string{KindBlockRate, KindFeatureHealth, KindShadow, KindVolume, KindFreshness, KindStaleness, KindExpectation}
+var Kinds = []string{KindBlockRate, KindFeatureHealth, KindShadow, KindVolume, KindFreshness, KindStaleness, KindExpectation, KindPerformance}
 
 // Baseline modes.
 const (
@@ -261,6 +266,7 @@ type Detector struct {
 	Freshness     *FreshnessParams     `yaml:"freshness"`
 	Staleness     *StalenessParams     `yaml:"staleness"`
 	Expectation   *ExpectationParams   `yaml:"expectation"`
+	Performance   *PerformanceParams   `yaml:"performance"`
 
 	// Cron is Schedule parsed at load.
 	Cron cron.Schedule `yaml:"-"`

@@ -514,6 +514,8 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	if m.RunbookURL != "" {
 		v.url(path+".runbook_url", m.RunbookURL)
 	}
+	v.labels(path+".labels", m)
+	v.guardrails(path+".guardrails", m.Guardrails)
 }
 
 func (v *validator) noDuplicates(path string, xs []string) {
@@ -539,6 +541,7 @@ var kindDefaults = map[string]struct {
 	KindFreshness:     {"* * * * *", 15 * time.Minute, 0, 0},
 	KindStaleness:     {"@hourly", 24 * time.Hour, 0, 0},
 	KindExpectation:   {"*/5 * * * *", time.Hour, 0, 0},
+	KindPerformance:   {"@hourly", 24 * time.Hour, 0.05, 0.2},
 }
 
 func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
@@ -705,7 +708,7 @@ func (v *validator) params(path string, d *Detector, m *Model) {
 	blocks := map[string]bool{
 		KindBlockRate: d.BlockRate != nil, KindFeatureHealth: d.FeatureHealth != nil, KindShadow: d.ShadowParams != nil,
 		KindVolume: d.Volume != nil, KindFreshness: d.Freshness != nil, KindStaleness: d.Staleness != nil,
-		KindExpectation: d.Expectation != nil,
+		KindExpectation: d.Expectation != nil, KindPerformance: d.Performance != nil,
 	}
 	for _, k := range Kinds {
 		if blocks[k] && k != d.Kind {
@@ -810,6 +813,8 @@ func (v *validator) params(path string, d *Detector, m *Model) {
 		if d.Staleness.MaxAge == 0 {
 			d.Staleness.MaxAge = Duration(30 * 24 * time.Hour)
 		}
+	case KindPerformance:
+		v.performance(path, d, m)
 	case KindExpectation:
 		p := d.Expectation
 		if p == nil {

@@ -1,0 +1,172 @@
+package configs
+
+import (
+	"strings"
+	"time"
+)
+
+// Labels names a model's ground truth: fraud labels (chargebacks,
+// disputes, manual reviews) that arrive days or weeks after the
+// prediction, joined to it by request id inside ClickHouse.
+type Labels struct {
+	// Table is "name" or "database.name"; empty: the labels are columns
+	// of the prediction table's production rows.
+	Table   string       `yaml:"table"`
+	Columns LabelColumns `yaml:"columns"`
+	// Maturity is how old a prediction must be before it counts: by then
+	// most of its labels have arrived. Default 30d.
+	Maturity Duration `yaml:"maturity"`
+}
+
+// LabelColumns maps the label columns to the labels table's names.
+type LabelColumns struct {
+	RequestID string `yaml:"request_id"`
+	// Label is 1 for fraud, 0 for a good request.
+	Label string `yaml:"label"`
+	// LabeledAt is the DateTime the label arrived.
+	LabeledAt string `yaml:"labeled_at"`
+}
+
+// Guardrails are the limits a candidate model (the shadow, or another
+// model_version) must keep against production, slice by slice, before it
+// may be promoted: `mlwatch guardrails`.
+type Guardrails struct {
+	// MinSamples is the traffic a slice needs in both models for its
+	// block-rate limit to be checked (default 1000); labelled figures need
+	// MinLabeled fraud (recall) or blocked (precision) labels (default 50).
+	MinSamples int `yaml:"min_samples"`
+	MinLabeled int `yaml:"min_labeled"`
+	// MaxBlockRateRise is how much the candidate's block rate may exceed
+	// production's in any slice, absolute (default 0.005: half a point).
+	MaxBlockRateRise *float64 `yaml:"max_block_rate_rise"`
+	// MaxRecallDrop and MaxPrecisionDrop bound the candidate's loss of
+	// recall and precision on matured labels, absolute (default 0 for
+	// recall: it may not drop; precision unchecked when unset).
+	MaxRecallDrop    *float64 `yaml:"max_recall_drop"`
+	MaxPrecisionDrop *float64 `yaml:"max_precision_drop"`
+	// FDR is the Benjamini–Hochberg level across slices (default 0.05).
+	FDR float64 `yaml:"fdr"`
+	// Confidence of the reported intervals (default 0.95).
+	Confidence float64 `yaml:"confidence"`
+}
+
+// PerformanceParams tune the performance detector.
+type PerformanceParams struct {
+	// CoverageDrop: the matured predictions' label coverage below this
+	// fraction of the baseline's means the labels feed broke (default 0.5).
+	CoverageDrop float64 `yaml:"coverage_drop"`
+	// ShadowShare is how much of production's drop the shadow must share
+	// for it to count as population_shift (default 0.5).
+	ShadowShare float64 `yaml:"shadow_share"`
+}
+
+// labels checks a model's labels block and fills its defaults.
+func (v *validator) labels(path string, m *Model) {
+	l := m.Labels
+	if l == nil {
+		return
+	}
+	if l.Table != "" {
+		parts := strings.SplitN(l.Table, ".", 2)
+		for _, part := range parts {
+			v.ident(path+".table", part)
+		}
+	}
+	for _, f := range []struct {
+		p        *string
+		def, key string
+	}{
+		{&l.Columns.RequestID, m.Columns.RequestID, "request_id"},
+		{&l.Columns.Label, "label", "label"},
+		{&l.Columns.LabeledAt, "labeled_at", "labeled_at"},
+	} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+		v.ident(path+".columns."+f.key, *f.p)
+	}
+	if _, set := v.lines[path+".maturity"]; l.Maturity == 0 && !set {
+		l.Maturity = Duration(30 * 24 * time.Hour)
+	}
+	if l.Maturity.D() < time.Hour || l.Maturity.D() > 365*24*time.Hour {
+		v.errf(path+".maturity", "maturity must be between 1h and 365d")
+	}
+}
+
+// guardrails checks a model's guardrails block and fills its defaults.
+func (v *validator) guardrails(path string, g *Guardrails) {
+	if g == nil {
+		return
+	}
+	if g.MinSamples == 0 {
+		g.MinSamples = 1000
+	}
+	if g.MinSamples < 1 {
+		v.errf(path+".min_samples", "min_samples must be at least 1")
+	}
+	if g.MinLabeled == 0 {
+		g.MinLabeled = 50
+	}
+	if g.MinLabeled < 1 {
+		v.errf(path+".min_labeled", "min_labeled must be at least 1")
+	}
+	if g.MaxBlockRateRise == nil {
+		x := 0.005
+		g.MaxBlockRateRise = &x
+	}
+	if g.MaxRecallDrop == nil {
+		x := 0.0
+		g.MaxRecallDrop = &x
+	}
+	v.rate(path+".max_block_rate_rise", g.MaxBlockRateRise)
+	v.rate(path+".max_recall_drop", g.MaxRecallDrop)
+	v.rate(path+".max_precision_drop", g.MaxPrecisionDrop)
+	if g.FDR == 0 {
+		g.FDR = 0.05
+	}
+	if !(g.FDR > 0 && g.FDR < 1) {
+		v.errf(path+".fdr", "fdr must be in (0, 1)")
+	}
+	if g.Confidence == 0 {
+		g.Confidence = 0.95
+	}
+	if !(g.Confidence >= 0.5 && g.Confidence < 1) {
+		v.errf(path+".confidence", "confidence must be in [0.5, 1)")
+	}
+}
+
+// performance checks a performance detector against its model and fills
+// its defaults: the window ends a maturity ago (eval_delay), so that the
+// predictions it judges have had time to get their labels.
+func (v *validator) performance(path string, d *Detector, m *Model) {
+	if d.Performance == nil {
+		d.Performance = &PerformanceParams{}
+	}
+	p := d.Performance
+	if p.CoverageDrop == 0 {
+		p.CoverageDrop = 0.5
+	}
+	if !(p.CoverageDrop > 0 && p.CoverageDrop < 1) {
+		v.errf(path+".performance.coverage_drop", "coverage_drop must be in (0, 1)")
+	}
+	if p.ShadowShare == 0 {
+		p.ShadowShare = 0.5
+	}
+	if !(p.ShadowShare >= 0 && p.ShadowShare <= 1) {
+		v.errf(path+".performance.shadow_share", "shadow_share must be in [0, 1]")
+	}
+	if m == nil {
+		return
+	}
+	if m.Labels == nil {
+		v.errf(path+".kind", "model %q has no labels block; a performance detector needs its ground truth (models[].labels)", m.Name)
+		return
+	}
+	maturity := m.Labels.Maturity
+	if _, set := v.lines[path+".eval_delay"]; !set {
+		d.EvalDelay = maturity
+	} else if d.EvalDelay < maturity {
+		v.errf(path+".eval_delay", "eval_delay %s is shorter than model %s's labels maturity %s: the window would judge predictions whose labels have not arrived",
+			d.EvalDelay, m.Name, maturity)
+	}
+}
