@@ -170,3 +170,19 @@ func (v *validator) performance(path string, d *Detector, m *Model) {
 			d.EvalDelay, m.Name, maturity)
 	}
 }
+
+// LabelsTable returns the model's labels table as "name" or
+// "database.name": an unqualified name lives in the prediction table's
+// database. Empty without a labels table.
+func (m *Model) LabelsTable() string {
+	if m.Labels == nil || m.Labels.Table == "" {
+		return ""
+	}
+	if strings.Contains(m.Labels.Table, ".") {
+		return m.Labels.Table
+	}
+	if i := strings.IndexByte(m.Table, '.'); i > 0 {
+		return m.Table[:i+1] + m.Labels.Table
+	}
+	return m.Labels.Table
+}

@@ -128,6 +128,8 @@ func New(cfg *configs.Config, d *configs.Detector) (*Detector, error) {
 		det.impl, err = newStaleness(det)
 	case configs.KindExpectation:
 		det.impl, err = newExpectation(det)
+	case configs.KindPerformance:
+		det.impl, err = newPerformance(det)
 	default:
 		err = fmt.Errorf("unknown kind %q", d.Kind)
 	}

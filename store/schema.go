@@ -173,6 +173,18 @@ func PredictionsDef(name string) TableDef {
 	}
 }
 
+// LabelsDef is a labels table: one row per label that arrived (1 =
+// fraud), joined to predictions by request id; the column names are the
+// model's (configs.LabelColumns). Partitioned by arrival day, so a query
+// reads only the labels that arrived since its oldest prediction.
+func LabelsDef(name, requestID, label, labeledAt string) TableDef {
+	return TableDef{
+		Name:    name,
+		Columns: [][2]string{{requestID, "String"}, {label, "UInt8"}, {labeledAt, "DateTime"}},
+		Engine:  "MergeTree PARTITION BY toYYYYMMDD(" + MustIdent(labeledAt) + ") ORDER BY (" + MustIdent(labeledAt) + ", " + MustIdent(requestID) + ")",
+	}
+}
+
 // CreateSQL renders CREATE TABLE IF NOT EXISTS for a table in a database.
 func (d TableDef) CreateSQL(database string) string {
 	var b strings.Builder

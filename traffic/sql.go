@@ -174,7 +174,7 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	// Outer level: one production and one shadow row per request.
 	q.add("SELECT ts, request_id, ?, if(role_i = 0, ?, ?), if(role_i = 0, ?, ?),\n",
 		m.ModelValue, ProductionVersion, ShadowVersion, m.Shadow.ProductionRole, m.Shadow.ShadowRole)
-	q.add("    toFloat32(if(role_i = 0, score_p, score_s)), toUInt8(if(role_i = 0, score_p, score_s) >= 0.5),\n")
+	q.add("    toFloat32(if(role_i = 0, score_pl, score_sl)), toUInt8(if(role_i = 0, score_pl, score_sl) >= 0.5),\n")
 	q.add(fmt.Sprintf("    country, merchant_category, amount_usd, %s, fvalues\nFROM (\n", quoted(fnames)))
 
 	// Middle level: latent risk, scores and features of each kept request.
@@ -189,6 +189,7 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	q.add(fmt.Sprintf("    if(%s, 0.5 + 0.45 * %s, 1 / (1 + exp(-logit_p))) AS score_p,\n", blocked, u(12)), a...)
 	flips, a := incidentTerms(ins, ShadowDivergence, flip)
 	q.add(fmt.Sprintf("    if(%s, 1 - 1 / (1 + exp(-logit_p)), 1 / (1 + exp(-logit_s))) AS score_s,\n", flips), a...)
+	scoreIncidents(&q, ins)
 	q.add(fmt.Sprintf("    round(exp(3.6 + 1.1 * %s + 0.25 * risk), 2) AS amount_usd,\n", normal(13, 14)))
 	// Features, unrolled: each is its own expression with its constants,
 	// nulls (baseline rate plus null_spike incidents) and fills.

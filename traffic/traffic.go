@@ -204,6 +204,9 @@ func ParseIncident(s string, base time.Time) (Incident, error) {
 			return Incident{}, fmt.Errorf("incident %q: unknown country %q", s, in.Arg)
 		}
 	}
+	if err := checkLabelIncident(in); err != nil {
+		return Incident{}, fmt.Errorf("incident %q: %w", s, err)
+	}
 	return in, nil
 }
 

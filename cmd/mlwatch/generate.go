@@ -25,7 +25,7 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 	seed := f.Uint64("seed", 1, "random seed; the same seed gives the same rows")
 	model := f.String("model", "", "model to generate (default: the config's first model)")
 	var incidents incidentFlags
-	f.Var(&incidents, "incident", "KIND:START:END[:ARG], repeatable; START/END are RFC 3339 or +DURATION after --from; kinds: slice_block, null_spike, default_fill, world_shift, outage, shadow_divergence")
+	f.Var(&incidents, "incident", "KIND:START:END[:ARG], repeatable; START/END are RFC 3339 or +DURATION after --from; kinds: slice_block, null_spike, default_fill, world_shift, outage, shadow_divergence, shadow_outage, labels_stop, model_blind, shadow_country_block")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -119,6 +119,13 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	n := countRange() - before
 	fmt.Fprintf(c.stdout, "generated %d rows for model %s over %d minutes in %s (%s engine)\n", n, m.Name, st.Minutes, st.Duration.Round(time.Millisecond), db.Engine())
+	if m.Labels != nil && m.Labels.Table != "" {
+		if err := traffic.GenerateLabels(ctx, db, traffic.LabelOptions{Model: m, From: start, To: end, Incidents: ins}); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch %v (run mlwatch schema apply --predictions to create %s)\n", err, m.LabelsTable())
+			return 1
+		}
+		fmt.Fprintf(c.stdout, "labels of those requests written to %s (%.0f%% coverage, delays of days to weeks)\n", m.LabelsTable(), 100*traffic.LabelCoverage)
+	}
 	for _, in := range ins {
 		fmt.Fprintf(c.stdout, "  incident %s\n", in)
 	}

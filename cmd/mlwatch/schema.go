@@ -16,7 +16,7 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 		return 2
 	}
 	f := newFlags("schema apply", c)
-	predictions := f.Bool("predictions", false, "also create each model's prediction table with the canonical schema")
+	predictions := f.Bool("predictions", false, "also create each model's prediction table with the canonical schema, and its labels table (models[].labels.table)")
 	rollups := f.Bool("rollups", false, "also create each model's minute rollup (models[].rollup.table) and the materialized views that feed it")
 	backfill := f.Bool("backfill", false, "with --rollups: also roll up the rows already in the prediction table (once, into an empty rollup)")
 	if code, ok := f.parse(args[1:]); !ok {
@@ -45,6 +45,18 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 				return 1
 			}
 			fmt.Fprintf(c.stdout, "prediction table %s.%s ready for model %s\n", database, tbl.Name, m.Name)
+			if l := m.Labels; l != nil && l.Table != "" {
+				lt := splitTable(m.LabelsTable())
+				ldb := lt.Database
+				if ldb == "" {
+					ldb = cfg.ClickHouse.Database
+				}
+				if err := store.Apply(ctx, db, ldb, []store.TableDef{store.LabelsDef(lt.Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt)}); err != nil {
+					fmt.Fprintf(c.stderr, "mlwatch: schema apply: model %s labels: %v\n", m.Name, err)
+					return 1
+				}
+				fmt.Fprintf(c.stdout, "labels table %s.%s ready for model %s\n", ldb, lt.Name, m.Name)
+			}
 		}
 	}
 	if *rollups {
