@@ -541,7 +541,7 @@ var kindDefaults = map[string]struct {
 	KindFreshness:     {"* * * * *", 15 * time.Minute, 0, 0},
 	KindStaleness:     {"@hourly", 24 * time.Hour, 0, 0},
 	KindExpectation:   {"*/5 * * * *", time.Hour, 0, 0},
-	KindPerformance:   {"@hourly", 24 * time.Hour, 0.05, 0.2},
+	KindPerformance:   {"@hourly", 24 * time.Hour, 0.02, 0.2},
 }
 
 func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
