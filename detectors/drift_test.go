@@ -119,4 +119,3 @@ func TestDriftFindsSlowRamp(t *testing.T) {
 		})
 	}
 }
-
