@@ -33,6 +33,13 @@ const (
 	MetricFeaturePSI  = "feature_psi"
 )
 
+// DetailAffectedMoved is the detail of a feature_pipeline finding that
+// says whether production blocks the rows where the feature is broken
+// differently from the rest (1) or not (0), measured in the same query;
+// absent where it was not measured. Consolidation lets a broken feature
+// explain product moves only when it moves decisions.
+const DetailAffectedMoved = "affected_blocks_moved"
+
 func newFeatureHealth(d *Detector) (kind, error) {
 	p := d.cfg.FeatureHealth
 	if p == nil || p.DefaultValue == nil {
