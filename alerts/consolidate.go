@@ -25,7 +25,7 @@ const explainSlack = 1.1
 
 // broadMove: a slice moved like an aggregate root when its change is at
 // most this many times the root's (as in detectors' broad-move rule).
-const broadMove = 1.5
+const broadMove = 2.0
 
 // move is what an alert says about the model's production decisions.
 type move struct {

@@ -40,9 +40,12 @@ const maxCauseShare = 0.5
 const concentration = 2.0
 
 // broadFactor: in a broad move (the aggregate fires on its own), a slice
-// still fires only if its relative change is more than this many times the
-// aggregate's.
-const broadFactor = 1.5
+// still fires only if its change is more than this many times the
+// aggregate's. A broad cause rarely moves every slice alike: a shifted
+// score moves risky countries further (a cascade's fallback blocks 31% in
+// AR while the aggregate rises to 20%), and a floor of always-blocked
+// traffic (canaries) damps the aggregate's relative change.
+const broadFactor = 2.0
 
 // attribute keeps the root of a cross-slice move and drops what it
 // explains. When a few slices of one column (FR) move a lot, the aggregate
@@ -309,6 +312,14 @@ func (r *run) within(h *hypothesis, eh, eset, n float64) bool {
 	residual := eh - share
 	if math.Signbit(eh) {
 		residual = -residual
+	}
+	if len(h.Slice) == 0 {
+		// The aggregate: the rest of the traffic must not have moved
+		// beyond noise. An effect-size gate would let a few slices that
+		// happened to clear it explain away a broad move that the
+		// aggregate only just shows (a rollout that doubles every
+		// slice's blocks).
+		return residual < 2*math.Sqrt(noiseVar)
 	}
 	return residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar))
 }
