@@ -160,7 +160,10 @@ func (m *Manager) inhibit() {
 //     block rate that the shadow did not share, the golden rows) explains
 //     the divergence, score drift and second block-rate alerts it moves
 //     (see explains).
-//  3. A product alert already notified on its own is not explained by
+//  3. A version rollout (Finding.Rollout) is the root of the model's
+//     simultaneous product alerts: the most telling of them speaks for
+//     it, the others are explained by it.
+//  4. A product alert already notified on its own is not explained by
 //     another product alert, and an explained alert keeps its root while
 //     that root is known: a thread never moves.
 //
@@ -229,7 +232,52 @@ func (m *Manager) consolidate(as []*Alert) {
 			break
 		}
 	}
-	// 2. Product roots, decided in order: only a root explains.
+	// 2. A rollout is the root of the model's simultaneous moves: the
+	// product alerts whose window holds the same version change
+	// (Finding.Rollout) are one incident, told by the most telling of
+	// them (a driver, the most severe, the broadest) unless one of them
+	// already speaks for it.
+	groups := map[string][]int{}
+	var keys []string
+	for _, i := range order {
+		a := as[i]
+		r := a.Finding.Rollout
+		if r == nil || root[i] != "" || a.Owner != detectors.OwnerProduct || a.Finding.Kind == KindMonitor ||
+			a.ActiveAt.Before(r.At.Add(-moves[i].period)) {
+			continue
+		}
+		k := r.Role + "\x00" + r.To + "\x00" + r.At.UTC().Format(time.RFC3339)
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		sort.SliceStable(g, func(x, y int) bool {
+			a, b := moves[g[x]], moves[g[y]]
+			if na, nb := notifiedAsRoot(a.a), notifiedAsRoot(b.a); na != nb {
+				return na
+			}
+			if a.driver != b.driver {
+				return a.driver
+			}
+			if sa, sb := severityRank[a.a.Severity], severityRank[b.a.Severity]; sa != sb {
+				return sa > sb
+			}
+			if la, lb := len(a.a.Finding.Slice), len(b.a.Finding.Slice); la != lb {
+				return la < lb // the broadest: a rollout moves everything
+			}
+			return a.a.Fingerprint < b.a.Fingerprint
+		})
+		decided[g[0]] = true
+		for _, i := range g[1:] {
+			if !decided[i] && !notifiedAsRoot(as[i]) {
+				root[i], decided[i] = as[g[0]].Fingerprint, true
+			}
+		}
+	}
+	// 3. Product roots, decided in order: only a root explains.
 	for _, i := range order {
 		if decided[i] || as[i].Finding.Kind == KindMonitor {
 			continue
@@ -275,7 +323,7 @@ func (m *Manager) consolidate(as []*Alert) {
 			for k, e := range ex {
 				metrics[k], slices[k] = e.Finding.Metric, e.Finding.Slice
 			}
-			a.moves = detectors.MovesText(metrics, slices)
+			a.moves = detectors.MovesText(a.Finding.Metric, metrics, slices)
 		}
 	}
 }

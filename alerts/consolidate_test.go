@@ -20,6 +20,11 @@ func divergence(slice string, value, baseline float64, n uint64, prodBlocks bool
 	return f
 }
 
+func withRollout(f detectors.Finding) detectors.Finding {
+	f.Rollout = &detectors.Rollout{Model: "fraud", Role: "production", From: "v7", To: "v8", At: t0.Add(-20 * time.Minute), Share: 0.94}
+	return f
+}
+
 func blockRate(slice string, value, baseline float64, n uint64) detectors.Finding {
 	f := finding("fraud-block-rate", detectors.ClassModelBehavior, "fraud", slice, value, baseline, 1e-12)
 	f.NCurrent = n
@@ -95,6 +100,21 @@ func TestConsolidation(t *testing.T) {
 				{"fraud-block-rate", 20 * time.Minute, blockRate("country=FR", 0.49, 0.006, 600)},
 			},
 			roots: []string{"block_rate:country=FR", "disagreement_production_blocks:country=FR"},
+		},
+		{
+			// A new production version blocks three times as much: BR
+			// moves far more than the aggregate, yet it is the same fact.
+			name: "a rollout is the root of the model's simultaneous moves",
+			obs: []obs{
+				{"fraud-block-rate", 0, withRollout(blockRate("country=BR", 0.041, 0.012, 1000))},
+				{"fraud-block-rate", 0, withRollout(blockRate("merchant_category=gaming", 0.036, 0.014, 1300))},
+				{"fraud-block-rate", 0, withRollout(blockRate("", 0.014, 0.007, 18000))},
+				{"fraud-shadow", 0, withRollout(divergence("", 0.011, 0.001, 18000, true))},
+			},
+			roots: []string{"block_rate:"},
+			explained: map[string]string{"block_rate:country=BR": "block_rate:", "block_rate:merchant_category=gaming": "block_rate:",
+				"disagreement_production_blocks:": "block_rate:"},
+			summary: "also moves block rate in country BR and merchant_category gaming, divergence overall",
 		},
 		{
 			name: "a null spike that moves decisions explains the product page",

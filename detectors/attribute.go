@@ -534,17 +534,26 @@ func metricSlicesText(metric string, own bool, slices []map[string]string) strin
 	if own {
 		return andList(parts)
 	}
+	return MetricText(metric) + " " + withIn(parts)
+}
+
+// withIn joins slice names after a metric: "overall and in country FR",
+// "in country BR and merchant_category gaming".
+func withIn(parts []string) string {
 	for i, p := range parts {
 		if p != "overall" {
 			parts[i] = "in " + p
+			break
 		}
 	}
-	return MetricText(metric) + " " + andList(parts)
+	return andList(parts)
 }
 
 // MovesText is what a root's summary says about the other alerts it
-// explains, given each one's metric and slice, in the order given.
-func MovesText(metrics []string, slices []map[string]string) string {
+// explains, given each one's metric and slice: the root's own metric
+// first, then the others by name ("also moves block rate in 4 country
+// slices, divergence overall").
+func MovesText(rootMetric string, metrics []string, slices []map[string]string) string {
 	var order []string
 	by := map[string][]map[string]string{}
 	for i, m := range metrics {
@@ -554,15 +563,16 @@ func MovesText(metrics []string, slices []map[string]string) string {
 		}
 		by[t] = append(by[t], slices[i])
 	}
+	own := MetricText(rootMetric)
+	sort.SliceStable(order, func(i, j int) bool {
+		if (order[i] == own) != (order[j] == own) {
+			return order[i] == own
+		}
+		return order[i] < order[j]
+	})
 	parts := make([]string, 0, len(order))
 	for _, t := range order {
-		ps := slicesParts(by[t])
-		for i, p := range ps {
-			if p != "overall" {
-				ps[i] = "in " + p
-			}
-		}
-		parts = append(parts, t+" "+andList(ps))
+		parts = append(parts, t+" "+withIn(slicesParts(by[t])))
 	}
 	return "also moves " + strings.Join(parts, ", ")
 }
