@@ -29,9 +29,10 @@ import (
 var incidentAt = time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
 
 // incidentSpan is the stretch of each day the tests generate: every
-// window (1 h) of a backtest from 30 min before incidentAt to 30 min after,
-// and the same stretch on each of the 7 baseline days.
-var incidentSpan = [2]time.Duration{-100 * time.Minute, 35 * time.Minute}
+// window (1 h) of eval at incidentAt and of the backtest (runs 20 min
+// before it to 20 min after), and the same stretch on each of the 7
+// baseline days.
+var incidentSpan = [2]time.Duration{-80 * time.Minute, 20 * time.Minute}
 
 // incidentRate is the generated traffic (requests a minute): enough for
 // the canary stream (0.2% of requests) to pass the example's min_samples
@@ -203,7 +204,9 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base")}); err != nil {
 				t.Fatal(err)
 			}
+			start := time.Now()
 			generateDays(t, e, "base", 11, []int{1, 2, 3, 4, 5, 6, 7}, nil)
+			t.Logf("baseline days generated in %s", time.Since(start).Round(time.Second))
 
 			// Quiet traffic: nothing at all, in eval or in a backtest.
 			newIncidentTable(t, e, "base", "quiet", 11, "")
@@ -219,9 +222,12 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 
 			for _, tc := range incidentCases {
 				t.Run(tc.name, func(t *testing.T) {
+					start := time.Now()
 					newIncidentTable(t, e, "base", tc.name, 11, tc.incident)
+					t.Logf("generated in %s", time.Since(start).Round(time.Second))
 					cfg := exampleFor(t, e.Database, tc.name)
 					out := evalJSON(t, cfg, e.DB, incidentAt)
+					t.Logf("evaluated in %s", time.Since(start).Round(time.Second))
 					vs := parseViews(t, out)
 					var roots []alerts.View
 					var lines []string
@@ -243,6 +249,7 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 						t.Errorf("%d roots and %d alerts in all, want at most 2 and 4:\n%s", len(roots), len(vs), all)
 					}
 					pages, fired := backtestPages(t, cfg, e.DB)
+					t.Logf("backtest done in %s", time.Since(start).Round(time.Second))
 					if pages > 1 {
 						t.Errorf("backtest: %d pages, want at most 1:\n%s", pages, strings.Join(fired, "\n"))
 					}
