@@ -157,7 +157,7 @@ func (r *run) attribute() {
 					continue
 				}
 				var set []*hypothesis
-				var covered, eset, maxRel float64
+				var covered, eset, maxRel, maxAbs float64
 				for _, c := range cands {
 					if math.Signbit(excess(c)) != math.Signbit(eh) || explainedBy[c] != nil {
 						continue
@@ -166,11 +166,16 @@ func (r *run) attribute() {
 					covered += float64(c.NCurrent)
 					eset += excess(c)
 					maxRel = math.Max(maxRel, rel(c))
+					maxAbs = math.Max(maxAbs, math.Abs(c.Value-c.Baseline))
 				}
 				if len(set) == 0 {
 					continue
 				}
-				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) {
+				// The explaining slices must be the more concentrated move:
+				// larger relatively or absolutely (a category block lifts a
+				// low-risk country from 0.1% to 4.8%, a larger relative move
+				// than the category's own 1.2% to 36%).
+				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) && maxAbs <= math.Abs(h.Value-h.Baseline) {
 					continue
 				}
 				if r.within(h, eh, eset, n) {
@@ -427,6 +432,18 @@ func (r *run) attributeDistributions(explainedBy map[*hypothesis]*hypothesis) {
 			rateBy[SliceKey(h.Slice)+"\x00"+h.Feature] = by
 		}
 	}
+	// A firing rate of the same slice and class tells the same story
+	// (electronics blocks half its traffic and its scores shift): the
+	// alert speaks with the rate, which other detectors' consequences
+	// can be weighed against.
+	rateOf := map[string]*hypothesis{} // slice and feature → its firing rate
+	for _, h := range r.hyps {
+		if h.Firing && explainedBy[h] == nil && attributable[h.Metric] {
+			if k := SliceKey(h.Slice) + "\x00" + h.Feature; rateOf[k] == nil {
+				rateOf[k] = h
+			}
+		}
+	}
 	for _, h := range r.hyps {
 		if !distributional[h.Metric] || math.IsNaN(h.effect) {
 			continue
@@ -474,7 +491,12 @@ func (r *run) attributeDistributions(explainedBy map[*hypothesis]*hypothesis) {
 		}
 		sort.Strings(cols)
 		for _, h := range order {
-			if by := rateBy[SliceKey(h.Slice)+"\x00"+h.Feature]; by != nil && by != h {
+			k := SliceKey(h.Slice) + "\x00" + h.Feature
+			if by := rateBy[k]; by != nil && by != h {
+				explainedBy[h] = by
+				continue
+			}
+			if by := rateOf[k]; by != nil && by.Class == h.Class {
 				explainedBy[h] = by
 				continue
 			}

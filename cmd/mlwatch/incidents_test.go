@@ -81,7 +81,14 @@ func generateDays(t *testing.T, e storetest.Engine, table string, seed uint64, d
 	cfg := exampleFor(t, e.Database, table)
 	for _, d := range days {
 		at := incidentAt.AddDate(0, 0, -d)
-		_, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: at.Add(incidentSpan[0]), To: at.Add(incidentSpan[1]),
+		from := at.Add(incidentSpan[0])
+		if d == 0 {
+			// The version probe reads twice the longest window: the
+			// incident's day starts early enough to show the version
+			// served before a rollout.
+			from = at.Add(-3 * time.Hour)
+		}
+		_, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: from, To: at.Add(incidentSpan[1]),
 			Rate: incidentRate, Seed: seed + uint64(d), Incidents: incidents})
 		if err != nil {
 			t.Fatalf("generate day -%d: %v", d, err)
