@@ -181,6 +181,20 @@ func TestBlockRateEvaluate(t *testing.T) {
 			summary: "also moves overall and merchant_category digital_goods",
 		},
 		{
+			// Electronics blocks half its traffic; CH, a low-risk country
+			// that blocks almost nothing, moves further relatively than
+			// electronics does, but by its share of electronics' extra
+			// blocks: still electronics' move.
+			name: "a category block explains a low-risk country",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 706, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("merchant_category", "electronics", week(brWin{n: 1200, x: 600, sn: 1200, sx: 14}, steady(1200, 14))...),
+				brRows("country", "CH", week(brWin{n: 272, x: 14, sn: 272, sx: 0}, steady(272, 0))...),
+			),
+			want:    []string{"model_behavior:block_rate:electronics"},
+			summary: "also moves overall and country CH",
+		},
+		{
 			// Digital goods has an incident of its own besides FR's: far
 			// more extra blocks than FR's traffic there can hold. Both
 			// fire; so does the aggregate, which neither explains alone.
