@@ -85,6 +85,10 @@ type Alert struct {
 	// moves says what else a root moved ("also moves divergence in 9
 	// country slices"); the view appends it to the summary.
 	moves string
+	// rollout is the version change the alert was first seen with, kept
+	// while it stays active since rolloutAt (consolidate.go).
+	rollout   *detectors.Rollout
+	rolloutAt time.Time
 	// SilencedBy lists the IDs of the active silences that match.
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.

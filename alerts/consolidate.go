@@ -237,11 +237,39 @@ func (m *Manager) consolidate(as []*Alert) {
 	// (Finding.Rollout) are one incident, told by the most telling of
 	// them (a driver, the most severe, the broadest) unless one of them
 	// already speaks for it.
+	// An alert keeps the rollout it was first seen with (a finding names
+	// it only while the switch is inside its window), and an alert that
+	// starts while the rollout's incident is open (one of its alerts
+	// still active) joins it: the rollout stays the root after its hour.
+	var open []*detectors.Rollout
+	for _, a := range as {
+		if r := a.Finding.Rollout; r != nil && (a.rollout == nil || !a.rolloutAt.Equal(a.ActiveAt)) {
+			a.rollout, a.rolloutAt = r, a.ActiveAt
+		}
+		if a.rollout != nil && !a.rolloutAt.Equal(a.ActiveAt) {
+			a.rollout = nil // active anew since
+		}
+		if a.rollout != nil && a.Owner == detectors.OwnerProduct {
+			open = append(open, a.rollout)
+		}
+	}
+	sort.SliceStable(open, func(i, j int) bool { return open[i].At.After(open[j].At) })
+	rolloutOf := func(i int) *detectors.Rollout {
+		if r := as[i].rollout; r != nil {
+			return r
+		}
+		for _, r := range open {
+			if r.Model == as[i].Finding.Model && !as[i].ActiveAt.Before(r.At) {
+				return r // the latest rollout before it started
+			}
+		}
+		return nil
+	}
 	groups := map[string][]int{}
 	var keys []string
 	for _, i := range order {
 		a := as[i]
-		r := a.Finding.Rollout
+		r := rolloutOf(i)
 		if r == nil || root[i] != "" || a.Owner != detectors.OwnerProduct || a.Finding.Kind == KindMonitor ||
 			a.ActiveAt.Before(r.At.Add(-moves[i].period)) {
 			continue

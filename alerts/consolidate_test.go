@@ -238,3 +238,36 @@ func sorted(xs []string) []string {
 	}
 	return out
 }
+
+// TestRolloutStaysRoot: a finding names a rollout only while the switch is
+// inside its window; an hour later a country that starts to fire is still
+// the rollout's move, told under the alert that spoke for it.
+func TestRolloutStaysRoot(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	agg := blockRate("", 0.014, 0.007, 18000)
+	mustObserve(t, m, "fraud-block-rate", t0, withRollout(agg))
+	mustProcess(t, m, t0.Add(time.Minute))
+	at := t0.Add(80 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, agg, blockRate("country=IN", 0.033, 0.007, 736))
+	mustProcess(t, m, at.Add(time.Minute))
+	aggFP := Fingerprint("fraud-block-rate", "fraud", detectors.ClassModelBehavior, nil, "")
+	for _, v := range m.Alerts() {
+		if v.Slice["country"] == "IN" && v.CausedBy != aggFP {
+			t.Errorf("IN started with the rollout's incident open: want it explained by the aggregate, got caused_by %q", v.CausedBy)
+		}
+	}
+	// A new incident after every alert of the rollout resolved stands.
+	at = at.Add(10 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at)
+	mustProcess(t, m, at.Add(time.Minute))
+	at = at.Add(10 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, blockRate("country=BR", 0.2, 0.01, 1000))
+	mustProcess(t, m, at.Add(time.Minute))
+	for _, v := range m.Alerts() {
+		if v.Slice["country"] == "BR" && v.CausedBy != "" {
+			t.Errorf("BR after the rollout's incident closed must stand, caused_by %q", v.CausedBy)
+		}
+	}
+}
