@@ -61,6 +61,10 @@ type Options struct {
 	// OneShot is for mlwatch eval: one evaluation cannot show duration, so
 	// `for` and the group wait are not applied.
 	OneShot bool
+	// OnDelivery, when set, is told the outcome of every delivery attempt
+	// (OutcomeSent, OutcomeRetry, OutcomeDead, OutcomeFallback), for the
+	// mlwatch_notifications_total counter.
+	OnDelivery func(receiver, outcome string)
 }
 
 // Manager is the alert pipeline: it observes detector runs, keeps each
@@ -93,7 +97,17 @@ type Manager struct {
 	outbox   map[string]*entry
 	holdoff  map[string]time.Time // receiver → no delivery before
 
-	pub atomic.Pointer[published]
+	onDelivery func(receiver, outcome string)
+	kick       chan struct{}            // wakes Dispatch
+	slots      map[string]chan struct{} // receiver → one delivery at a time
+
+	pub          atomic.Pointer[published]
+	pubOutbox    atomic.Pointer[[]NotificationStatus]
+	pubReceivers atomic.Pointer[[]string]
+
+	// writeMu serialises the alert-state writes of syncStates.
+	writeMu     sync.Mutex
+	stateWrites atomic.Int64
 }
 
 // published is what the read side shows (Alerts, Alert, Silences):
@@ -125,7 +139,12 @@ func New(opt Options) (*Manager, error) {
 		dirty:     map[string]bool{},
 		outbox:    map[string]*entry{},
 		holdoff:   map[string]time.Time{},
+
+		onDelivery: opt.OnDelivery,
+		kick:       make(chan struct{}, 1),
+		slots:      map[string]chan struct{}{},
 	}
+	m.pubOutbox.Store(&[]NotificationStatus{})
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
@@ -186,6 +205,8 @@ func (m *Manager) apply(cfg *configs.Config) error {
 	m.detectors = dets
 	m.models = models
 	m.notifiers = notifiers
+	names := sortedKeys(notifiers)
+	m.pubReceivers.Store(&names)
 	m.pacer.setGap(cfg.Slack.RateLimit.D())
 	m.tables = store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	if m.db != nil {
@@ -209,12 +230,18 @@ func (m *Manager) newNotifier(cfg *configs.Config, r *configs.Receiver) (Notifie
 }
 
 // Reload swaps in a new config (routes, receivers, detector settings),
-// keeping every alert's state. A config that cannot be applied leaves the
+// keeping every alert's state; the alerts of removed detectors resolve. A config that cannot be applied leaves the
 // old one running.
 func (m *Manager) Reload(cfg *configs.Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.apply(cfg)
+	old := m.cfg
+	if err := m.apply(cfg); err != nil {
+		return err
+	}
+	m.reviveChanged(old)
+	m.retireRemoved()
+	return nil
 }
 
 // UncheckedHold bounds how long an alert whose slice goes unchecked (too
@@ -228,8 +255,15 @@ const UncheckedHold = 6 * time.Hour
 // among the unchecked ones (then they hold, for up to UncheckedHold since
 // their last evaluation). A failed run must not be observed, so a broken
 // query never resolves anything. The changed state is written to
-// ClickHouse before Observe returns (when a store is configured).
+// ClickHouse before Observe returns (when a store is configured), batched
+// with the writes of concurrent runs.
 func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error {
+	m.observe(name, at, findings, unchecked)
+	return m.syncStates(ctx)
+}
+
+// observe is Observe's change to the alerts in memory.
+func (m *Manager) observe(name string, at time.Time, findings []detectors.Finding, unchecked []detectors.Unchecked) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dcfg := m.detectors[name]
@@ -356,7 +390,6 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 		}
 	}
 	m.publish()
-	return m.persistAlerts(ctx)
 }
 
 // Process runs the pipeline at now over the current alerts: silences,
@@ -414,6 +447,10 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	}
 	m.prune(now)
 	m.publish()
+	m.publishOutbox()
+	if len(all) > 0 {
+		m.wake()
+	}
 	if err := m.persistAlerts(ctx); err != nil {
 		return all, err
 	}
@@ -620,22 +657,8 @@ func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
 		if root == "" {
 			kind = KindFiring
 			root = id
-		} else {
-			closing := true
-			for _, a := range members[k] {
-				if a.State == StateFiring && a.CausedBy == "" && !(in[a.Fingerprint] && changeOf(its, a.Fingerprint) == ChangeResolved) {
-					closing = false
-					break
-				}
-			}
-			for _, it := range its {
-				if it.change == ChangeNew || (it.change == ChangeFiring && it.a.CausedBy == "") {
-					closing = false
-				}
-			}
-			if closing {
-				kind = KindResolved
-			}
+		} else if groupCloses(members[k], its) {
+			kind = KindResolved
 		}
 		sort.SliceStable(its, func(i, j int) bool {
 			ri, rj := changeRank[its[i].change], changeRank[its[j].change]
@@ -664,12 +687,39 @@ func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
 			n.Alerts = append(n.Alerts, v)
 			effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: now})
 		}
+		// A thread speaks for the group its first message was posted for:
+		// its labels, and on closing the alerts that message showed.
+		if first := m.outbox[k.root]; first != nil && k.root != "" {
+			n.GroupLabels = first.n.GroupLabels
+			if kind == KindResolved {
+				n.RootAlerts = first.n.Alerts
+			}
+		}
 		if n.GroupLabels == nil {
 			n.GroupLabels = groupLabels(m.cfg.Global.GroupBy, its[0].a.Labels)
 		}
 		notes = append(notes, n)
 	}
 	return notes, effects
+}
+
+// groupCloses reports whether a notification closes its open group: no
+// member still fires once its items apply. Every member counts, caused
+// ones included (a product alert attributed to an infra incident lives in
+// that incident's thread), and so do silenced ones: a muted alert still
+// fires, and a firing page must never read RESOLVED.
+func groupCloses(members []*Alert, its []planItem) bool {
+	for _, it := range its {
+		if it.change != ChangeResolved {
+			return false
+		}
+	}
+	for _, a := range members {
+		if a.State == StateFiring && changeOf(its, a.Fingerprint) != ChangeResolved {
+			return false
+		}
+	}
+	return true
 }
 
 var changeRank = map[string]int{ChangeNew: 0, ChangeFiring: 0, ChangeCaused: 1, ChangeResolved: 2}
@@ -845,6 +895,9 @@ func (m *Manager) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 		s = added
 	} else {
 		if err := s.Validate(); err != nil {
+			return Silence{}, err
+		}
+		if err := checkCount(m.silences, now); err != nil {
 			return Silence{}, err
 		}
 		if s.ID == "" {

@@ -49,12 +49,26 @@ type Notification struct {
 	Thread    string `json:"thread,omitempty"`
 	ThreadRef string `json:"thread_ref,omitempty"`
 	// Alerts are the group's alerts in this message, worst first.
-	Alerts      []View    `json:"alerts"`
+	Alerts []View `json:"alerts"`
+	// RootAlerts, on a resolved notification, are the alerts of the
+	// group's first message: what an edit of that message describes.
+	RootAlerts  []View    `json:"root_alerts,omitempty"`
 	ExternalURL string    `json:"external_url"`
 	CreatedAt   time.Time `json:"created_at"`
 	// RepeatInterval is the route's repeat interval (Alertmanager uses it
 	// to keep alerts alive between re-sends).
 	RepeatInterval time.Duration `json:"repeat_interval"`
+	// FallbackFor is set on a copy sent to a fallback receiver: the
+	// notification its own receiver refused, so the page reaches someone.
+	FallbackFor *Fallback `json:"fallback_for,omitempty"`
+}
+
+// Fallback names a notification that went dead and why, on the copy that
+// its fallback receiver gets.
+type Fallback struct {
+	ID       string `json:"id"`
+	Receiver string `json:"receiver"`
+	Error    string `json:"error"`
 }
 
 // Counts returns how many alerts of the notification fire and resolve.
@@ -98,6 +112,19 @@ func (e *RetryAfterError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// LimitedRetryError is a failure that may be transient but is retried
+// only Attempts times (an HTML page where Slack's JSON should be: a proxy
+// in the way, or a wrong API URL); then the notification is dead.
+type LimitedRetryError struct {
+	Attempts int
+	Err      error
+}
+
+func (e *LimitedRetryError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *LimitedRetryError) Unwrap() error { return e.Err }
 
 // httpRetryable classifies an HTTP response status: 429 and 5xx retry.
 func httpRetryable(code int) bool {

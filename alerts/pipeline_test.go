@@ -157,21 +157,23 @@ func TestInhibitionByRootCause(t *testing.T) {
 	if got := rec.byReceiver("fraud-product"); len(got) != 0 {
 		t.Fatalf("product got %d notifications", len(got))
 	}
-	// The cause resolves first: the infra message is resolved; the product
-	// tail stays attributed to it and never pages product (suppress
-	// creation) ...
+	// The cause resolves first: the infra thread hears it, but the group
+	// is not closed while its caused members fire (a firing page never
+	// reads RESOLVED); the product tail stays attributed to it and never
+	// pages product (suppress creation) ...
 	at := t0.Add(10 * time.Minute)
 	mustObserve(t, m, "fraud-features", at)
 	mustObserve(t, m, "fraud-block-rate", at, product...)
 	ns = mustProcess(t, m, at)
-	if len(ns) != 1 || ns[0].Receiver != "fraud-infra" || ns[0].Kind != KindResolved {
+	if len(ns) != 1 || ns[0].Receiver != "fraud-infra" || ns[0].Kind != KindUpdate || countChange(ns[0], ChangeResolved) != 1 {
 		t.Fatalf("cause resolution: %v", summarize(ns))
 	}
-	// ... and its resolution is still told (never suppress resolution).
+	// ... and its resolution is still told (never suppress resolution),
+	// closing the group.
 	at = at.Add(5 * time.Minute)
 	mustObserve(t, m, "fraud-block-rate", at)
 	ns = mustProcess(t, m, at)
-	if len(ns) != 1 || ns[0].Receiver != "fraud-infra" || countChange(ns[0], ChangeResolved) != 5 || ns[0].Thread != root {
+	if len(ns) != 1 || ns[0].Receiver != "fraud-infra" || ns[0].Kind != KindResolved || countChange(ns[0], ChangeResolved) != 5 || ns[0].Thread != root {
 		t.Fatalf("children's resolution: %v", summarize(ns))
 	}
 	mustDeliver(t, m)

@@ -2,8 +2,10 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"regexp"
@@ -27,7 +29,8 @@ type SlackOptions struct {
 	Name     string
 	Receiver configs.SlackReceiver
 	Global   configs.Slack
-	// HTTPClient carries the requests; a 15 s timeout client when nil.
+	// HTTPClient carries the requests; a client with the receiver's
+	// timeout (default 15 s) when nil.
 	HTTPClient  *http.Client
 	ExternalURL string
 	// Now and Sleep drive pacing when the notifier is used on its own.
@@ -67,7 +70,11 @@ func NewSlack(opt SlackOptions) *Slack {
 	}
 	hc := opt.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 15 * time.Second}
+		t := opt.Receiver.Timeout.D()
+		if t <= 0 {
+			t = 15 * time.Second
+		}
+		hc = &http.Client{Timeout: t}
 	}
 	p := opt.pacer
 	if p == nil {
@@ -122,28 +129,38 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 			return "", true, err
 		}
 		_, newTS, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+		s.pacer.done(channel)
 		if err != nil {
-			retry, err := classifySlack(err)
-			return "", retry, fmt.Errorf("slack %s: chat.postMessage: %w", s.name, err)
+			retry, err := s.classify(err, "chat.postMessage")
+			return "", retry, err
 		}
 		return channel + "/" + newTS, false, nil
 	}
 	if n.Kind == KindResolved {
-		rootBlocks, rootText := s.render(n, true)
+		rootBlocks, rootText := s.render(rootView(n), true)
 		if err := s.pacer.wait(ctx, channel); err != nil {
 			return "", true, err
 		}
-		if _, _, _, err := s.client.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(rootBlocks...), slack.MsgOptionText(rootText, false)); err != nil {
-			retry, err := classifySlack(err)
-			return "", retry, fmt.Errorf("slack %s: chat.update: %w", s.name, err)
+		_, _, _, err := s.client.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(rootBlocks...), slack.MsgOptionText(rootText, false))
+		s.pacer.done(channel)
+		if err != nil {
+			var se slack.SlackErrorResponse
+			if !errors.As(err, &se) || !uneditable[se.Err] {
+				retry, err := s.classify(err, "chat.update")
+				return "", retry, err
+			}
+			// The first message is gone or too old to edit: the reply
+			// below still tells the thread.
 		}
 	}
 	if err := s.pacer.wait(ctx, channel); err != nil {
 		return "", true, err
 	}
-	if _, _, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionTS(ts), slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false)); err != nil {
-		retry, err := classifySlack(err)
-		return "", retry, fmt.Errorf("slack %s: chat.postMessage (thread): %w", s.name, err)
+	_, _, err := s.client.PostMessageContext(ctx, channel, slack.MsgOptionTS(ts), slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+	s.pacer.done(channel)
+	if err != nil {
+		retry, err := s.classify(err, "chat.postMessage (thread)")
+		return "", retry, err
 	}
 	return channel + "/" + ts, false, nil
 }
@@ -168,8 +185,8 @@ func (s *Slack) resolveChannel(ctx context.Context) (string, bool, error) {
 	for page := 0; page < 100; page++ {
 		chans, cursor, err := s.client.GetConversationsContext(ctx, params)
 		if err != nil {
-			retry, err := classifySlack(err)
-			return "", retry, fmt.Errorf("slack %s: conversations.list: %w", s.name, err)
+			retry, err := s.classify(err, "conversations.list")
+			return "", retry, err
 		}
 		for _, c := range chans {
 			if c.Name == want || c.ID == want {
@@ -182,32 +199,107 @@ func (s *Slack) resolveChannel(ctx context.Context) (string, bool, error) {
 		}
 		params.Cursor = cursor
 	}
-	return "", false, fmt.Errorf("slack %s: channel %q not found (is the bot invited, with channels:read?)", s.name, s.rc.Channel)
+	return "", false, fmt.Errorf("slack %s: Slack channel %s not found (channel_not_found): check the receiver's slack.channel; "+
+		"a private channel is listed only once the bot is invited (/invite @your-bot), and the token needs channels:read and groups:read", s.name, s.rc.Channel)
 }
 
-// classifySlack says whether a slack-go error is worth retrying; a 429
-// becomes a RetryAfterError.
-func classifySlack(err error) (bool, error) {
+// Slack's error codes by what fixes them.
+var (
+	slackAuthErrors    = map[string]bool{"invalid_auth": true, "not_authed": true, "token_revoked": true, "token_expired": true, "account_inactive": true, "org_login_required": true, "ekm_access_denied": true}
+	slackRetryErrors   = map[string]bool{"ratelimited": true, "rate_limited": true, "internal_error": true, "fatal_error": true, "service_unavailable": true, "request_timeout": true}
+	slackMessageErrors = map[string]bool{"invalid_blocks": true, "invalid_blocks_format": true, "msg_too_long": true, "no_text": true, "too_many_attachments": true, "invalid_arguments": true}
+	// uneditable are chat.update answers after which the edit is skipped
+	// and the thread reply still goes out.
+	uneditable = map[string]bool{"message_not_found": true, "cant_update_message": true, "edit_window_closed": true}
+)
+
+// badAnswerAttempts is how often an answer that is not Slack's JSON (an
+// HTML page with HTTP 200) is retried before the notification is dead.
+const badAnswerAttempts = 5
+
+// classify says whether a slack-go error is worth retrying and rewrites it
+// to name the cause and the fix; a 429 becomes a RetryAfterError. The
+// token never appears in it.
+func (s *Slack) classify(err error, method string) (bool, error) {
+	wrap := func(format string, a ...any) error {
+		return fmt.Errorf("slack %s: %s: "+format, append([]any{s.name, method}, a...)...)
+	}
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
-		return true, &RetryAfterError{After: rl.RetryAfter, Err: err}
+		return true, &RetryAfterError{After: rl.RetryAfter, Err: wrap("%w", err)}
 	}
 	var sc slack.StatusCodeError
 	if errors.As(err, &sc) {
-		return httpRetryable(sc.Code), err
+		if httpRetryable(sc.Code) {
+			return true, wrap("Slack answered HTTP %d: will retry with backoff", sc.Code)
+		}
+		return false, wrap("Slack answered HTTP %d (%w): check slack.api_url", sc.Code, err)
 	}
 	var se slack.SlackErrorResponse
 	if errors.As(err, &se) {
-		switch se.Err {
-		case "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout":
-			return true, err
+		code := se.Err
+		switch {
+		case slackRetryErrors[code]:
+			return true, wrap("Slack answered %s: will retry with backoff", code)
+		case slackAuthErrors[code]:
+			return false, wrap("Slack token rejected (%s): check %s", code, s.tokenSource())
+		case code == "channel_not_found":
+			return false, wrap("Slack channel %s not found (channel_not_found): fix the receiver's slack.channel, or invite the bot to the channel (/invite @your-bot)", s.rc.Channel)
+		case code == "is_archived":
+			return false, wrap("Slack channel %s is archived (is_archived): unarchive it or point the receiver's slack.channel at a live channel", s.rc.Channel)
+		case code == "not_in_channel":
+			return false, wrap("the bot is not in Slack channel %s (not_in_channel): invite it (/invite @your-bot)", s.rc.Channel)
+		case code == "missing_scope":
+			need := se.Needed
+			if need == "" {
+				need = "chat:write"
+			}
+			return false, wrap("Slack token lacks a scope (missing_scope, needs %s): add it to the app and reinstall it, then update %s", need, s.tokenSource())
+		case code == "restricted_action" || code == "ekm_access_denied":
+			return false, wrap("Slack refused to post in %s (%s): a workspace admin restricts posting there", s.rc.Channel, code)
+		case slackMessageErrors[code]:
+			return false, wrap("Slack refused the message (%s): mlwatch built a message Slack does not accept; please report it", code)
 		}
-		return false, err
+		return false, wrap("Slack refused the request (%s)", code)
 	}
-	return netRetryable(err), err
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true, &LimitedRetryError{Attempts: badAnswerAttempts, Err: wrap("Slack API answered with a body that is not Slack's JSON (an HTML page?): " +
+			"check slack.api_url (or MLWATCH_SLACK_API_URL) and any proxy in between")}
+	}
+	return netRetryable(err), wrap("%w", err)
+}
+
+// tokenSource names where the token comes from, for errors that say to
+// check it.
+func (s *Slack) tokenSource() string {
+	if s.rc.TokenEnv != "" {
+		return s.rc.TokenEnv
+	}
+	if s.rc.TokenFile != "" {
+		return "the token file " + s.rc.TokenFile
+	}
+	return "the receiver's token_env"
 }
 
 var severityEmoji = map[string]string{detectors.SeverityPage: ":rotating_light:", detectors.SeverityTicket: ":warning:", detectors.SeverityInfo: ":information_source:"}
+
+// rootView is what the edit of a closed group's first message shows: the
+// alerts that message was posted for, now resolved, under its own title
+// (not those of whichever member happened to resolve last).
+func rootView(n *Notification) *Notification {
+	if len(n.RootAlerts) == 0 {
+		return n
+	}
+	r := *n
+	r.Alerts = make([]View, len(n.RootAlerts))
+	for i, v := range n.RootAlerts {
+		v.Change = ChangeResolved
+		r.Alerts[i] = v
+	}
+	return &r
+}
 
 // render builds the Block Kit message of a notification; root renders the
 // group's first message as it should read once resolved.
@@ -245,6 +337,9 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	}
 	if root {
 		intro += fmt.Sprintf("\nAll alerts of this group resolved at %s.", n.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	if f := n.FallbackFor; f != nil && !root {
+		intro += fmt.Sprintf("\n:warning: Sent here because receiver *%s* could not take it: %s", esc(f.Receiver), esc(truncate(f.Error, 500)))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, intro, false, false), nil, nil))
 	blocks = append(blocks, slack.NewDividerBlock())
@@ -395,4 +490,15 @@ func (p *pacer) wait(ctx context.Context, key string) error {
 	p.last[key] = next
 	p.mu.Unlock()
 	return p.sleep(ctx, next.Sub(now))
+}
+
+// done marks the end of a call to key: the next slot counts from here, so
+// a call that was slow to leave (a busy machine) or to be answered never
+// arrives at Slack less than gap after the previous one.
+func (p *pacer) done(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := p.now(); now.After(p.last[key]) {
+		p.last[key] = now
+	}
 }

@@ -266,7 +266,7 @@ func TestSlackPermanentFailureIsDropped(t *testing.T) {
 		t.Fatal("dead entry still pending")
 	}
 	found := false
-	for _, e := range logs.FilterMessage("notification dropped").All() {
+	for _, e := range logs.FilterMessage("notification dead: not delivered").All() {
 		if strings.Contains(toString(e.ContextMap()["error"]), "not found") {
 			found = true
 		}

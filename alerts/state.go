@@ -110,7 +110,7 @@ func fin(f float64) float64 {
 }
 
 // persistAlerts writes every dirty alert as a new version; on failure they
-// stay dirty and are written by the next call.
+// stay dirty and are written by the next call. The caller holds m.mu.
 func (m *Manager) persistAlerts(ctx context.Context) error {
 	if len(m.dirty) == 0 {
 		return nil
@@ -119,11 +119,77 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 		m.dirty = map[string]bool{}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
-	defer cancel()
+	fps, rows, err := m.takeDirty()
+	if err != nil {
+		return err
+	}
+	if err := m.insertStates(ctx, rows); err != nil {
+		m.redirty(fps)
+		return err
+	}
+	return nil
+}
+
+// syncStates writes the dirty alerts without holding m.mu during the
+// write, batching concurrent callers (group commit): while one INSERT is
+// under way, the alerts other detector runs change pile up, and the next
+// caller writes all of them in one INSERT. Every caller returns once what
+// was dirty when it called has been written, or with the error of the
+// write that failed (its alerts stay dirty for the next write). One
+// exception: alerts a pipeline pass (Process) took are its to write; if
+// that write fails they are dirty again and the next write retries them. 500 detectors firing at once made 500
+// INSERTs, each holding the manager's lock while it waited for a pooled
+// connection; now they make a handful.
+func (m *Manager) syncStates(ctx context.Context) error {
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	m.mu.Lock()
+	if len(m.dirty) == 0 {
+		// A write that ran while this caller waited took its alerts.
+		m.mu.Unlock()
+		return nil
+	}
+	if m.db == nil {
+		m.dirty = map[string]bool{}
+		m.mu.Unlock()
+		return nil
+	}
+	fps, rows, err := m.takeDirty()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.stateWrites.Add(1)
+	if err := m.insertStates(ctx, rows); err != nil {
+		m.mu.Lock()
+		m.redirty(fps)
+		m.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// StateWrites is how many INSERTs of alert states syncStates has made
+// (for the batching test and its figures).
+func (m *Manager) StateWrites() int64 { return m.stateWrites.Load() }
+
+// redirty marks alerts whose write failed as dirty again.
+func (m *Manager) redirty(fps []string) {
+	for _, fp := range fps {
+		if m.alerts[fp] != nil {
+			m.dirty[fp] = true
+		}
+	}
+}
+
+// takeDirty encodes every dirty alert as a row (each with a new version,
+// so rows written later win whatever order INSERTs land in) and clears
+// the dirty set. The caller holds m.mu.
+func (m *Manager) takeDirty() ([]string, [][]any, error) {
 	now := m.now()
-	rows := make([][]any, 0, len(m.dirty))
-	for _, fp := range sortedKeys(m.dirty) {
+	fps := sortedKeys(m.dirty)
+	rows := make([][]any, 0, len(fps))
+	for _, fp := range fps {
 		a := m.alerts[fp]
 		if a == nil {
 			continue
@@ -136,7 +202,7 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 		}
 		data, err := json.Marshal(rec)
 		if err != nil {
-			return fmt.Errorf("alert %s: encode: %w", fp, err)
+			return nil, nil, fmt.Errorf("alert %s: encode: %w", fp, err)
 		}
 		labels, _ := json.Marshal(a.Labels)
 		f := a.Finding
@@ -146,10 +212,20 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
 		})
 	}
+	m.dirty = map[string]bool{}
+	return fps, rows, nil
+}
+
+// insertStates writes alert-state rows within stateTimeout.
+func (m *Manager) insertStates(ctx context.Context, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
 	if err := m.db.Insert(ctx, m.tables.Alerts(), alertColumns, rows); err != nil {
 		return fmt.Errorf("store alert states: %w", err)
 	}
-	m.dirty = map[string]bool{}
 	return nil
 }
 
@@ -305,10 +381,13 @@ func (m *Manager) Restore(ctx context.Context) error {
 			m.applyEffect(effect{fp: v.Fingerprint, receiver: e.n.Receiver, change: v.Change, group: e.n.GroupKey, root: root, at: e.n.CreatedAt})
 		}
 	}
+	// Alerts of detectors removed while the daemon was down resolve.
+	m.retireRemoved()
 	// Derived state a lost write may lack: silences and root causes.
 	m.applySilences(now)
 	m.inhibit()
 	m.publish()
+	m.publishOutbox()
 	if err := m.persistAlerts(ctx); err != nil {
 		m.log.Warn("replayed alert states not stored", zap.Error(err))
 	}
@@ -318,7 +397,13 @@ func (m *Manager) Restore(ctx context.Context) error {
 			pending++
 		}
 	}
-	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("silences", len(silences)))
+	dead := 0
+	for _, e := range outbox {
+		if e.status == statusDead {
+			dead++
+		}
+	}
+	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("outbox_dead", dead), zap.Int("silences", len(silences)))
 	return nil
 }
 

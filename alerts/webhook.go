@@ -35,9 +35,11 @@ const WebhookVersion = "1"
 //	     "summary": "…", "caused_by": "", "silenced": false, "labels": {…},
 //	     "runbook_url": "…", "active_at": "…", "fired_at": "…", "resolved_at": "…"}
 //	  ],
+//	  "root_alerts": [...],          // resolved only: the alerts of the group's first message
 //	  "external_url": "http://127.0.0.1:9107",
 //	  "created_at": "2026-01-02T03:04:05Z",
-//	  "repeat_interval": 14400000000000   // nanoseconds
+//	  "repeat_interval": 14400000000000,  // nanoseconds
+//	  "fallback_for": {"id": "…", "receiver": "fraud-product", "error": "…"}  // only on a copy of a dead notification
 //	}
 //
 // p_value and other figures are null where they do not exist. A 2xx answer
@@ -97,11 +99,27 @@ func postJSON(ctx context.Context, hc *http.Client, url, bearer string, body []b
 	if resp.StatusCode/100 == 2 {
 		return "", false, nil
 	}
-	err = fmt.Errorf("%s: HTTP %d: %s", what, resp.StatusCode, bytes.TrimSpace(msg))
+	err = fmt.Errorf("%s: HTTP %d: %s%s", what, resp.StatusCode, bytes.TrimSpace(msg), httpFix(resp.StatusCode, url, bearer != ""))
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if d := retryAfter(resp.Header, time.Now()); d > 0 {
 			return "", true, &RetryAfterError{After: d, Err: err}
 		}
 	}
 	return "", httpRetryable(resp.StatusCode), err
+}
+
+// httpFix says what to check after a refusal that retrying cannot cure.
+func httpFix(code int, url string, bearer bool) string {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if bearer {
+			return " (the receiver refused the bearer token: check bearer_token_env)"
+		}
+		return " (the receiver wants credentials: set bearer_token_env)"
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
+		return fmt.Sprintf(" (nothing takes POSTs at %s: check the receiver's url)", url)
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return " (the receiver refused the body: check that its url takes this receiver kind's JSON)"
+	}
+	return ""
 }

@@ -67,6 +67,10 @@ type Global struct {
 	RepeatInterval Duration `yaml:"repeat_interval"`
 	// EvaluationsRetention drops evaluation rows older than this.
 	EvaluationsRetention Duration `yaml:"evaluations_retention"`
+	// FallbackReceiver gets a copy of a page its own receiver refused for
+	// good (a revoked token, an archived channel), unless that receiver
+	// names its own fallback_receiver.
+	FallbackReceiver string `yaml:"fallback_receiver"`
 }
 
 // Server is the daemon's HTTP endpoint.
@@ -351,6 +355,9 @@ type Receiver struct {
 	Slack        *SlackReceiver        `yaml:"slack"`
 	Webhook      *WebhookReceiver      `yaml:"webhook"`
 	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
+	// FallbackReceiver gets a copy of a page this receiver refused for
+	// good; it overrides global.fallback_receiver.
+	FallbackReceiver string `yaml:"fallback_receiver"`
 }
 
 // SlackReceiver posts to one Slack channel with a bot token.
@@ -365,6 +372,9 @@ type SlackReceiver struct {
 	// Mentions are Slack user or group IDs to mention on pages
 	// (U0123, S0123 for user groups).
 	Mentions []string `yaml:"mentions"`
+	// Timeout bounds one Slack API call (default 15s, at most
+	// MaxReceiverTimeout).
+	Timeout Duration `yaml:"timeout"`
 
 	// Token is resolved from token_env or token_file.
 	Token string `yaml:"-"`

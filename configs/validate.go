@@ -171,6 +171,42 @@ func (v *validator) config(c *Config) {
 		detectors[d.Name] = true
 	}
 	v.route("route", &c.Route, receivers, true)
+	v.fallbacks(c, receivers)
+}
+
+// MaxReceiverTimeout bounds a receiver's timeout: a receiver that may hang
+// for an hour holds its own notifications that long, and shutdown waits
+// for nobody that long.
+const MaxReceiverTimeout = 5 * time.Minute
+
+func (v *validator) receiverTimeout(path string, d *Duration, def time.Duration) {
+	switch {
+	case *d == 0:
+		*d = Duration(def)
+	case d.D() < 0:
+		v.errf(path, "timeout %s must be positive", *d)
+	case d.D() > MaxReceiverTimeout:
+		v.errf(path, "timeout %s is longer than the %s a receiver may take (a hanging receiver holds its notifications and shutdown that long)", *d, MaxReceiverTimeout)
+	}
+}
+
+// fallbacks checks fallback_receiver (global and per receiver): it names
+// a receiver, not the one it backs up.
+func (v *validator) fallbacks(c *Config, receivers map[string]bool) {
+	if fb := c.Global.FallbackReceiver; fb != "" && !receivers[fb] {
+		v.errf("global.fallback_receiver", "unknown receiver %q", fb)
+	}
+	for i := range c.Receivers {
+		r := &c.Receivers[i]
+		path := fmt.Sprintf("receivers[%d].fallback_receiver", i)
+		switch fb := r.FallbackReceiver; {
+		case fb == "":
+		case !receivers[fb]:
+			v.errf(path, "unknown receiver %q", fb)
+		case fb == r.Name:
+			v.errf(path, "receiver %q cannot be its own fallback", r.Name)
+		}
+	}
 }
 
 func (v *validator) clickhouse(ch *ClickHouse) {
@@ -347,21 +383,18 @@ func (v *validator) receiver(path string, r *Receiver) {
 		if s.APIURL != "" && !strings.HasSuffix(s.APIURL, "/") {
 			s.APIURL += "/"
 		}
+		v.receiverTimeout(path+".slack.timeout", &s.Timeout, 15*time.Second)
 	}
 	if w := r.Webhook; w != nil {
 		v.url(path+".webhook.url", w.URL)
-		if w.Timeout == 0 {
-			w.Timeout = Duration(10 * time.Second)
-		}
+		v.receiverTimeout(path+".webhook.timeout", &w.Timeout, 10*time.Second)
 		if val, ok := v.lookup(w.BearerTokenEnv); ok {
 			w.BearerToken = val
 		}
 	}
 	if a := r.Alertmanager; a != nil {
 		v.url(path+".alertmanager.url", a.URL)
-		if a.Timeout == 0 {
-			a.Timeout = Duration(10 * time.Second)
-		}
+		v.receiverTimeout(path+".alertmanager.timeout", &a.Timeout, 10*time.Second)
 	}
 }
 
@@ -549,7 +582,9 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	default:
 		v.errf(path+".baseline.mode", "mode %q: want seasonal or previous", d.Baseline.Mode)
 	}
-	if d.Baseline.Days == 0 {
+	// An absent days means 7; an explicit 0 is refused rather than
+	// silently read as 7.
+	if _, set := v.lines[path+".baseline.days"]; d.Baseline.Days == 0 && !set {
 		d.Baseline.Days = 7
 	}
 	if d.Baseline.Days < 1 || d.Baseline.Days > 60 {

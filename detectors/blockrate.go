@@ -35,11 +35,11 @@ const (
 )
 
 // roleExprs are the expressions of the role (0 production, 1 shadow), the
-// decision (1 blocked) and the score for the rows and none shadow modes;
-// q receives the role's bound value.
+// decision code (see decision) and the score for the rows and none shadow
+// modes; q receives the role's bound value.
 func (s source) roleExprs(q *sqlText) (role, dec, score string) {
 	c := s.m.Columns
-	dec = fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", s.col(c.Decision))
+	dec = decision(s.col(c.Decision))
 	if s.m.Shadow.Mode == configs.ShadowRows {
 		q.args = append(q.args, s.m.Shadow.ProductionRole)
 		return "if(" + s.col(c.Role) + " = ?, 0, 1)", dec, s.col(c.Score)
@@ -47,30 +47,51 @@ func (s source) roleExprs(q *sqlText) (role, dec, score string) {
 	return "0", dec, s.col(c.Score)
 }
 
+// decision renders the decision code of expression e: 0 passed, 1
+// blocked, decInvalid for anything else (NULL, NaN, 2, 255): logging gone
+// wrong, which is neither a block nor a pass, so it stays out of the rates
+// and is counted on its own.
+func decision(e string) string {
+	return fmt.Sprintf("toUInt8(if(ifNull(%[1]s = 1, 0), 1, if(ifNull(%[1]s = 0, 0), 0, %[2]d)))", e, decInvalid)
+}
+
+// decInvalid is the decision code of a value other than 0 and 1.
+const decInvalid = 2
+
+// scoreBin renders the histogram bin of a score, nullBin for a score that
+// is not a probability (NULL, NaN, ±Inf, below 0 or above 1): such rows
+// stay out of the score distribution and are counted as invalid scores.
+func scoreBin(e string) string {
+	return fmt.Sprintf("if(ifNull(toFloat64(%[1]s) >= 0 AND toFloat64(%[1]s) <= 1, 0), %[2]s, %[3]d)", e, bin(e), nullBin)
+}
+
 // roles renders, for the model's shadow mode, the innermost columns _role
-// (0 production, 1 shadow, 2 none), _dec (1 blocked) and _score.
+// (0 production, 1 shadow, 2 none), _dec (see decision) and _score.
 func (s source) roles(q *sqlText) {
 	c := s.m.Columns
-	dec := func(e string) string { return fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", e) }
 	switch s.m.Shadow.Mode {
 	case configs.ShadowRows:
 		q.add("if("+s.col(c.Role)+" = ?, 0, 1) AS _role, ", s.m.Shadow.ProductionRole)
-		q.add(dec(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
+		q.add(decision(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
 	case configs.ShadowColumns:
 		sd, ss := s.col(s.m.Shadow.DecisionColumn), s.col(s.m.Shadow.ScoreColumn)
 		q.add("arrayJoin([0, 1]) AS _r, if(_r = 0, 0, if(isNull(" + sd + "), 2, 1)) AS _role, ")
-		q.add(dec("if(_r = 0, "+s.col(c.Decision)+", "+sd+")") + " AS _dec, ")
+		q.add(decision("if(_r = 0, "+s.col(c.Decision)+", "+sd+")") + " AS _dec, ")
 		q.add("if(_r = 0, toFloat64(" + s.col(c.Score) + "), toFloat64(" + ss + ")) AS _score")
 	default:
-		q.add("0 AS _role, " + dec(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
+		q.add("0 AS _role, " + decision(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
 	}
 }
 
-// blockRateCols are block_rate's result columns after sc, sv, w.
-var blockRateCols = []string{"n", "x", "sn", "sx", "bins", "bn", "sbins", "bsn"}
+// blockRateCols are block_rate's result columns after sc, sv, w: rows
+// with a valid decision (n production, sn shadow) and blocked among them
+// (x, sx), the score histograms of all rows (bins, bn; sbins, bsn) whose
+// nullBin counts the invalid scores, and the rows with an invalid
+// decision (bd, sbd).
+var blockRateCols = []string{"n", "x", "sn", "sx", "bins", "bn", "sbins", "bsn", "bd", "sbd"}
 
 // blockRateFold says which of blockRateCols add up (all of them).
-var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx"}, hists: [][2]string{{"bins", "bn"}, {"sbins", "bsn"}}}
+var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, hists: [][2]string{{"bins", "bn"}, {"sbins", "bsn"}}}
 
 // One aggregation counts rows per slice, window and score bin (the slice
 // arrayJoin numbers slices, see expand); the next collects the bins.
@@ -84,30 +105,35 @@ func (b *blockRate) query(w windows) *sqlText {
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
 	inner.add(", sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
-	inner.add("      groupArrayIf(bin, _n > 0) AS bins, groupArrayIf(_n, _n > 0) AS bn,\n")
-	inner.add("      groupArrayIf(bin, _sn > 0) AS sbins, groupArrayIf(_sn, _sn > 0) AS bsn\n")
+	inner.add("      groupArrayIf(bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n")
+	inner.add("      groupArrayIf(bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
+	inner.add("      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd\n")
 	inner.add("    FROM (\n      SELECT ")
 	expand(inner, sliceVars(len(slices)))
 	inner.add(", _w AS w, _bin AS bin,\n")
-	inner.add("        countIf(_role = 0) AS _n, countIf(_role = 0 AND _dec = 1) AS _x,\n")
-	inner.add("        countIf(_role = 1) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx\n")
+	inner.add(fmt.Sprintf("        countIf(_role = 0 AND _dec < %d) AS _n, countIf(_role = 0 AND _dec = 1) AS _x, countIf(_role = 0) AS _h,\n", decInvalid))
+	inner.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh\n", decInvalid))
 	inner.add("      FROM (\n        SELECT ")
 	s.window(inner, w)
 	inner.add(" AS _w,\n          ")
 	s.roles(inner)
-	inner.add(",\n          " + bin("_score") + " AS _bin")
+	inner.add(",\n          " + scoreBin("_score") + " AS _bin")
 	s.sliceValues(inner, slices)
 	inner.add("\n        FROM " + s.table + "\n       ")
 	s.filter(inner, w.all(), true)
 	inner.add("\n      )\n      GROUP BY _si, sv, w, bin\n    )\n    GROUP BY _si, sv, w")
-	// Values rank by the table's rows: shadow rows count in the rows mode.
-	rank := "n"
-	if s.m.Shadow.Mode == configs.ShadowRows {
-		rank = "n + sn"
-	}
 	q := &sqlText{}
-	s.ranked(q, inner, false, blockRateCols, rank)
+	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q
+}
+
+// rank is what slice values rank by: the table's rows, valid or not
+// (shadow rows count in the rows mode).
+func (b *blockRate) rank() string {
+	if b.src.m.Shadow.Mode == configs.ShadowRows {
+		return "n + bd + sn + sbd"
+	}
+	return "n + bd"
 }
 
 func (b *blockRate) evaluate(res *store.Result, r *run) error {
@@ -123,9 +149,28 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		return err
 	}
 	n, x, sn, sx, bins, bn, sbins, bsn := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+	bd, sbd := c[8], c[9]
 	nb := len(r.w.base)
 	hasShadow := b.src.m.Shadow.Mode != configs.ShadowNone
 	sawAggregate := false
+	// Data validity on the aggregate (validity.go): every row, both roles.
+	rows := func(g *group, w int) float64 { return g.num(w, n) + g.num(w, bd) + g.num(w, sn) + g.num(w, sbd) }
+	checks := []validity{
+		{MetricInvalidDecision, "have a decision outside {0, 1}",
+			func(g *group, w int) float64 { return g.num(w, bd) + g.num(w, sbd) }, rows},
+		{MetricInvalidScore, "have a score that is NULL, NaN, infinite or outside [0, 1]",
+			func(g *group, w int) float64 { return g.nulls(w, bins, bn) + g.nulls(w, sbins, bsn) }, rows},
+	}
+	if !b.d.validity {
+		checks = nil
+	}
+	for _, g := range groups {
+		if g.col == "" {
+			for _, v := range checks {
+				v.check(r, g, groups)
+			}
+		}
+	}
 	for _, g := range groups {
 		slice := sliceOf(g.col, g.val)
 		cur := Prop{g.num(0, x), g.num(0, n)}

@@ -82,6 +82,9 @@ type Detector struct {
 	cfg   *configs.Detector
 	model *configs.Model
 	impl  kind
+	// validity: this detector reports its model's invalid rows (see
+	// reportsValidity in validity.go).
+	validity bool
 }
 
 // kind is what each detector kind provides: its one query for a set of
@@ -108,7 +111,7 @@ func New(cfg *configs.Config, d *configs.Detector) (*Detector, error) {
 	if m == nil {
 		return nil, fmt.Errorf("detector %s: unknown model %q", d.Name, d.Model)
 	}
-	det := &Detector{cfg: d, model: m}
+	det := &Detector{cfg: d, model: m, validity: reportsValidity(cfg, d)}
 	var err error
 	switch d.Kind {
 	case configs.KindBlockRate:

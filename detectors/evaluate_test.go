@@ -86,15 +86,19 @@ func hist(counts map[float64]float64) (bins, cnts []any) {
 
 // brWin is one window of a block_rate slice: requests, blocked, shadow
 // requests, shadow blocked; scores all in one bin unless hi is set (the
-// share of scores in a high bin).
-type brWin struct{ n, x, sn, sx, hi float64 }
+// share of scores in a high bin); bd more production rows with an invalid
+// decision, and bs production rows with an invalid score (nullBin).
+type brWin struct{ n, x, sn, sx, hi, bd, bs float64 }
 
 func brRows(sc, sv string, wins ...brWin) [][]any {
 	var rows [][]any
 	for w, b := range wins {
-		bins, bn := hist(map[float64]float64{0.01: b.n * (1 - b.hi), 0.7: b.n * b.hi, 0.02: 1})
+		bins, bn := hist(map[float64]float64{0.01: b.n + b.bd - b.bs - b.n*b.hi, 0.7: b.n * b.hi, 0.02: 1})
+		if b.bs > 0 {
+			bins, bn = append(bins, uint64(nullBin)), append(bn, uint64(b.bs))
+		}
 		sbins, bsn := hist(map[float64]float64{0.01: b.sn, 0.7: 0, 0.02: 1})
-		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, sbins, bsn})
+		rows = append(rows, []any{sc, sv, uint64(w), uint64(b.n), uint64(b.x), uint64(b.sn), uint64(b.sx), bins, bn, sbins, bsn, uint64(b.bd), uint64(0)})
 	}
 	return rows
 }
@@ -614,13 +618,14 @@ func TestShadowEvaluate(t *testing.T) {
     slices: []
     shadow: {min_correlation: 0.5}
 `)
-	cols := []string{"sc", "sv", "w", "n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only"}
+	cols := append([]string{"sc", "sv", "w"}, shadowCols...)
 	// Sums for n pairs with scores perfectly (r=1) or not correlated, and
 	// up unpaired requests that have only their production row.
 	row := func(w int, n, pb, sb, r, up float64) []any {
 		// a and b take values 0/1 half the time; r sets how often they agree.
 		agree := n * (1 + r) / 2
-		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(up), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2, uint64(up)}
+		return []any{"", "", uint64(w), uint64(n), uint64(pb), uint64(sb), uint64(up), uint64(n), n / 2, n / 2, n / 2, n / 2, agree / 2, uint64(up),
+			uint64(0), uint64(2*n + up), uint64(0), uint64(0)}
 	}
 	build := func(curPB, curSB, curR float64) [][]any {
 		out := [][]any{row(0, 7000, curPB, curSB, curR, 0)}
@@ -700,7 +705,7 @@ func TestFreshnessAndStaleness(t *testing.T) {
 	cols := []string{"newest", "n"}
 	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-2 * time.Minute), uint64(100)})), nil, "")
 	checkFindings(t, decide(t, fr, result(cols, []any{testAt.Add(-20 * time.Minute), uint64(100)})), []string{"pipeline_outage:lag_seconds:"}, "20m old")
-	checkFindings(t, decide(t, fr, result(cols, []any{time.Unix(0, 0).UTC(), uint64(0)})), []string{"pipeline_outage:lag_seconds:"}, "no prediction rows in the 30m")
+	checkFindings(t, decide(t, fr, result(cols, []any{time.Unix(0, 0).UTC(), uint64(0)})), []string{"pipeline_outage:lag_seconds:"}, `no rows for model value "fraud" (column model) in the 30m`)
 
 	st := testDetector(t, `
   - name: stale
@@ -769,4 +774,177 @@ func concat(parts ...[][]any) [][]any {
 		out = append(out, p...)
 	}
 	return out
+}
+
+// Invalid rows: counted on their own, out of the model's figures, and a
+// rise of their share is the logging's (feature_pipeline), said once on
+// the aggregate.
+func TestValidityEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: br
+    kind: block_rate
+    model: fraud
+    block_rate: {score_psi: true}
+`)
+	// A steady week of 12,000 rows an hour, 1% blocked; FR 3,000 of them.
+	steadyAgg := steady(12000, 120)
+	steadyFR := steady(3000, 30)
+	tests := []struct {
+		name      string
+		agg, fr   brWin
+		aggDays   func(int) brWin
+		want      []string
+		summary   string
+		metric    string  // the validity evaluation to check, if any
+		value     float64 // its value (hand-computed)
+		unchecked bool    // the aggregate's block rate went unchecked
+	}{{
+		name: "quiet", agg: brWin{n: 12000, x: 120, sn: 12000, sx: 120}, fr: brWin{n: 3000, x: 30, sn: 3000, sx: 30},
+		want: nil,
+	}, {
+		// 600 rows with decision 2 (or 255, NULL), all FR's, beside the
+		// usual 12,000: 600/12,600 of production rows, 600/24,600 of all
+		// rows with the shadow's. FR's block rate (30 of 3,000 valid) is
+		// steady: no model_behavior.
+		name: "invalid decisions in FR", agg: brWin{n: 12000, x: 120, sn: 12000, sx: 120, bd: 600}, fr: brWin{n: 3000, x: 30, sn: 3000, sx: 30, bd: 600},
+		want:    []string{"feature_pipeline:invalid_decision_share:"},
+		summary: "logging broke: 2.4% of rows have a decision outside {0, 1} (was 0.0%; n=24,600 vs 168,000 rows); most of them in country=FR (100.0%)",
+		metric:  MetricInvalidDecision, value: 600.0 / 24600,
+	}, {
+		// Every decision invalid: the block rate has no valid row left and
+		// is skipped (its alerts hold); the validity check, whose sample is
+		// every row, still fires.
+		name: "every decision invalid", agg: brWin{n: 0, x: 0, sn: 12000, sx: 120, bd: 12000}, fr: brWin{n: 0, x: 0, sn: 3000, sx: 30, bd: 3000},
+		want:    []string{"feature_pipeline:invalid_decision_share:"},
+		summary: "logging broke: 50.0% of rows have a decision outside {0, 1} (was 0.0%; n=24,000 vs 168,000 rows); they are left",
+		metric:  MetricInvalidDecision, value: 12000.0 / 24000, unchecked: true,
+	}, {
+		// 3,000 production scores out of [0, 1]: out of the PSI (which
+		// sees the same distribution as before), a feature_pipeline rise.
+		name: "invalid scores", agg: brWin{n: 12000, x: 120, sn: 12000, sx: 120, bs: 3000}, fr: brWin{n: 3000, x: 30, sn: 3000, sx: 30},
+		want:    []string{"feature_pipeline:invalid_score_share:"},
+		summary: "12.5% of rows have a score that is NULL, NaN, infinite or outside [0, 1] (was 0.0%",
+		metric:  MetricInvalidScore, value: 3000.0 / 24000,
+	}, {
+		// A share of invalid decisions that wobbles between 2.3% and 2.8%
+		// of rows from day to day: 2.8% now is no rise.
+		name: "a steady share of invalid decisions", agg: brWin{n: 12000, x: 120, sn: 12000, sx: 120, bd: 680}, fr: brWin{n: 3000, x: 30, sn: 3000, sx: 30},
+		aggDays: func(i int) brWin { return brWin{n: 12000, x: 120, sn: 12000, sx: 120, bd: float64(560 + 20*i)} },
+		want:    nil,
+		metric:  MetricInvalidDecision, value: 680.0 / 24680,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			days := tc.aggDays
+			if days == nil {
+				days = steadyAgg
+			}
+			rows := concat(brRows("", "", week(tc.agg, days)...), brRows("country", "FR", week(tc.fr, steadyFR)...))
+			out := decide(t, d, result(brCols, rows...))
+			checkFindings(t, out, tc.want, tc.summary)
+			for _, f := range out.Findings {
+				if f.Class == ClassModelBehavior {
+					t.Errorf("invalid rows paged product: %s", f.Summary)
+				}
+			}
+			found := false
+			for _, e := range out.Evaluations {
+				if e.Metric == MetricInvalidDecision || e.Metric == MetricInvalidScore {
+					if e.Metric != tc.metric || len(e.Slice) != 0 {
+						t.Errorf("unexpected validity evaluation %s %v", e.Metric, e.Slice)
+						continue
+					}
+					found = true
+					if !near(e.Value, tc.value, 1e-12) {
+						t.Errorf("%s = %v, want %v", e.Metric, e.Value, tc.value)
+					}
+				}
+			}
+			if found != (tc.metric != "") {
+				t.Errorf("validity evaluation %q present %v", tc.metric, found)
+			}
+			un := false
+			for _, u := range out.Unchecked {
+				un = un || len(u.Slice) == 0
+			}
+			if un != tc.unchecked {
+				t.Errorf("aggregate unchecked %v, want %v", un, tc.unchecked)
+			}
+		})
+	}
+}
+
+// Request ids: empty ones and duplicated ones are counted as rows and
+// kept out of the pairs; their rise is the shadow detector's
+// feature_pipeline finding, and it is not also a pairing collapse.
+func TestShadowValidityEvaluate(t *testing.T) {
+	d := testDetector(t, `
+  - name: sh
+    kind: shadow
+    model: fraud
+    slices: []
+`)
+	cols := append([]string{"sc", "sv", "w"}, shadowCols...)
+	// n valid pairs (none disagreeing), empty and dup rows beside them.
+	row := func(w int, n, er, dr float64) []any {
+		return []any{"", "", uint64(w), uint64(n), uint64(10), uint64(20), uint64(0), uint64(n), n / 2, n / 2, n / 2, n / 2, n / 2, uint64(0),
+			uint64(0), uint64(2*n + er + dr), uint64(er), uint64(dr)}
+	}
+	build := func(n, er, dr float64) [][]any {
+		out := [][]any{row(0, n, er, dr)}
+		for w := 1; w <= 7; w++ {
+			out = append(out, row(w, 7000, 0, 0))
+		}
+		return out
+	}
+	t.Run("quiet", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, build(7000, 0, 0)...)), nil, "")
+	})
+	t.Run("empty ids", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, build(4900, 4200, 0)...)), []string{"feature_pipeline:empty_request_id_share:"},
+			"logging broke: 30.0% of rows have an empty request id (no shadow row can pair with them) (was 0.0%; n=14,000 vs 98,000 rows)")
+	})
+	t.Run("every id empty", func(t *testing.T) {
+		out := decide(t, d, result(cols, build(0, 14000, 0)...))
+		checkFindings(t, out, []string{"feature_pipeline:empty_request_id_share:"}, "100.0% of rows have an empty request id")
+		if len(out.Unchecked) == 0 {
+			t.Errorf("the disagreement of no pairs should be unchecked, not cleared")
+		}
+	})
+	t.Run("duplicated ids", func(t *testing.T) {
+		checkFindings(t, decide(t, d, result(cols, build(7000, 0, 2700)...)), []string{"feature_pipeline:duplicate_request_id_share:"},
+			"16.2% of rows share their request id with another row of the same role")
+	})
+}
+
+// Slice values as the query renders them become the values findings
+// carry: mlwatch's own buckets as they are, a real value that could be
+// read as one quoted, every other value itself.
+func TestSliceLabel(t *testing.T) {
+	for _, tc := range []struct{ sv, want, label string }{
+		{"FR", "FR", "FR"},
+		{"", "", "overall"},
+		{NullSlice, "(null)", "country (null)"},
+		{"((null)", `"(null)"`, `country "(null)"`},
+		{"((other)", `"(other)"`, `country "(other)"`},
+		{"(", `"("`, `country "("`},
+		{`"(null)"`, `"\"(null)\""`, `country "\"(null)\""`},
+		{"(x)", `"(x)"`, `country "(x)"`}, // a rollup fed by an older view
+		{"a(b)", "a(b)", "a(b)"},
+	} {
+		got := sliceLabel(tc.sv)
+		if got != tc.want {
+			t.Errorf("sliceLabel(%q) = %q, want %q", tc.sv, got, tc.want)
+		}
+		col := "country"
+		if tc.sv == "" {
+			col = ""
+		}
+		if l := label(col, got); l != tc.label {
+			t.Errorf("label(%q) = %q, want %q", got, l, tc.label)
+		}
+	}
+	if sliceLabel("((null)") == sliceLabel(NullSlice) || sliceLabel("((other)") == OtherSlice {
+		t.Errorf("a real value reads as a bucket")
+	}
 }

@@ -74,8 +74,10 @@ func (e *expectation) describe() string {
 // The expectation has no baseline: only the current window is read.
 func (e *expectation) query(w windows) *sqlText {
 	w.base = nil
-	dec := "toUInt8(ifNull(" + e.src.col(e.src.m.Columns.Decision) + " != 0, 0)) AS _dec"
-	return e.src.counted(w, e.d.slices(), dec, []string{"count()", "sum(_dec)"}, []string{"n", "x"}, false, e.match)
+	// A decision other than 0 and 1 is neither a block nor a pass: it
+	// stays out of the rate (block_rate reports it).
+	dec := decision(e.src.col(e.src.m.Columns.Decision)) + " AS _dec"
+	return e.src.counted(w, e.d.slices(), dec, []string{fmt.Sprintf("countIf(_dec < %d)", decInvalid), "countIf(_dec = 1)"}, []string{"n", "x"}, false, e.match)
 }
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {

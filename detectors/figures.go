@@ -65,6 +65,19 @@ func (g *group) days(nb int, x, n col) []Prop {
 // hist reads window w's histogram from parallel arrays of bins and counts,
 // leaving out nullBin.
 func (g *group) hist(w int, bins, counts col) Hist {
+	h := g.allBins(w, bins, counts)
+	delete(h, nullBin)
+	return h
+}
+
+// nulls is the count of window w's histogram in nullBin: the rows whose
+// value was NULL, NaN, infinite or (scores) out of range.
+func (g *group) nulls(w int, bins, counts col) float64 {
+	return g.allBins(w, bins, counts)[nullBin]
+}
+
+// allBins reads window w's histogram, nullBin included.
+func (g *group) allBins(w int, bins, counts col) Hist {
 	h := Hist{}
 	row, ok := g.byW[w]
 	if !ok {
@@ -76,11 +89,7 @@ func (g *group) hist(w int, bins, counts col) Hist {
 		if i >= len(cs) {
 			break
 		}
-		b := uint64(store.Int(bs[i]))
-		if b == nullBin {
-			continue
-		}
-		h[b] += store.Float(cs[i])
+		h[uint64(store.Int(bs[i]))] += store.Float(cs[i])
 	}
 	return h
 }
@@ -240,12 +249,14 @@ func count(x float64) string {
 	return b.String()
 }
 
-// label names a slice in a summary: "overall", "FR", "country (null)".
+// label names a slice in a summary: "overall", "FR", "country (null)",
+// and a real value that sliceLabel quoted with its column:
+// `country "(null)"`.
 func label(col, val string) string {
 	switch {
 	case col == "":
 		return "overall"
-	case strings.HasPrefix(val, "("):
+	case strings.HasPrefix(val, "("), strings.HasPrefix(val, "\""):
 		return col + " " + val
 	}
 	return val
@@ -359,9 +370,9 @@ func fold(res *store.Result, groups []*group, spec foldSpec, topK int) ([]*group
 				row[c] = v
 			}
 			for _, h := range hists {
-				rest := agg.hist(w, h.bins, h.counts)
+				rest := agg.allBins(w, h.bins, h.counts)
 				for _, g := range kept[k] {
-					for b, c := range g.hist(w, h.bins, h.counts) {
+					for b, c := range g.allBins(w, h.bins, h.counts) {
 						rest[b] -= c
 					}
 				}

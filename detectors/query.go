@@ -3,6 +3,7 @@ package detectors
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // Slice values that are not values: NULL or empty, and the tail beyond a
-// column's top K. Parenthesised so that no real value collides with them.
+// column's top K. No real value collides with them: a real value that
+// starts with '(' or '"' is carried quoted (see sliceLabel).
 const (
 	NullSlice  = "(null)"
 	OtherSlice = "(other)"
@@ -128,9 +130,32 @@ func (s source) window(q *sqlText, w windows) {
 }
 
 // sliceValue renders a slice column's value as a string, NULL and empty
-// as NullSlice.
+// as NullSlice, and a real value that starts with '(' with one more '('
+// in front, so that no real value reads as NullSlice (sliceLabel undoes
+// it).
 func (s source) sliceValue(c string) string {
-	return fmt.Sprintf("ifNull(nullIf(toString(%s), ''), '%s')", s.col(c), NullSlice)
+	v := fmt.Sprintf("ifNull(toString(%s), '')", s.col(c))
+	return fmt.Sprintf("multiIf(%[1]s = '', '%[2]s', substring(%[1]s, 1, 1) = '(', concat('(', %[1]s), %[1]s)", v, NullSlice)
+}
+
+// sliceLabel turns a slice value as sliceValue renders it into the value
+// findings carry: NullSlice stays (mlwatch's bucket); a real value that
+// starts with '(' or '"' is quoted (strconv.Quote), so that it can be
+// told from NullSlice and OtherSlice in data (JSON slice, fingerprints)
+// and display (labels, summaries); every other value is itself. A
+// single-'(' value other than NullSlice (a rollup fed by an older view)
+// is taken as real.
+func sliceLabel(sv string) string {
+	switch {
+	case sv == NullSlice:
+		return sv
+	case strings.HasPrefix(sv, "(("):
+		sv = sv[1:]
+	}
+	if strings.HasPrefix(sv, "(") || strings.HasPrefix(sv, "\"") {
+		return strconv.Quote(sv)
+	}
+	return sv
 }
 
 // expand renders the select-list items that multiply a row into one row
@@ -281,7 +306,7 @@ func groupRows(res *store.Result, featureCol string) ([]*group, error) {
 	byKey := map[[3]string]*group{}
 	var out []*group
 	for _, row := range res.Rows {
-		k := [3]string{store.Str(row[isc]), store.Str(row[isv]), ""}
+		k := [3]string{store.Str(row[isc]), sliceLabel(store.Str(row[isv])), ""}
 		if ifeat >= 0 {
 			k[2] = store.Str(row[ifeat])
 		}

@@ -15,8 +15,11 @@ import (
 //   - TABLE: per model value, role (0 production, 1 shadow), minute and
 //     slice (the aggregate ” and each of the model's slice columns with
 //     its value, one row each: not per combination of values, which would
-//     multiply): the row count, the blocked count and the score histogram
-//     (sumMap of the exact float bins).
+//     multiply): the row count, the blocked count, the count of invalid
+//     decisions and the score histogram (sumMap of the exact float bins,
+//     invalid scores in nullBin). A rollup whose view predates
+//     bad_decisions (schema apply adds the column, not the new view) reads
+//     0 there and counts decisions other than 0 as blocks, as it did.
 //   - TABLE_features: per model value, minute and feature (production
 //     rows; feature ” counts the rows): the element count, non-null and
 //     zero counts, finite extremes and the value histogram.
@@ -100,6 +103,7 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 	out.Tables = append(out.Tables, store.TableDef{Name: main.Name, Columns: [][2]string{
 		{"model_value", "String"}, {"role_code", "UInt8"}, {"minute", "DateTime"}, {"slice", "String"}, {"value", "String"},
 		{"n", "AggregateFunction(count)"}, {"blocked", "AggregateFunction(sum, UInt64)"}, {"score_hist", histType},
+		{"bad_decisions", "AggregateFunction(sum, UInt64)"},
 	}, Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (" + strings.Join(key, ", ") + ")"})
 	// Expressions inline (18.16 loses a subquery's aliases in a view); the
 	// slice tuple's alias lives inside the expression, so that only slice
@@ -115,7 +119,8 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 		}
 		q.add("]) AS _s).1 AS slice, _s.2 AS value")
 	}
-	q.add(",\n  countState() AS n, sumState(toUInt64(" + dec + ")) AS blocked, sumMapState([" + bin(score) + "], [toUInt64(1)]) AS score_hist\n")
+	q.add(",\n  countState() AS n, sumState(toUInt64(" + dec + " = 1)) AS blocked, sumMapState([" + scoreBin(score) + "], [toUInt64(1)]) AS score_hist,\n")
+	q.add(fmt.Sprintf("  sumState(toUInt64(%s = %d)) AS bad_decisions\n", dec, decInvalid))
 	q.add("FROM " + s.table)
 	if m.Shadow.Mode == configs.ShadowRows {
 		q.add("\nWHERE "+s.col(c.Role)+" IN (?, ?)", m.Shadow.ProductionRole, m.Shadow.ShadowRole)
@@ -206,20 +211,17 @@ func (b *blockRate) rollupQuery(w windows) *sqlText {
 	s := b.src
 	main, _ := rollupTables(s.m)
 	inner := &sqlText{}
-	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn\n    FROM (\n")
-	inner.add("      SELECT sc, sv, w, sumIf(_n, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn, bd, sbd\n    FROM (\n")
+	inner.add("      SELECT sc, sv, w, sumIf(_n - _bd, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n - _bd, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("        sumIf(_bd, _r = 0) AS bd, sumIf(_bd, _r = 1) AS sbd,\n")
 	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs\n      FROM (\n        SELECT ")
 	s.rollupWindow(inner, w)
-	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
+	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMerge(bad_decisions) AS _bd, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
 	s.rollupFilter(inner, w.all(), "")
 	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
 	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
-	rank := "n"
-	if s.m.Shadow.Mode == configs.ShadowRows {
-		rank = "n + sn"
-	}
 	q := &sqlText{}
-	s.ranked(q, inner, false, blockRateCols, rank)
+	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q
 }
 

@@ -48,20 +48,25 @@ const pairedDrop = 0.5
 // block-rate moves can no longer be told apart by the shadow). That is a
 // monitoring_failure (infra, ticket): production is served and logged as
 // before, so it must neither page nor hold back the product team's
-// alerts as a pipeline_outage would (root-cause inhibition).
-func (sh *shadow) pairing(r *run, g *group, n, unpaired, prodOnly col) {
+// alerts as a pipeline_outage would (root-cause inhibition). Requests
+// with an empty or duplicated id are neither paired nor unpaired: their
+// own check (validity) reports them.
+func (sh *shadow) pairing(r *run, g *group, n, bd, unpaired, prodOnly col) {
 	nb := len(r.w.base)
-	cur := Prop{g.num(0, n), g.num(0, n) + g.num(0, unpaired)}
-	base := Prop{g.base(nb, n), g.base(nb, n) + g.base(nb, unpaired)}
+	paired := func(w int) float64 { return g.num(w, n) + g.num(w, bd) }
+	cur := Prop{paired(0), paired(0) + g.num(0, unpaired)}
+	var base Prop
+	days := make([]Prop, nb)
+	for w := 1; w <= nb; w++ {
+		days[w-1] = Prop{paired(w), paired(w) + g.num(w, unpaired)}
+		base.X += days[w-1].X
+		base.N += days[w-1].N
+	}
 	if !sh.d.enough(cur.N) || !sh.d.enough(base.N) || base.X == 0 {
 		return // too few requests, or a shadow that never paired
 	}
 	var spread float64
 	if r.w.seasonal {
-		days := g.days(nb, n, n)
-		for w := range days {
-			days[w].N += g.num(w+1, unpaired)
-		}
 		spread = SeasonalVar(days)
 	}
 	h := newHyp(MetricPaired, map[string]string{}, "", ClassMonitoringFailure)
@@ -81,19 +86,22 @@ func (sh *shadow) pairing(r *run, g *group, n, unpaired, prodOnly col) {
 	r.add(h)
 }
 
-// pairs renders the innermost SELECT of paired requests: columns _w, pd,
-// sd (decisions), a, b (scores), paired, and the slice values _c0.. .
+// pairs renders the innermost SELECT of requests: columns _w, pd, sd
+// (decision codes, see decision), a, b (scores), paired (exactly one row
+// of each role), hasp (a production row), nrows (the request's rows),
+// noid (an empty request id), dup (a non-empty id with more than one row
+// of a role), and the slice values _c0.. .
 func (sh *shadow) pairs(q *sqlText, w windows) {
 	s := sh.src
 	c := s.m.Columns
-	dec := func(e string) string { return fmt.Sprintf("toUInt8(ifNull(%s != 0, 0))", e) }
 	slices := sh.d.slices()
 	if s.m.Shadow.Mode == configs.ShadowColumns {
+		// Both scores ride on one row: no request id pairs them.
 		q.add("SELECT ")
 		s.window(q, w)
-		q.add(" AS _w, " + dec(s.col(c.Decision)) + " AS pd, " + dec(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
+		q.add(" AS _w, " + decision(s.col(c.Decision)) + " AS pd, " + decision(s.col(s.m.Shadow.DecisionColumn)) + " AS sd,\n")
 		q.add("          toFloat64(" + s.col(c.Score) + ") AS a, toFloat64(" + s.col(s.m.Shadow.ScoreColumn) + ") AS b,\n")
-		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired, 1 AS hasp")
+		q.add("          isNotNull(" + s.col(s.m.Shadow.DecisionColumn) + ") AS paired, 1 AS hasp, 1 AS nrows, 0 AS noid, 0 AS dup")
 		for i, sl := range slices {
 			q.add(fmt.Sprintf(", %s AS _c%d", s.sliceValue(sl), i))
 		}
@@ -101,40 +109,51 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 		s.filter(q, w.all(), false)
 		return
 	}
-	prod := "_p"
 	pr := s.m.Shadow.ProductionRole
 	// Both rows of a request share its window; min keeps a lone shadow
-	// row in its own window too.
+	// row in its own window too. A row with an empty id is no request:
+	// it is a group of its own (a random key; a collision with another
+	// key is a 2^-64 chance), to be counted with its slice values. The
+	// slice values are the production row's (argMax), or a lone shadow
+	// row's.
 	q.add("SELECT min(_w0) AS _w, anyIf(_d, _p) AS pd, anyIf(_d, NOT _p) AS sd,\n")
-	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b,\n")
-	q.add("          countIf(_p) > 0 AND countIf(NOT _p) > 0 AS paired, countIf(_p) > 0 AS hasp")
+	q.add("          anyIf(_sc, _p) AS a, anyIf(_sc, NOT _p) AS b, countIf(_p) AS _np, countIf(NOT _p) AS _ns, count() AS nrows,\n")
+	q.add("          min(_e) AS noid, NOT noid AND (_np > 1 OR _ns > 1) AS dup, NOT noid AND _np = 1 AND _ns = 1 AS paired, _np > 0 AS hasp")
 	for i := range slices {
-		q.add(fmt.Sprintf(", anyIf(_v%d, %s) AS _c%d", i, prod, i))
+		q.add(fmt.Sprintf(", argMax(_v%d, _p) AS _c%d", i, i))
 	}
 	q.add("\n        FROM (\n          SELECT ")
 	s.window(q, w)
-	q.add(" AS _w0, "+s.col(c.Role)+" = ? AS _p, "+dec(s.col(c.Decision))+" AS _d, toFloat64("+s.col(c.Score)+") AS _sc, "+s.col(c.RequestID)+" AS _id", pr)
+	q.add(" AS _w0, "+s.col(c.Role)+" = ? AS _p, "+decision(s.col(c.Decision))+" AS _d, toFloat64("+s.col(c.Score)+") AS _sc, "+s.col(c.RequestID)+" AS _id, _id = '' AS _e", pr)
 	for i, sl := range slices {
 		q.add(fmt.Sprintf(", %s AS _v%d", s.sliceValue(sl), i))
 	}
 	q.add("\n          FROM " + s.table + "\n         ")
 	s.filter(q, w.all(), true)
-	q.add("\n        )\n        GROUP BY cityHash64(_id)")
+	q.add("\n        )\n        GROUP BY if(_e, rand64(), cityHash64(_id))")
 }
 
-// shadowCols are shadow's result columns after sc, sv, w; all add up.
-// prod_only counts the unpaired requests that have their production row.
-var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only"}
+// shadowCols are shadow's result columns after sc, sv, w; all add up. n
+// counts the paired requests with valid decisions on both sides (pb, sb
+// the disagreements among them), bd those with an invalid one, unpaired
+// the valid requests with one side only (prod_only: the production
+// side), nc..sab the score sums of pairs with both scores in [0, 1];
+// rows, er and dr count rows: all, with an empty request id, and of
+// requests whose id is duplicated.
+var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only", "bd", "rows", "er", "dr"}
 
 // Pairs are counted per slice and window in one aggregation over them.
 func (sh *shadow) query(w windows) *sqlText {
 	s := sh.src
 	slices := sh.d.slices()
-	fin := "ifNull(isFinite(a) AND isFinite(b), 0)"
-	aggs := []string{"countIf(paired)", "countIf(paired AND pd = 1 AND sd = 0)", "countIf(paired AND pd = 0 AND sd = 1)", "countIf(NOT paired)",
-		"countIf(paired AND " + fin + ")", "sumIf(a, paired AND " + fin + ")", "sumIf(b, paired AND " + fin + ")",
-		"sumIf(a * a, paired AND " + fin + ")", "sumIf(b * b, paired AND " + fin + ")", "sumIf(a * b, paired AND " + fin + ")",
-		"countIf(NOT paired AND hasp)"}
+	ok := fmt.Sprintf("paired AND pd < %[1]d AND sd < %[1]d", decInvalid)
+	fin := "paired AND ifNull(a >= 0 AND a <= 1 AND b >= 0 AND b <= 1, 0)"
+	aggs := []string{"countIf(" + ok + ")", "countIf(" + ok + " AND pd = 1 AND sd = 0)", "countIf(" + ok + " AND pd = 0 AND sd = 1)",
+		"countIf(NOT paired AND NOT noid AND NOT dup)",
+		"countIf(" + fin + ")", "sumIf(a, " + fin + ")", "sumIf(b, " + fin + ")",
+		"sumIf(a * a, " + fin + ")", "sumIf(b * b, " + fin + ")", "sumIf(a * b, " + fin + ")",
+		"countIf(NOT paired AND hasp AND NOT noid AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
+		"sum(nrows)", "sumIf(nrows, noid)", "sumIf(nrows, dup)"}
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
@@ -148,7 +167,7 @@ func (sh *shadow) query(w windows) *sqlText {
 	sh.pairs(inner, w)
 	inner.add("\n    )\n    WHERE _w != 255\n    GROUP BY _si, sv, w")
 	q := &sqlText{}
-	s.ranked(q, inner, false, shadowCols, "n + unpaired")
+	s.ranked(q, inner, false, shadowCols, "rows")
 	return q
 }
 
@@ -176,13 +195,28 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 	if err != nil {
 		return err
 	}
-	n, pb, sb, unpaired := c[0], c[1], c[2], c[3]
+	n, pb, sb, unpaired, bd := c[0], c[1], c[2], c[3], c[11]
 	nb := len(r.w.base)
+	// Request-id validity on the aggregate (validity.go); with shadow
+	// columns no request id pairs the rows.
+	var checks []validity
+	if sh.src.m.Shadow.Mode == configs.ShadowRows && sh.d.validity {
+		rows := func(g *group, w int) float64 { return g.num(w, c[12]) }
+		checks = []validity{
+			{MetricEmptyRequestID, "have an empty request id (no shadow row can pair with them)",
+				func(g *group, w int) float64 { return g.num(w, c[13]) }, rows},
+			{MetricDuplicateRequestID, "share their request id with another row of the same role (production and shadow cannot be paired)",
+				func(g *group, w int) float64 { return g.num(w, c[14]) }, rows},
+		}
+	}
 	for _, g := range groups {
 		slice := sliceOf(g.col, g.val)
 		nCur, nBase := g.num(0, n), g.base(nb, n)
 		if g.col == "" {
-			sh.pairing(r, g, n, unpaired, c[10])
+			sh.pairing(r, g, n, bd, unpaired, c[10])
+			for _, v := range checks {
+				v.check(r, g, groups)
+			}
 		}
 		if !sh.d.enough(nCur) || !sh.d.enough(nBase) {
 			r.skip(slice, "")

@@ -167,7 +167,10 @@ func (f *freshness) evaluate(res *store.Result, r *run) error {
 	if n > 0 {
 		h.summary = fmt.Sprintf("newest prediction row is %s old at %s (max lag %s)", configs.FormatDuration(lag.Round(time.Second)), r.w.at.Format(time.RFC3339), f.p.MaxLag)
 	} else {
-		h.summary = fmt.Sprintf("no prediction rows in the %s before %s (max lag %s)", configs.FormatDuration(lag), r.w.at.Format(time.RFC3339), f.p.MaxLag)
+		// No age to give: say what was looked for, so a model_value
+		// that matches nothing reads as that and not as an old row.
+		h.summary = fmt.Sprintf("no rows for model value %q (column %s) in the %s before %s (max lag %s)",
+			f.src.m.ModelValue, f.src.m.Columns.Model, configs.FormatDuration(lag), r.w.at.Format(time.RFC3339), f.p.MaxLag)
 	}
 	r.add(h)
 	return nil

@@ -79,11 +79,12 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
+	d.warnModelRows(ctx, cfg)
 	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	if err := store.Apply(ctx, d.db, tables.Database, tables.Defs()); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
 	}
-	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log})
+	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log, OnDelivery: d.metrics.Notification})
 	if err != nil {
 		return err
 	}
@@ -94,6 +95,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	d.metrics.WatchDead(d.mgr.DeadByReceiver)
 	d.token.Store(cfg.Server.APIToken)
 	d.metrics.reloadOK.Set(1)
 	d.metrics.reloadOKTimestamp.SetToCurrentTime()
@@ -107,7 +109,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: Handler(ServerOptions{
-		Alerts: d.mgr, Silencer: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
+		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 	}), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Server.TLSCertFile != "" {
@@ -128,8 +130,11 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
-	pipeDone := make(chan struct{})
+	pipeDone, dispatchDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(pipeDone); d.pipeline(pipeCtx) }()
+	// Each receiver delivers in its own goroutine: a hanging webhook
+	// holds its own notifications, not the Slack pages.
+	go func() { defer close(dispatchDone); d.mgr.Dispatch(pipeCtx, opt.PipelineInterval) }()
 
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
@@ -153,18 +158,30 @@ loop:
 
 	log.Info("shutting down: finishing in-flight runs")
 	d.ready.Store(false)
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	d.reloadMu.Lock()
 	d.sched.Stop(stopCtx)
 	d.reloadMu.Unlock()
+	// Sends in flight end now (a hanging receiver is not waited for);
+	// what they did not deliver stays in the outbox for the next start.
 	stopPipe()
 	<-pipeDone
-	d.flush(stopCtx)
+	<-dispatchDone
+	flushCtx, cancelFlush := context.WithTimeout(stopCtx, shutdownFlush)
+	d.flush(flushCtx)
+	cancelFlush()
 	_ = srv.Shutdown(stopCtx)
 	log.Info("mlwatch stopped")
 	return nil
 }
+
+// ShutdownTimeout bounds a shutdown: in-flight detector runs, the last
+// delivery (at most shutdownFlush of it) and the HTTP server's requests
+// share it. What is not delivered by then waits in the outbox.
+const ShutdownTimeout = 30 * time.Second
+
+const shutdownFlush = 10 * time.Second
 
 func (d *daemon) newScheduler() *Scheduler {
 	return NewScheduler(SchedulerOptions{Logger: d.log, Missed: d.mon.Missed})
@@ -190,11 +207,15 @@ func (d *daemon) pipeline(ctx context.Context) {
 		case <-t.C:
 		case <-d.kick:
 		}
-		d.flush(ctx)
+		// Process wakes the delivery goroutines (Dispatch).
+		if _, err := d.mgr.Process(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			d.log.Warn("alert processing failed", zap.Error(err))
+		}
 	}
 }
 
-// flush processes alerts into the outbox and delivers what is due.
+// flush processes alerts into the outbox and delivers what is due (the
+// last delivery at shutdown).
 func (d *daemon) flush(ctx context.Context) {
 	if _, err := d.mgr.Process(ctx, time.Now()); err != nil {
 		d.log.Warn("alert processing failed", zap.Error(err))
@@ -231,6 +252,7 @@ func (d *daemon) reload() (err error) {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
+	d.warnModelRows(ctx, cfg)
 	if err := d.mon.SetConfig(cfg); err != nil {
 		return err
 	}
@@ -244,4 +266,13 @@ func (d *daemon) reload() (err error) {
 	d.sched.Start(d.mon.Tasks(d.after))
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.Int("detectors", len(d.mon.Names())))
 	return nil
+}
+
+// warnModelRows logs each model whose selector matches no recent row.
+func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
+		d.log.Warn("model selects no rows", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
 }

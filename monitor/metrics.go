@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -24,6 +26,8 @@ type Metrics struct {
 	queryDuration     *prometheus.HistogramVec
 	reloadOK          prometheus.Gauge
 	reloadOKTimestamp prometheus.Gauge
+	notifications     *prometheus.CounterVec
+	dead              *deadCollector
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors.
@@ -69,7 +73,13 @@ func NewMetrics() *Metrics {
 		reloadOKTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mlwatch_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
 		}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlwatch_notifications_total", Help: "Notification delivery attempts by receiver and outcome: sent, retry, dead (refused for good), fallback (a dead one handed to the fallback receiver).",
+		}, []string{"receiver", "outcome"}),
+		dead: &deadCollector{desc: prometheus.NewDesc("mlwatch_notifications_dead",
+			"Notifications their receiver refused for good and that were not re-sent since (GET /api/v1/notifications?state=dead).", []string{"receiver"}, nil)},
 	}
+	r.MustRegister(m.notifications, m.dead)
 	r.MustRegister(m.runs, m.runDuration, m.rowsRead, m.missed, m.consecutiveFails, m.lastRun, m.findings, m.skipped,
 		m.queries, m.queryDuration, m.reloadOK, m.reloadOKTimestamp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -84,4 +94,33 @@ func (m *Metrics) QueryHook(ev store.QueryEvent) {
 	}
 	m.queries.WithLabelValues(ev.Engine, ev.Op, result).Inc()
 	m.queryDuration.WithLabelValues(ev.Engine, ev.Op).Observe(ev.Stats.Duration.Seconds())
+}
+
+// Notification counts one delivery attempt's outcome; pass it as
+// alerts.Options.OnDelivery.
+func (m *Metrics) Notification(receiver, outcome string) {
+	m.notifications.WithLabelValues(receiver, outcome).Inc()
+}
+
+// WatchDead makes mlwatch_notifications_dead read the dead notifications
+// per receiver at each scrape.
+func (m *Metrics) WatchDead(count func() map[string]int) { m.dead.count.Store(&count) }
+
+// deadCollector reports the dead notifications per receiver as they are
+// at scrape time, every configured receiver included (0 when none).
+type deadCollector struct {
+	desc  *prometheus.Desc
+	count atomic.Pointer[func() map[string]int]
+}
+
+func (c *deadCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *deadCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.count.Load()
+	if f == nil {
+		return
+	}
+	for r, n := range (*f)() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), r)
+	}
 }

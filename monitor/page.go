@@ -30,8 +30,15 @@ h1{font-size:1.4rem} h2{font-size:1.15rem;border-bottom:1px solid #ddd;padding-b
 .child{margin-left:2rem;border-left-color:#999} .muted{color:#777} .badge{font-size:.75rem;padding:.05rem .35rem;border-radius:3px;background:#eee;margin-left:.3rem}
 table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #eee;padding:.25rem .5rem;text-align:left;vertical-align:top}
 .bad{color:#c0392b} code{font-size:.8rem}
+.banner{border:2px solid #c0392b;background:#fdecea;border-radius:4px;padding:.6rem .8rem;margin:.8rem 0}
 </style></head><body>
 <h1>{{.Title}}</h1>
+{{with .Dead}}<div class="banner" id="dead-notifications"><strong>{{len .}} notification{{if gt (len .) 1}}s{{end}} could not be delivered</strong>
+and will not be retried until the receiver is fixed (a reload that changes it retries them) or they are re-sent:
+<code>mlwatch notifications retry ID</code> or <code>POST /api/v1/notifications/ID/retry</code>. List: <a href="api/v1/notifications?state=dead">api/v1/notifications?state=dead</a>.
+<table><tr><th>receiver</th><th>created</th><th>alerts</th><th>error</th><th>fallback</th><th>id</th></tr>
+{{range .}}<tr><td>{{.Receiver}}</td><td>{{ts .CreatedAt}}</td><td>{{range .Alerts}}{{.}}<br>{{end}}</td><td>{{.LastError}}</td><td>{{if .FallbackID}}copy sent to the fallback receiver{{else}}none{{end}}</td><td><code>{{.ID}}</code></td></tr>{{end}}
+</table></div>{{end}}
 <p class="muted">{{.Firing}} firing, {{.Pending}} pending, {{.Silenced}} silenced · {{ts .Now}}</p>
 {{range .Owners}}
 <h2 id="owner-{{.Owner}}">{{.Owner}} team: {{len .Alerts}} firing</h2>
@@ -145,7 +152,11 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		Others                    []alerts.View
 		Detectors                 []detectorRow
 		Silences                  []silenceRow
+		Dead                      []alerts.NotificationStatus
 	}{Title: "mlwatch", Now: s.opt.Now()}
+	if s.opt.Outbox != nil {
+		data.Dead = s.opt.Outbox.Notifications(alerts.NotificationDead)
+	}
 	byFP := map[string]alerts.View{}
 	for _, v := range views {
 		byFP[v.Fingerprint] = v

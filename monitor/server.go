@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -30,10 +31,18 @@ type Silencer interface {
 	ExpireSilence(ctx context.Context, id string) (alerts.Silence, error)
 }
 
+// Outbox is what the notifications API needs from the alert pipeline.
+type Outbox interface {
+	Notifications(state string) []alerts.NotificationStatus
+	Retry(ctx context.Context, id string) (alerts.NotificationStatus, error)
+}
+
 // ServerOptions wire the HTTP server to the daemon.
 type ServerOptions struct {
 	Alerts   AlertLister
 	Silencer Silencer
+	// Outbox lists notifications and re-sends dead ones; nil hides them.
+	Outbox Outbox
 	// Detectors returns every detector's status for /api/v1/detectors and the page.
 	Detectors func() []DetectorStatus
 	// Series returns the points of an alert's chart.
@@ -75,6 +84,8 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
 	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
 	mux.HandleFunc("GET /api/v1/models", s.models)
+	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
+	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	return mux
@@ -185,10 +196,8 @@ type silenceRequest struct {
 
 func (s *server) addSilence(w http.ResponseWriter, r *http.Request) {
 	var req silenceRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("silence: %w", err))
+	if code, err := decodeBody(w, r, &req); err != nil {
+		writeError(w, code, fmt.Errorf("silence: %w", err))
 		return
 	}
 	sil, err := buildSilence(req, s.opt.Now())
@@ -197,11 +206,48 @@ func (s *server) addSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sil, err = s.opt.Silencer.AddSilence(r.Context(), sil)
+	if errors.Is(err, alerts.ErrTooManySilences) {
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: silenceView{sil, sil.State(s.opt.Now())}})
+}
+
+// maxBody bounds a JSON request body; silences and the like are a few
+// hundred bytes.
+const maxBody = 1 << 20
+
+// decodeBody reads one JSON object from the body into v, strictly: unknown
+// fields, anything after the object, and a body over maxBody are refused.
+// The status to answer comes back with the error: 413 naming the limit
+// for a body too large, else 400.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// A second value, or garbage, after the object: a client that
+		// sent two bodies or a truncated concatenation must not get half
+		// of what it meant.
+		if err2 := dec.Decode(&json.RawMessage{}); err2 != io.EOF {
+			err = err2
+			if err2 == nil || !errors.As(err2, new(*http.MaxBytesError)) {
+				err = errors.New("unexpected data after the JSON object")
+			}
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes (1 MiB)", tooLarge.Limit)
+	}
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	return 0, nil
 }
 
 // buildSilence checks a silence request: matchers parse, it ends after it
@@ -211,13 +257,11 @@ func buildSilence(req silenceRequest, now time.Time) (alerts.Silence, error) {
 		return alerts.Silence{}, errors.New("silence: at least one matcher is required")
 	}
 	sil := alerts.Silence{StartsAt: req.StartsAt, EndsAt: req.EndsAt, CreatedBy: req.CreatedBy, Comment: req.Comment}
-	for _, m := range req.Matchers {
-		pm, err := configs.ParseMatcher(m)
-		if err != nil {
-			return alerts.Silence{}, fmt.Errorf("silence: %w", err)
-		}
-		sil.Matchers = append(sil.Matchers, pm)
+	ms, err := alerts.ParseMatchers(req.Matchers)
+	if err != nil {
+		return alerts.Silence{}, fmt.Errorf("silence: %w", err)
 	}
+	sil.Matchers = ms
 	if sil.StartsAt.IsZero() {
 		sil.StartsAt = now
 	}
@@ -285,4 +329,40 @@ func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {
 		out = []DetectorStatus{}
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// notifications lists the outbox, newest first; state=pending|sent|dead
+// filters.
+func (s *server) notifications(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", alerts.NotificationPending, alerts.NotificationSent, alerts.NotificationDead:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want pending, sent or dead", state))
+		return
+	}
+	out := []alerts.NotificationStatus{}
+	if s.opt.Outbox != nil {
+		out = append(out, s.opt.Outbox.Notifications(state)...)
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// retryNotification sends a dead notification again (after its receiver
+// was fixed).
+func (s *server) retryNotification(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Outbox == nil {
+		writeError(w, http.StatusNotFound, errors.New("notifications are not available"))
+		return
+	}
+	n, err := s.opt.Outbox.Retry(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, alerts.ErrNotificationNotFound):
+		writeError(w, http.StatusNotFound, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: n})
 }

@@ -97,3 +97,62 @@ func TestQueriesWaitForAFreeConnection(t *testing.T) {
 		t.Errorf("the slow query: %v", err)
 	}
 }
+
+// TestWritesDoNotWaitBehindQueries: queries never take the last pooled
+// connection, so a write of mlwatch's own state (or a read marked
+// store.Priority) goes through at once while every other connection runs a
+// slow detector query and more queries wait.
+func TestWritesDoNotWaitBehindQueries(t *testing.T) {
+	e := storetest.ServerEngine(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{Addr: storetest.ServerAddr(), MaxOpenConns: 2, QueryTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dbName := store.MustIdent(e.Database)
+	slow := dbName + ".slow"
+	for _, q := range []string{
+		"CREATE TABLE " + dbName + ".t (x UInt64) ENGINE = MergeTree ORDER BY x",
+		"CREATE TABLE " + dbName + ".w (x UInt64) ENGINE = MergeTree ORDER BY x",
+		"INSERT INTO " + dbName + ".t SELECT number FROM numbers(7500)",
+		"CREATE VIEW " + slow + " AS SELECT * FROM " + dbName + ".t WHERE sleepEachRow(0.001) = 0 SETTINGS max_block_size = 100",
+	} {
+		if err := e.DB.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Query(ctx, "SELECT count() FROM "+slow) // ~7.5 s
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// A second query waits: the one connection left is for writes.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := db.Query(short, "SELECT 1"); !errors.Is(err, store.ErrTimeout) || !strings.Contains(err.Error(), "waiting for a free connection") {
+		t.Errorf("a second query while the slow one runs: %v, want it to wait (and time out here)", err)
+	}
+	// A write does not wait. Its deadline is generous for a busy machine,
+	// yet far below the slow query's 7.5 s.
+	wctx, cancel2 := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel2()
+	if err := db.Insert(wctx, store.Table{Database: e.Database, Name: "w"}, []string{"x"}, [][]any{{uint64(1)}}); err != nil {
+		t.Errorf("a state write while every query connection is busy: %v", err)
+	}
+	// So does a read of mlwatch's own state marked as such.
+	pctx, cancel3 := context.WithTimeout(store.Priority(ctx), 4*time.Second)
+	defer cancel3()
+	if _, err := db.Query(pctx, "SELECT count() FROM "+dbName+".w"); err != nil {
+		t.Errorf("a priority state read while every query connection is busy: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Errorf("the slow query ended (%v) before the write was checked: the test proves nothing", err)
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the slow query: %v", err)
+	}
+}

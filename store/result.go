@@ -127,6 +127,9 @@ func Strings(v any) []string {
 type chType struct {
 	base string   // Float32, String, Array, Nullable, Tuple, ...
 	args []chType // inner types of Array, Nullable, Tuple, LowCardinality
+	// zone is the time zone of DateTime('zone') and DateTime64(p, 'zone'),
+	// in which the embedded engine writes their values.
+	zone string
 }
 
 func parseType(s string) chType {
@@ -147,6 +150,12 @@ func parseType(s string) chType {
 				}
 			}
 			t.args = append(t.args, parseType(part))
+		}
+	case "DateTime", "DateTime64":
+		for _, part := range splitTopLevel(s[open+1 : len(s)-1]) {
+			if part = strings.TrimSpace(part); len(part) >= 2 && part[0] == '\'' {
+				t.zone = strings.Trim(part, "'")
+			}
 		}
 	}
 	return t
@@ -239,17 +248,25 @@ func fromJSON(t chType, v any) (any, error) {
 			return uint64(1), nil
 		}
 		return uint64(0), nil
-	case t.base == "DateTime" || t.base == "Date" || t.base == "Date32":
+	case t.base == "DateTime" || t.base == "DateTime64" || t.base == "Date" || t.base == "Date32":
 		s := jsonScalar(v)
-		layout := "2006-01-02 15:04:05"
-		if t.base != "DateTime" {
+		layout := "2006-01-02 15:04:05.999999999" // the fraction is optional
+		if t.base == "Date" || t.base == "Date32" {
 			layout = "2006-01-02"
 		}
-		ts, err := time.ParseInLocation(layout, s, time.UTC)
+		loc := time.UTC
+		if t.zone != "" {
+			z, err := time.LoadLocation(t.zone)
+			if err != nil {
+				return nil, fmt.Errorf("%s: time zone %q: %w", t.base, t.zone, err)
+			}
+			loc = z
+		}
+		ts, err := time.ParseInLocation(layout, s, loc)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s %q: %w", t.base, s, err)
 		}
-		return ts, nil
+		return ts.UTC(), nil
 	case t.base == "Nothing":
 		return nil, nil
 	}

@@ -26,6 +26,27 @@ type server struct {
 	// waited for a connection at most the dial timeout (5 s) and then
 	// failed with "acquire conn timeout", whatever the run's deadline.
 	slots chan struct{}
+	// reads holds one token fewer than slots: SELECTs (detector queries,
+	// seconds each) never take the last connection, which stays free for
+	// writes of mlwatch's own state (milliseconds each). With 500
+	// detectors due at once, state writes queued behind hundreds of
+	// queries and ran out of their short timeout.
+	reads chan struct{}
+}
+
+type priorityKey struct{}
+
+// Priority marks the queries made with ctx as short reads of mlwatch's
+// own state (silences, the outbox), which may use the connection kept
+// free of detector queries, as writes do: the alert pipeline must not
+// wait behind a burst of detector runs.
+func Priority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+func isPriority(ctx context.Context) bool {
+	p, _ := ctx.Value(priorityKey{}).(bool)
+	return p
 }
 
 // acquire takes a slot, or fails when ctx ends first.
@@ -39,6 +60,25 @@ func (s *server) acquire(ctx context.Context) error {
 }
 
 func (s *server) release() { <-s.slots }
+
+// acquireRead takes a read token and then a slot.
+func (s *server) acquireRead(ctx context.Context) error {
+	select {
+	case s.reads <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a free connection (all %d for queries busy): %w", cap(s.reads), ctx.Err())
+	}
+	if err := s.acquire(ctx); err != nil {
+		<-s.reads
+		return err
+	}
+	return nil
+}
+
+func (s *server) releaseRead() {
+	s.release()
+	<-s.reads
+}
 
 func openServer(ctx context.Context, opt Options) (*server, error) {
 	o := &clickhouse.Options{
@@ -81,7 +121,8 @@ func openServer(ctx context.Context, opt Options) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", opt.Addr, err)
 	}
-	s := &server{conn: conn, timeout: opt.QueryTimeout, slots: make(chan struct{}, opt.MaxOpenConns)}
+	s := &server{conn: conn, timeout: opt.QueryTimeout, slots: make(chan struct{}, opt.MaxOpenConns),
+		reads: make(chan struct{}, max(1, opt.MaxOpenConns-1))}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
@@ -141,10 +182,17 @@ func (s *server) driverContext(driver, ctx context.Context, id string, st *Stats
 }
 
 func (s *server) query(ctx context.Context, id, sql string) (*Result, error) {
-	if err := s.acquire(ctx); err != nil {
-		return nil, s.translate(err)
+	if isPriority(ctx) {
+		if err := s.acquire(ctx); err != nil {
+			return nil, s.translate(err)
+		}
+		defer s.release()
+	} else {
+		if err := s.acquireRead(ctx); err != nil {
+			return nil, s.translate(err)
+		}
+		defer s.releaseRead()
 	}
-	defer s.release()
 	res := &Result{}
 	qctx := s.queryContext(ctx, id, &res.Stats)
 	rows, err := s.conn.Query(qctx, sql)

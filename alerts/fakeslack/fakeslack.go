@@ -26,7 +26,7 @@ var Channels = [][2]string{
 type Call struct {
 	Method   string // "chat.postMessage", "chat.update", "conversations.list"; failed calls get " (failed)"
 	Channel  string
-	TS       string // chat.update: the message edited
+	TS       string // chat.update: the message edited; chat.postMessage: the message posted
 	ThreadTS string
 	Text     string
 	Blocks   string
@@ -44,7 +44,10 @@ type Server struct {
 	calls    []Call
 	failures []failure // consumed by the next chat.* calls
 	down     *failure  // every chat.* call fails while set
+	errs     []string  // Slack error codes answered (HTTP 200, ok=false) by the next chat.* calls
+	html     int       // the next chat.* calls answer an HTML page with HTTP 200
 	nextTS   int
+	onCall   func(Call)
 }
 
 type failure struct {
@@ -88,6 +91,31 @@ func (f *Server) Down(status int, retryAfter string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.down = &failure{status, retryAfter}
+}
+
+// FailWith makes the next chat.* call answer HTTP 200 with ok=false and
+// the Slack error code (invalid_auth, is_archived, ratelimited, ...).
+func (f *Server) FailWith(code string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, code)
+}
+
+// HTML makes the next n chat.* calls answer an HTML page with HTTP 200, as
+// a captive portal or a misconfigured proxy does.
+func (f *Server) HTML(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.html += n
+}
+
+// OnCall calls fn with every successful chat.* call while the request is
+// being answered, before the client hears back: a test can check the
+// call against the state of the system at that moment.
+func (f *Server) OnCall(fn func(Call)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onCall = fn
 }
 
 // Up ends Down.
@@ -153,7 +181,23 @@ func (f *Server) chat(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("<html>error</html>"))
 		return
 	}
+	if f.html > 0 {
+		f.html--
+		call.Method += " (failed)"
+		f.calls = append(f.calls, call)
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html><body>Please sign in to the proxy</body></html>"))
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
+	if len(f.errs) > 0 {
+		code := f.errs[0]
+		f.errs = f.errs[1:]
+		call.Method += " (failed)"
+		f.calls = append(f.calls, call)
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": code})
+		return
+	}
 	if !f.authorized(w, r) {
 		return
 	}
@@ -161,11 +205,18 @@ func (f *Server) chat(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "channel_not_found"})
 		return
 	}
-	f.calls = append(f.calls, call)
 	ts := call.TS
 	if method == "chat.postMessage" {
 		ts = fmt.Sprintf("1772445600.%06d", f.nextTS)
 		f.nextTS++
+		call.TS = ts
+	}
+	f.calls = append(f.calls, call)
+	if f.onCall != nil {
+		fn := f.onCall
+		f.mu.Unlock()
+		fn(call)
+		f.mu.Lock()
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": call.Channel, "ts": ts, "text": call.Text})
 }

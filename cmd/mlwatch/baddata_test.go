@@ -35,7 +35,8 @@ var distinctValues = 200000
 // and `cur` (1 in the second hour). Unset expressions take the healthy
 // default: 2% blocked, uniform scores, three countries, features a, b, c.
 // where filters the rows; featCols and featVals replace the feature
-// arrays (the columns layout).
+// arrays (the columns layout); requestID and role default to 'r<number>'
+// and 'production'.
 type badRows struct {
 	n                        int
 	from                     time.Time
@@ -43,6 +44,7 @@ type badRows struct {
 	merchant, names, values  string
 	where                    string
 	featCols, featVals       string
+	requestID, role          string
 }
 
 func (r badRows) sql(table string) (string, []any) {
@@ -62,7 +64,7 @@ func (r badRows) sql(table string) (string, []any) {
 	}
 	feats := def(r.names, "['a', 'b', 'c']") + ", " + def(r.values, "[CAST(number % 7 AS Nullable(Float64)), toFloat64(number % 11), toFloat64(number % 13)]")
 	q := fmt.Sprintf(`INSERT INTO %[1]s (ts, request_id, model, model_version, role, score, decision, country, merchant, %[8]s)
-SELECT toDateTime(? + intDiv(number * 7200, %[2]d)) AS ts, concat('r', toString(number)), 'fraud', 'v1', 'production',
+SELECT toDateTime(? + intDiv(number * 7200, %[2]d)) AS ts, %[11]s, 'fraud', 'v1', %[12]s,
     %[3]s, toUInt8(%[4]s), %[5]s, %[6]s, %[7]s
 FROM (SELECT number, toUInt8(number >= %[9]d) AS cur FROM numbers(%[2]d)) WHERE %[10]s`,
 		table, n,
@@ -72,7 +74,7 @@ FROM (SELECT number, toUInt8(number >= %[9]d) AS cur FROM numbers(%[2]d)) WHERE 
 		def(r.merchant, "concat('m', toString(number % 5))"),
 		def(r.featVals, feats),
 		def(r.featCols, "feature_names, feature_values"),
-		n/2, def(r.where, "1"))
+		n/2, def(r.where, "1"), def(r.requestID, "concat('r', toString(number))"), def(r.role, "'production'"))
 	return q, []any{from}
 }
 
@@ -94,6 +96,18 @@ const badDetectors = `detectors:
   - {name: feat, kind: feature_health, model: fraud, baseline: {mode: previous}, min_samples: 100, slices: []}
   - {name: vol, kind: volume, model: fraud, baseline: {mode: previous}, slices: []}
   - {name: fresh, kind: freshness, model: fraud}`
+
+// shadowDetectors watch a model whose shadow rows share the production
+// rows' request ids.
+const shadowDetectors = `  - {name: block, kind: block_rate, model: fraud, baseline: {mode: previous}, min_samples: 100}
+  - {name: shad, kind: shadow, model: fraud, baseline: {mode: previous}, min_samples: 100}`
+
+// emptyIDs and allEmptyIDs lose the request id of 30% and of all of the
+// current hour's rows.
+const (
+	emptyIDs    = "if(cur AND number % 10 < 3, '', concat('r', toString(number)))"
+	allEmptyIDs = "if(cur, '', concat('r', toString(number)))"
+)
 
 // evalOnce evaluates every detector of cfg once at `at` and runs the alert
 // pipeline as `mlwatch eval` does; it returns the firing alerts, sorted,
@@ -167,17 +181,90 @@ func TestBadData(t *testing.T) {
 		slices   string
 		features string
 		dets     string
-		want     []string
+		// shadow logs shadow rows (shadow mode rows); summary must be part
+		// of a firing alert's summary.
+		shadow  bool
+		want    []string
+		summary string
 	}{{
 		name: "healthy control",
 		rows: []badRows{{}},
 		want: []string{},
 	}, {
-		// Non-finite scores stay out of the score distribution; the block
-		// rate comes from decisions: nothing fires.
-		name: "NaN and Inf scores",
-		rows: []badRows{{score: "if(cur AND number % 3 = 0, nan, if(cur AND number % 3 = 1, if(number % 2 = 0, inf, -inf), (number % 97) / 97.))"}},
-		want: []string{},
+		// Scores that are no probability (NaN, ±Inf, -1, 2) in 30% of the
+		// current rows: the logging broke (infra). They stay out of the
+		// score distribution, so the model is not blamed.
+		name:    "scores NaN, Inf, -1 and 2",
+		rows:    []badRows{{score: "if(cur AND number % 10 < 3, arrayElement([nan, inf, -inf, -1., 2.], intDiv(number, 10) % 5 + 1), (number % 97) / 97.)"}},
+		want:    []string{"block feature_pipeline"},
+		summary: "logging broke: 30.0% of rows have a score that is NULL, NaN, infinite or outside [0, 1] (was 0.0%; n=3,000 vs 3,000 rows)",
+	}, {
+		// Decisions 2, 255 and NULL in a quarter of the current rows, all
+		// of them FR's: logging broke (infra), said once, naming FR. They
+		// are no blocks: FR's block rate, from its valid rows, is steady,
+		// so product is not paged.
+		name:    "decisions 2, 255 and NULL",
+		ddl:     strings.Replace(badDDL, "decision UInt8", "decision Nullable(UInt8)", 1),
+		rows:    []badRows{{decision: "multiIf(cur AND number % 12 = 0, 2, cur AND number % 12 = 3, 255, cur AND number % 12 = 6, NULL, number % 100 < 2)"}},
+		want:    []string{"block feature_pipeline"},
+		summary: "logging broke: 25.0% of rows have a decision outside {0, 1} (was 0.0%; n=3,000 vs 3,000 rows); most of them in country=FR (100.0%)",
+	}, {
+		// A real country called "(null)" is not the NULL and empty bucket
+		// (null): its rise is its own alert, shown quoted.
+		name: "a slice value literally (null)",
+		rows: []badRows{{
+			country:  "arrayElement([CAST('(null)' AS Nullable(String)), 'DE', NULL, ''], number % 4 + 1)",
+			decision: "if(cur AND number % 4 = 0, number % 100 < 30, number % 100 < 2)",
+		}},
+		want:    []string{`block model_behavior country="(null)"`},
+		summary: `country "(null)" block rate 32.0% vs 4.0% baseline`,
+	}, {
+		// A real value "(other)" is kept by top_k and is not the bucket of
+		// the values beyond it (GB and IT here), which stays quiet.
+		name: "a slice value literally (other)",
+		rows: []badRows{{
+			country:  "multiIf(number % 20 < 8, '(other)', number % 20 < 14, 'DE', number % 20 < 17, 'GB', 'IT')",
+			decision: "if(cur AND number % 20 < 8, number % 100 < 30, number % 100 < 2)",
+		}},
+		dets:    `  - {name: block, kind: block_rate, model: fraud, baseline: {mode: previous}, min_samples: 100, top_k: 2}`,
+		want:    []string{`block model_behavior country="(other)"`},
+		summary: `country "(other)" block rate 40.0% vs 5.0% baseline`,
+	}, {
+		// Production and shadow rows of the same requests, nothing wrong.
+		name:   "healthy control with shadow rows",
+		shadow: true,
+		rows:   []badRows{{}, {role: "'shadow'"}},
+		dets:   shadowDetectors,
+		want:   []string{},
+	}, {
+		// 30% of the current requests lost their id on both sides: those
+		// rows cannot be paired; they are the logging's failure (infra),
+		// not a divergence and not a pairing collapse.
+		name:    "empty request ids",
+		shadow:  true,
+		rows:    []badRows{{requestID: emptyIDs}, {role: "'shadow'", requestID: emptyIDs}},
+		dets:    shadowDetectors,
+		want:    []string{"shad feature_pipeline"},
+		summary: "logging broke: 30.0% of rows have an empty request id (no shadow row can pair with them) (was 0.0%; n=6,000 vs 6,000 rows)",
+	}, {
+		// Every current id empty: the pairing used to collapse to one
+		// "request", below min_samples, and the detector went blind
+		// without a word.
+		name:    "every request id empty",
+		shadow:  true,
+		rows:    []badRows{{requestID: allEmptyIDs}, {role: "'shadow'", requestID: allEmptyIDs}},
+		dets:    shadowDetectors,
+		want:    []string{"shad feature_pipeline"},
+		summary: "logging broke: 100.0% of rows have an empty request id",
+	}, {
+		// 30% of the current production rows logged twice: 900 requests
+		// with two production rows and a shadow row, 2,700 of 6,900 rows.
+		name:    "duplicated request ids",
+		shadow:  true,
+		rows:    []badRows{{}, {role: "'shadow'"}, {where: "cur AND number % 10 < 3"}},
+		dets:    shadowDetectors,
+		want:    []string{"shad feature_pipeline"},
+		summary: "logging broke: 39.1% of rows share their request id with another row of the same role",
 	}, {
 		// NULL and '' are one slice, "(null)"; its block rate went from 2%
 		// to 30% there. The aggregate moves only because of it, so the
@@ -271,6 +358,9 @@ func TestBadData(t *testing.T) {
 						dets = "detectors:\n" + dets
 					}
 					text := fmt.Sprintf(badModel, eng.Database+"."+table, slices, tc.features) + dets + "\n"
+					if tc.shadow {
+						text = strings.Replace(text, "shadow: {mode: none}", "shadow: {mode: rows}", 1)
+					}
 					cfg, err := configs.Parse("bad.yaml", []byte(text), noEnv)
 					if err != nil {
 						t.Fatalf("config: %v\n%s", err, text)
@@ -289,6 +379,18 @@ func TestBadData(t *testing.T) {
 						for _, v := range vs {
 							t.Logf("%s: %s", alertKey(v), v.Summary)
 						}
+					}
+					summaryFound := tc.summary == ""
+					for _, v := range vs {
+						summaryFound = summaryFound || strings.Contains(v.Summary, tc.summary)
+						// Invalid rows are the logging's (infra): never a
+						// product page, never held back as caused.
+						if v.Class == "feature_pipeline" && (v.Owner != "infra" || v.CausedBy != "") {
+							t.Errorf("alert %s: owner %q caused_by %q, want infra and no cause", alertKey(v), v.Owner, v.CausedBy)
+						}
+					}
+					if !summaryFound {
+						t.Errorf("no alert summary contains %q", tc.summary)
 					}
 					for _, v := range vs {
 						for k, val := range v.Slice {

@@ -93,6 +93,19 @@ func TestBadStartup(t *testing.T) {
 	if err := store.Apply(context.Background(), e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
 		t.Fatal(err)
 	}
+	// Tables of wrong column types: epoch seconds in ts, text in decision.
+	for name, swap := range map[string][2]string{"epoch_ts": {"ts", "UInt32"}, "text_decision": {"decision", "String"}} {
+		def := store.PredictionsDef(name)
+		for i, c := range def.Columns {
+			if c[0] == swap[0] {
+				def.Columns[i][1] = swap[1]
+			}
+		}
+		def.Engine = "MergeTree ORDER BY tuple()"
+		if err := store.Apply(context.Background(), e.DB, e.Database, []store.TableDef{def}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dir := t.TempDir()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,6 +130,10 @@ func TestBadStartup(t *testing.T) {
 		{name: "unknown column in an expectation", config: badConfig(srv, db, "predictions", "country",
 			`  - {name: golden, kind: expectation, model: fraud, expectation: {match: [{column: reqest_id, op: prefix, value: canary-}], min_rate: 0.9}}`),
 			want: fmt.Sprintf(`model fraud: detector golden expectation.match names column "reqest_id", which table %s.predictions does not have`, db)},
+		{name: "ts of epoch seconds (UInt32)", config: badConfig(srv, db, "epoch_ts", "country", ""),
+			want: fmt.Sprintf(`model fraud: columns.ts names column \"ts\" of table %s.epoch_ts, which is UInt32; want DateTime or DateTime64`, db)},
+		{name: "decision of type String", config: badConfig(srv, db, "text_decision", "country", ""),
+			want: fmt.Sprintf(`model fraud: columns.decision names column \"decision\" of table %s.text_decision, which is String; want an integer type (UInt8, Int32, ...) or Bool, Nullable allowed`, db)},
 		{name: "unknown database", config: badConfig(srv, "nodb_"+db, "predictions", "country", ""),
 			want: "database nodb_" + db + " does not exist"},
 		{name: "clickhouse unreachable", config: badConfig("127.0.0.1:1", db, "predictions", "country", ""),
@@ -145,6 +162,22 @@ func TestBadStartup(t *testing.T) {
 			}
 		})
 	}
+	t.Run("eval on epoch seconds", func(t *testing.T) {
+		// Rows an hour old: read as a DateTime, ts would be "106751d old".
+		if err := e.DB.Exec(context.Background(), "INSERT INTO "+store.MustIdent(db)+".epoch_ts (ts, model, role, score, decision) SELECT toUInt32(now()) - 3600 + number, 'fraud', 'production', 0.5, 0 FROM numbers(100)"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(dir, "epoch.yaml")
+		if err := os.WriteFile(cfg, []byte(badConfig(srv, db, "epoch_ts", "country", "  - {name: fresh, kind: freshness, model: fraud}")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		code := run([]string{"eval", "--config", cfg}, &out, &errOut)
+		want := fmt.Sprintf(`model fraud: columns.ts names column "ts" of table %s.epoch_ts, which is UInt32; want DateTime or DateTime64`, db)
+		if code != 1 || !strings.Contains(errOut.String(), want) || strings.Contains(out.String()+errOut.String(), "106751d") {
+			t.Errorf("eval exit %d, want 1 naming %s; stdout:\n%s\nstderr:\n%s", code, want, out.String(), errOut.String())
+		}
+	})
 	t.Run("listen address in use", func(t *testing.T) {
 		cfg := filepath.Join(dir, "busy.yaml")
 		if err := os.WriteFile(cfg, []byte(badConfig(srv, db, "predictions", "country", "")), 0o600); err != nil {
@@ -278,8 +311,16 @@ func TestBadReload(t *testing.T) {
 			`silence: duration: invalid duration \"-1h\": must not be negative`},
 		{"silence without a reason", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h"}`, 400,
 			`silence: created_by and comment are required`},
-		{"silence body over 1 MiB", "POST", "/api/v1/silences", `{"matchers":["` + strings.Repeat("a", 2<<20) + `"]}`, 400,
-			`silence: http: request body too large`},
+		{"silence body over 1 MiB", "POST", "/api/v1/silences", `{"matchers":["` + strings.Repeat("a", 2<<20) + `"]}`, 413,
+			`silence: request body larger than 1048576 bytes (1 MiB)`},
+		{"silence with trailing garbage", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h","created_by":"a","comment":"b"} rm -rf`, 400,
+			`silence: unexpected data after the JSON object`},
+		{"two silences in one body", "POST", "/api/v1/silences", `{"matchers":["class=x"],"duration":"1h","created_by":"a","comment":"b"}{"matchers":["class=y"]}`, 400,
+			`silence: unexpected data after the JSON object`},
+		{"silence with an 850 KB regex", "POST", "/api/v1/silences", `{"matchers":["class=~` + strings.Repeat("(a|b)*", 850<<10/6) + `"],"duration":"1h","created_by":"a","comment":"b"}`, 400,
+			`bytes, at most 1024 are allowed`},
+		{"silence with 33 matchers", "POST", "/api/v1/silences", `{"matchers":["a=1"` + strings.Repeat(`,"a=1"`, 32) + `],"duration":"1h","created_by":"a","comment":"b"}`, 400,
+			`silence: 33 matchers: at most 32 are allowed`},
 		{"expire an unknown silence", "DELETE", "/api/v1/silences/nope", "", 404, `silence not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,6 +333,22 @@ func TestBadReload(t *testing.T) {
 			}
 		})
 	}
+
+	// A model_value matching nothing is a warning, not a refusal.
+	t.Run("reload with a model_value typo", func(t *testing.T) {
+		typo := strings.Replace(good, "    table: predictions\n", "    table: predictions\n    model_value: frud\n", 1)
+		if typo == good {
+			t.Fatal("typo not written")
+		}
+		if err := os.WriteFile(cfg, []byte(typo), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := call("POST", "/-/reload", "", "tok"); code != 200 {
+			t.Fatalf("reload answered %d %s, want 200 (a warning only)", code, body)
+		}
+		want := `"msg":"model selects no rows","config":"` + cfg + `","warning":"model fraud: no rows with model = 'frud' in the last day`
+		d.waitFor("the warning in the log", 20*time.Second, func() bool { return strings.Contains(d.logs.String(), want) })
+	})
 	d.stop()
 }
 
@@ -308,6 +365,7 @@ func TestBadCommandLine(t *testing.T) {
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "2026-11-01T00:00:00Z", "--to", "+1h", "--incident", "meteor:+1m:+2m"}, `mlwatch generate: incident "meteor:+1m:+2m": unknown kind "meteor" (want one of default_fill, null_spike, outage, shadow_divergence, shadow_outage, slice_block, world_shift)`},
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "last week", "--to", "+1h"}, `mlwatch generate: --from "last week": want an RFC 3339 time such as 2026-11-01T00:00:00Z`},
 		{[]string{"run", "--log.level", "loud"}, `--log.level: unrecognized level: "loud"`},
+		{[]string{"silence", "add", "--config", "../../configs/example.yaml", "--comment", "x", "class=~" + strings.Repeat("(a|b)*", 200)}, `mlwatch silence add: matcher "class=~(a|b)*(a|b)*(a|b)*(a|b)*(a|b)*(a|"...: 1207 bytes, at most 1024 are allowed`},
 	} {
 		t.Run(strings.Join(tc.args[:1], " ")+" "+tc.want, func(t *testing.T) {
 			var out, errOut bytes.Buffer

@@ -13,10 +13,15 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/traffic"
 )
+
+// demoStepTimeout bounds each of the demo's long steps (schema, traffic
+// generation): minutes on a busy 2-core machine, seconds on an idle one.
+const demoStepTimeout = 15 * time.Minute
 
 // demoIncident is one of the demo's injected incidents and who should hear of it.
 type demoIncident struct {
@@ -47,6 +52,13 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	// The demo always runs on a fresh embedded engine.
 	cfg.ClickHouse.Addr = ""
 	cfg.ClickHouse.EmbeddedPath = filepath.Join(*data, "chdb")
+	// Its long steps (creating tables, two weeks of traffic) are not
+	// bounded by the config's query_timeout (60 s in the example), which a
+	// loaded machine exceeded while generating; each has its own deadline.
+	// Detector runs keep their run_timeout.
+	if cfg.ClickHouse.QueryTimeout.D() < demoStepTimeout {
+		cfg.ClickHouse.QueryTimeout = configs.Duration(demoStepTimeout)
+	}
 	if err := os.RemoveAll(*data); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
 		return 1
@@ -61,14 +73,16 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	defer db.Close()
+	schemaCtx, cancel := context.WithTimeout(ctx, demoStepTimeout)
+	defer cancel()
 	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, t.Defs()); err != nil {
-		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+	if err := store.Apply(schemaCtx, db, t.Database, t.Defs()); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}
 	m := &cfg.Models[0]
-	if err := store.Apply(ctx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(splitTable(m.Table).Name)}); err != nil {
-		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+	if err := store.Apply(schemaCtx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(splitTable(m.Table).Name)}); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}
 
@@ -92,9 +106,11 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		ins = append(ins, in)
 	}
 	step("generating 14 days of traffic for model %s (%.0f requests/min, production + shadow rows) on the embedded engine", m.Name, *rate)
-	gen, err := traffic.Generate(ctx, db, traffic.Options{Model: m, From: from, To: end, Rate: *rate, Seed: 42, Incidents: ins})
+	genCtx, cancelGen := context.WithTimeout(ctx, demoStepTimeout)
+	defer cancelGen()
+	gen, err := traffic.Generate(genCtx, db, traffic.Options{Model: m, From: from, To: end, Rate: *rate, Seed: 42, Incidents: ins})
 	if err != nil {
-		fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+		fmt.Fprintf(c.stderr, "mlwatch demo: %v (the step's deadline is %s)\n", err, demoStepTimeout)
 		return 1
 	}
 	rows, _ := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted())

@@ -19,6 +19,7 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	atFlag := f.String("at", "", "evaluation time, RFC 3339 (default: now)")
 	format := f.String("format", "text", "output: text or json (one alert per line)")
 	notify := f.Bool("notify", false, "also send the alerts to their receivers")
+	notifyTimeout := f.Duration("notify-timeout", 60*time.Second, "with --notify: how long to keep retrying (e.g. after a 429's Retry-After) before giving up")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -44,7 +45,18 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %s: %v\n", cfg.Path, err)
 		return 1
 	}
-	opt := alerts.Options{Config: cfg, Logger: log, OneShot: true, Now: func() time.Time { return at }}
+	for _, w := range monitor.ModelRowWarnings(ctx, db, cfg, at) {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
+	if *notifyTimeout <= 0 {
+		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
+		return 2
+	}
+	// The manager's clock starts at --at and runs with the wall clock, so
+	// that retry backoffs and Retry-After waits come due.
+	start := time.Now()
+	clock := func() time.Time { return at.Add(time.Since(start)) }
+	opt := alerts.Options{Config: cfg, Logger: log, OneShot: true, Now: clock}
 	if !*notify {
 		// Without --notify every receiver is a no-op: eval only prints.
 		opt.Notifiers = map[string]alerts.Notifier{}
@@ -62,22 +74,34 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
-	for _, name := range mon.Names() {
+	names := mon.Names()
+	var failed []string
+	for _, name := range names {
 		if _, err := mon.Run(ctx, name, at); err != nil {
-			fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+			failed = append(failed, name)
+			fmt.Fprintf(c.stderr, "mlwatch eval: detector %s failed: %v\n", name, err)
 		}
+	}
+	if len(names) > 0 && len(failed) == len(names) {
+		// Nothing was evaluated: "no alerts" would be a lie.
+		fmt.Fprintf(c.stderr, "mlwatch eval: every detector failed (%s): nothing was evaluated\n", strings.Join(failed, ", "))
+		return 1
 	}
 	if _, err := mgr.Process(ctx, at); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
-	if *notify {
-		st, err := mgr.Deliver(ctx)
-		if err != nil {
-			fmt.Fprintf(c.stderr, "mlwatch eval: deliver: %v\n", err)
-			return 1
+	exit := 0
+	if *notify && !deliverAll(ctx, c, mgr, clock, *notifyTimeout) {
+		exit = 1
+	}
+	defer func() {
+		if len(failed) > 0 {
+			fmt.Fprintf(c.stderr, "mlwatch eval: %d of %d detectors failed: %s (their alerts are missing above)\n", len(failed), len(names), strings.Join(failed, ", "))
 		}
-		fmt.Fprintf(c.stderr, "mlwatch eval: %d notifications sent, %d to retry, %d failed\n", st.Sent, st.Retried, st.Dead)
+	}()
+	if len(failed) > 0 {
+		exit = 1
 	}
 	var firing []alerts.View
 	for _, v := range mgr.Alerts() {
@@ -94,10 +118,65 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 				return 1
 			}
 		}
-		return 0
+		return exit
 	}
 	printAlerts(c.stdout, firing, at)
-	return 0
+	return exit
+}
+
+// deliverAll sends the outbox of a one-shot run: it retries what may
+// still succeed (waiting out backoffs and short Retry-After answers) until
+// everything is delivered or the timeout, and names on stderr every
+// notification that was not delivered. It reports whether all were.
+func deliverAll(ctx context.Context, c *cli, mgr *alerts.Manager, now func() time.Time, timeout time.Duration) bool {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var total alerts.DeliverStats
+	for {
+		st, _ := mgr.Deliver(dctx)
+		total.Sent += st.Sent
+		total.Retried += st.Retried
+		total.Dead += st.Dead
+		total.Fallback += st.Fallback
+		pending := mgr.Notifications(alerts.NotificationPending)
+		if len(pending) == 0 || dctx.Err() != nil {
+			break
+		}
+		var next time.Time
+		for _, n := range pending {
+			if n.NextAttemptAt != nil && (next.IsZero() || n.NextAttemptAt.Before(next)) {
+				next = *n.NextAttemptAt
+			}
+		}
+		wait := next.Sub(now())
+		if dl, _ := dctx.Deadline(); next.IsZero() || time.Until(dl) < wait {
+			break // the next try would come after the deadline
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-dctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	fmt.Fprintf(c.stderr, "mlwatch eval: %d notifications sent, %d retries, %d dead (%d handed to a fallback receiver)\n",
+		total.Sent, total.Retried, total.Dead, total.Fallback)
+	ok := true
+	for _, n := range mgr.Notifications("") {
+		if n.State == alerts.NotificationSent {
+			continue
+		}
+		ok = false
+		why := n.LastError
+		if why == "" {
+			why = "not tried before --notify-timeout"
+		}
+		fmt.Fprintf(c.stderr, "mlwatch eval: not delivered (%s): %s notification %s to %s [%s]: %s\n",
+			n.State, n.Kind, n.ID, n.Receiver, strings.Join(n.Alerts, "; "), why)
+	}
+	return ok
 }
 
 // sortViews orders alerts by owner, then severity (pages first), then

@@ -36,15 +36,16 @@ type cli struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"check-config": {"validate a config file; exit 1 listing each problem as FILE:LINE: message", checkConfig},
-		"schema":       {"schema apply: create mlwatch's tables (and --predictions, the canonical prediction table)", schemaCmd},
-		"generate":     {"insert realistic synthetic traffic with injectable incidents", generateCmd},
-		"run":          {"the daemon: scheduled detectors, alert pipeline, HTTP API and status page", runCmd},
-		"eval":         {"evaluate every detector once and print the alerts (--notify also sends them)", evalCmd},
-		"backtest":     {"replay the detectors over history and print what would have been sent", backtestCmd},
-		"demo":         {"the whole story on the embedded engine, no set-up", demoCmd},
-		"routes":       {"routes test: the receivers a label set reaches", routesCmd},
-		"silence":      {"silence add|list|expire: mute matching alerts for a while", silenceCmd},
+		"check-config":  {"validate a config file; exit 1 listing each problem as FILE:LINE: message", checkConfig},
+		"schema":        {"schema apply: create mlwatch's tables (and --predictions, the canonical prediction table)", schemaCmd},
+		"generate":      {"insert realistic synthetic traffic with injectable incidents", generateCmd},
+		"run":           {"the daemon: scheduled detectors, alert pipeline, HTTP API and status page", runCmd},
+		"eval":          {"evaluate every detector once and print the alerts (--notify also sends them)", evalCmd},
+		"backtest":      {"replay the detectors over history and print what would have been sent", backtestCmd},
+		"demo":          {"the whole story on the embedded engine, no set-up", demoCmd},
+		"routes":        {"routes test: the receivers a label set reaches", routesCmd},
+		"silence":       {"silence add|list|expire: mute matching alerts for a while", silenceCmd},
+		"notifications": {"notifications list|retry: what the daemon could not deliver; send it again", notificationsCmd},
 	}
 }
 

@@ -200,7 +200,7 @@ route:
 		fmt.Fprintf(&text2, "%s %s %v\n", e.Level, e.Message, e.ContextMap())
 	}
 	all := text2.String()
-	for _, want := range []string{"notification failed, will retry", "notification dropped", "invalid_auth", "HTTP 500", "query"} {
+	for _, want := range []string{"notification failed, will retry", "notification dead: not delivered", "invalid_auth", "HTTP 500", "query"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("the logs lack %q: the error paths this test relies on did not run", want)
 		}

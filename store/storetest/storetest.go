@@ -75,6 +75,13 @@ func Listen(t testing.TB, h store.Hook) {
 	})
 }
 
+// QueryTimeout bounds each query of the shared test stores. It guards
+// against a hang, not a slow machine: generating a test data set while
+// other packages' tests share the server took past the 120 s it once was
+// (TestGenerated/server). Tests check outcomes; go test's -timeout is the
+// outer bound.
+const QueryTimeout = 10 * time.Minute
+
 // Embedded returns the process's shared embedded store (one per test binary).
 func Embedded(t testing.TB) *store.DB {
 	t.Helper()
@@ -86,7 +93,7 @@ func Embedded(t testing.TB) *store.DB {
 		}
 		emb, embErr = store.Open(context.Background(), store.Options{
 			EmbeddedPath: filepath.Join(dir, "data"),
-			QueryTimeout: 120 * time.Second,
+			QueryTimeout: QueryTimeout,
 			Hooks:        []store.Hook{fanout},
 		})
 	})
@@ -102,7 +109,7 @@ func Server(t testing.TB) *store.DB {
 	srvOnce.Do(func() {
 		srv, srvErr = store.Open(context.Background(), store.Options{
 			Addr:         ServerAddr(),
-			QueryTimeout: 120 * time.Second,
+			QueryTimeout: QueryTimeout,
 			Hooks:        []store.Hook{fanout},
 		})
 	})

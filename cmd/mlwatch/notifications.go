@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/configs"
+)
+
+const notificationsUsage = `usage:
+  mlwatch notifications list  --config FILE [--state pending|sent|dead] [--format text|json] [--url URL]
+  mlwatch notifications retry --config FILE [--url URL] ID...
+The running daemon owns the outbox: these commands call its API (server.listen_address,
+or --url), and retry sends the API token (server.api_token_env, default MLWATCH_API_TOKEN).`
+
+// notificationsCmd is `mlwatch notifications list|retry`: what the
+// daemon could not deliver, and sending it again once the receiver is
+// fixed.
+func notificationsCmd(ctx context.Context, c *cli, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(c.stderr, notificationsUsage)
+		return 2
+	}
+	switch args[0] {
+	case "list":
+		return notificationsList(ctx, c, args[1:])
+	case "retry":
+		return notificationsRetry(ctx, c, args[1:])
+	}
+	fmt.Fprintf(c.stderr, "mlwatch notifications: unknown subcommand %q\n%s\n", args[0], notificationsUsage)
+	return 2
+}
+
+// daemonAPI is the running daemon's API as the config (or --url) names it.
+type daemonAPI struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newDaemonAPI(cfg *configs.Config, override string) daemonAPI {
+	base := override
+	if base == "" {
+		scheme := "http"
+		if cfg.Server.TLSCertFile != "" {
+			scheme = "https"
+		}
+		base = scheme + "://" + cfg.Server.ListenAddress
+	}
+	return daemonAPI{base: strings.TrimSuffix(base, "/"), token: cfg.Server.APIToken, hc: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// call does one API request and decodes the envelope's data into out.
+func (a daemonAPI) call(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if method != http.MethodGet && a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w (is mlwatch run listening there? --url sets the address)", err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Status string          `json:"status"`
+		Data   json.RawMessage `json:"data"`
+		Error  string          `json:"error"`
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("%s %s: HTTP %d: not mlwatch's API (%.80q)", method, path, resp.StatusCode, body)
+	}
+	if env.Status != "success" {
+		return fmt.Errorf("%s", env.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(env.Data, out)
+}
+
+func notificationsList(ctx context.Context, c *cli, args []string) int {
+	f := newFlags("notifications list", c)
+	state := f.String("state", "", "only notifications in this state: pending, sent or dead")
+	format := f.String("format", "text", "output: text or json (one notification per line)")
+	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(c.stderr, "mlwatch notifications list: --format %q: want text or json\n", *format)
+		return 2
+	}
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return 1
+	}
+	var ns []alerts.NotificationStatus
+	if err := newDaemonAPI(cfg, *base).call(ctx, http.MethodGet, "/api/v1/notifications?state="+url.QueryEscape(*state), &ns); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch notifications list: %v\n", err)
+		return 1
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(c.stdout)
+		for _, n := range ns {
+			if err := enc.Encode(n); err != nil {
+				return 1
+			}
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tRECEIVER\tKIND\tCREATED\tATTEMPTS\tALERTS\tLAST ERROR")
+	for _, n := range ns {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.ID, n.State, n.Receiver, n.Kind, n.CreatedAt.UTC().Format(time.RFC3339),
+			n.Attempts, strings.Join(n.Alerts, "; "), n.LastError)
+	}
+	tw.Flush()
+	return 0
+}
+
+func notificationsRetry(ctx context.Context, c *cli, args []string) int {
+	f := newFlags("notifications retry", c)
+	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if f.NArg() == 0 {
+		fmt.Fprintln(c.stderr, "mlwatch notifications retry: give the IDs to retry (mlwatch notifications list --state dead)")
+		return 2
+	}
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return 1
+	}
+	api := newDaemonAPI(cfg, *base)
+	code := 0
+	for _, id := range f.Args() {
+		var n alerts.NotificationStatus
+		if err := api.call(ctx, http.MethodPost, "/api/v1/notifications/"+url.PathEscape(id)+"/retry", &n); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch notifications retry %s: %v\n", id, err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s: %s, to %s\n", n.ID, n.State, n.Receiver)
+	}
+	return code
+}
