@@ -78,8 +78,17 @@ type Alert struct {
 	LastEvalAt      time.Time
 	KeepFiringSince time.Time
 
-	// CausedBy is the fingerprint of the infra alert that explains this one.
+	// CausedBy is the fingerprint of the root alert that explains this
+	// one: an infra cause, or a product alert whose move this one is
+	// (consolidate.go).
 	CausedBy string
+	// moves says what else a root moved ("also moves divergence in 9
+	// country slices"); the view appends it to the summary.
+	moves string
+	// rollout is the version change the alert was first seen with, kept
+	// while it stays active since rolloutAt (consolidate.go).
+	rollout   *detectors.Rollout
+	rolloutAt time.Time
 	// SilencedBy lists the IDs of the active silences that match.
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.
@@ -295,6 +304,20 @@ type View struct {
 	Change string `json:"change,omitempty"`
 }
 
+// summaryWith appends a root's note on the other alerts it explains.
+func summaryWith(summary, moves string) string {
+	if moves == "" {
+		return summary
+	}
+	if summary == "" {
+		return moves
+	}
+	if strings.Contains(summary, "also moves ") {
+		return summary + "; and " + strings.TrimPrefix(moves, "also moves ")
+	}
+	return summary + "; " + moves
+}
+
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -339,7 +362,7 @@ func (a *Alert) view(receivers []string) View {
 		NBaseline:   f.NBaseline,
 		ShadowValue: Number(f.ShadowValue),
 		ShadowBase:  Number(f.ShadowBaseline),
-		Summary:     f.Summary,
+		Summary:     summaryWith(f.Summary, a.moves),
 		CausedBy:    a.CausedBy,
 		Silenced:    len(a.SilencedBy) > 0,
 		SilencedBy:  silenced,

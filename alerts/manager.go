@@ -489,42 +489,6 @@ func (m *Manager) applySilences(now time.Time) {
 	}
 }
 
-// inhibit sets caused_by: while an infra cause (feature_pipeline,
-// pipeline_outage) is active for a model, that model's product-class
-// alerts are attributed to it. The link stays while the cause's alert
-// exists, so the tail of an infra incident does not page product; it is
-// dropped only if the cause never fired and went away.
-func (m *Manager) inhibit() {
-	causes := map[string]*Alert{} // model → earliest active cause
-	for _, a := range m.alerts {
-		if !detectors.Classes[a.Finding.Class].Cause || (a.State != StateFiring && a.State != StatePending) {
-			continue
-		}
-		c := causes[a.Finding.Model]
-		if c == nil || a.ActiveAt.Before(c.ActiveAt) || (a.ActiveAt.Equal(c.ActiveAt) && a.Fingerprint < c.Fingerprint) {
-			causes[a.Finding.Model] = a
-		}
-	}
-	for fp, a := range m.alerts {
-		if a.Owner != detectors.OwnerProduct || (a.State != StateFiring && a.State != StatePending) {
-			continue
-		}
-		if a.CausedBy != "" {
-			if c := m.alerts[a.CausedBy]; c != nil && (c.State == StateFiring || c.State == StateResolved) {
-				continue
-			}
-		}
-		want := ""
-		if c := causes[a.Finding.Model]; c != nil {
-			want = c.Fingerprint
-		}
-		if want != a.CausedBy {
-			a.CausedBy = want
-			m.dirty[fp] = true
-		}
-	}
-}
-
 // effect is what one notification changes in one alert's Sent records.
 type effect struct {
 	fp, receiver, change, group, root string

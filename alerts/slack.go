@@ -343,12 +343,26 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	}
 	blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, intro, false, false), nil, nil))
 	blocks = append(blocks, slack.NewDividerBlock())
-	for i, a := range n.Alerts {
+	// Roots only: the alerts a root explains (caused) are one line that
+	// counts them; they are listed on the root's alert page.
+	var roots []View
+	explained := 0
+	for _, a := range n.Alerts {
+		if a.Change == ChangeCaused {
+			explained++
+			continue
+		}
+		roots = append(roots, a)
+	}
+	for i, a := range roots {
 		if i == maxSlackAlerts {
-			blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, fmt.Sprintf("…and %d more", len(n.Alerts)-maxSlackAlerts), false, false)))
+			blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, fmt.Sprintf("…and %d more", len(roots)-maxSlackAlerts), false, false)))
 			break
 		}
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, truncate(s.alertLine(a), 2900), false, false), nil, nil))
+	}
+	if explained > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, explainedLine(explained), false, false)))
 	}
 	var links []string
 	if top.RunbookURL != "" {
@@ -360,6 +374,14 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	links = append(links, "mlwatch")
 	blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, strings.Join(links, " · "), false, false)))
 	return blocks, text
+}
+
+// explainedLine counts the firing alerts a thread's roots explain.
+func explainedLine(n int) string {
+	if n == 1 {
+		return ":link: 1 more alert is explained by this incident (see the alert page)"
+	}
+	return fmt.Sprintf(":link: %d more alerts are explained by this incident (see the alert page)", n)
 }
 
 var changeTag = map[string]string{

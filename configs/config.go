@@ -5,6 +5,8 @@
 package configs
 
 import (
+	"time"
+
 	"github.com/robfig/cron/v3"
 )
 
@@ -214,8 +216,9 @@ var Kinds = []string{KindBlockRate, KindFeatureHealth, KindShadow, KindVolume, K
 
 // Baseline modes.
 const (
-	BaselinePrevious = "previous"
-	BaselineSeasonal = "seasonal"
+	BaselinePrevious  = "previous"
+	BaselineSeasonal  = "seasonal"
+	BaselineReference = "reference"
 )
 
 // Baseline says which window the current one is compared with.
@@ -226,6 +229,30 @@ type Baseline struct {
 	Days int    `yaml:"days"`
 	// Span is the previous baseline's length; default: the window.
 	Span Duration `yaml:"span"`
+	// From and To bound a reference baseline: a pinned healthy period,
+	// whose days' same time-of-day windows the current one is compared
+	// with, so a slow drift cannot move the baseline. Each is an RFC 3339
+	// time, a date (2026-11-02), or an offset back from the evaluation
+	// time (-28d): a reference that trails at a distance.
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+	// Parsed From and To: an absolute time, or (when the time is zero) an
+	// offset before the evaluation time.
+	FromTime, ToTime     time.Time `yaml:"-"`
+	FromOffset, ToOffset Duration  `yaml:"-"`
+}
+
+// ReferenceSpan returns the reference baseline's [from, to) for an
+// evaluation at `at`.
+func (b Baseline) ReferenceSpan(at time.Time) (time.Time, time.Time) {
+	from, to := b.FromTime, b.ToTime
+	if from.IsZero() {
+		from = at.Add(-b.FromOffset.D())
+	}
+	if to.IsZero() {
+		to = at.Add(-b.ToOffset.D())
+	}
+	return from, to
 }
 
 // Detector is one scheduled check of one model.

@@ -66,6 +66,56 @@ func (v *validator) errf(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{File: v.file, Line: lineOf(v.lines, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// reference parses and checks a reference baseline's from and to: both
+// absolute or both offsets, from before to, spanning 1 to 60 days, with a
+// window of at most a day (its time of day is matched on each day).
+func (v *validator) reference(path string, d *Detector) {
+	b := &d.Baseline
+	parse := func(field, s string) (time.Time, Duration, bool) {
+		if s == "" {
+			v.errf(path+"."+field, "a reference baseline needs %s (an RFC 3339 time, a date such as 2026-11-02, or an offset such as -28d)", field)
+			return time.Time{}, 0, false
+		}
+		if strings.HasPrefix(s, "-") {
+			off, err := ParseDuration(s[1:])
+			if err != nil || off <= 0 {
+				v.errf(path+"."+field, "%s %q: offset must be a positive duration back from the evaluation time, such as -28d", field, s)
+				return time.Time{}, 0, false
+			}
+			return time.Time{}, Duration(off), true
+		}
+		for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+			if t, err := time.Parse(layout, s); err == nil {
+				return t.UTC(), 0, true
+			}
+		}
+		v.errf(path+"."+field, "%s %q: want an RFC 3339 time, a date such as 2026-11-02, or an offset such as -28d", field, s)
+		return time.Time{}, 0, false
+	}
+	ft, fo, okF := parse("from", b.From)
+	tt, to, okT := parse("to", b.To)
+	if !okF || !okT {
+		return
+	}
+	if ft.IsZero() != tt.IsZero() {
+		v.errf(path+".to", "from and to must both be times or both be offsets")
+		return
+	}
+	b.FromTime, b.ToTime, b.FromOffset, b.ToOffset = ft, tt, fo, to
+	length := tt.Sub(ft)
+	if ft.IsZero() {
+		length = fo.D() - to.D()
+	}
+	if length <= 0 {
+		v.errf(path+".to", "to must be after from (%s, %s)", b.From, b.To)
+	} else if length < 24*time.Hour || length > 60*24*time.Hour {
+		v.errf(path+".to", "the reference period must run from a day to 60 days after from (got %s)", FormatDuration(length))
+	}
+	if d.Window.D() > 24*time.Hour {
+		v.errf(path+".mode", "a reference baseline needs a window of at most 1d")
+	}
+}
+
 func (v *validator) ident(path, name string) {
 	if err := store.ValidateIdent(name); err != nil {
 		v.errf(path, "%v", err)
@@ -582,8 +632,13 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	case "":
 		d.Baseline.Mode = BaselineSeasonal
 	case BaselineSeasonal, BaselinePrevious:
+		if d.Baseline.From != "" || d.Baseline.To != "" {
+			v.errf(path+".baseline.from", "from and to belong to a reference baseline (mode: reference)")
+		}
+	case BaselineReference:
+		v.reference(path+".baseline", d)
 	default:
-		v.errf(path+".baseline.mode", "mode %q: want seasonal or previous", d.Baseline.Mode)
+		v.errf(path+".baseline.mode", "mode %q: want seasonal, previous or reference", d.Baseline.Mode)
 	}
 	// An absent days means 7; an explicit 0 is refused rather than
 	// silently read as 7.

@@ -13,7 +13,15 @@ import (
 var attributable = map[string]bool{
 	MetricBlockRate: true, MetricProdBlocks: true, MetricShadowBlocks: true,
 	MetricNullRate: true, MetricFillRate: true,
+	// The golden rows' block rate against its bound: the canaries of one
+	// country and category fail there, overall and in the category alike.
+	MetricExpected: true,
 }
+
+// distributional are the metrics that do not add up across slices (PSI):
+// a mixture's divergence is at most the traffic-weighted divergence of its
+// parts (PSI is convex), which bounds what a root can explain.
+var distributional = map[string]bool{MetricScorePSI: true, MetricFeaturePSI: true}
 
 // counted are the count metrics: a total outage moves every slice as it
 // moves the aggregate, so the broad-move rule below applies to them (the
@@ -32,9 +40,12 @@ const maxCauseShare = 0.5
 const concentration = 2.0
 
 // broadFactor: in a broad move (the aggregate fires on its own), a slice
-// still fires only if its relative change is more than this many times the
-// aggregate's.
-const broadFactor = 1.5
+// still fires only if its change is more than this many times the
+// aggregate's. A broad cause rarely moves every slice alike: a shifted
+// score moves risky countries further (a cascade's fallback blocks 31% in
+// AR while the aggregate rises to 20%), and a floor of always-blocked
+// traffic (canaries) damps the aggregate's relative change.
+const broadFactor = 2.0
 
 // attribute keeps the root of a cross-slice move and drops what it
 // explains. When a few slices of one column (FR) move a lot, the aggregate
@@ -84,8 +95,22 @@ func (r *run) attribute() {
 		}
 		return ""
 	}
+	// Groups and columns are walked in a stable order: which slice a
+	// hypothesis is explained by, and so the root's summary, must not
+	// depend on map order.
+	keys := make([]key, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].metric != keys[j].metric {
+			return keys[i].metric < keys[j].metric
+		}
+		return keys[i].feature < keys[j].feature
+	})
 	explainedBy := map[*hypothesis]*hypothesis{}
-	for k, hs := range groups {
+	for _, k := range keys {
+		hs := groups[k]
 		if counted[k.metric] {
 			continue // broad moves only
 		}
@@ -96,6 +121,11 @@ func (r *run) attribute() {
 				byCol[c] = append(byCol[c], h)
 			}
 		}
+		colNames := make([]string, 0, len(byCol))
+		for c := range byCol {
+			colNames = append(colNames, c)
+		}
+		sort.Strings(colNames)
 		if n == 0 { // no aggregate: the largest column total stands in
 			for _, cs := range byCol {
 				s := 0.0
@@ -121,12 +151,13 @@ func (r *run) attribute() {
 			if eh == 0 {
 				continue
 			}
-			for col, cands := range byCol {
+			for _, col := range colNames {
+				cands := byCol[col]
 				if col == column(h) {
 					continue
 				}
 				var set []*hypothesis
-				var covered, eset, maxRel float64
+				var covered, eset, maxRel, maxAbs float64
 				for _, c := range cands {
 					if math.Signbit(excess(c)) != math.Signbit(eh) || explainedBy[c] != nil {
 						continue
@@ -135,15 +166,20 @@ func (r *run) attribute() {
 					covered += float64(c.NCurrent)
 					eset += excess(c)
 					maxRel = math.Max(maxRel, rel(c))
+					maxAbs = math.Max(maxAbs, math.Abs(c.Value-c.Baseline))
 				}
 				if len(set) == 0 {
 					continue
 				}
-				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) {
+				// The explaining slices must be the more concentrated move:
+				// larger relatively or absolutely (a category block lifts a
+				// low-risk country from 0.1% to 4.8%, a larger relative move
+				// than the category's own 1.2% to 36%).
+				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) && maxAbs <= math.Abs(h.Value-h.Baseline) {
 					continue
 				}
 				if r.within(h, eh, eset, n) {
-					sort.Slice(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
+					sort.SliceStable(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
 					explainedBy[h] = set[0]
 					break
 				}
@@ -151,9 +187,13 @@ func (r *run) attribute() {
 		}
 	}
 	// A broad move: the aggregate fires and nothing narrower explains it;
-	// slices that moved no more than it did (relatively) are that same
-	// move, seen through a narrower window.
-	for _, hs := range groups {
+	// slices that moved no more than it did are that same move, seen
+	// through a narrower window. For rates "no more" holds relatively (a
+	// model that triples its blocks everywhere) or absolutely (a shadow
+	// that flips a fifth of all decisions adds the same share to every
+	// slice, whatever its baseline).
+	for _, k := range keys {
+		hs := groups[k]
 		var agg *hypothesis
 		for _, h := range hs {
 			if len(h.Slice) == 0 {
@@ -167,7 +207,8 @@ func (r *run) attribute() {
 			if h == agg || explainedBy[h] != nil || math.Signbit(excess(h)) != math.Signbit(excess(agg)) {
 				continue
 			}
-			if rel(h) <= broadFactor*rel(agg) {
+			if rel(h) <= broadFactor*rel(agg) ||
+				attributable[h.Metric] && math.Abs(h.Value-h.Baseline) <= broadFactor*math.Abs(agg.Value-agg.Baseline) {
 				explainedBy[h] = agg
 			}
 		}
@@ -177,7 +218,8 @@ func (r *run) attribute() {
 	// aggregate fires (and names it, see thinText) the other columns'
 	// slices it moved are the aggregate's move: FR at night, under
 	// min_samples, must not page for every merchant category.
-	for k, hs := range groups {
+	for _, k := range keys {
+		hs := groups[k]
 		var agg *hypothesis
 		for _, h := range hs {
 			if len(h.Slice) == 0 && explainedBy[h] == nil {
@@ -202,35 +244,52 @@ func (r *run) attribute() {
 					maxRel[t.col] = math.Max(maxRel[t.col], t.rel)
 				}
 			}
+			thinCols := make([]string, 0, len(eset))
 			for col, e := range eset {
 				if math.Abs(e) < math.Abs(excess(agg))/2 {
 					delete(eset, col)
+					continue
 				}
+				thinCols = append(thinCols, col)
 			}
+			sort.Strings(thinCols)
 			for _, c := range hs {
 				if col := column(c); eset[col] != 0 && explainedBy[c] == nil && math.Signbit(excess(c)) == math.Signbit(eh) {
 					eset[col] += excess(c)
 					maxRel[col] = math.Max(maxRel[col], rel(c))
 				}
 			}
-			for col, e := range eset {
-				if maxRel[col] > rel(h) && r.within(h, eh, e, total[k]) {
+			for _, col := range thinCols {
+				if e := eset[col]; maxRel[col] > rel(h) && r.within(h, eh, e, total[k]) {
 					explainedBy[h] = agg
 					break
 				}
 			}
 		}
 	}
+	r.attributeDistributions(explainedBy)
+	// Notes in the order of the run's hypotheses, so the same input
+	// always gives the same summaries.
 	notes := map[*hypothesis][]*hypothesis{}
-	for h, by := range explainedBy {
-		h.Firing = false
-		notes[by] = append(notes[by], h)
-	}
-	for by, hs := range notes {
-		if _, gone := explainedBy[by]; gone {
+	var roots []*hypothesis
+	for _, h := range r.hyps {
+		by := explainedBy[h]
+		if by == nil {
 			continue
 		}
-		by.summary += "; " + explainsText(hs)
+		for i := 0; i < len(r.hyps) && explainedBy[by] != nil; i++ {
+			by = explainedBy[by] // the root of a chain
+		}
+		h.Firing = false
+		if notes[by] == nil {
+			roots = append(roots, by)
+		}
+		notes[by] = append(notes[by], h)
+	}
+	for _, by := range roots {
+		if by.Firing {
+			by.summary += "; " + explainsText(by, notes[by])
+		}
 	}
 	for _, h := range r.hyps {
 		if h.Firing && len(h.Slice) == 0 && attributable[h.Metric] {
@@ -258,6 +317,14 @@ func (r *run) within(h *hypothesis, eh, eset, n float64) bool {
 	residual := eh - share
 	if math.Signbit(eh) {
 		residual = -residual
+	}
+	if len(h.Slice) == 0 {
+		// The aggregate: the rest of the traffic must not have moved
+		// beyond noise. An effect-size gate would let a few slices that
+		// happened to clear it explain away a broad move that the
+		// aggregate only just shows (a rollout that doubles every
+		// slice's blocks).
+		return residual < 2*math.Sqrt(noiseVar)
 	}
 	return residual < math.Max(r.d.margin(h.Baseline)*nh, 2*math.Sqrt(noiseVar))
 }
@@ -313,18 +380,237 @@ func signed(x float64) string {
 	return "+" + count(x)
 }
 
-// explainsText says what a root slice also moved: a few slices by name,
-// more by count ("also moves overall, merchant_category retail and
-// grocery and 8 country slices").
-func explainsText(hs []*hypothesis) string {
+// explainsText says what a root also moved: a few slices by name, more
+// by count ("also moves overall, merchant_category retail and grocery and
+// 8 country slices"), other metrics by their name ("; score PSI overall
+// and in 30 country slices").
+func explainsText(root *hypothesis, hs []*hypothesis) string {
+	byMetric := map[string][]*hypothesis{}
+	var metrics []string
+	for _, h := range hs {
+		if byMetric[h.Metric] == nil {
+			metrics = append(metrics, h.Metric)
+		}
+		byMetric[h.Metric] = append(byMetric[h.Metric], h)
+	}
+	sort.SliceStable(metrics, func(i, j int) bool {
+		if (metrics[i] == root.Metric) != (metrics[j] == root.Metric) {
+			return metrics[i] == root.Metric
+		}
+		return metrics[i] < metrics[j]
+	})
+	parts := make([]string, 0, len(metrics))
+	for _, m := range metrics {
+		var slices []map[string]string
+		for _, h := range byMetric[m] {
+			slices = append(slices, h.Slice)
+		}
+		parts = append(parts, metricSlicesText(m, m == root.Metric, slices))
+	}
+	return "also moves " + strings.Join(parts, "; ")
+}
+
+// attributeDistributions explains distribution drift (PSI) as attribute
+// explains rates, with PSI's convexity in place of counting events: the
+// divergence of a mixture is at most the traffic-weighted divergence of
+// its parts, so a root slice R (share n_R/N of the traffic) can move the
+// PSI of the aggregate by up to n_R/N of its own, and of a slice of
+// another column by up to concentration times that share. A firing PSI
+// is explained when what is left once its roots' part is taken out is
+// below the alert threshold; in a broad move (the aggregate's PSI fires
+// unexplained) a slice whose PSI rose no more than broadFactor times the
+// aggregate's is that move; and a slice whose rate (block rate, null
+// rate) was explained has its distribution explained by the same root.
+func (r *run) attributeDistributions(explainedBy map[*hypothesis]*hypothesis) {
+	type key struct{ metric, feature string }
+	var keys []key
+	groups := map[key][]*hypothesis{}
+	total := map[key]float64{}
+	rateBy := map[string]*hypothesis{} // slice and feature → the root of its explained rate
+	for _, h := range r.hyps {
+		if by := explainedBy[h]; by != nil && attributable[h.Metric] {
+			rateBy[SliceKey(h.Slice)+"\x00"+h.Feature] = by
+		}
+	}
+	// A firing rate of the same slice and class tells the same story
+	// (electronics blocks half its traffic and its scores shift): the
+	// alert speaks with the rate, which other detectors' consequences
+	// can be weighed against.
+	rateOf := map[string]*hypothesis{} // slice and feature → its firing rate
+	for _, h := range r.hyps {
+		if h.Firing && explainedBy[h] == nil && attributable[h.Metric] {
+			if k := SliceKey(h.Slice) + "\x00" + h.Feature; rateOf[k] == nil {
+				rateOf[k] = h
+			}
+		}
+	}
+	for _, h := range r.hyps {
+		if !distributional[h.Metric] || math.IsNaN(h.effect) {
+			continue
+		}
+		k := key{h.Metric, h.Feature}
+		if len(h.Slice) == 0 {
+			total[k] = float64(h.NCurrent)
+		}
+		if h.Firing && explainedBy[h] == nil {
+			if groups[k] == nil {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], h)
+		}
+	}
+	column := func(h *hypothesis) string {
+		for c := range h.Slice {
+			return c
+		}
+		return ""
+	}
+	for _, k := range keys {
+		hs := groups[k]
+		n := total[k]
+		if n == 0 {
+			continue
+		}
+		order := append([]*hypothesis(nil), hs...)
+		sort.SliceStable(order, func(i, j int) bool {
+			ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
+			if ai != aj {
+				return aj
+			}
+			return order[i].effect > order[j].effect
+		})
+		var cols []string
+		byCol := map[string][]*hypothesis{}
+		for _, h := range hs {
+			if c := column(h); c != "" {
+				if byCol[c] == nil {
+					cols = append(cols, c)
+				}
+				byCol[c] = append(byCol[c], h)
+			}
+		}
+		sort.Strings(cols)
+		for _, h := range order {
+			k := SliceKey(h.Slice) + "\x00" + h.Feature
+			if by := rateBy[k]; by != nil && by != h {
+				explainedBy[h] = by
+				continue
+			}
+			if by := rateOf[k]; by != nil && by.Class == h.Class {
+				explainedBy[h] = by
+				continue
+			}
+			gate := h.BaselineHigh - h.Baseline
+			for _, col := range cols {
+				if col == column(h) {
+					continue
+				}
+				var top *hypothesis
+				var bound, covered, topPart float64
+				for _, c := range byCol[col] {
+					if explainedBy[c] != nil || c.effect <= 0 {
+						continue
+					}
+					share := float64(c.NCurrent) / n
+					if len(h.Slice) > 0 {
+						share = math.Min(1, concentration*share)
+					}
+					part := share * c.effect
+					bound += part
+					covered += float64(c.NCurrent)
+					if top == nil || part > topPart {
+						top, topPart = c, part
+					}
+				}
+				if top == nil || len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && top.effect <= h.effect {
+					continue
+				}
+				if h.effect-bound < gate {
+					explainedBy[h] = top
+					break
+				}
+			}
+		}
+		var agg *hypothesis
+		for _, h := range hs {
+			if len(h.Slice) == 0 && explainedBy[h] == nil {
+				agg = h
+			}
+		}
+		if agg == nil {
+			continue
+		}
+		for _, h := range hs {
+			if h != agg && explainedBy[h] == nil && h.effect <= broadFactor*agg.effect {
+				explainedBy[h] = agg
+			}
+		}
+	}
+}
+
+// metricSlicesText names where a metric moved: its slices alone when it is
+// the root's own metric ("overall and 8 country slices"), else with the
+// metric's name ("score PSI overall and in 30 country slices").
+func metricSlicesText(metric string, own bool, slices []map[string]string) string {
+	parts := slicesParts(slices)
+	if own {
+		return andList(parts)
+	}
+	return MetricText(metric) + " " + withIn(parts)
+}
+
+// withIn joins slice names after a metric: "overall and in country FR",
+// "in country BR and merchant_category gaming".
+func withIn(parts []string) string {
+	for i, p := range parts {
+		if p != "overall" {
+			parts[i] = "in " + p
+			break
+		}
+	}
+	return andList(parts)
+}
+
+// MovesText is what a root's summary says about the other alerts it
+// explains, given each one's metric and slice: the root's own metric
+// first, then the others by name ("also moves block rate in 4 country
+// slices, divergence overall").
+func MovesText(rootMetric string, metrics []string, slices []map[string]string) string {
+	var order []string
+	by := map[string][]map[string]string{}
+	for i, m := range metrics {
+		t := MetricText(m)
+		if by[t] == nil {
+			order = append(order, t)
+		}
+		by[t] = append(by[t], slices[i])
+	}
+	own := MetricText(rootMetric)
+	sort.SliceStable(order, func(i, j int) bool {
+		if (order[i] == own) != (order[j] == own) {
+			return order[i] == own
+		}
+		return order[i] < order[j]
+	})
+	parts := make([]string, 0, len(order))
+	for _, t := range order {
+		parts = append(parts, t+" "+withIn(slicesParts(by[t])))
+	}
+	return "also moves " + strings.Join(parts, ", ")
+}
+
+// slicesParts names slices as a summary does: "overall", a few slices of
+// a column by value, more by count ("overall", "merchant_category retail
+// and grocery", "8 country slices").
+func slicesParts(slices []map[string]string) []string {
 	overall := false
 	perCol := map[string][]string{}
-	for _, h := range hs {
-		if len(h.Slice) == 0 {
+	for _, sl := range slices {
+		if len(sl) == 0 {
 			overall = true
 			continue
 		}
-		for c, v := range h.Slice {
+		for c, v := range sl {
 			perCol[c] = append(perCol[c], label(c, v))
 		}
 	}
@@ -349,7 +635,23 @@ func explainsText(hs []*hypothesis) string {
 		}
 		parts = append(parts, c+" "+andList(vs))
 	}
-	return "also moves " + andList(parts)
+	return parts
+}
+
+// metricTexts are the names summaries give metrics.
+var metricTexts = map[string]string{
+	MetricBlockRate: "block rate", MetricScorePSI: "score PSI", MetricRateBound: "block rate bound",
+	MetricBlockedBound: "blocked count", MetricProdBlocks: "divergence", MetricShadowBlocks: "divergence",
+	MetricCorrelation: "score correlation", MetricExpected: "golden rows' block rate",
+	MetricNullRate: "null rate", MetricFillRate: "default fill", MetricFeaturePSI: "feature PSI",
+}
+
+// MetricText is a metric's name in summaries ("score PSI").
+func MetricText(metric string) string {
+	if t, ok := metricTexts[metric]; ok {
+		return t
+	}
+	return strings.ReplaceAll(metric, "_", " ")
 }
 
 // maxNamed: up to this many slices of a column are named, more counted.

@@ -185,6 +185,20 @@ func TestBlockRateEvaluate(t *testing.T) {
 			summary: "also moves overall and merchant_category digital_goods",
 		},
 		{
+			// Electronics blocks half its traffic; CH, a low-risk country
+			// that blocks almost nothing, moves further relatively than
+			// electronics does, but by its share of electronics' extra
+			// blocks: still electronics' move.
+			name: "a category block explains a low-risk country",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 706, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("merchant_category", "electronics", week(brWin{n: 1200, x: 600, sn: 1200, sx: 14}, steady(1200, 14))...),
+				brRows("country", "CH", week(brWin{n: 272, x: 14, sn: 272, sx: 0}, steady(272, 0))...),
+			),
+			want:    []string{"model_behavior:block_rate:electronics"},
+			summary: "also moves overall and country CH",
+		},
+		{
 			// Digital goods has an incident of its own besides FR's: far
 			// more extra blocks than FR's traffic there can hold. Both
 			// fire; so does the aggregate, which neither explains alone.
@@ -393,20 +407,22 @@ func TestScorePSI(t *testing.T) {
 	})
 }
 
-var fhCols = []string{"sc", "sv", "feature", "w", "rows", "nn", "fills", "mn", "mx", "bins", "cnts"}
+var fhCols = []string{"sc", "sv", "feature", "w", "rows", "nn", "fills", "mn", "mx", "bins", "cnts", "blk", "nblk", "fblk"}
 
 // fhWin is one window of one feature: rows (of the slice), non-null
-// values by value, and the fill count.
+// values by value, the fill count, blocked rows and blocked rows among
+// those where the feature is NULL.
 type fhWin struct {
-	rows   float64
-	values map[float64]float64
-	fills  float64
+	rows       float64
+	values     map[float64]float64
+	fills      float64
+	blk, nullB float64
 }
 
 func fhRows(feature string, wins []fhWin) [][]any {
 	var out [][]any
 	for w, f := range wins {
-		out = append(out, []any{"", "", "", uint64(w), uint64(f.rows), uint64(0), uint64(0), nil, nil, []any{}, []any{}})
+		out = append(out, []any{"", "", "", uint64(w), uint64(f.rows), uint64(0), uint64(0), nil, nil, []any{}, []any{}, uint64(f.blk), uint64(0), uint64(0)})
 		var nn float64
 		mn, mx := math.Inf(1), math.Inf(-1)
 		for v, c := range f.values {
@@ -420,7 +436,7 @@ func fhRows(feature string, wins []fhWin) [][]any {
 		if nn > 0 {
 			mnv, mxv = mn, mx
 		}
-		out = append(out, []any{"", "", feature, uint64(w), uint64(0), uint64(nn), uint64(f.fills), mnv, mxv, bins, cnts})
+		out = append(out, []any{"", "", feature, uint64(w), uint64(0), uint64(nn), uint64(f.fills), mnv, mxv, bins, cnts, uint64(0), uint64(f.nullB), uint64(0)})
 	}
 	return out
 }
@@ -469,6 +485,27 @@ func TestFeatureHealthEvaluate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := decide(t, d, result(fhCols, fhRows("f", fhWeek(tc.cur))...))
 			checkFindings(t, out, tc.want, tc.summary)
+		})
+	}
+	// The block rate among the rows where the feature is NULL against the
+	// rest says whether the spike moves decisions (a cascade) or not.
+	for _, tc := range []struct {
+		name       string
+		blk, nullB float64
+		moved      float64
+	}{
+		// 9,000 NULL rows and 1,000 others: 1% blocked on both sides.
+		{"null rows blocked like the rest", 100, 90, 0},
+		// 20% of the NULL rows blocked, 1% of the rest.
+		{"null rows blocked more (a cascade)", 1810, 1800, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(t, d, result(fhCols, fhRows("f", fhWeek(fhWin{rows: 10000, values: spread(1000, 0), blk: tc.blk, nullB: tc.nullB}))...))
+			checkFindings(t, out, []string{"feature_pipeline:null_rate::f"}, "")
+			got, ok := out.Findings[0].Details[DetailAffectedMoved]
+			if !ok || got != tc.moved {
+				t.Errorf("%s = %v (set %v), want %v; details %v", DetailAffectedMoved, got, ok, tc.moved, out.Findings[0].Details)
+			}
 		})
 	}
 }

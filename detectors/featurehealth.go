@@ -33,6 +33,13 @@ const (
 	MetricFeaturePSI  = "feature_psi"
 )
 
+// DetailAffectedMoved is the detail of a feature_pipeline finding that
+// says whether production blocks the rows where the feature is broken
+// differently from the rest (1) or not (0), measured in the same query;
+// absent where it was not measured. Consolidation lets a broken feature
+// explain product moves only when it moves decisions.
+const DetailAffectedMoved = "affected_blocks_moved"
+
 func newFeatureHealth(d *Detector) (kind, error) {
 	p := d.cfg.FeatureHealth
 	if p == nil || p.DefaultValue == nil {
@@ -102,10 +109,14 @@ func (f *featureHealth) fill(q *sqlText) {
 // rows counts each row once, under the feature first in its arrays (the
 // row's count is the sum over features); a row without features counts
 // under the feature ”.
-var featureCols = []string{"rows", "nn", "fills", "mn", "mx", "bins", "cnts"}
+// blk counts blocked rows the way rows counts rows; nblk and fblk count
+// the blocked rows among those where the feature is NULL or equals its
+// default, so that a broken feature can be told apart from a coincident
+// product move (DetailAffectedMoved).
+var featureCols = []string{"rows", "nn", "fills", "mn", "mx", "bins", "cnts", "blk", "nblk", "fblk"}
 
 // featureFold says which of featureCols add up (all but the extremes).
-var featureFold = foldSpec{sums: []string{"rows", "nn", "fills"}, hists: [][2]string{{"bins", "cnts"}}}
+var featureFold = foldSpec{sums: []string{"rows", "nn", "fills", "blk", "nblk", "fblk"}, hists: [][2]string{{"bins", "cnts"}}}
 
 // The window and the slices are computed per row, before the feature
 // ARRAY JOIN multiplies the rows by the number of features; per element
@@ -121,10 +132,11 @@ func (f *featureHealth) query(w windows) *sqlText {
 	sliceName(inner, f.d.slices())
 	inner.add(", sv, feature, w, sum(_c1) AS rows, sumIf(_c, _k != 65535) AS nn, sumIf(_c, _fl = 1) AS fills,\n")
 	inner.add("      minIf(_mn, _k != 65535) AS mn, maxIf(_mx, _k != 65535) AS mx,\n")
-	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts\n")
+	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,\n")
+	inner.add("      sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk\n")
 	inner.add("    FROM (\n      SELECT _si, sv, _f AS feature, w, _k, _fl,\n")
-	inner.add("        count() AS _c, sum(_e1) AS _c1, min(_x) AS _mn, max(_x) AS _mx\n")
-	inner.add("      FROM (\n        SELECT _si, sv, w, _f, " + bin("_v") + " AS _k, ifNull(_v, 0) AS _x, toUInt8(_i <= 1) AS _e1,\n")
+	inner.add("        count() AS _c, sum(_e1) AS _c1, min(_x) AS _mn, max(_x) AS _mx, sum(_d) AS _cd, sum(_e1 * _d) AS _cd1\n")
+	inner.add("      FROM (\n        SELECT _si, sv, w, _f, _d, " + bin("_v") + " AS _k, ifNull(_v, 0) AS _x, toUInt8(_i <= 1) AS _e1,\n")
 	inner.add("          toUInt8(ifNull(_v = ")
 	f.fill(inner)
 	inner.add(", 0)) AS _fl\n        FROM (\n          SELECT ")
@@ -135,6 +147,7 @@ func (f *featureHealth) query(w windows) *sqlText {
 	expand(inner, sliceVars(len(f.d.slices())))
 	inner.add(",\n            ")
 	f.columns(inner)
+	inner.add(", toUInt8(ifNull(" + s.col(s.m.Columns.Decision) + " != 0, 0)) AS _d")
 	inner.add("\n          FROM " + s.table + "\n         ")
 	s.filter(inner, w.all(), false)
 	inner.add("\n        ) LEFT ARRAY JOIN _names AS _f, _vals AS _v, arrayEnumerate(_names) AS _i")
@@ -158,9 +171,12 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		return err
 	}
 	rows, nn, fills, mn, mx, bins, cnts := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+	blk, nblk, fblk := c[7], c[8], c[9]
 	nb := len(r.w.base)
-	// A slice's rows in a window: the sum of rows over its features.
+	// A slice's rows in a window: the sum of rows over its features; its
+	// blocked rows in the current window likewise.
 	counts := map[[2]string]map[int]float64{}
+	blocked := map[[2]string]float64{}
 	for _, g := range groups {
 		k := [2]string{g.col, g.val}
 		if counts[k] == nil {
@@ -169,6 +185,26 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		for w := 0; w <= nb; w++ {
 			counts[k][w] += g.num(w, rows)
 		}
+		blocked[k] += g.num(0, blk)
+	}
+	// affected sets DetailAffectedMoved on a pipeline hypothesis: whether
+	// the x blocked of the n affected rows differ from the rest of the
+	// window's rows (a rollup does not keep decisions: not measured).
+	affected := func(h *hypothesis, g *group, x, n float64) {
+		if f.d.cfg.Source == configs.SourceRollup {
+			return
+		}
+		k := [2]string{g.col, g.val}
+		moved, ok := f.decisionsMoved(Prop{x, n}, Prop{blocked[k] - x, counts[k][0] - n})
+		if !ok {
+			return
+		}
+		if h.details == nil {
+			h.details = map[string]float64{}
+		}
+		h.details[DetailAffectedMoved] = moved
+		h.details["affected_block_rate"] = x / n
+		h.details["rest_block_rate"] = (blocked[k] - x) / (counts[k][0] - n)
 	}
 	listed := map[string]bool{}
 	for _, n := range f.names {
@@ -231,6 +267,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		h.gate = h.effect >= margin
 		h.summary = fmt.Sprintf("%s: feature %s null rate %s vs %s baseline (n=%s vs %s)", lbl, g.feature, pct(h.Value), pct(h.Baseline), count(nCur), count(nBase))
 		h.details = details("seasonal_sd", math.Sqrt(spread), "margin", margin)
+		affected(h, g, g.num(0, nblk), curNull.X)
 		r.add(h)
 
 		// Null rate above the ceiling (newly: a feature that is always
@@ -243,6 +280,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 			h.PValue = BinomSF(curNull.X, curNull.N, f.p.NullRateMax)
 			h.gate = true
 			h.summary = fmt.Sprintf("%s: feature %s null rate %s is above the ceiling %s (baseline %s, n=%s)", lbl, g.feature, pct(h.Value), pct(f.p.NullRateMax), pct(baseNull.Rate()), count(nCur))
+			affected(h, g, g.num(0, nblk), curNull.X)
 			r.add(h)
 		}
 
@@ -280,6 +318,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
 		h.gate = h.effect >= margin
 		h.summary = fmt.Sprintf("%s: feature %s equals the default %s in %s of values vs %s baseline (n=%s vs %s)", lbl, g.feature, fnum(def), pct(h.Value), pct(h.Baseline), count(vCur), count(vBase))
+		affected(h, g, g.num(0, fblk), curFill.X)
 		r.add(h)
 
 		// Frozen: one value now, several in the baseline. The p-value is
@@ -362,6 +401,24 @@ func suppressFeatures(hyps []*hypothesis) {
 			clear(MetricFeaturePSI)
 		}
 	}
+}
+
+// decisionsMoved says whether production blocks the affected rows (a
+// feature NULL or at its default) differently from the rest of the same
+// window: a two-proportion z-test at |z| > 3.29 (p < 0.001) and a
+// difference beyond the detector's effect-size gate. ok is false when
+// either side has fewer than min_samples rows (nothing to tell).
+func (f *featureHealth) decisionsMoved(aff, rest Prop) (moved float64, ok bool) {
+	if !f.d.enough(aff.N) || !f.d.enough(rest.N) {
+		return 0, false
+	}
+	pa, pr := aff.Rate(), rest.Rate()
+	pool := (aff.X + rest.X) / (aff.N + rest.N)
+	se := math.Sqrt(pool * (1 - pool) * (1/aff.N + 1/rest.N))
+	if se > 0 && math.Abs(pa-pr)/se > 3.29 && math.Abs(pa-pr) >= f.d.margin(pr) {
+		return 1, true
+	}
+	return 0, true
 }
 
 func (f *featureHealth) spans(w windows) []span { return w.all() }

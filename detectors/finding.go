@@ -83,6 +83,9 @@ type Finding struct {
 	// Details holds second figures that explain the decision (Jensen–Shannon
 	// beside PSI, score correlation, the seasonal spread), by name.
 	Details map[string]float64 `json:"details,omitempty"`
+	// Rollout, when set, is the model's version change inside the window
+	// (MarkRollouts): the likely root of the move.
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // Unchecked is a slice (and feature) that a run could not decide for lack

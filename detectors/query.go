@@ -35,6 +35,11 @@ type windows struct {
 	seasonal bool
 }
 
+// minReferenceDays is the fewest reference days a reference baseline
+// decides with: one or two days cannot show the day-to-day spread, and a
+// chance low day then makes an ordinary one look like drift.
+const minReferenceDays = 3
+
 func newWindows(d *configs.Detector, at time.Time) windows {
 	at = at.UTC().Truncate(time.Second)
 	end := at.Add(-d.EvalDelay.D())
@@ -43,13 +48,37 @@ func newWindows(d *configs.Detector, at time.Time) windows {
 		end = end.Truncate(time.Minute)
 	}
 	w := windows{at: at, cur: span{end.Add(-d.Window.D()), end}}
-	if d.Baseline.Mode == configs.BaselineSeasonal {
+	switch d.Baseline.Mode {
+	case configs.BaselineSeasonal:
 		w.seasonal = true
 		for i := 1; i <= d.Baseline.Days; i++ {
 			shift := time.Duration(i) * 24 * time.Hour
 			w.base = append(w.base, span{w.cur.from.Add(-shift), w.cur.to.Add(-shift)})
 		}
-	} else {
+	case configs.BaselineReference:
+		// The same window, whole days earlier, on each day whose window
+		// lies inside the reference period and before the current one:
+		// the seasonal figures of a period that does not move.
+		w.seasonal = true
+		from, to := d.Baseline.ReferenceSpan(at)
+		if to.After(w.cur.from) {
+			to = w.cur.from
+		}
+		days := int(w.cur.from.Sub(from) / (24 * time.Hour))
+		for i := 1; i <= days; i++ {
+			shift := time.Duration(i) * 24 * time.Hour
+			sp := span{w.cur.from.Add(-shift), w.cur.to.Add(-shift)}
+			if !sp.from.Before(from) && !sp.to.After(to) {
+				w.base = append(w.base, sp)
+			}
+		}
+		if len(w.base) < minReferenceDays {
+			// Too few days to know the reference's day-to-day spread:
+			// nothing is decided (every check is skipped) until the
+			// period holds enough of them.
+			w.base = nil
+		}
+	default:
 		w.base = []span{{w.cur.from.Add(-d.Baseline.Span.D()), w.cur.from}}
 	}
 	return w

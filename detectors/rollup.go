@@ -248,7 +248,9 @@ func (f *featureHealth) rollupQuery(w windows) *sqlText {
 	_, feats := rollupTables(s.m)
 	q := &sqlText{}
 	q.add("SELECT '' AS sc, '' AS sv, feature, w, if(feature = '', _rows, 0) AS rows, nn, if(feature = '', 0, zeros) AS fills,\n")
-	q.add("  if(nn > 0, vmin, NULL) AS mn, if(nn > 0, vmax, NULL) AS mx, _h.1 AS bins, _h.2 AS cnts\nFROM (\n  SELECT ")
+	q.add("  if(nn > 0, vmin, NULL) AS mn, if(nn > 0, vmax, NULL) AS mx, _h.1 AS bins, _h.2 AS cnts,\n")
+	// The rollup keeps no decisions: blocked rows are not measured.
+	q.add("  toUInt64(0) AS blk, toUInt64(0) AS nblk, toUInt64(0) AS fblk\nFROM (\n  SELECT ")
 	s.rollupWindow(q, w)
 	q.add(" AS w, feature, countMerge(n) AS _rows, sumMerge(nn) AS nn, sumMerge(zeros) AS zeros,\n")
 	q.add("    minMerge(vmin) AS vmin, maxMerge(vmax) AS vmax, sumMapMerge(hist) AS _h\n  FROM " + feats.Quoted() + "\n ")

@@ -26,6 +26,15 @@ type ChartOptions struct {
 	Title         string
 	// Percent formats values as percentages (rates).
 	Percent bool
+	// Markers are events drawn as labelled vertical lines where they fall
+	// inside the points' time range (a model's rollouts).
+	Markers []Marker
+}
+
+// Marker is one event on a chart's time axis.
+type Marker struct {
+	At    time.Time
+	Label string
 }
 
 // Chart renders points as a self-contained SVG: the current value as a
@@ -135,6 +144,14 @@ func Chart(points []Point, opt ChartOptions) string {
 	line("baseline", "#3b6fb6", ` stroke-dasharray="4 3"`, func(p Point) float64 { return p.Baseline })
 	line("shadow", "#8a6d00", ` stroke-dasharray="1 2"`, func(p Point) float64 { return p.Shadow })
 	line("value", "#c0392b", "", func(p Point) float64 { return p.Value })
+	for _, mk := range opt.Markers {
+		if mk.At.Before(t0) || mk.At.After(t1) {
+			continue
+		}
+		mx := x(mk.At)
+		fmt.Fprintf(&b, `<line class="marker" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#6a1b9a" stroke-dasharray="2 2"/>`, mx, top, mx, top+ph)
+		fmt.Fprintf(&b, `<text class="marker" x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#6a1b9a">%s</text>`, mx+3, top+10, html.EscapeString(mk.Label))
+	}
 	for _, p := range points {
 		if p.Firing && !math.IsNaN(p.Value) {
 			fmt.Fprintf(&b, `<circle class="firing" cx="%.1f" cy="%.1f" r="2.5" fill="#c0392b"/>`, x(p.At), y(p.Value))

@@ -109,7 +109,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: Handler(ServerOptions{
-		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Reload: d.reload,
+		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 	}), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Server.TLSCertFile != "" {

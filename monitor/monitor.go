@@ -62,6 +62,7 @@ type Monitor struct {
 	history *History
 	log     *zap.Logger
 	source  string
+	vstate  *versionState
 
 	mu     sync.RWMutex
 	cfg    *configs.Config
@@ -81,7 +82,7 @@ func New(opt Options) (*Monitor, error) {
 		opt.HistorySize = 20
 	}
 	m := &Monitor{db: opt.Store, record: opt.Record, alerts: opt.Alerts, metrics: opt.Metrics,
-		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source}
+		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState()}
 	if err := m.SetConfig(opt.Config); err != nil {
 		return nil, err
 	}
@@ -186,6 +187,7 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 	}
 	m.log.Debug("detector ran", zap.String("detector", name), zap.Time("at", at), zap.Duration("duration", run.Duration),
 		zap.Int("findings", len(res.Findings)), zap.Int("skipped", res.Skipped), zap.Uint64("rows_read", run.RowsRead))
+	m.markRollouts(rctx, cfg, res)
 	m.writeEvaluations(ctx, res)
 	if m.alerts != nil {
 		if err := m.alerts.Observe(ctx, name, at, res.Findings, res.Unchecked...); err != nil {

@@ -138,7 +138,7 @@ func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {
 	if v.Feature != "" {
 		title += " · " + v.Feature
 	}
-	c.Chart = template.HTML(Chart(pts, ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric)})) // Chart escapes its text
+	c.Chart = template.HTML(Chart(pts, ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), Markers: s.rolloutMarkers(v.Model)})) // Chart escapes its text
 	return c
 }
 

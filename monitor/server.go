@@ -47,6 +47,9 @@ type ServerOptions struct {
 	Detectors func() []DetectorStatus
 	// Series returns the points of an alert's chart.
 	Series func(ctx context.Context, a alerts.View) ([]Point, error)
+	// Models lists each model's versions and recent rollouts for
+	// /api/v1/models and the charts' markers (nil: none).
+	Models func() []ModelVersions
 	// Reload re-reads the config; nil disables /-/reload.
 	Reload func() error
 	// Ready reports whether the daemon restored its state and scheduled its detectors.
@@ -80,6 +83,7 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("POST /api/v1/silences", s.auth(s.addSilence))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
 	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
+	mux.HandleFunc("GET /api/v1/models", s.models)
 	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
 	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
@@ -287,6 +291,32 @@ func (s *server) expireSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: silenceView{sil, sil.State(s.opt.Now())}})
+}
+
+// models lists each model's current versions and recent rollouts.
+func (s *server) models(w http.ResponseWriter, _ *http.Request) {
+	out := []ModelVersions{}
+	if s.opt.Models != nil {
+		out = s.opt.Models()
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// rolloutMarkers are the chart markers of a model's rollouts.
+func (s *server) rolloutMarkers(model string) []Marker {
+	if s.opt.Models == nil {
+		return nil
+	}
+	var out []Marker
+	for _, mv := range s.opt.Models() {
+		if mv.Model != model {
+			continue
+		}
+		for _, r := range mv.Rollouts {
+			out = append(out, Marker{At: r.At, Label: r.Role + " " + r.To})
+		}
+	}
+	return out
 }
 
 func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {

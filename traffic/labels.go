@@ -110,8 +110,8 @@ func labelsSQL(opt LabelOptions) (string, []any) {
 	boost, a := incidentTerms(opt.Incidents, WorldShift, func(in Incident) (string, []any) {
 		return fmt.Sprintf("country = ? AND %s < 0.35", u(40)), []any{in.Arg}
 	})
-	q.add(fmt.Sprintf("    base_risk + %s + if(%s, 2.4, 0) + if(startsWith(request_id, 'canary-'), 5, 0) AS risk,\n", normal(6, 7), boost), a...)
-	q.add(fmt.Sprintf("    %g + %g * risk + 0.25 * %s AS logit,\n", intercept, slope, normal(8, 9)))
+	q.add(fmt.Sprintf("    base_risk + %s + if(%s, 2.4, 0) + if(startsWith(request_id, 'canary-'), %g, 0) AS risk,\n", normal(6, 7), boost, canaryRisk), a...)
+	q.add(fmt.Sprintf("    %g + %g * risk + %g * %s AS logit,\n", intercept, slope, noiseSD, normal(8, 9)))
 	q.add(fmt.Sprintf("    toUInt8(%s < 1 / (1 + exp(-logit))) AS fraud,\n", u(604)))
 	q.add(fmt.Sprintf("    least(%d, if(fraud, %g, %g) * exp(%g * %s)) AS delay_days,\n", maxLabelDelayDays,
 		fraudDelayMedian.Hours()/24, goodDelayMedian.Hours()/24, labelDelaySigma, normal(605, 606)))

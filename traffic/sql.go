@@ -22,7 +22,17 @@ const (
 	intercept   = -4.35
 	slope       = 1.45
 	canaryShare = 0.002
+	canaryRisk  = 5.0 // a canary's latent risk offset: always blocked
 	nullRate    = 0.005
+	noiseSD     = 0.25 // the production score's own noise on the logit
+)
+
+// Incident shapes.
+const (
+	spikeShare   = 0.9             // share of rows a null_spike or cascade nulls
+	cascadeShift = 3.0             // production's logit shift on a cascade's NULL rows
+	rolloutShare = 0.94            // share of production rows a version_rollout takes
+	rolloutRamp  = 5 * time.Minute // time the rollout takes to reach it
 )
 
 // maxIntensity bounds the seasonal factor (daily peak × wobble), so that a
@@ -172,8 +182,8 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 		store.MustIdent(m.Features.NamesColumn), store.MustIdent(m.Features.ValuesColumn)))
 
 	// Outer level: one production and one shadow row per request.
-	q.add("SELECT ts, request_id, ?, if(role_i = 0, ?, ?), if(role_i = 0, ?, ?),\n",
-		m.ModelValue, ProductionVersion, ShadowVersion, m.Shadow.ProductionRole, m.Shadow.ShadowRole)
+	q.add("SELECT ts, request_id, ?, if(role_i = 0, version_p, ?), if(role_i = 0, ?, ?),\n",
+		m.ModelValue, ShadowVersion, m.Shadow.ProductionRole, m.Shadow.ShadowRole)
 	q.add("    toFloat32(if(role_i = 0, score_pl, score_sl)), toUInt8(if(role_i = 0, score_pl, score_sl) >= 0.5),\n")
 	q.add(fmt.Sprintf("    country, merchant_category, amount_usd, %s, fvalues\nFROM (\n", quoted(fnames)))
 
@@ -182,11 +192,42 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	q.add(fmt.Sprintf("    %s < %g AS canary,\n", u(5), canaryShare))
 	q.add("    concat(if(canary, 'canary-', 'req-'), hex(h)) AS request_id,\n")
 	boost, a := incidentTerms(ins, WorldShift, country(0.35, 40))
-	q.add(fmt.Sprintf("    crisk + mrisk + %s + if(%s, 2.4, 0) + if(canary, 5, 0) AS risk,\n", normal(6, 7), boost), a...)
-	q.add(fmt.Sprintf("    %g + %g * risk + 0.25 * %s AS logit_p,\n", intercept, slope, normal(8, 9)))
+	q.add(fmt.Sprintf("    crisk + mrisk + %s + if(%s, 2.4, 0) + if(canary, %g, 0) AS risk,\n", normal(6, 7), boost, canaryRisk), a...)
+	q.add(fmt.Sprintf("    %g + %g * risk + %g * %s AS logit_p,\n", intercept, slope, noiseSD, normal(8, 9)))
 	q.add(fmt.Sprintf("    logit_p + 0.45 * %s AS logit_s,\n", normal(10, 11)))
 	blocked, a := incidentTerms(ins, SliceBlock, country(0.5, 41))
-	q.add(fmt.Sprintf("    if(%s, 0.5 + 0.45 * %s, 1 / (1 + exp(-logit_p))) AS score_p,\n", blocked, u(12)), a...)
+	q.add(fmt.Sprintf("    %s AS slice_blocked,\n", blocked), a...)
+	catBlocked, a := incidentTerms(ins, CategoryBlock, func(in Incident) (string, []any) {
+		name, share := in.nameFactor()
+		return fmt.Sprintf("merchant_category = ? AND %s < %g", u(45), share), []any{name}
+	})
+	q.add(fmt.Sprintf("    %s AS category_blocked,\n", catBlocked), a...)
+	// version_rollout: the new production version takes a share of the
+	// rows ramping from 0 to rolloutShare over rolloutRamp after START.
+	versions, a := rolloutVersions(ins)
+	q.add("    "+versions+" AS version_p,\n", a...)
+	// A block-rate factor f (rows on a rolled-out version, a ramping
+	// country) blocks extra rows with probability (f-1)·b/(1-b), b the
+	// quiet block rate of the row's country and category: the cell's rate
+	// becomes b + (f-1)·b = f·b whatever its risk.
+	factor, a := blockFactor(ins)
+	q.add("    "+factor+" AS factor_p,\n", a...)
+	if factor == "1" {
+		q.add("    0 AS extra_blocked,\n")
+	} else {
+		q.add(fmt.Sprintf("    %s[(ci - 1) * %d + mi] AS cell_rate,\n", floats(cellBlockRates()), len(Merchants)))
+		q.add(fmt.Sprintf("    NOT canary AND %s < (factor_p - 1) * cell_rate / (1 - cell_rate) AS extra_blocked,\n", u(44)))
+	}
+	// cascade: production's fallback for the missing feature is wrong and
+	// adds cascadeShift to the logit of the rows where it is NULL.
+	cascade, a := incidentTerms(ins, Cascade, func(in Incident) (string, []any) {
+		return fmt.Sprintf("%s < %g", u(300+FeatureIndex(in.Arg)-1), spikeShare), nil
+	})
+	q.add(fmt.Sprintf("    if(%s, %g, 0) AS cascade_shift,\n", cascade, cascadeShift), a...)
+	// canary_fail: production scores canaries as ordinary requests.
+	canaryFail, a := incidentTerms(ins, CanaryFail, none)
+	q.add(fmt.Sprintf("    if(canary AND %s, %g, 0) AS canary_shift,\n", canaryFail, -slope*canaryRisk), a...)
+	q.add(fmt.Sprintf("    if(slice_blocked OR category_blocked OR extra_blocked, 0.5 + 0.45 * %s, 1 / (1 + exp(-(logit_p + cascade_shift + canary_shift)))) AS score_p,\n", u(12)))
 	flips, a := incidentTerms(ins, ShadowDivergence, flip)
 	q.add(fmt.Sprintf("    if(%s, 1 - 1 / (1 + exp(-logit_p)), 1 / (1 + exp(-logit_s))) AS score_s,\n", flips), a...)
 	scoreIncidents(&q, ins)
@@ -215,7 +256,9 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 			v = "hour_local"
 		}
 		isFeature := func(in Incident) bool { return in.Arg == f.Name }
-		nulls, na := incidentTerms(filter(ins, isFeature), NullSpike, share(0.9, 300+i))
+		nulls, na := incidentTerms(filter(ins, isFeature), NullSpike, share(spikeShare, 300+i))
+		cnulls, ca := incidentTerms(filter(ins, isFeature), Cascade, share(spikeShare, 300+i))
+		nulls, na = "("+nulls+" OR "+cnulls+")", append(na, ca...)
 		fills, fa := incidentTerms(filter(ins, isFeature), DefaultFill, share(0.9, 400+i))
 		q.add(fmt.Sprintf("if(%s < %g OR %s, NULL, if(%s, 0., round(toFloat64(%s), 4)))", u(200+i), nullRate, nulls, fills, v), append(na, fa...)...)
 	}
@@ -243,6 +286,66 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	noShadow, a := incidentTerms(ins, ShadowOutage, none)
 	q.add(fmt.Sprintf("  )\n) ARRAY JOIN [0, 1] AS role_i\nWHERE NOT (role_i = 1 AND %s)", noShadow), a...)
 	return q.b.String(), q.args
+}
+
+// cellBlockRates returns the quiet production block rate of each (country,
+// merchant category) cell, country-major: logit_p is normal with mean
+// intercept + slope·(crisk + mrisk) and variance slope² + noiseSD², and a
+// row is blocked when it is >= 0 (canaries aside).
+func cellBlockRates() []float64 {
+	sd := math.Hypot(slope, noiseSD)
+	out := make([]float64, 0, len(Countries)*len(Merchants))
+	for _, c := range Countries {
+		for _, m := range Merchants {
+			mu := intercept + slope*(c.Risk+m.Risk)
+			out = append(out, math.Round(0.5*math.Erfc(-mu/sd/math.Sqrt2)*1e7)/1e7)
+		}
+	}
+	return out
+}
+
+// rolloutVersions renders the production version of a row: a
+// version_rollout's new version on a share of its rows that ramps from 0
+// at START to rolloutShare after rolloutRamp, the usual one elsewhere.
+func rolloutVersions(ins []Incident) (string, []any) {
+	var parts []string
+	var args []any
+	for _, in := range ins {
+		if in.Kind != VersionRollout {
+			continue
+		}
+		name, _ := in.nameFactor()
+		parts = append(parts, fmt.Sprintf("ts >= ? AND ts < ? AND %s < %g * least(1, (toUInt32(ts) - ?) / %g), ?", u(43), rolloutShare, rolloutRamp.Seconds()))
+		args = append(args, in.Start, in.End, in.Start.Unix(), name)
+	}
+	if len(parts) == 0 {
+		return "?", []any{ProductionVersion}
+	}
+	return "multiIf(" + strings.Join(parts, ", ") + ", ?)", append(args, ProductionVersion)
+}
+
+// blockFactor renders the production block-rate factor of a row: the
+// product of its version_rollout factor (rows on the new version) and its
+// ramp factor (rising linearly from 1 at START to the final factor at END
+// in the ramp's country); "1" when no incident sets one.
+func blockFactor(ins []Incident) (string, []any) {
+	var parts []string
+	var args []any
+	for _, in := range ins {
+		name, f := in.nameFactor()
+		switch in.Kind {
+		case VersionRollout:
+			parts = append(parts, fmt.Sprintf("if(version_p = ?, %g, 1)", f))
+			args = append(args, name)
+		case Ramp:
+			parts = append(parts, fmt.Sprintf("if(country = ? AND ts >= ? AND ts < ?, 1 + %g * (toUInt32(ts) - ?) / %g, 1)", f-1, in.End.Sub(in.Start).Seconds()))
+			args = append(args, name, in.Start, in.End, in.Start.Unix())
+		}
+	}
+	if len(parts) == 0 {
+		return "1", nil
+	}
+	return strings.Join(parts, " * "), args
 }
 
 func tableOf(name string) store.Table {

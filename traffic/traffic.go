@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -121,7 +122,16 @@ const (
 	Outage           = "outage"
 	ShadowDivergence = "shadow_divergence"
 	ShadowOutage     = "shadow_outage"
+	CategoryBlock    = "category_block"
+	VersionRollout   = "version_rollout"
+	Cascade          = "cascade"
+	CanaryFail       = "canary_fail"
+	Ramp             = "ramp"
 )
+
+// NewVersion is the production model_version a version_rollout deploys
+// when its argument names none.
+const NewVersion = "fraud-2026.12.0"
 
 // IncidentKinds lists every kind with its argument's meaning and default.
 var IncidentKinds = map[string]struct{ Arg, Default string }{
@@ -132,6 +142,11 @@ var IncidentKinds = map[string]struct{ Arg, Default string }{
 	Outage:           {"country (all when omitted)", ""},
 	ShadowDivergence: {"share of flipped decisions", "0.2"},
 	ShadowOutage:     {"", ""},
+	CategoryBlock:    {"merchant category[:share of its rows blocked]", "electronics:0.5"},
+	VersionRollout:   {"new production version[:block-rate factor]", NewVersion + ":3"},
+	Cascade:          {"feature whose nulls production blocks", "device_age_days"},
+	CanaryFail:       {"", ""},
+	Ramp:             {"country[:final block-rate factor]", "MX:4"},
 }
 
 // Incident is one injected fault in [Start, End).
@@ -203,11 +218,65 @@ func ParseIncident(s string, base time.Time) (Incident, error) {
 		if in.Arg != "" && countryIndex(in.Arg) == 0 {
 			return Incident{}, fmt.Errorf("incident %q: unknown country %q", s, in.Arg)
 		}
+	case Cascade:
+		if FeatureIndex(in.Arg) == 0 {
+			return Incident{}, fmt.Errorf("incident %q: unknown feature %q", s, in.Arg)
+		}
+	case CanaryFail:
+		if in.Arg != "" {
+			return Incident{}, fmt.Errorf("incident %q: canary_fail takes no argument", s)
+		}
+	case CategoryBlock, VersionRollout, Ramp:
+		if err := in.checkNameFactor(); err != nil {
+			return Incident{}, fmt.Errorf("incident %q: %w", s, err)
+		}
 	}
 	if err := checkLabelIncident(in); err != nil {
 		return Incident{}, fmt.Errorf("incident %q: %w", s, err)
 	}
 	return in, nil
+}
+
+// nameFactor splits an argument NAME[:NUMBER] of category_block,
+// version_rollout and ramp, the number defaulting to the kind's default.
+func (in Incident) nameFactor() (string, float64) {
+	name, num, ok := strings.Cut(in.Arg, ":")
+	if !ok {
+		_, num, _ = strings.Cut(IncidentKinds[in.Kind].Default, ":")
+	}
+	x, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		x = math.NaN()
+	}
+	return name, x
+}
+
+func (in Incident) checkNameFactor() error {
+	name, x := in.nameFactor()
+	switch in.Kind {
+	case CategoryBlock:
+		if merchantIndex(name) == 0 {
+			return fmt.Errorf("unknown merchant category %q", name)
+		}
+		if !(x > 0 && x <= 1) {
+			return fmt.Errorf("share of blocked rows in %q must be a number in (0, 1]", in.Arg)
+		}
+	case VersionRollout:
+		if name == "" || name == ProductionVersion || name == ShadowVersion {
+			return fmt.Errorf("new version %q must be non-empty and differ from %s and %s", name, ProductionVersion, ShadowVersion)
+		}
+		if !(x > 0 && x <= 50) {
+			return fmt.Errorf("block-rate factor in %q must be a number in (0, 50]", in.Arg)
+		}
+	case Ramp:
+		if countryIndex(name) == 0 {
+			return fmt.Errorf("unknown country %q", name)
+		}
+		if !(x > 0 && x <= 50) {
+			return fmt.Errorf("final block-rate factor in %q must be a number in (0, 50]", in.Arg)
+		}
+	}
+	return nil
 }
 
 func parseTime(s string, base time.Time) (time.Time, error) {
@@ -224,6 +293,15 @@ func parseTime(s string, base time.Time) (time.Time, error) {
 func countryIndex(code string) int {
 	for i, c := range Countries {
 		if c.Code == code {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func merchantIndex(name string) int {
+	for i, m := range Merchants {
+		if m.Name == name {
 			return i + 1
 		}
 	}
@@ -260,8 +338,11 @@ type Stats struct {
 	Duration time.Duration
 }
 
-// chunkRows bounds the candidate rows of one INSERT, to bound server memory.
-const chunkRows = 2_000_000
+// chunkRows bounds the candidate rows of one INSERT, to bound server
+// memory and keep each INSERT well inside a query timeout on a busy
+// machine (2M candidates took over two minutes with two cores shared).
+// Rows do not depend on the chunking.
+const chunkRows = 500_000
 
 // Generate inserts the traffic into the model's table.
 func Generate(ctx context.Context, s store.Store, opt Options) (Stats, error) {

@@ -244,6 +244,22 @@ func TestParseIncident(t *testing.T) {
 		{"shadow_outage:+1h:+2h:x", "takes no argument"},
 		{"shadow_divergence:+1h:+2h:2", "must be a number in (0, 1]"},
 		{"slice_block:tomorrow:+2h", "want KIND:START:END"},
+		{"category_block:+1h:+2h", ""},
+		{"category_block:+1h:+2h:gaming:0.3", ""},
+		{"category_block:+1h:+2h:pets", "unknown merchant category"},
+		{"category_block:+1h:+2h:gaming:1.5", "must be a number in (0, 1]"},
+		{"version_rollout:+1h:+2h", ""},
+		{"version_rollout:+1h:+2h:v8:2.5", ""},
+		{"version_rollout:+1h:+2h:fraud-2026.09.1", "must be non-empty and differ"},
+		{"version_rollout:+1h:+2h:v8:x", "block-rate factor"},
+		{"cascade:+1h:+2h:ip_risk_score", ""},
+		{"cascade:+1h:+2h:nope", "unknown feature"},
+		{"canary_fail:+1h:+2h", ""},
+		{"canary_fail:+1h:+2h:US", "takes no argument"},
+		{"ramp:+1d:+4d:BR", ""},
+		{"ramp:+1d:+4d:BR:3", ""},
+		{"ramp:+1d:+4d:XX", "unknown country"},
+		{"ramp:+1d:+4d:BR:0", "final block-rate factor"},
 	} {
 		_, err := traffic.ParseIncident(tc.in, base)
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
@@ -253,5 +269,110 @@ func TestParseIncident(t *testing.T) {
 	in, _ := traffic.ParseIncident("slice_block:+5d10h:+5d13h", base)
 	if in.Arg != "FR" || !in.Start.Equal(base.Add(130*time.Hour)) {
 		t.Errorf("defaults/offsets: %+v", in)
+	}
+}
+
+// The incident kinds of issue 11, each checked by direct SQL: the fault
+// shows where it should (production or shadow, the slice, the window) and
+// nowhere else.
+func TestIssue11IncidentsAreVisible(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			generate(t, e, 19,
+				"category_block:+1h:+3h:digital_goods",
+				"outage:+1h:+2h:NZ",
+				"version_rollout:+4h:+7h:fraud-v8",
+				"outage:+5h:+6h:CH",
+				"cascade:+8h:+9h:device_age_days",
+				"canary_fail:+10h:+12h",
+				"ramp:+13h:+23h:US:4",
+			)
+			tbl := e.Database + ".predictions"
+			at := func(d time.Duration) string { return fmt.Sprintf("toDateTime(%d)", from.Add(d).Unix()) }
+			in := func(a, b time.Duration) string { return fmt.Sprintf("ts >= %s AND ts < %s", at(a), at(b)) }
+			h := time.Hour
+			avg := func(what, where string) float64 {
+				return store.Float(one(t, e.DB, fmt.Sprintf("SELECT avg(%s) FROM %s WHERE %s", what, tbl, where))[0])
+			}
+			count := func(where string) int64 {
+				return store.Int(one(t, e.DB, fmt.Sprintf("SELECT count() FROM %s WHERE %s", tbl, where))[0])
+			}
+			quiet := "(" + in(0, h) + " OR " + in(12*h, 13*h) + ")"
+			prod, shadow := "role = 'production' AND ", "role = 'shadow' AND "
+
+			// category_block: production blocks about half of digital_goods
+			// (share 0.5 on top of its own ~4%); shadow and other categories do not.
+			between(t, "digital_goods production block rate in the incident", avg("decision", prod+"merchant_category = 'digital_goods' AND "+in(h, 3*h)), 0.45, 0.6)
+			between(t, "digital_goods shadow block rate in the incident", avg("decision", shadow+"merchant_category = 'digital_goods' AND "+in(h, 3*h)), 0, 0.08)
+			between(t, "grocery production block rate in the incident", avg("decision", prod+"merchant_category = 'grocery' AND "+in(h, 3*h)), 0, 0.02)
+			between(t, "digital_goods production block rate after", avg("decision", prod+"merchant_category = 'digital_goods' AND "+in(3*h, 4*h)), 0, 0.08)
+
+			// version_rollout: the new version takes ~94% of production rows
+			// within minutes, blocks ~3x as much; shadow keeps its version.
+			between(t, "fraud-v8 share of production rows in the rollout", avg("model_version = 'fraud-v8'", prod+in(4*h+10*time.Minute, 7*h)), 0.92, 0.96)
+			between(t, "fraud-v8 share in its first 2 minutes", avg("model_version = 'fraud-v8'", prod+in(4*h, 4*h+2*time.Minute)), 0.05, 0.5)
+			if n := count("model_version = 'fraud-v8' AND NOT (" + in(4*h, 7*h) + ")"); n != 0 {
+				t.Errorf("%d fraud-v8 rows outside the rollout", n)
+			}
+			if n := count("model_version = 'fraud-v8' AND role = 'shadow'"); n != 0 {
+				t.Errorf("%d shadow rows on the production rollout's version", n)
+			}
+			before := avg("decision", prod+quiet)
+			between(t, "production block rate in the rollout / quiet", avg("decision", prod+in(4*h+10*time.Minute, 7*h))/before, 2.2, 3.6)
+			between(t, "fraud-v8 block rate / old version's in the rollout",
+				avg("decision", prod+"model_version = 'fraud-v8' AND NOT startsWith(request_id, 'canary-') AND "+in(4*h+10*time.Minute, 7*h))/
+					avg("decision", prod+"model_version != 'fraud-v8' AND NOT startsWith(request_id, 'canary-') AND "+in(4*h+10*time.Minute, 7*h)), 2, 5)
+			between(t, "shadow block rate in the rollout / quiet", avg("decision", shadow+in(4*h, 7*h))/avg("decision", shadow+quiet), 0.7, 1.4)
+
+			// cascade: the feature is mostly NULL in both roles; production
+			// blocks many of those rows, shadow does not.
+			nullRows := "arrayExists((n, v) -> n = 'device_age_days' AND isNull(v), feature_names, feature_values)"
+			between(t, "device_age_days null share in the cascade", avg(nullRows, prod+in(8*h, 9*h)), 0.85, 0.95)
+			between(t, "production block rate of NULL rows in the cascade", avg("decision", prod+nullRows+" AND "+in(8*h, 9*h)), 0.1, 0.35)
+			between(t, "shadow block rate of NULL rows in the cascade", avg("decision", shadow+nullRows+" AND "+in(8*h, 9*h)), 0, 0.03)
+			between(t, "production block rate of other rows in the cascade", avg("decision", prod+"NOT "+nullRows+" AND "+in(8*h, 9*h)), 0, 0.03)
+			between(t, "device_age_days null share after", avg(nullRows, prod+in(9*h, 10*h)), 0, 0.01)
+
+			// canary_fail: canaries exist in quiet traffic and are blocked;
+			// in the incident production stops blocking them, shadow not.
+			canary := "startsWith(request_id, 'canary-') AND "
+			if n := count(prod + canary + quiet); n < 50 {
+				t.Errorf("%d production canary rows in 2 quiet hours", n)
+			}
+			between(t, "production canary block rate, quiet", avg("decision", prod+canary+quiet), 0.95, 1)
+			between(t, "production canary block rate in canary_fail", avg("decision", prod+canary+in(10*h, 12*h)), 0, 0.1)
+			between(t, "shadow canary block rate in canary_fail", avg("decision", shadow+canary+in(10*h, 12*h)), 0.95, 1)
+			between(t, "production non-canary block rate in canary_fail / quiet",
+				avg("decision", prod+"NOT "+canary+in(10*h, 12*h))/avg("decision", prod+"NOT "+canary+quiet), 0.6, 1.5)
+
+			// ramp: US production rises linearly, 1x at +13h to 4x at +23h;
+			// the shadow and other countries stay.
+			usBefore := avg("decision", prod+"country = 'US' AND NOT startsWith(request_id, 'canary-') AND "+quiet)
+			usRate := func(a, b time.Duration, role string) float64 {
+				return avg("decision", role+"country = 'US' AND NOT startsWith(request_id, 'canary-') AND "+in(a, b))
+			}
+			between(t, "US production ramp, first hour / quiet", usRate(13*h, 14*h, prod)/usBefore, 0.6, 1.7)
+			between(t, "US production ramp, middle hours / quiet", usRate(17*h, 19*h, prod)/usBefore, 1.9, 3.2)
+			between(t, "US production ramp, last hours / quiet", usRate(21*h, 23*h, prod)/usBefore, 2.9, 4.6)
+			between(t, "US production after the ramp / quiet", usRate(23*h, 24*h, prod)/usBefore, 0.5, 1.7)
+			between(t, "US shadow in the ramp's last hours / quiet",
+				usRate(21*h, 23*h, shadow)/avg("decision", shadow+"country = 'US' AND NOT startsWith(request_id, 'canary-') AND "+quiet), 0.6, 1.6)
+			between(t, "DE production in the ramp's last hours / quiet",
+				avg("decision", prod+"country = 'DE' AND "+in(17*h, 23*h))/avg("decision", prod+"country = 'DE' AND "+quiet), 0.3, 2.2)
+
+			// outage of a small (NZ) and a mid-size (CH) country: none of its
+			// rows, which it had before and after.
+			for _, o := range []struct {
+				country string
+				start   time.Duration
+			}{{"NZ", h}, {"CH", 5 * h}} {
+				if n := count(fmt.Sprintf("country = '%s' AND %s", o.country, in(o.start, o.start+h))); n != 0 {
+					t.Errorf("%s outage: %d rows", o.country, n)
+				}
+				if n := count(fmt.Sprintf("country = '%s' AND %s", o.country, in(o.start+h, o.start+2*h))); n < 50 {
+					t.Errorf("%s after its outage: %d rows", o.country, n)
+				}
+			}
+		})
 	}
 }

@@ -25,7 +25,7 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 	seed := f.Uint64("seed", 1, "random seed; the same seed gives the same rows")
 	model := f.String("model", "", "model to generate (default: the config's first model)")
 	var incidents incidentFlags
-	f.Var(&incidents, "incident", "KIND:START:END[:ARG], repeatable; START/END are RFC 3339 or +DURATION after --from; kinds: slice_block, null_spike, default_fill, world_shift, outage, shadow_divergence, shadow_outage, labels_stop, model_blind, shadow_country_block")
+	f.Var(&incidents, "incident", "KIND:START:END[:ARG], repeatable; START/END are RFC 3339 or +DURATION after --from; kinds: slice_block, null_spike, default_fill, world_shift, outage, shadow_divergence, shadow_outage, category_block, version_rollout, cascade, canary_fail, ramp, labels_stop, model_blind, shadow_country_block (see docs/design-notes.md)")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}

@@ -1,0 +1,385 @@
+package alerts
+
+import (
+	"math"
+	"sort"
+	"time"
+
+	"github.com/mlwatch/mlwatch/detectors"
+)
+
+// Consolidation: one incident, one alert. A detector run already keeps the
+// root of a move across its own slices (detectors/attribute.go); what one
+// cause moves in the other detectors of the model (a merchant category's
+// block in the shadow comparison of every country, a broken feature in the
+// block rate) is decided here, over the model's active alerts, after every
+// run: the daemon, `mlwatch eval` and `mlwatch backtest` all go through
+// Process, so they agree on which alerts are roots. An explained alert
+// keeps its figures and its page; its CausedBy names its root, it is not
+// notified on its own, and the root's summary says what else it moved.
+
+// explainSlack is how much more than a root's own extra events its
+// consequences in another detector may add up to (the two detectors'
+// baselines are not the same windows); noise is allowed on top.
+const explainSlack = 1.1
+
+// broadMove: a slice moved like an aggregate root when its change is at
+// most this many times the root's (as in detectors' broad-move rule).
+const broadMove = 2.0
+
+// move is what an alert says about the model's production decisions.
+type move struct {
+	a *Alert
+	// family groups metrics whose events are the same: "blocks" for block
+	// rates, bounds, golden rows and divergence, "scores" for score PSI;
+	// "" takes no part in product consolidation.
+	family string
+	// driver: the alert measures production's decisions themselves (a
+	// block rate, the golden rows), so it can be a root; divergence and
+	// score drift are consequences.
+	driver bool
+	// dir is the sign of production's change in blocks (+1 more, -1
+	// fewer, 0 unknown).
+	dir float64
+	// delta is the change of the rate (absolute), excess the extra events
+	// (delta times the requests), both positive.
+	delta, excess float64
+	period        time.Duration
+}
+
+// moveOf reads an alert's move from its finding.
+func (m *Manager) moveOf(a *Alert) move {
+	f := &a.Finding
+	mv := move{a: a, period: m.period(f.Detector)}
+	d := f.Value - f.Baseline
+	if math.IsNaN(d) {
+		return mv
+	}
+	mv.delta = math.Abs(d)
+	mv.excess = mv.delta * float64(f.NCurrent)
+	switch f.Metric {
+	case detectors.MetricBlockRate, detectors.MetricRateBound, detectors.MetricExpected:
+		mv.family, mv.driver, mv.dir = "blocks", f.Class == detectors.ClassModelBehavior || f.Metric != detectors.MetricBlockRate, math.Copysign(1, d)
+	case detectors.MetricBlockedBound:
+		mv.family, mv.driver, mv.dir, mv.excess = "blocks", true, math.Copysign(1, d), math.Abs(d)
+	case detectors.MetricProdBlocks:
+		mv.family, mv.dir = "blocks", 1 // production blocks what the shadow passes
+	case detectors.MetricShadowBlocks:
+		mv.family, mv.dir = "blocks", -1 // production passes what the shadow blocks
+	case detectors.MetricScorePSI:
+		mv.family = "scores"
+	}
+	return mv
+}
+
+// period is a detector's evaluation period (one minute when unknown).
+func (m *Manager) period(detector string) time.Duration {
+	d := m.detectors[detector]
+	if d == nil || d.Cron == nil {
+		return time.Minute
+	}
+	t := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	next := d.Cron.Next(t)
+	if p := d.Cron.Next(next).Sub(next); p > 0 {
+		return p
+	}
+	return time.Minute
+}
+
+// startedBy says whether root r started no later than alert a, allowing
+// one evaluation period of a (a cause and its effect may be seen in the
+// same run or in a's next one).
+func startedBy(r, a *Alert, period time.Duration) bool {
+	return !r.ActiveAt.After(a.ActiveAt.Add(period))
+}
+
+// explains says whether root r explains alert a of the same model, both
+// product alerts: r drives production's decisions, started no later than
+// a, is at least as severe, and a is its consequence in the same slice,
+// inside it (a narrower root explains the aggregate) or, for an aggregate
+// root, a slice that moved no more than it did.
+func explains(r, a move) bool {
+	if !r.driver || a.family == "" || severityRank[r.a.Severity] < severityRank[a.a.Severity] {
+		return false
+	}
+	if !startedBy(r.a, a.a, a.period) {
+		return false
+	}
+	if a.family == "blocks" && a.dir != r.dir {
+		return false
+	}
+	rs, as := r.a.Finding.Slice, a.a.Finding.Slice
+	switch {
+	case detectors.SliceKey(rs) == detectors.SliceKey(as):
+		// The same slice: a's events are r's (a divergence is at most the
+		// extra blocks the shadow did not share).
+		return a.family == "scores" || a.excess <= budget(r.excess)
+	case len(rs) == 0:
+		// A broad move seen through a narrower window.
+		return a.family == "scores" || a.delta <= broadMove*r.delta
+	case len(as) == 0:
+		// The aggregate's extra events, all inside r's slice.
+		return a.family == "scores" || a.excess <= budget(r.excess)
+	}
+	return false
+}
+
+// budget is how many extra events a root's own can account for elsewhere.
+func budget(excess float64) float64 { return explainSlack*excess + 3*math.Sqrt(excess) }
+
+// inhibit decides every active alert's root (CausedBy) and the roots'
+// "also moves" notes; see consolidate.
+func (m *Manager) inhibit() {
+	byModel := map[string][]*Alert{}
+	for _, a := range m.alerts {
+		if a.State == StateFiring || a.State == StatePending {
+			byModel[a.Finding.Model] = append(byModel[a.Finding.Model], a)
+		} else {
+			a.moves = ""
+		}
+	}
+	models := make([]string, 0, len(byModel))
+	for k := range byModel {
+		models = append(models, k)
+	}
+	sort.Strings(models)
+	for _, model := range models {
+		m.consolidate(byModel[model])
+	}
+}
+
+// consolidate decides the roots among one model's active alerts:
+//
+//  1. An infra cause (feature_pipeline, pipeline_outage) explains a product
+//     alert that started no earlier than it, less one evaluation period
+//     of the product alert, when the cause affects decisions (see
+//     affectsDecisions): a product page firing since 23:35 is not "caused
+//     by" a null spike that started at 23:49; both stand, each with its
+//     owner.
+//  2. Among product alerts, a root that drives production's decisions (a
+//     block rate that the shadow did not share, the golden rows) explains
+//     the divergence, score drift and second block-rate alerts it moves
+//     (see explains).
+//  3. A version rollout (Finding.Rollout) is the root of the model's
+//     simultaneous product alerts: the most telling of them speaks for
+//     it, the others are explained by it.
+//  4. A product alert already notified on its own is not explained by
+//     another product alert, and an explained alert keeps its root while
+//     that root is known: a thread never moves.
+//
+// Roots are tried in a stable order: earlier first, then drivers, more
+// severe, larger moves, fingerprint.
+func (m *Manager) consolidate(as []*Alert) {
+	moves := make([]move, len(as))
+	for i, a := range as {
+		moves[i] = m.moveOf(a)
+	}
+	order := make([]int, len(as))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := moves[order[i]], moves[order[j]]
+		if !a.a.ActiveAt.Equal(b.a.ActiveAt) {
+			return a.a.ActiveAt.Before(b.a.ActiveAt)
+		}
+		if a.driver != b.driver {
+			return a.driver
+		}
+		if sa, sb := severityRank[a.a.Severity], severityRank[b.a.Severity]; sa != sb {
+			return sa > sb
+		}
+		if la, lb := len(a.a.Finding.Slice), len(b.a.Finding.Slice); la != lb {
+			return la > lb // a narrower root first: FR explains the aggregate
+		}
+		if a.excess != b.excess {
+			return a.excess > b.excess
+		}
+		return a.a.Fingerprint < b.a.Fingerprint
+	})
+	byFP := map[string]int{}
+	for i, a := range as {
+		byFP[a.Fingerprint] = i
+	}
+	root := make([]string, len(as))
+	decided := make([]bool, len(as))
+	// Kept links: an explained alert keeps its root while that root is
+	// known (firing, pending or recently resolved: the tail of an incident
+	// does not page anew), and a notified root stays a root.
+	for i, a := range as {
+		if a.CausedBy != "" {
+			if c := m.alerts[a.CausedBy]; c != nil && c.State != StateInactive {
+				root[i], decided[i] = a.CausedBy, true
+				continue
+			}
+		}
+		if a.Owner != detectors.OwnerProduct {
+			decided[i] = true
+		}
+	}
+	// 1. Infra causes.
+	for _, i := range order {
+		a := as[i]
+		if decided[i] || a.Finding.Kind == KindMonitor {
+			continue
+		}
+		for _, j := range order {
+			c := as[j]
+			if i == j || !detectors.Classes[c.Finding.Class].Cause || !startedBy(c, a, moves[i].period) || !affectsDecisions(c) {
+				continue
+			}
+			root[i], decided[i] = c.Fingerprint, true
+			break
+		}
+	}
+	// 2. A rollout is the root of the model's simultaneous moves: the
+	// product alerts whose window holds the same version change
+	// (Finding.Rollout) are one incident, told by the most telling of
+	// them (a driver, the most severe, the broadest) unless one of them
+	// already speaks for it.
+	// An alert keeps the rollout it was first seen with (a finding names
+	// it only while the switch is inside its window), and an alert that
+	// starts while the rollout's incident is open (one of its alerts
+	// still active) joins it: the rollout stays the root after its hour.
+	var open []*detectors.Rollout
+	for _, a := range as {
+		if r := a.Finding.Rollout; r != nil && (a.rollout == nil || !a.rolloutAt.Equal(a.ActiveAt)) {
+			a.rollout, a.rolloutAt = r, a.ActiveAt
+		}
+		if a.rollout != nil && !a.rolloutAt.Equal(a.ActiveAt) {
+			a.rollout = nil // active anew since
+		}
+		if a.rollout != nil && a.Owner == detectors.OwnerProduct {
+			open = append(open, a.rollout)
+		}
+	}
+	sort.SliceStable(open, func(i, j int) bool { return open[i].At.After(open[j].At) })
+	rolloutOf := func(i int) *detectors.Rollout {
+		if r := as[i].rollout; r != nil {
+			return r
+		}
+		for _, r := range open {
+			if r.Model == as[i].Finding.Model && !as[i].ActiveAt.Before(r.At) {
+				return r // the latest rollout before it started
+			}
+		}
+		return nil
+	}
+	groups := map[string][]int{}
+	var keys []string
+	for _, i := range order {
+		a := as[i]
+		r := rolloutOf(i)
+		if r == nil || root[i] != "" || a.Owner != detectors.OwnerProduct || a.Finding.Kind == KindMonitor ||
+			a.ActiveAt.Before(r.At.Add(-moves[i].period)) {
+			continue
+		}
+		k := r.Role + "\x00" + r.To + "\x00" + r.At.UTC().Format(time.RFC3339)
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		sort.SliceStable(g, func(x, y int) bool {
+			a, b := moves[g[x]], moves[g[y]]
+			if na, nb := notifiedAsRoot(a.a), notifiedAsRoot(b.a); na != nb {
+				return na
+			}
+			if a.driver != b.driver {
+				return a.driver
+			}
+			if sa, sb := severityRank[a.a.Severity], severityRank[b.a.Severity]; sa != sb {
+				return sa > sb
+			}
+			if la, lb := len(a.a.Finding.Slice), len(b.a.Finding.Slice); la != lb {
+				return la < lb // the broadest: a rollout moves everything
+			}
+			return a.a.Fingerprint < b.a.Fingerprint
+		})
+		decided[g[0]] = true
+		for _, i := range g[1:] {
+			if !decided[i] && !notifiedAsRoot(as[i]) {
+				root[i], decided[i] = as[g[0]].Fingerprint, true
+			}
+		}
+	}
+	// 3. Product roots, decided in order: only a root explains.
+	for _, i := range order {
+		if decided[i] || as[i].Finding.Kind == KindMonitor {
+			continue
+		}
+		decided[i] = true
+		if notifiedAsRoot(as[i]) {
+			continue
+		}
+		for _, j := range order {
+			if j == i || root[j] != "" || as[j].Owner != detectors.OwnerProduct || !explains(moves[j], moves[i]) {
+				continue
+			}
+			root[i] = as[j].Fingerprint
+			break
+		}
+	}
+	// Links point at the root of a chain.
+	for i := range as {
+		for k := 0; k < len(as) && root[i] != ""; k++ {
+			j, ok := byFP[root[i]]
+			if !ok || root[j] == "" {
+				break
+			}
+			root[i] = root[j]
+		}
+	}
+	notes := map[string][]*Alert{}
+	for _, i := range order {
+		a := as[i]
+		if root[i] != a.CausedBy {
+			a.CausedBy = root[i]
+			m.dirty[a.Fingerprint] = true
+		}
+		if root[i] != "" {
+			notes[root[i]] = append(notes[root[i]], a)
+		}
+	}
+	for _, a := range as {
+		a.moves = ""
+		if ex := notes[a.Fingerprint]; len(ex) > 0 && a.CausedBy == "" {
+			metrics := make([]string, len(ex))
+			slices := make([]map[string]string, len(ex))
+			for k, e := range ex {
+				metrics[k], slices[k] = e.Finding.Metric, e.Finding.Slice
+			}
+			a.moves = detectors.MovesText(a.Finding.Metric, metrics, slices)
+		}
+	}
+}
+
+// notifiedAsRoot says whether an alert was notified on its own (not under
+// a cause): its thread is its owner's and stays so.
+func notifiedAsRoot(a *Alert) bool {
+	if a.CausedBy != "" {
+		return false
+	}
+	for _, s := range a.Sent {
+		if !s.Resolved {
+			return true
+		}
+	}
+	return false
+}
+
+// affectsDecisions says whether an infra cause can explain product moves.
+// Where its detector measured it (feature_health: the block rate among the
+// rows where the feature is broken against the rest, in the same query),
+// only when the broken rows are blocked differently from the rest;
+// elsewhere (a volume collapse, no decisions logged) timing alone decides.
+func affectsDecisions(c *Alert) bool {
+	d := c.Finding.Details
+	moved, ok := d[detectors.DetailAffectedMoved]
+	if !ok || math.IsNaN(moved) {
+		return true
+	}
+	return moved != 0
+}

@@ -1,0 +1,273 @@
+package alerts
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mlwatch/mlwatch/detectors"
+)
+
+// divergence builds a shadow finding: production blocks what the shadow
+// passes (prodBlocks) or the reverse.
+func divergence(slice string, value, baseline float64, n uint64, prodBlocks bool) detectors.Finding {
+	f := finding("fraud-shadow", detectors.ClassModelDivergence, "fraud", slice, value, baseline, 1e-12)
+	f.Kind, f.Metric, f.NCurrent = "shadow", detectors.MetricProdBlocks, n
+	if !prodBlocks {
+		f.Metric = detectors.MetricShadowBlocks
+	}
+	return f
+}
+
+func withRollout(f detectors.Finding) detectors.Finding {
+	f.Rollout = &detectors.Rollout{Model: "fraud", Role: "production", From: "v7", To: "v8", At: t0.Add(-20 * time.Minute), Share: 0.94}
+	return f
+}
+
+func blockRate(slice string, value, baseline float64, n uint64) detectors.Finding {
+	f := finding("fraud-block-rate", detectors.ClassModelBehavior, "fraud", slice, value, baseline, 1e-12)
+	f.NCurrent = n
+	return f
+}
+
+func TestConsolidation(t *testing.T) {
+	type obs struct {
+		detector string
+		after    time.Duration
+		f        detectors.Finding
+	}
+	nullSpike := func(moved float64) detectors.Finding {
+		f := finding("fraud-features", detectors.ClassFeaturePipeline, "fraud", "", 0.9, 0.005, 1e-30)
+		f.Kind, f.Metric, f.Feature = "feature_health", detectors.MetricNullRate, "device_age_days"
+		if moved >= 0 {
+			f.Details = map[string]float64{detectors.DetailAffectedMoved: moved}
+		}
+		return f
+	}
+	tests := []struct {
+		name string
+		obs  []obs
+		// roots lists "metric:slice" of the roots; explained maps each
+		// explained alert to its root's "metric:slice".
+		roots     []string
+		explained map[string]string
+		summary   string // a root summary must contain this
+	}{
+		{
+			name: "a slice block explains the slice's divergence",
+			obs: []obs{
+				{"fraud-block-rate", 0, blockRate("country=FR", 0.49, 0.006, 600)},
+				{"fraud-shadow", 0, divergence("country=FR", 0.48, 0.001, 600, true)},
+			},
+			roots:     []string{"block_rate:country=FR"},
+			explained: map[string]string{"disagreement_production_blocks:country=FR": "block_rate:country=FR"},
+			summary:   "also moves divergence in country FR",
+		},
+		{
+			name: "a broad move explains each country's divergence and the aggregate's",
+			obs: []obs{
+				{"fraud-block-rate", 0, blockRate("", 0.03, 0.01, 7000)},
+				{"fraud-shadow", 0, divergence("", 0.019, 0.001, 7000, true)},
+				{"fraud-shadow", 0, divergence("country=US", 0.022, 0.001, 1700, true)},
+				{"fraud-shadow", 0, divergence("country=BR", 0.025, 0.002, 400, true)},
+			},
+			roots: []string{"block_rate:"},
+			explained: map[string]string{"disagreement_production_blocks:": "block_rate:",
+				"disagreement_production_blocks:country=US": "block_rate:", "disagreement_production_blocks:country=BR": "block_rate:"},
+			summary: "also moves divergence overall and in country BR and US",
+		},
+		{
+			name: "a divergence larger than the block move stands",
+			obs: []obs{
+				{"fraud-block-rate", 0, blockRate("country=FR", 0.05, 0.006, 600)},
+				{"fraud-shadow", 0, divergence("country=FR", 0.3, 0.001, 600, true)},
+			},
+			roots: []string{"block_rate:country=FR", "disagreement_production_blocks:country=FR"},
+		},
+		{
+			name: "production blocking less does not explain production blocking more",
+			obs: []obs{
+				{"fraud-block-rate", 0, blockRate("country=FR", 0.001, 0.006, 6000)},
+				{"fraud-shadow", 0, divergence("country=FR", 0.02, 0.001, 6000, true)},
+			},
+			roots: []string{"block_rate:country=FR", "disagreement_production_blocks:country=FR"},
+		},
+		{
+			name: "a divergence that started first is not a consequence",
+			obs: []obs{
+				{"fraud-shadow", 0, divergence("country=FR", 0.3, 0.001, 600, true)},
+				{"fraud-block-rate", 20 * time.Minute, blockRate("country=FR", 0.49, 0.006, 600)},
+			},
+			roots: []string{"block_rate:country=FR", "disagreement_production_blocks:country=FR"},
+		},
+		{
+			// A new production version blocks three times as much: BR
+			// moves far more than the aggregate, yet it is the same fact.
+			name: "a rollout is the root of the model's simultaneous moves",
+			obs: []obs{
+				{"fraud-block-rate", 0, withRollout(blockRate("country=BR", 0.041, 0.012, 1000))},
+				{"fraud-block-rate", 0, withRollout(blockRate("merchant_category=gaming", 0.036, 0.014, 1300))},
+				{"fraud-block-rate", 0, withRollout(blockRate("", 0.014, 0.007, 18000))},
+				{"fraud-shadow", 0, withRollout(divergence("", 0.011, 0.001, 18000, true))},
+			},
+			roots: []string{"block_rate:"},
+			explained: map[string]string{"block_rate:country=BR": "block_rate:", "block_rate:merchant_category=gaming": "block_rate:",
+				"disagreement_production_blocks:": "block_rate:"},
+			summary: "also moves block rate in country BR and merchant_category gaming, divergence overall",
+		},
+		{
+			name: "a null spike that moves decisions explains the product page",
+			obs: []obs{
+				{"fraud-features", 0, nullSpike(1)},
+				{"fraud-block-rate", 5 * time.Minute, blockRate("", 0.05, 0.01, 7000)},
+			},
+			roots:     []string{"null_rate:"},
+			explained: map[string]string{"block_rate:": "null_rate:"},
+			summary:   "also moves block rate overall",
+		},
+		{
+			name: "a null spike that started after the product page explains nothing",
+			obs: []obs{
+				{"fraud-block-rate", 0, blockRate("country=FR", 0.49, 0.006, 600)},
+				{"fraud-features", 14 * time.Minute, nullSpike(-1)},
+			},
+			roots: []string{"block_rate:country=FR", "null_rate:"},
+		},
+		{
+			name: "a null spike whose rows are blocked like the rest explains nothing",
+			obs: []obs{
+				{"fraud-features", 0, nullSpike(0)},
+				{"fraud-block-rate", 0, blockRate("country=FR", 0.49, 0.006, 600)},
+			},
+			roots: []string{"block_rate:country=FR", "null_rate:"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := loadConfig(t, baseYAML, nil)
+			clock := newClock()
+			m := newManager(t, cfg, clock, &recorder{}, false)
+			var last time.Duration
+			for _, o := range tc.obs {
+				mustObserve(t, m, o.detector, t0.Add(o.after), o.f)
+				mustProcess(t, m, t0.Add(o.after+time.Minute))
+				last = o.after
+			}
+			// Everything still fires: observe again and process.
+			at := t0.Add(last + 5*time.Minute)
+			byDet := map[string][]detectors.Finding{}
+			for _, o := range tc.obs {
+				byDet[o.detector] = append(byDet[o.detector], o.f)
+			}
+			for d, fs := range byDet {
+				mustObserve(t, m, d, at, fs...)
+			}
+			mustProcess(t, m, at.Add(time.Minute))
+			name := map[string]string{}
+			vs := m.Alerts()
+			for _, v := range vs {
+				name[v.Fingerprint] = v.Metric + ":" + SliceLabel(v.Slice)
+			}
+			var roots []string
+			explained := map[string]string{}
+			for _, v := range vs {
+				if v.CausedBy == "" {
+					roots = append(roots, name[v.Fingerprint])
+					if tc.summary != "" && len(tc.roots) > 0 && name[v.Fingerprint] == tc.roots[0] && !strings.Contains(v.Summary, tc.summary) {
+						t.Errorf("root summary %q lacks %q", v.Summary, tc.summary)
+					}
+				} else {
+					explained[name[v.Fingerprint]] = name[v.CausedBy]
+				}
+			}
+			if strings.Join(sorted(roots), " ") != strings.Join(sorted(tc.roots), " ") {
+				t.Errorf("roots %v, want %v", roots, tc.roots)
+			}
+			if len(explained) != len(tc.explained) {
+				t.Errorf("explained %v, want %v", explained, tc.explained)
+			}
+			for k, v := range tc.explained {
+				if explained[k] != v {
+					t.Errorf("%s explained by %q, want %q", k, explained[k], v)
+				}
+			}
+		})
+	}
+}
+
+// TestExplainedAlertsAreOneLine: a root's thread lists the root and one
+// line counting what it explains; a new explained alert is told once, not
+// at every run.
+func TestExplainedAlertsAreOneLine(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, true)
+	fs := []detectors.Finding{divergence("", 0.019, 0.001, 7000, true), divergence("country=US", 0.022, 0.001, 1700, true),
+		divergence("country=BR", 0.025, 0.002, 400, true)}
+	for run := 0; run < 3; run++ {
+		at := t0.Add(time.Duration(run) * 5 * time.Minute)
+		mustObserve(t, m, "fraud-block-rate", at, blockRate("", 0.03, 0.01, 7000))
+		mustObserve(t, m, "fraud-shadow", at, fs...)
+		mustProcess(t, m, at)
+		mustDeliver(t, m)
+	}
+	ns := rec.byReceiver("fraud-product")
+	if len(ns) != 2 {
+		t.Fatalf("want the root's message and one reply counting its consequences, got %v", summarize(ns))
+	}
+	s := NewSlack(SlackOptions{Name: "fraud-product", Receiver: *cfg.Receivers[0].Slack, Global: cfg.Slack})
+	blocks, text := s.render(&ns[1], false)
+	raw, err := json.Marshal(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := string(raw)
+	if !strings.Contains(joined, "3 more alerts are explained by this incident") || strings.Contains(joined, "country=US") {
+		t.Errorf("thread reply should count the explained alerts on one line, not list them:\n%s\n%s", joined, text)
+	}
+}
+
+func sorted(xs []string) []string {
+	out := append([]string(nil), xs...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// TestRolloutStaysRoot: a finding names a rollout only while the switch is
+// inside its window; an hour later a country that starts to fire is still
+// the rollout's move, told under the alert that spoke for it.
+func TestRolloutStaysRoot(t *testing.T) {
+	cfg := loadConfig(t, baseYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	agg := blockRate("", 0.014, 0.007, 18000)
+	mustObserve(t, m, "fraud-block-rate", t0, withRollout(agg))
+	mustProcess(t, m, t0.Add(time.Minute))
+	at := t0.Add(80 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, agg, blockRate("country=IN", 0.033, 0.007, 736))
+	mustProcess(t, m, at.Add(time.Minute))
+	aggFP := Fingerprint("fraud-block-rate", "fraud", detectors.ClassModelBehavior, nil, "")
+	for _, v := range m.Alerts() {
+		if v.Slice["country"] == "IN" && v.CausedBy != aggFP {
+			t.Errorf("IN started with the rollout's incident open: want it explained by the aggregate, got caused_by %q", v.CausedBy)
+		}
+	}
+	// A new incident after every alert of the rollout resolved stands.
+	at = at.Add(10 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at)
+	mustProcess(t, m, at.Add(time.Minute))
+	at = at.Add(10 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, blockRate("country=BR", 0.2, 0.01, 1000))
+	mustProcess(t, m, at.Add(time.Minute))
+	for _, v := range m.Alerts() {
+		if v.Slice["country"] == "BR" && v.CausedBy != "" {
+			t.Errorf("BR after the rollout's incident closed must stand, caused_by %q", v.CausedBy)
+		}
+	}
+}
