@@ -202,7 +202,11 @@ func TestDeadNotificationsVisibleRetriedAndFallback(t *testing.T) {
 			mustProcess(t, m2, clock.Advance(time.Minute))
 			mustDeliver(t, m2)
 			dead = m2.Notifications(NotificationDead)
-			if len(dead) != 1 || !strings.Contains(dead[0].LastError, "#fraud-model-alerts is archived") {
+			// The divergence is explained by FR's page, so it is an update
+			// in FR's threads (product's and the fallback copy's in
+			// infra): whichever receiver calls Slack first meets the
+			// archived channel.
+			if len(dead) != 1 || !strings.Contains(dead[0].LastError, " is archived (is_archived)") {
 				t.Fatalf("archived: %+v", dead)
 			}
 			if _, err := m2.Retry(ctx, "no-such-id"); err == nil {
