@@ -69,7 +69,7 @@ func TestEvalJSONContract(t *testing.T) {
 		if m["class"] == "feature_pipeline" && m["feature"] == "device_age_days" {
 			infra = m
 		}
-		if s, _ := m["slice"].(map[string]any); s["country"] == "FR" && m["class"] == "model_behavior" && m["metric"] == "block_rate" {
+		if s, _ := m["slice"].(map[string]any); s["country"] == "FR" && m["class"] == "model_behavior" && m["metric"] == "block_rate" && m["detector"] == "fraud-block-rate" {
 			fr = m
 		}
 	}
