@@ -362,7 +362,7 @@ func TestBadCommandLine(t *testing.T) {
 	}{
 		{[]string{"eval", "--config", "../../configs/example.yaml", "--at", "yesterday"}, `mlwatch eval: --at "yesterday": want an RFC 3339 time`},
 		{[]string{"eval", "--config", "../../configs/example.yaml", "--format", "xml"}, `mlwatch eval: --format "xml": want text or json`},
-		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "2026-11-01T00:00:00Z", "--to", "+1h", "--incident", "meteor:+1m:+2m"}, `mlwatch generate: incident "meteor:+1m:+2m": unknown kind "meteor" (want one of canary_fail, cascade, category_block, default_fill, null_spike, outage, ramp, shadow_divergence, shadow_outage, slice_block, version_rollout, world_shift)`},
+		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "2026-11-01T00:00:00Z", "--to", "+1h", "--incident", "meteor:+1m:+2m"}, `mlwatch generate: incident "meteor:+1m:+2m": unknown kind "meteor" (want one of canary_fail, cascade, category_block, default_fill, labels_stop, model_blind, null_spike, outage, ramp, shadow_country_block, shadow_divergence, shadow_outage, slice_block, version_rollout, world_shift)`},
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "last week", "--to", "+1h"}, `mlwatch generate: --from "last week": want an RFC 3339 time such as 2026-11-01T00:00:00Z`},
 		{[]string{"run", "--log.level", "loud"}, `--log.level: unrecognized level: "loud"`},
 		{[]string{"silence", "add", "--config", "../../configs/example.yaml", "--comment", "x", "class=~" + strings.Repeat("(a|b)*", 200)}, `mlwatch silence add: matcher "class=~(a|b)*(a|b)*(a|b)*(a|b)*(a|b)*(a|"...: 1207 bytes, at most 1024 are allowed`},
