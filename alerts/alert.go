@@ -91,6 +91,8 @@ type Alert struct {
 	rolloutAt time.Time
 	// SilencedBy lists the IDs of the active silences that match.
 	SilencedBy []string
+	// ack is who acknowledged the current incident (triage.go).
+	ack *Ack
 	// Sent records, per receiver, the thread the alert was notified in.
 	Sent map[string]*Sent
 }
@@ -302,6 +304,8 @@ type View struct {
 	// (still), caused (a child shown under its cause) or resolved. Empty
 	// outside notifications.
 	Change string `json:"change,omitempty"`
+	// Ack is who acknowledged the alert's current incident, if anyone.
+	Ack *Ack `json:"ack,omitempty"`
 }
 
 // summaryWith appends a root's note on the other alerts it explains.
@@ -373,5 +377,6 @@ func (a *Alert) view(receivers []string) View {
 		ActiveAt:    a.ActiveAt,
 		FiredAt:     timePtr(a.FiredAt),
 		ResolvedAt:  timePtr(a.ResolvedAt),
+		Ack:         a.ackView(),
 	}
 }

@@ -597,7 +597,7 @@ func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
 					}
 					g := groupKey(d.GroupBy, a.Labels)
 					add(d.Receiver, planItem{a: a, change: ChangeNew, group: g, root: open[d.Receiver][g], labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
-				case now.Sub(s.At) >= d.RepeatInterval:
+				case now.Sub(s.At) >= d.RepeatInterval && !a.acked():
 					add(d.Receiver, planItem{a: a, change: ChangeFiring, group: s.Group, root: s.Root, labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
 				}
 			}

@@ -50,6 +50,9 @@ type Slack struct {
 	client   *slack.Client
 	external string
 	pacer    *pacer
+	// interactive puts triage buttons under firing alerts (slackapp
+	// takes the clicks).
+	interactive bool
 
 	mu        sync.Mutex
 	channelID string
@@ -94,6 +97,8 @@ func NewSlack(opt SlackOptions) *Slack {
 		client:   slack.New(opt.Receiver.Token, slack.OptionAPIURL(api), slack.OptionHTTPClient(hc)),
 		external: strings.TrimSuffix(opt.ExternalURL, "/"),
 		pacer:    p,
+
+		interactive: opt.Global.Interactivity.Enabled(),
 	}
 	if isChannelID(opt.Receiver.Channel) {
 		s.channelID = opt.Receiver.Channel
@@ -360,6 +365,9 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 			break
 		}
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, truncate(s.alertLine(a), 2900), false, false), nil, nil))
+		if !root && i < maxButtonAlerts && (a.Change == ChangeNew || a.Change == ChangeFiring) {
+			blocks = append(blocks, s.triageBlocks(a)...)
+		}
 	}
 	if explained > 0 {
 		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, explainedLine(explained), false, false)))

@@ -94,6 +94,33 @@ type Slack struct {
 	APIURL string `yaml:"api_url"`
 	// RateLimit is the minimum gap between messages to one channel.
 	RateLimit Duration `yaml:"rate_limit"`
+	// Interactivity, when set, puts triage buttons on alert messages and
+	// takes the clicks over Socket Mode and/or the HTTP endpoint.
+	Interactivity *Interactivity `yaml:"interactivity"`
+}
+
+// Interactivity configures Slack's interactive messages: Socket Mode with
+// an app-level token (no inbound port) and the HTTP endpoint
+// POST /slack/interactions checked with the signing secret. A transport
+// whose secret is unset is off.
+type Interactivity struct {
+	// AppTokenEnv names the variable with the app-level token (xapp-...,
+	// scope connections:write) for Socket Mode; default SLACK_APP_TOKEN.
+	AppTokenEnv  string `yaml:"app_token_env"`
+	AppTokenFile string `yaml:"app_token_file"`
+	// SigningSecretEnv names the variable with the app's signing secret
+	// for the HTTP endpoint; default SLACK_SIGNING_SECRET.
+	SigningSecretEnv  string `yaml:"signing_secret_env"`
+	SigningSecretFile string `yaml:"signing_secret_file"`
+
+	// AppToken and SigningSecret are resolved from the environment or files.
+	AppToken      string `yaml:"-"`
+	SigningSecret string `yaml:"-"`
+}
+
+// Enabled reports whether at least one transport has its secret.
+func (i *Interactivity) Enabled() bool {
+	return i != nil && (i.AppToken != "" || i.SigningSecret != "")
 }
 
 // Model is one monitored model and the table its predictions are logged in.
@@ -405,6 +432,10 @@ type SlackReceiver struct {
 	// Mentions are Slack user or group IDs to mention on pages
 	// (U0123, S0123 for user groups).
 	Mentions []string `yaml:"mentions"`
+	// Silencers are the Slack user (U...) or user-group (S...) IDs that may
+	// silence this receiver's alerts from Slack; empty: anyone in the
+	// channel. Others get an ephemeral refusal.
+	Silencers []string `yaml:"silencers"`
 	// Timeout bounds one Slack API call (default 15s, at most
 	// MaxReceiverTimeout).
 	Timeout Duration `yaml:"timeout"`

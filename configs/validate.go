@@ -24,6 +24,8 @@ const (
 	EnvClickHousePassword = "MLWATCH_CLICKHOUSE_PASSWORD"
 	EnvSlackAPIURL        = "MLWATCH_SLACK_API_URL"
 	DefaultAPITokenEnv    = "MLWATCH_API_TOKEN"
+	DefaultAppTokenEnv    = "SLACK_APP_TOKEN"
+	DefaultSigningEnv     = "SLACK_SIGNING_SECRET"
 )
 
 // Severities.
@@ -34,9 +36,10 @@ const (
 )
 
 var (
-	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
-	prefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	cronSpec = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	nameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
+	slackIDRe = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
+	prefixRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	cronSpec  = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 )
 
 // ParseSchedule parses a five-field cron spec or a descriptor (@hourly,
@@ -393,6 +396,16 @@ func (v *validator) slack(s *Slack) {
 	if s.RateLimit == 0 {
 		s.RateLimit = Duration(time.Second)
 	}
+	if i := s.Interactivity; i != nil {
+		if i.AppTokenEnv == "" {
+			i.AppTokenEnv = DefaultAppTokenEnv
+		}
+		if i.SigningSecretEnv == "" {
+			i.SigningSecretEnv = DefaultSigningEnv
+		}
+		i.AppToken = v.secret("slack.interactivity.app_token_file", i.AppTokenEnv, i.AppTokenFile)
+		i.SigningSecret = v.secret("slack.interactivity.signing_secret_file", i.SigningSecretEnv, i.SigningSecretFile)
+	}
 }
 
 func (v *validator) url(path, raw string) {
@@ -434,6 +447,11 @@ func (v *validator) receiver(path string, r *Receiver) {
 			s.APIURL += "/"
 		}
 		v.receiverTimeout(path+".slack.timeout", &s.Timeout, 15*time.Second)
+		for i, id := range s.Silencers {
+			if !slackIDRe.MatchString(id) {
+				v.errf(fmt.Sprintf("%s.slack.silencers[%d]", path, i), "%q is not a Slack user (U..., W...) or user-group (S...) ID", id)
+			}
+		}
 	}
 	if w := r.Webhook; w != nil {
 		v.url(path+".webhook.url", w.URL)

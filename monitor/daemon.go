@@ -18,6 +18,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/slackapp"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -46,6 +47,8 @@ type daemon struct {
 	metrics *Metrics
 	mgr     *alerts.Manager
 	mon     *Monitor
+	triage  *alerts.TriageLog
+	slack   *slackapp.App // nil without slack.interactivity
 	ready   atomic.Bool
 	token   atomic.Value // string
 	kick    chan struct{}
@@ -91,6 +94,13 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err := d.mgr.Restore(ctx); err != nil {
 		return fmt.Errorf("restore alert state: %w", err)
 	}
+	d.triage = alerts.NewTriageLog(d.db, tables)
+	if cfg.Slack.Interactivity != nil {
+		d.slack = slackapp.New(slackapp.Options{Config: cfg, Alerts: d.mgr, Silences: d.mgr, Log: d.triage, Logger: log})
+		if err := d.slack.Restore(ctx); err != nil {
+			return fmt.Errorf("restore triage: %w", err)
+		}
+	}
 	d.mon, err = New(Options{Config: cfg, Store: d.db, Record: d.db, Alerts: d.mgr, Metrics: d.metrics, Logger: log})
 	if err != nil {
 		return err
@@ -108,10 +118,15 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: Handler(ServerOptions{
+	srvOpt := ServerOptions{
 		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
-	}), ReadHeaderTimeout: 10 * time.Second}
+		Triage: d.triage.List,
+	}
+	if d.slack != nil && d.slack.HTTPEnabled() {
+		srvOpt.SlackInteractions = d.slack
+	}
+	srv := &http.Server{Handler: Handler(srvOpt), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Server.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
 		if err != nil {
@@ -135,6 +150,8 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	// Each receiver delivers in its own goroutine: a hanging webhook
 	// holds its own notifications, not the Slack pages.
 	go func() { defer close(dispatchDone); d.mgr.Dispatch(pipeCtx, opt.PipelineInterval) }()
+	slackDone := make(chan struct{})
+	go func() { defer close(slackDone); d.runSlack(pipeCtx) }()
 
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
@@ -168,6 +185,7 @@ loop:
 	stopPipe()
 	<-pipeDone
 	<-dispatchDone
+	<-slackDone
 	flushCtx, cancelFlush := context.WithTimeout(stopCtx, shutdownFlush)
 	d.flush(flushCtx)
 	cancelFlush()
@@ -261,6 +279,9 @@ func (d *daemon) reload() (err error) {
 		return err
 	}
 	d.token.Store(cfg.Server.APIToken)
+	if d.slack != nil {
+		d.slack.SetConfig(cfg)
+	}
 	d.sched.Stop(ctx)
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
@@ -274,5 +295,31 @@ func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
 	defer cancel()
 	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
 		d.log.Warn("model selects no rows", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
+}
+
+// runSlack runs the Slack app's Socket Mode connection and the sweep that
+// ends silences "until resolved", until ctx ends.
+func (d *daemon) runSlack(ctx context.Context) {
+	if d.slack == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.slack.RunSocketMode(ctx); err != nil {
+			d.log.Error("slack socket mode stopped", zap.Error(err))
+		}
+	}()
+	t := time.NewTicker(d.opt.PipelineInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-t.C:
+			d.slack.Sweep(ctx)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"math"
@@ -19,6 +20,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"num":   formatNumber,
 	"slice": sliceText,
 	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -60,7 +62,7 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 </table>{{else}}<p class="muted">No silences.</p>{{end}}
 </body></html>
 {{define "alert"}}<div class="alert {{.View.Severity}}{{if .View.CausedBy}} child{{end}}" id="{{.View.Fingerprint}}">
-<strong><a href="alerts/{{.View.Fingerprint}}">{{.View.Class}}</a></strong><span class="badge">{{.View.Severity}}</span>{{if .View.Silenced}}<span class="badge">silenced</span>{{end}}
+<strong><a href="alerts/{{.View.Fingerprint}}">{{.View.Class}}</a></strong><span class="badge">{{.View.Severity}}</span>{{if .View.Silenced}}<span class="badge">silenced</span>{{end}}{{with .View.Ack}}<span class="badge ack">acked by @{{.UserName}} {{clock .At}}</span>{{end}}
 <span class="muted">· model {{.View.Model}} · {{slice .View.Slice}}{{with .View.Feature}} · feature {{.}}{{end}} · {{.View.Detector}} · to {{.View.Receiver}}</span>
 <div>{{.View.Summary}}</div>
 <div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}){{if .HasP}} · p={{printf "%.2g" .P}}{{end}} · active since {{ts .View.ActiveAt}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{.}}</a>{{end}}</div>
@@ -77,6 +79,8 @@ type alertCard struct {
 	P        float64
 	HasP     bool
 	Children []alertCard
+	// Actions are the triage actions on the alert (alert page only).
+	Actions []alerts.Action
 }
 
 type ownerSection struct {
@@ -225,6 +229,7 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 	"num":   formatNumber,
 	"slice": sliceText,
+	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.View.Class}} · {{.View.Model}} · mlwatch</title>
 <style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1000px} td,th{text-align:left;padding:.2rem .6rem;border-bottom:1px solid #eee} .muted{color:#777}</style></head><body>
@@ -243,8 +248,12 @@ var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 <tr><th>detector</th><td>{{.View.Detector}} ({{.View.Kind}})</td></tr>
 {{with .View.CausedBy}}<tr><th>caused by</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
 {{with .View.RunbookURL}}<tr><th>runbook</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
+{{with .View.Ack}}<tr><th>acknowledged</th><td>acked by @{{.UserName}} at {{ts .At}}</td></tr>{{end}}
 <tr><th>fingerprint</th><td><code>{{.View.Fingerprint}}</code></td></tr>
-</table></body></html>
+</table>
+{{if .Actions}}<h2>Triage</h2><table><tr><th>when</th><th>action</th><th>by</th><th>via</th><th>detail</th></tr>
+{{range .Actions}}<tr><td>{{ts .At}}</td><td>{{.Action}}</td><td>@{{.UserName}}</td><td>{{.Transport}}</td><td>{{.SilenceFor}} {{.Reason}}</td></tr>{{end}}
+</table>{{end}}</body></html>
 `))
 
 func (s *server) alertPage(w http.ResponseWriter, r *http.Request) {
@@ -252,7 +261,13 @@ func (s *server) alertPage(w http.ResponseWriter, r *http.Request) {
 	for _, v := range s.opt.Alerts.Alerts() {
 		if v.Fingerprint == fp {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			if err := alertTmpl.Execute(w, s.card(r, v, 900)); err != nil {
+			card := s.card(r, v, 900)
+			if s.opt.Triage != nil {
+				ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+				card.Actions, _ = s.opt.Triage(ctx, v.ActiveAt.Add(-time.Second), v.Fingerprint)
+				cancel()
+			}
+			if err := alertTmpl.Execute(w, card); err != nil {
 				s.opt.Logger.Warn("alert page failed", zap.Error(err))
 			}
 			return

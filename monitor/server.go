@@ -50,6 +50,12 @@ type ServerOptions struct {
 	// Models lists each model's versions and recent rollouts for
 	// /api/v1/models and the charts' markers (nil: none).
 	Models func() []ModelVersions
+	// SlackInteractions, when set, is Slack's interactivity request URL
+	// (POST /slack/interactions); it checks Slack's signature itself.
+	SlackInteractions http.Handler
+	// Triage lists triage actions (acks, silences, feedback) since a time,
+	// for one alert when the fingerprint is set; nil hides them.
+	Triage func(ctx context.Context, since time.Time, fingerprint string) ([]alerts.Action, error)
 	// Reload re-reads the config; nil disables /-/reload.
 	Reload func() error
 	// Ready reports whether the daemon restored its state and scheduled its detectors.
@@ -86,6 +92,10 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("GET /api/v1/models", s.models)
 	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
 	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
+	mux.HandleFunc("GET /api/v1/triage", s.triage)
+	if opt.SlackInteractions != nil {
+		mux.Handle("POST /slack/interactions", opt.SlackInteractions)
+	}
 	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	return mux
@@ -365,4 +375,33 @@ func (s *server) retryNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: n})
+}
+
+// triage lists triage actions, newest first: ?fingerprint= selects one
+// alert's, ?since= (RFC 3339 or a duration back from now, default 30d)
+// bounds them.
+func (s *server) triage(w http.ResponseWriter, r *http.Request) {
+	out := []alerts.Action{}
+	if s.opt.Triage == nil {
+		writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+		return
+	}
+	since := s.opt.Now().Add(-30 * 24 * time.Hour)
+	if v := r.URL.Query().Get("since"); v != "" {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			since = t
+		} else if d, err := configs.ParseDuration(v); err == nil {
+			since = s.opt.Now().Add(-d)
+		} else {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("since %q: want RFC 3339 or a duration (30d)", v))
+			return
+		}
+	}
+	list, err := s.opt.Triage(r.Context(), since, r.URL.Query().Get("fingerprint"))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	out = append(out, list...)
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
 }

@@ -37,6 +37,10 @@ func (t Tables) Silences() Table { return Table{t.Database, t.Prefix + "silences
 // Outbox holds notifications: written before sending, updated after.
 func (t Tables) Outbox() Table { return Table{t.Database, t.Prefix + "outbox"} }
 
+// Triage holds what people did about alerts from Slack or the API:
+// acknowledgements, silences and feedback, one row per action.
+func (t Tables) Triage() Table { return Table{t.Database, t.Prefix + "triage"} }
+
 // Defs returns the DDL of every own table.
 func (t Tables) Defs() []TableDef {
 	return []TableDef{
@@ -147,6 +151,29 @@ func (t Tables) Defs() []TableDef {
 				{"ref", "String"}, // what the receiver returned (Slack CHANNEL/TS)
 			},
 			Engine: "ReplacingMergeTree(version) PARTITION BY toYYYYMM(created_at) ORDER BY id",
+		},
+		{
+			// One row per triage action (alerts/triage.go).
+			Name: t.Triage().Name,
+			Columns: [][2]string{
+				{"at", "DateTime"},
+				{"id", "String"},
+				{"action", "String"}, // ack | silence | false_positive | expected
+				{"fingerprint", "String"},
+				{"alert_active_at", "DateTime"}, // the incident the action is about
+				{"detector", "String"},
+				{"model", "String"},
+				{"class", "String"},
+				{"severity", "String"},
+				{"user_id", "String"},
+				{"user_name", "String"},
+				{"transport", "String"}, // socket_mode | http | api
+				{"receiver", "String"},
+				{"silence_id", "String"},
+				{"silence_for", "String"}, // 1h | 4h | 24h | until_resolved
+				{"reason", "String"},
+			},
+			Engine: "MergeTree PARTITION BY toYYYYMM(at) ORDER BY (fingerprint, at)",
 		},
 	}
 }

@@ -30,6 +30,8 @@ type Call struct {
 	ThreadTS string
 	Text     string
 	Blocks   string
+	User     string    // chat.postEphemeral: who sees it
+	View     string    // views.open: the modal
 	At       time.Time // the clock at the request
 }
 
@@ -48,6 +50,9 @@ type Server struct {
 	html     int       // the next chat.* calls answer an HTML page with HTTP 200
 	nextTS   int
 	onCall   func(Call)
+
+	socket // Socket Mode (socket.go)
+	groups map[string][]string // user-group ID → member IDs
 }
 
 type failure struct {
@@ -66,6 +71,11 @@ func New(t testing.TB, token string, now func() time.Time) *Server {
 	mux.HandleFunc("/conversations.list", f.conversations)
 	mux.HandleFunc("/chat.postMessage", f.chat)
 	mux.HandleFunc("/chat.update", f.chat)
+	mux.HandleFunc("/chat.postEphemeral", f.chat)
+	mux.HandleFunc("/views.open", f.viewsOpen)
+	mux.HandleFunc("/usergroups.users.list", f.groupMembers)
+	mux.HandleFunc("/apps.connections.open", f.connectionsOpen)
+	mux.HandleFunc("/socket", f.serveSocket)
 	f.mux = mux
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -163,7 +173,7 @@ func (f *Server) chat(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	call := Call{Method: method, Channel: r.Form.Get("channel"), TS: r.Form.Get("ts"), ThreadTS: r.Form.Get("thread_ts"),
-		Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: f.now()}
+		Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), User: r.Form.Get("user"), At: f.now()}
 	var fail *failure
 	if f.down != nil {
 		fail = f.down
