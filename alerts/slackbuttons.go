@@ -52,7 +52,9 @@ func ParseButtonValue(v string) (fingerprint, receiver, extra string) {
 // its status line.
 func (s *Slack) triageBlocks(a View) []slack.Block {
 	val := ButtonValue(a.Fingerprint, s.name)
-	txt := func(t string) *slack.TextBlockObject { return slack.NewTextBlockObject(slack.PlainTextType, t, false, false) }
+	txt := func(t string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.PlainTextType, t, false, false)
+	}
 	ack := slack.NewButtonBlockElement(ActionIDAck, val, txt("Acknowledge"))
 	ack.Style = slack.StylePrimary
 	opts := make([]*slack.OptionBlockObject, len(SilenceChoices))

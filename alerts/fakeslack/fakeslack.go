@@ -51,7 +51,7 @@ type Server struct {
 	nextTS   int
 	onCall   func(Call)
 
-	socket // Socket Mode (socket.go)
+	socket                     // Socket Mode (socket.go)
 	groups map[string][]string // user-group ID → member IDs
 }
 
