@@ -48,6 +48,7 @@ type daemon struct {
 	mgr     *alerts.Manager
 	mon     *Monitor
 	triage  *alerts.TriageLog
+	quality qualityCache
 	slack   *slackapp.App // nil without slack.interactivity
 	ready   atomic.Bool
 	token   atomic.Value // string
@@ -106,6 +107,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return err
 	}
 	d.metrics.WatchDead(d.mgr.DeadByReceiver)
+	d.metrics.WatchQuality(d.quality.get)
 	d.token.Store(cfg.Server.APIToken)
 	d.metrics.reloadOK.Set(1)
 	d.metrics.reloadOKTimestamp.SetToCurrentTime()
@@ -121,7 +123,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	srvOpt := ServerOptions{
 		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
-		Triage: d.triage.List,
+		Triage: d.triage.List, Quality: d.quality.get,
 	}
 	if d.slack != nil && d.slack.HTTPEnabled() {
 		srvOpt.SlackInteractions = d.slack
@@ -150,8 +152,9 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	// Each receiver delivers in its own goroutine: a hanging webhook
 	// holds its own notifications, not the Slack pages.
 	go func() { defer close(dispatchDone); d.mgr.Dispatch(pipeCtx, opt.PipelineInterval) }()
-	slackDone := make(chan struct{})
+	slackDone, qualityDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(slackDone); d.runSlack(pipeCtx) }()
+	go func() { defer close(qualityDone); d.runQuality(pipeCtx, tables, cfg.Path) }()
 
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
@@ -186,6 +189,7 @@ loop:
 	<-pipeDone
 	<-dispatchDone
 	<-slackDone
+	<-qualityDone
 	flushCtx, cancelFlush := context.WithTimeout(stopCtx, shutdownFlush)
 	d.flush(flushCtx)
 	cancelFlush()
@@ -320,6 +324,32 @@ func (d *daemon) runSlack(ctx context.Context) {
 			return
 		case <-t.C:
 			d.slack.Sweep(ctx)
+		}
+	}
+}
+
+// qualityEvery is how often the daemon recomputes alert quality.
+const qualityEvery = 5 * time.Minute
+
+// runQuality recomputes alert quality (status page, /metrics, API) now
+// and every qualityEvery until ctx ends.
+func (d *daemon) runQuality(ctx context.Context, t store.Tables, configPath string) {
+	tick := time.NewTicker(qualityEvery)
+	defer tick.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, time.Minute)
+		now := time.Now().UTC()
+		rows, err := ComputeQuality(qctx, d.db, t, configPath, now.Add(-QualityWindow), now)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("alert quality not computed", zap.Error(err))
+		} else if err == nil {
+			d.quality.set(rows, now)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

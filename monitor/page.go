@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"strconv"
 	"net/http"
 	"sort"
 	"strings"
@@ -21,6 +22,18 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"slice": sliceText,
 	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04") },
+	"pct": func(n alerts.Number) string {
+		if math.IsNaN(float64(n)) {
+			return "–"
+		}
+		return strconv.FormatFloat(100*float64(n), 'f', 0, 64) + "%"
+	},
+	"secs": func(n alerts.Number) string {
+		if math.IsNaN(float64(n)) {
+			return "–"
+		}
+		return (time.Duration(float64(n)) * time.Second).String()
+	},
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -56,6 +69,10 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 {{with .Last}}<td>{{ts .At}}</td><td>{{printf "%.0f ms" .DurationMS}}</td><td>{{.RowsRead}}</td><td>{{.Findings}}</td>{{else}}<td class="muted">not yet</td><td></td><td></td><td></td>{{end}}
 <td{{if .ConsecutiveFailures}} class="bad"{{end}}>{{.ConsecutiveFailures}}</td><td>{{.Missed}}</td><td class="bad">{{with .Last}}{{.Error}}{{end}}</td></tr>{{end}}
 </table>
+{{if .Quality}}<h2 id="quality">Alert quality (30 days)</h2>
+<table><tr><th>detector</th><th>class</th><th>alerts</th><th>pages</th><th>acked</th><th>time to ack p50 / p90</th><th>false positive</th><th>expected</th><th>pages/week</th></tr>
+{{range .Quality}}<tr><td>{{.Detector}}</td><td>{{.Class}}</td><td>{{.Alerts}}</td><td>{{.Pages}}</td><td>{{pct .AckedShare}}</td><td>{{secs .AckMedian}} / {{secs .AckP90}}</td><td{{if .Flag}} class="bad" title="{{.Flag}}"{{end}}>{{pct .FPShare}}</td><td>{{pct .ExpectedShare}}</td><td>{{num .PagesPerWeek}}</td></tr>{{end}}
+</table>{{end}}
 <h2 id="silences">Silences</h2>
 {{if .Silences}}<table><tr><th>state</th><th>matchers</th><th>until</th><th>by</th><th>comment</th><th>id</th></tr>
 {{range .Silences}}<tr><td>{{.State}}</td><td><code>{{.Matchers}}</code></td><td>{{ts .EndsAt}}</td><td>{{.CreatedBy}}</td><td>{{.Comment}}</td><td><code>{{.ID}}</code></td></tr>{{end}}
@@ -157,7 +174,11 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		Detectors                 []detectorRow
 		Silences                  []silenceRow
 		Dead                      []alerts.NotificationStatus
+		Quality                   []alerts.QualityRow
 	}{Title: "mlwatch", Now: s.opt.Now()}
+	if s.opt.Quality != nil {
+		data.Quality = s.opt.Quality()
+	}
 	if s.opt.Outbox != nil {
 		data.Dead = s.opt.Outbox.Notifications(alerts.NotificationDead)
 	}

@@ -56,6 +56,9 @@ type ServerOptions struct {
 	// Triage lists triage actions (acks, silences, feedback) since a time,
 	// for one alert when the fingerprint is set; nil hides them.
 	Triage func(ctx context.Context, since time.Time, fingerprint string) ([]alerts.Action, error)
+	// Quality returns alert quality per detector and class (last 30 days),
+	// for /api/v1/quality and the status page; nil hides it.
+	Quality func() []alerts.QualityRow
 	// Reload re-reads the config; nil disables /-/reload.
 	Reload func() error
 	// Ready reports whether the daemon restored its state and scheduled its detectors.
@@ -93,6 +96,7 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
 	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /api/v1/triage", s.triage)
+	mux.HandleFunc("GET /api/v1/quality", s.quality)
 	if opt.SlackInteractions != nil {
 		mux.Handle("POST /slack/interactions", opt.SlackInteractions)
 	}

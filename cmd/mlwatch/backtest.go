@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
@@ -79,7 +80,8 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 			}
 			fmt.Fprintf(c.stdout, "{\"type\":\"notification\",%s\n", b[1:])
 		}
-		_ = enc.Encode(map[string]any{"type": "summary", "from": report.From, "to": report.To, "evaluations": report.Evaluations, "detectors": report.Detectors})
+		_ = enc.Encode(map[string]any{"type": "summary", "from": report.From, "to": report.To, "evaluations": report.Evaluations, "detectors": report.Detectors,
+			"quality": alerts.Quality(alerts.IncidentsFrom(report.Notifications), nil, alerts.QualityOptions{From: report.From, To: report.To, ConfigPath: cfg.Path})})
 		return 0
 	}
 	printBacktest(c.stdout, report)
@@ -112,5 +114,8 @@ func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.2f\t%.2f\n", d.Detector, d.Runs, d.Failed, d.Alerts, d.Pages, d.PerDay, d.PagesDay)
 	}
 	tw.Flush()
+	// The columns of `mlwatch report`, from replayed history (no triage).
+	fmt.Fprintln(w)
+	PrintQuality(w, alerts.Quality(alerts.IncidentsFrom(r.Notifications), nil, alerts.QualityOptions{From: r.From, To: r.To}), false)
 
 }

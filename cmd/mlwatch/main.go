@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"run":           {"the daemon: scheduled detectors, alert pipeline, HTTP API and status page", runCmd},
 		"eval":          {"evaluate every detector once and print the alerts (--notify also sends them)", evalCmd},
 		"backtest":      {"replay the detectors over history and print what would have been sent", backtestCmd},
+		"report":        {"alert quality per detector from Slack triage: acks, time to ack, false positives", reportCmd},
 		"demo":          {"the whole story on the embedded engine, no set-up", demoCmd},
 		"routes":        {"routes test: the receivers a label set reaches", routesCmd},
 		"silence":       {"silence add|list|expire: mute matching alerts for a while", silenceCmd},
