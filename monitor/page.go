@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"html/template"
 	"math"
-	"strconv"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
