@@ -98,13 +98,15 @@ func finding(country string, value float64) detectors.Finding {
 // the real Slack notifier, the Slack app on both transports, the HTTP API,
 // all against the local Slack stand-in and a real ClickHouse.
 type rig struct {
-	t     *testing.T
-	clock *clock
-	fake  *fakeslack.Server
-	mgr   *alerts.Manager
-	app   *slackapp.App
-	api   *httptest.Server
-	ctx   context.Context
+	t      *testing.T
+	db     store.Store
+	tables store.Tables
+	clock  *clock
+	fake   *fakeslack.Server
+	mgr    *alerts.Manager
+	app    *slackapp.App
+	api    *httptest.Server
+	ctx    context.Context
 }
 
 func newRig(t *testing.T, eng storetest.Engine) *rig {
@@ -147,7 +149,7 @@ func newRig(t *testing.T, eng storetest.Engine) *rig {
 		Token: func() string { return apiToken },
 	}))
 	t.Cleanup(api.Close)
-	return &rig{t: t, clock: c, fake: fake, mgr: mgr, app: app, api: api, ctx: ctx}
+	return &rig{t: t, db: eng.DB, tables: tables, clock: c, fake: fake, mgr: mgr, app: app, api: api, ctx: ctx}
 }
 
 // step runs the pipeline at the clock's time and delivers.
@@ -346,6 +348,7 @@ func TestSlackTriage(t *testing.T) {
 				acts[0].Detector != "fraud-block-rate" || !acts[0].AlertActiveAt.Equal(fr.ActiveAt) {
 				t.Fatalf("triage: %+v", acts)
 			}
+			acts0 := acts[0]
 			upd := r.message(fr.Fingerprint)
 			if upd.Method != "chat.update" || !strings.Contains(unescaped(upd.Blocks), "acked by <@U0ANA> "+r.clock.Now().Format("15:04")) {
 				t.Fatalf("message not updated with the ack: %+v", upd)
@@ -481,6 +484,18 @@ func TestSlackTriage(t *testing.T) {
 			r.app.Sweep(r.ctx)
 			if st := r.silenceState(untilID); st != alerts.SilenceExpired {
 				t.Fatalf("until-resolved silence %s after DE resolved", st)
+			}
+
+			// mlwatch report over the notified incidents and their triage.
+			rows, err := monitor.ComputeQuality(r.ctx, r.db, r.tables, "test.yaml", r.clock.Now().Add(-24*time.Hour), r.clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ackAfter := acts0.At.Sub(*fr.FiredAt).Seconds()
+			if len(rows) != 1 || rows[0].Detector != "fraud-block-rate" || rows[0].Class != "model_behavior" || rows[0].Alerts != 2 || rows[0].Pages != 2 ||
+				rows[0].Acked != 1 || float64(rows[0].AckedShare) != 0.5 || float64(rows[0].AckMedian) != ackAfter ||
+				rows[0].FalsePositive != 0 || rows[0].Expected != 1 || float64(rows[0].ExpectedShare) != 0.5 {
+				t.Fatalf("quality: %+v (ack after %vs)", rows, ackAfter)
 			}
 		})
 	}
