@@ -333,7 +333,7 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	default:
 		title = fmt.Sprintf("%s %s · %s · %s", severityEmoji[sev], strings.ToUpper(sev), class, model)
 	}
-	text := fmt.Sprintf("[%s] %s %s: %d firing, %d resolved", strings.ToUpper(sev), class, model, firing, resolved)
+	text := fallbackText(n, strings.ToUpper(sev), class, model, firing, resolved, root)
 	blocks := []slack.Block{slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(title, 150), true, false))}
 
 	intro := fmt.Sprintf("Model *%s* · class `%s` · owner *%s* · severity *%s*", esc(model), esc(class), esc(top.Owner), esc(sev))
@@ -364,8 +364,8 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 			blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, fmt.Sprintf("…and %d more", len(roots)-maxSlackAlerts), false, false)))
 			break
 		}
-		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, truncate(s.alertLine(a), 2900), false, false), nil, nil))
-		if !root && i < maxButtonAlerts && (a.Change == ChangeNew || a.Change == ChangeFiring) {
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, truncate(s.alertLine(a, n.CreatedAt), 2900), false, false), nil, nil))
+		if s.interactive && !root && i < maxButtonAlerts && (a.Change == ChangeNew || a.Change == ChangeFiring) {
 			blocks = append(blocks, s.triageBlocks(a)...)
 		}
 	}
@@ -400,8 +400,10 @@ var changeTag = map[string]string{
 }
 
 // alertLine is one alert: where, the metric now vs the baseline with the
-// sample sizes and p-value, and the detector's summary.
-func (s *Slack) alertLine(a View) string {
+// sample sizes, since when (or, resolved, how long it lasted), and the
+// detector's summary. Rates read as percentages; p-values are left to the
+// alert page (p=2e-177 tells an on-call nothing).
+func (s *Slack) alertLine(a View, now time.Time) string {
 	where := SliceLabel(a.Slice)
 	if where == "" {
 		where = "all traffic"
@@ -410,15 +412,21 @@ func (s *Slack) alertLine(a View) string {
 		where += " · feature `" + a.Feature + "`"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s *%s* — `%s` %s vs baseline %s", changeTag[a.Change], esc(where), esc(a.Metric), fmtNum(float64(a.Value)), fmtNum(float64(a.Baseline)))
+	val, base := FormatFigure(a.Metric, float64(a.Value)), FormatFigure(a.Metric, float64(a.Baseline))
+	if a.Change == ChangeResolved {
+		fmt.Fprintf(&b, "%s *%s* — `%s` was %s vs baseline %s", changeTag[a.Change], esc(where), esc(a.Metric), val, base)
+	} else {
+		fmt.Fprintf(&b, "%s *%s* — `%s` %s vs baseline %s", changeTag[a.Change], esc(where), esc(a.Metric), val, base)
+	}
 	if a.NCurrent > 0 || a.NBaseline > 0 {
-		fmt.Fprintf(&b, " (n=%d / %d", a.NCurrent, a.NBaseline)
-		if p := float64(a.PValue); !math.IsNaN(p) {
-			fmt.Fprintf(&b, ", p=%s", strconv.FormatFloat(p, 'g', 2, 64))
+		fmt.Fprintf(&b, " (n=%d / %d)", a.NCurrent, a.NBaseline)
+	}
+	if since := a.since(); !since.IsZero() {
+		if a.Change == ChangeResolved && a.ResolvedAt != nil {
+			fmt.Fprintf(&b, " · lasted %s (%s–%s UTC)", FormatSpan(a.ResolvedAt.Sub(since)), since.UTC().Format("15:04"), a.ResolvedAt.UTC().Format("15:04"))
+		} else if !now.IsZero() {
+			fmt.Fprintf(&b, " · since %s UTC (%s)", since.UTC().Format("Jan 2 15:04"), FormatSpan(now.Sub(since)))
 		}
-		b.WriteString(")")
-	} else if p := float64(a.PValue); !math.IsNaN(p) {
-		fmt.Fprintf(&b, " (p=%s)", strconv.FormatFloat(p, 'g', 2, 64))
 	}
 	if a.Summary != "" {
 		b.WriteString("\n_" + esc(a.Summary) + "_")
@@ -427,6 +435,95 @@ func (s *Slack) alertLine(a View) string {
 		fmt.Fprintf(&b, " <%s/alerts/%s|details>", s.external, a.Fingerprint)
 	}
 	return b.String()
+}
+
+// since is when the alert's incident began: when it became active.
+func (v View) since() time.Time {
+	if !v.ActiveAt.IsZero() {
+		return v.ActiveAt
+	}
+	if v.FiredAt != nil {
+		return *v.FiredAt
+	}
+	return time.Time{}
+}
+
+// fallbackText is a message's plain text (push notifications, screen
+// readers): the worst alert's slice and figure, since when, and how many
+// more.
+func fallbackText(n *Notification, sev, class, model string, firing, resolved int, root bool) string {
+	top := n.Alerts[0]
+	where := SliceLabel(top.Slice)
+	if where == "" {
+		where = "all traffic"
+	}
+	if top.Feature != "" {
+		where += " feature " + top.Feature
+	}
+	more := ""
+	if k := len(n.Alerts) - 1; k > 0 {
+		more = fmt.Sprintf(" (+%d more)", k)
+	}
+	if root || n.Kind == KindResolved || top.Change == ChangeResolved {
+		lasted := ""
+		if since := top.since(); !since.IsZero() && top.ResolvedAt != nil {
+			lasted = " after " + FormatSpan(top.ResolvedAt.Sub(since))
+		}
+		return fmt.Sprintf("[RESOLVED] %s %s: %s %s%s%s", class, model, where, top.Metric, lasted, more)
+	}
+	since := ""
+	if t := top.since(); !t.IsZero() {
+		since = " since " + t.UTC().Format("15:04") + " UTC"
+	}
+	return fmt.Sprintf("[%s] %s %s: %s %s %s (baseline %s)%s%s", sev, class, model, where, top.Metric,
+		FormatFigure(top.Metric, float64(top.Value)), FormatFigure(top.Metric, float64(top.Baseline)), since, more)
+}
+
+// FormatFigure renders a metric's value: rates and shares as percentages,
+// anything else with four significant digits.
+func FormatFigure(metric string, f float64) string {
+	if math.IsNaN(f) {
+		return "n/a"
+	}
+	if isFraction(metric) {
+		p := 100 * f
+		switch {
+		case p != 0 && math.Abs(p) < 0.1:
+			return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+		default:
+			return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+		}
+	}
+	return fmtNum(f)
+}
+
+func isFraction(metric string) bool {
+	for _, suf := range []string{"_rate", "_share", "_rate_max", "_rate_bound", "_blocks"} {
+		if strings.HasSuffix(metric, suf) {
+			return true
+		}
+	}
+	switch metric {
+	case "precision", "recall", "label_coverage", "expected_block_rate":
+		return true
+	}
+	return false
+}
+
+// FormatSpan renders a duration the way people say it: 45s, 25m, 3h05m, 2d4h.
+func FormatSpan(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 // esc escapes the three characters Slack's mrkdwn treats as markup, so a

@@ -82,7 +82,7 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 <strong><a href="alerts/{{.View.Fingerprint}}">{{.View.Class}}</a></strong><span class="badge">{{.View.Severity}}</span>{{if .View.Silenced}}<span class="badge">silenced</span>{{end}}{{with .View.Ack}}<span class="badge ack">acked by @{{.UserName}} {{clock .At}}</span>{{end}}
 <span class="muted">· model {{.View.Model}} · {{slice .View.Slice}}{{with .View.Feature}} · feature {{.}}{{end}} · {{.View.Detector}} · to {{.View.Receiver}}</span>
 <div>{{.View.Summary}}</div>
-<div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}){{if .HasP}} · p={{printf "%.2g" .P}}{{end}} · active since {{ts .View.ActiveAt}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{.}}</a>{{end}}</div>
+<div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}) · since {{ts .View.ActiveAt}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{$.CauseName}}</a>{{end}}</div>
 {{.Chart}}
 {{range .Children}}{{template "alert" .}}{{end}}
 </div>{{end}}
@@ -96,6 +96,9 @@ type alertCard struct {
 	P        float64
 	HasP     bool
 	Children []alertCard
+	// CauseName names the alert's cause (class, slice, feature, metric),
+	// not its fingerprint.
+	CauseName string
 	// Actions are the triage actions on the alert (alert page only).
 	Actions []alerts.Action
 }
@@ -148,6 +151,14 @@ func isRate(metric string) bool {
 
 func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {
 	c := alertCard{View: v, P: float64(v.PValue), HasP: !math.IsNaN(float64(v.PValue))}
+	if v.CausedBy != "" {
+		c.CauseName = v.CausedBy
+		for _, o := range s.opt.Alerts.Alerts() {
+			if o.Fingerprint == v.CausedBy {
+				c.CauseName = causeName(o)
+			}
+		}
+	}
 	var pts []Point
 	if s.opt.Series != nil {
 		var err error
@@ -267,7 +278,7 @@ var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 {{if .HasP}}<tr><th>p-value</th><td>{{printf "%.3g" .P}}</td></tr>{{end}}
 <tr><th>owner</th><td>{{.View.Owner}} → {{.View.Receiver}}</td></tr>
 <tr><th>detector</th><td>{{.View.Detector}} ({{.View.Kind}})</td></tr>
-{{with .View.CausedBy}}<tr><th>caused by</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
+{{with .View.CausedBy}}<tr><th>caused by</th><td><a href="{{.}}">{{$.CauseName}}</a></td></tr>{{end}}
 {{with .View.RunbookURL}}<tr><th>runbook</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
 {{with .View.Ack}}<tr><th>acknowledged</th><td>acked by @{{.UserName}} at {{ts .At}}</td></tr>{{end}}
 <tr><th>fingerprint</th><td><code>{{.View.Fingerprint}}</code></td></tr>
@@ -295,4 +306,18 @@ func (s *server) alertPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Error(w, "no current alert has fingerprint "+fp, http.StatusNotFound)
+}
+
+// causeName is how a cause reads where it explains another alert:
+// "feature_pipeline · feature amount_log · null_rate".
+func causeName(v alerts.View) string {
+	parts := []string{v.Class}
+	if sl := sliceText(v.Slice); sl != "" {
+		parts = append(parts, sl)
+	}
+	if v.Feature != "" {
+		parts = append(parts, "feature "+v.Feature)
+	}
+	parts = append(parts, v.Metric)
+	return strings.Join(parts, " · ")
 }
