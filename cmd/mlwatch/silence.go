@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -66,6 +67,7 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 	start := f.String("start", "", "start time, RFC3339 (default: now)")
 	end := f.String("end", "", "end time, RFC3339")
 	duration := f.String("duration", "2h", "length, e.g. 30m, 2h, 1d (ignored with --end)")
+	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the silence is stored directly")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -101,6 +103,32 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 	if err := s.Validate(); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch silence add: %v\n", err)
 		return 2
+	}
+	// A running daemon owns the tables (the embedded engine locks its
+	// data path): go through its API, and say what the silence mutes.
+	if cfg, ok := c.load(*f.config); ok {
+		api := newDaemonAPI(cfg, *base)
+		current, err := api.daemonAlerts(ctx)
+		switch {
+		case err == nil:
+			s.Matchers = readObviousForms(s.Matchers, current, c.stderr)
+			describeMatches(c.stderr, s, current)
+			ms := make([]string, len(s.Matchers))
+			for i, m := range s.Matchers {
+				ms[i] = m.String()
+			}
+			var added alerts.Silence
+			if err := api.postJSON(ctx, "/api/v1/silences", map[string]any{"matchers": ms, "starts_at": s.StartsAt, "ends_at": s.EndsAt,
+				"created_by": s.CreatedBy, "comment": s.Comment}, &added); err != nil {
+				fmt.Fprintf(c.stderr, "mlwatch silence add: through the running daemon at %s: %v\n", api.base, err)
+				return 1
+			}
+			fmt.Fprintln(c.stdout, added.ID)
+			return 0
+		case !errors.Is(err, errNoDaemon) && *base != "":
+			fmt.Fprintf(c.stderr, "mlwatch silence add: %v\n", err)
+			return 1
+		}
 	}
 	ss, done, code := silenceStore(ctx, c, f)
 	if code != 0 {
