@@ -123,7 +123,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	srvOpt := ServerOptions{
 		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
-		Triage: d.triage.List, Quality: d.quality.get,
+		Triage: d.triage.List, Quality: d.quality.get, StoredAlert: d.mgr.StoredAlert,
 	}
 	if d.slack != nil && d.slack.HTTPEnabled() {
 		srvOpt.SlackInteractions = d.slack

@@ -292,20 +292,23 @@ func (s *server) alertPage(w http.ResponseWriter, r *http.Request) {
 	fp := r.PathValue("fingerprint")
 	for _, v := range s.opt.Alerts.Alerts() {
 		if v.Fingerprint == fp {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			card := s.card(r, v, 900)
-			if s.opt.Triage != nil {
-				ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-				card.Actions, _ = s.opt.Triage(ctx, v.ActiveAt.Add(-time.Second), v.Fingerprint)
-				cancel()
-			}
-			if err := alertTmpl.Execute(w, card); err != nil {
-				s.opt.Logger.Warn("alert page failed", zap.Error(err))
-			}
+			s.renderAlertPage(w, r, v)
 			return
 		}
 	}
-	http.Error(w, "no current alert has fingerprint "+fp, http.StatusNotFound)
+	if s.opt.StoredAlert != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		v, ok, err := s.opt.StoredAlert(ctx, fp)
+		cancel()
+		if err != nil {
+			s.opt.Logger.Warn("stored alert not read", zap.String("fingerprint", fp), zap.Error(err))
+		}
+		if ok {
+			s.renderAlertPage(w, r, v)
+			return
+		}
+	}
+	http.Error(w, "no alert with fingerprint "+fp+" (unknown, or resolved longer ago than global.evaluations_retention)", http.StatusNotFound)
 }
 
 // causeName is how a cause reads where it explains another alert:
@@ -320,4 +323,18 @@ func causeName(v alerts.View) string {
 	}
 	parts = append(parts, v.Metric)
 	return strings.Join(parts, " · ")
+}
+
+// renderAlertPage writes an alert's page: its chart, figures and triage.
+func (s *server) renderAlertPage(w http.ResponseWriter, r *http.Request, v alerts.View) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	card := s.card(r, v, 900)
+	if s.opt.Triage != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		card.Actions, _ = s.opt.Triage(ctx, v.ActiveAt.Add(-time.Second), v.Fingerprint)
+		cancel()
+	}
+	if err := alertTmpl.Execute(w, card); err != nil {
+		s.opt.Logger.Warn("alert page failed", zap.Error(err))
+	}
 }

@@ -56,6 +56,9 @@ type ServerOptions struct {
 	// Triage lists triage actions (acks, silences, feedback) since a time,
 	// for one alert when the fingerprint is set; nil hides them.
 	Triage func(ctx context.Context, since time.Time, fingerprint string) ([]alerts.Action, error)
+	// StoredAlert finds an alert the pipeline no longer holds (resolved a
+	// while ago), for its page; nil: only current alerts have pages.
+	StoredAlert func(ctx context.Context, fingerprint string) (alerts.View, bool, error)
 	// Quality returns alert quality per detector and class (last 30 days),
 	// for /api/v1/quality and the status page; nil hides it.
 	Quality func() []alerts.QualityRow

@@ -145,7 +145,7 @@ func newRig(t *testing.T, eng storetest.Engine) *rig {
 	}()
 	t.Cleanup(func() { cancel(); <-socketDone })
 	api := httptest.NewServer(monitor.Handler(monitor.ServerOptions{
-		Alerts: mgr, Silencer: mgr, Triage: log.List, SlackInteractions: app, Now: c.Now,
+		Alerts: mgr, Silencer: mgr, Triage: log.List, SlackInteractions: app, Now: c.Now, StoredAlert: mgr.StoredAlert,
 		Token: func() string { return apiToken },
 	}))
 	t.Cleanup(api.Close)
@@ -496,6 +496,21 @@ func TestSlackTriage(t *testing.T) {
 				rows[0].Acked != 1 || float64(rows[0].AckedShare) != 0.5 || float64(rows[0].AckMedian) != ackAfter ||
 				rows[0].FalsePositive != 0 || rows[0].Expected != 1 || float64(rows[0].ExpectedShare) != 0.5 {
 				t.Fatalf("quality: %+v (ack after %vs)", rows, ackAfter)
+			}
+
+			// DE's page outlives its place in memory (the Slack link stays alive).
+			r.clock.Advance(20 * time.Minute)
+			r.step(finding("FR", 0.30))
+			r.step()
+			var vs []alerts.View
+			r.get("/api/v1/alerts", &vs)
+			for _, v := range vs {
+				if v.Fingerprint == de.Fingerprint {
+					t.Fatalf("DE still held 20 minutes after it resolved: %+v", v)
+				}
+			}
+			if page := r.page("/alerts/" + de.Fingerprint); !strings.Contains(page, "resolved") || !strings.Contains(page, "Black Friday sale in DE") {
+				t.Fatalf("resolved alert's page: %.300s", page)
 			}
 		})
 	}
