@@ -29,6 +29,13 @@ type ChartOptions struct {
 	// Markers are events drawn as labelled vertical lines where they fall
 	// inside the points' time range (a model's rollouts).
 	Markers []Marker
+	// ValueLabel and ShadowLabel name the lines in the legend (defaults:
+	// "current", "shadow model").
+	ValueLabel, ShadowLabel string
+	// ShadowAxis draws the shadow line on its own scale, labelled on the
+	// right: a figure of another kind (a divergence chart's score
+	// correlation, ≈0.97, beside a 2.5% disagreement rate).
+	ShadowAxis bool
 }
 
 // Marker is one event on a chart's time axis.
@@ -48,7 +55,11 @@ func Chart(points []Point, opt ChartOptions) string {
 	if opt.Height <= 0 {
 		opt.Height = 180
 	}
-	const left, right, top, bottom = 56.0, 12.0, 22.0, 26.0
+	right := 12.0
+	if opt.ShadowAxis {
+		right = 44
+	}
+	const left, top, bottom = 56.0, 22.0, 40.0
 	w, h := float64(opt.Width), float64(opt.Height)
 	pw, ph := w-left-right, h-top-bottom
 	var b strings.Builder
@@ -63,12 +74,31 @@ func Chart(points []Point, opt ChartOptions) string {
 	t0, t1 := points[0].At, points[len(points)-1].At
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, p := range points {
-		for _, v := range []float64{p.Value, p.Baseline, p.Low, p.High, p.Shadow} {
+		vs := []float64{p.Value, p.Baseline, p.Low, p.High, p.Shadow}
+		if opt.ShadowAxis {
+			vs = vs[:4]
+		}
+		for _, v := range vs {
 			if !math.IsNaN(v) && !math.IsInf(v, 0) {
 				lo, hi = math.Min(lo, v), math.Max(hi, v)
 			}
 		}
 	}
+	// The shadow's own scale, when it has one.
+	slo, shi := math.Inf(1), math.Inf(-1)
+	for _, p := range points {
+		if v := p.Shadow; opt.ShadowAxis && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			slo, shi = math.Min(slo, v), math.Max(shi, v)
+		}
+	}
+	if math.IsInf(slo, 1) {
+		slo, shi = 0, 1
+	}
+	if shi-slo < 1e-12 {
+		shi = slo + math.Max(math.Abs(slo)*0.05, 1e-6)
+	}
+	spad := (shi - slo) * 0.08
+	slo, shi = slo-spad, shi+spad
 	if math.IsInf(lo, 1) {
 		lo, hi = 0, 1
 	}
@@ -91,6 +121,10 @@ func Chart(points []Point, opt ChartOptions) string {
 		return left + pw*t.Sub(t0).Seconds()/span
 	}
 	y := func(v float64) float64 { return top + ph*(1-(v-lo)/(hi-lo)) }
+	ys := y
+	if opt.ShadowAxis {
+		ys = func(v float64) float64 { return top + ph*(1-(v-slo)/(shi-slo)) }
+	}
 	label := func(v float64) string {
 		if opt.Percent {
 			return fmt.Sprintf("%.3g%%", v*100)
@@ -103,8 +137,14 @@ func Chart(points []Point, opt ChartOptions) string {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#eee"/>`, left, y(v), left+pw, y(v))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#666" text-anchor="end">%s</text>`, left-4, y(v)+3, label(v))
 	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#666">%s</text>`, left, h-8, t0.UTC().Format("01-02 15:04"))
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#666" text-anchor="end">%s</text>`, left+pw, h-8, t1.UTC().Format("01-02 15:04"))
+	if opt.ShadowAxis {
+		for i := 0; i <= 2; i++ {
+			v := slo + (shi-slo)*float64(i)/2
+			fmt.Fprintf(&b, `<text class="axis-right" x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#8a6d00">%.3g</text>`, left+pw+4, ys(v)+3, v)
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#666">%s</text>`, left, top+ph+14, t0.UTC().Format("01-02 15:04"))
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#666" text-anchor="end">%s</text>`, left+pw, top+ph+14, t1.UTC().Format("01-02 15:04"))
 	// Baseline band: the polygon over Low..High where both are known.
 	var upper, lower []string
 	for _, p := range points {
@@ -117,7 +157,7 @@ func Chart(points []Point, opt ChartOptions) string {
 	if len(upper) > 1 {
 		fmt.Fprintf(&b, `<polygon class="band" points="%s" fill="#cfe3ff" fill-opacity="0.6" stroke="none"/>`, strings.Join(append(upper, lower...), " "))
 	}
-	line := func(class, color, dash string, get func(Point) float64) {
+	line := func(class, color, dash string, get func(Point) float64, y func(float64) float64) {
 		var segs []string
 		var cur []string
 		flush := func() {
@@ -141,9 +181,9 @@ func Chart(points []Point, opt ChartOptions) string {
 			fmt.Fprintf(&b, `<polyline class="%s" points="%s" fill="none" stroke="%s" stroke-width="1.6"%s/>`, class, s, color, dash)
 		}
 	}
-	line("baseline", "#3b6fb6", ` stroke-dasharray="4 3"`, func(p Point) float64 { return p.Baseline })
-	line("shadow", "#8a6d00", ` stroke-dasharray="1 2"`, func(p Point) float64 { return p.Shadow })
-	line("value", "#c0392b", "", func(p Point) float64 { return p.Value })
+	line("baseline", "#3b6fb6", ` stroke-dasharray="4 3"`, func(p Point) float64 { return p.Baseline }, y)
+	line("shadow", "#8a6d00", ` stroke-dasharray="1 2"`, func(p Point) float64 { return p.Shadow }, ys)
+	line("value", "#c0392b", "", func(p Point) float64 { return p.Value }, y)
 	for _, mk := range opt.Markers {
 		if mk.At.Before(t0) || mk.At.After(t1) {
 			continue
@@ -157,6 +197,48 @@ func Chart(points []Point, opt ChartOptions) string {
 			fmt.Fprintf(&b, `<circle class="firing" cx="%.1f" cy="%.1f" r="2.5" fill="#c0392b"/>`, x(p.At), y(p.Value))
 		}
 	}
+	legend(&b, points, opt, left, h-6)
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// legend names what the chart draws, on its bottom line.
+func legend(b *strings.Builder, points []Point, opt ChartOptions, x, y float64) {
+	has := func(get func(Point) float64) bool {
+		for _, p := range points {
+			if v := get(p); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				return true
+			}
+		}
+		return false
+	}
+	value, shadow := opt.ValueLabel, opt.ShadowLabel
+	if value == "" {
+		value = "current"
+	}
+	if shadow == "" {
+		shadow = "shadow model"
+	}
+	if opt.ShadowAxis {
+		shadow += " (right axis)"
+	}
+	type item struct{ color, dash, label string }
+	items := []item{{"#c0392b", "", value}}
+	if has(func(p Point) float64 { return p.Baseline }) {
+		items = append(items, item{"#3b6fb6", "4 3", "baseline (band: expected range)"})
+	}
+	if has(func(p Point) float64 { return p.Shadow }) {
+		items = append(items, item{"#8a6d00", "1 2", shadow})
+	}
+	b.WriteString(`<g class="legend">`)
+	for _, it := range items {
+		dash := ""
+		if it.dash != "" {
+			dash = ` stroke-dasharray="` + it.dash + `"`
+		}
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6"%s/>`, x, y-3, x+16, y-3, it.color, dash)
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#444">%s</text>`, x+20, y, html.EscapeString(it.label))
+		x += 28 + 5.6*float64(len(it.label))
+	}
+	b.WriteString(`</g>`)
 }

@@ -170,7 +170,12 @@ func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {
 	if v.Feature != "" {
 		title += " · " + v.Feature
 	}
-	c.Chart = template.HTML(Chart(pts, ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), Markers: s.rolloutMarkers(v.Model)})) // Chart escapes its text
+	opt := ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), Markers: s.rolloutMarkers(v.Model), ValueLabel: v.Metric}
+	if strings.HasPrefix(v.Metric, "disagreement_") {
+		// The shadow detector's shadow figure is the score correlation.
+		opt.ShadowLabel, opt.ShadowAxis = "score correlation", true
+	}
+	c.Chart = template.HTML(Chart(pts, opt)) // Chart escapes its text
 	return c
 }
 
