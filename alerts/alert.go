@@ -375,3 +375,7 @@ func (a *Alert) view(receivers []string) View {
 		ResolvedAt:  timePtr(a.ResolvedAt),
 	}
 }
+
+// silenced reports whether an active silence mutes the alert (as of the
+// last mute step).
+func (a *Alert) silenced() bool { return len(a.SilencedBy) > 0 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -400,8 +399,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refreshSilences(ctx)
-	m.applySilences(now)
-	m.inhibit()
+	m.mute(now)
 	// Delivery results whose write failed earlier.
 	var stale []*entry
 	for _, e := range m.outbox {
@@ -418,7 +416,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	// first pass go into its thread in the second.
 	var all []Notification
 	for pass := 0; pass < 2; pass++ {
-		notes, effects := m.plan(now)
+		notes, effects := plan(m.planState(), now)
 		if len(notes) == 0 {
 			break
 		}
@@ -473,28 +471,7 @@ func (m *Manager) refreshSilences(ctx context.Context) {
 	m.silences = s
 }
 
-func (m *Manager) applySilences(now time.Time) {
-	for fp, a := range m.alerts {
-		var ids []string
-		for _, s := range m.silences {
-			if s.State(now) == SilenceActive && s.Matches(a.Labels) {
-				ids = append(ids, s.ID)
-			}
-		}
-		sort.Strings(ids)
-		if strings.Join(ids, ",") != strings.Join(a.SilencedBy, ",") {
-			a.SilencedBy = ids
-			m.dirty[fp] = true
-		}
-	}
-}
-
-// effect is what one notification changes in one alert's Sent records.
-type effect struct {
-	fp, receiver, change, group, root string
-	at                                time.Time
-}
-
+// applyEffect records what one notification changed in its alert.
 func (m *Manager) applyEffect(ef effect) {
 	a := m.alerts[ef.fp]
 	if a == nil {
@@ -517,241 +494,6 @@ func (m *Manager) applyEffect(ef effect) {
 		}
 	}
 	m.dirty[ef.fp] = true
-}
-
-// planItem is one alert's part in one group's next notification.
-type planItem struct {
-	a      *Alert
-	change string
-	group  string
-	root   string
-	labels map[string]string // group labels
-	repeat time.Duration
-}
-
-// plan decides the notifications at now and their effects, without
-// changing anything.
-func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
-	wait := m.cfg.Global.GroupWait.D()
-	if m.oneShot {
-		wait = 0
-	}
-	// Open groups: receiver → group → root, and their members.
-	type gkey struct{ receiver, group, root string }
-	open := map[string]map[string]string{}
-	members := map[gkey][]*Alert{}
-	fps := make([]string, 0, len(m.alerts))
-	for fp := range m.alerts {
-		fps = append(fps, fp)
-	}
-	sort.Strings(fps)
-	for _, fp := range fps {
-		a := m.alerts[fp]
-		for r, s := range a.Sent {
-			if s.Resolved {
-				continue
-			}
-			if open[r] == nil {
-				open[r] = map[string]string{}
-			}
-			open[r][s.Group] = s.Root
-			k := gkey{r, s.Group, s.Root}
-			members[k] = append(members[k], a)
-		}
-	}
-
-	items := map[gkey][]planItem{}
-	add := func(r string, it planItem) {
-		k := gkey{r, it.group, it.root}
-		items[k] = append(items[k], it)
-	}
-	for _, fp := range fps {
-		a := m.alerts[fp]
-		switch a.State {
-		case StateFiring:
-			if len(a.SilencedBy) > 0 {
-				continue
-			}
-			if a.CausedBy != "" {
-				cause := m.alerts[a.CausedBy]
-				if cause == nil {
-					continue
-				}
-				for _, r := range sortedKeys(cause.Sent) {
-					cs := cause.Sent[r]
-					if cs.Resolved {
-						continue
-					}
-					if s := a.Sent[r]; s == nil || s.Resolved || s.Root != cs.Root {
-						add(r, planItem{a: a, change: ChangeCaused, group: cs.Group, root: cs.Root, labels: groupLabels(nil, cause.Labels)})
-					}
-				}
-				continue
-			}
-			for _, d := range m.router.Route(a.Labels) {
-				s := a.Sent[d.Receiver]
-				switch {
-				case s == nil:
-					if now.Sub(a.FiredAt) < wait {
-						continue
-					}
-					g := groupKey(d.GroupBy, a.Labels)
-					add(d.Receiver, planItem{a: a, change: ChangeNew, group: g, root: open[d.Receiver][g], labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
-				case now.Sub(s.At) >= d.RepeatInterval:
-					add(d.Receiver, planItem{a: a, change: ChangeFiring, group: s.Group, root: s.Root, labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
-				}
-			}
-		case StateResolved:
-			for _, r := range sortedKeys(a.Sent) {
-				if s := a.Sent[r]; !s.Resolved {
-					add(r, planItem{a: a, change: ChangeResolved, group: s.Group, root: s.Root})
-				}
-			}
-		}
-	}
-
-	keys := make([]gkey, 0, len(items))
-	for k := range items {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].receiver != keys[j].receiver {
-			return keys[i].receiver < keys[j].receiver
-		}
-		if keys[i].group != keys[j].group {
-			return keys[i].group < keys[j].group
-		}
-		return keys[i].root < keys[j].root
-	})
-	var notes []Notification
-	var effects []effect
-	for _, k := range keys {
-		its := items[k]
-		in := map[string]bool{}
-		sending := false
-		for _, it := range its {
-			in[it.a.Fingerprint] = true
-			if it.change != ChangeResolved {
-				sending = true
-			}
-		}
-		// A group that speaks about firing alerts lists all its firing
-		// members, so the thread shows the whole incident and repeats of
-		// its members stay in step.
-		if sending && k.root != "" {
-			for _, a := range members[k] {
-				if in[a.Fingerprint] || a.State != StateFiring || len(a.SilencedBy) > 0 {
-					continue
-				}
-				ch := ChangeFiring
-				if a.CausedBy != "" {
-					ch = ChangeCaused
-				}
-				its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root})
-				in[a.Fingerprint] = true
-			}
-		}
-		id := newID()
-		root := k.root
-		kind := KindUpdate
-		if root == "" {
-			kind = KindFiring
-			root = id
-		} else if groupCloses(members[k], its) {
-			kind = KindResolved
-		}
-		sort.SliceStable(its, func(i, j int) bool {
-			ri, rj := changeRank[its[i].change], changeRank[its[j].change]
-			if ri != rj {
-				return ri < rj
-			}
-			return worse(&its[i].a.Finding, &its[j].a.Finding, its[i].a.Severity, its[j].a.Severity)
-		})
-		n := Notification{
-			ID: id, Receiver: k.receiver, Kind: kind, Status: "firing", GroupKey: k.group,
-			Thread: k.root, ExternalURL: m.cfg.Global.ExternalURL, CreatedAt: now,
-			RepeatInterval: m.cfg.Global.RepeatInterval.D(),
-		}
-		if kind == KindResolved {
-			n.Status = "resolved"
-		}
-		for _, it := range its {
-			if n.GroupLabels == nil && it.labels != nil {
-				n.GroupLabels = it.labels
-			}
-			if it.repeat > 0 {
-				n.RepeatInterval = it.repeat
-			}
-			v := it.a.view([]string{k.receiver})
-			v.Change = it.change
-			n.Alerts = append(n.Alerts, v)
-			effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: now})
-		}
-		// A thread speaks for the group its first message was posted for:
-		// its labels, and on closing the alerts that message showed.
-		if first := m.outbox[k.root]; first != nil && k.root != "" {
-			n.GroupLabels = first.n.GroupLabels
-			if kind == KindResolved {
-				n.RootAlerts = first.n.Alerts
-			}
-		}
-		if n.GroupLabels == nil {
-			n.GroupLabels = groupLabels(m.cfg.Global.GroupBy, its[0].a.Labels)
-		}
-		notes = append(notes, n)
-	}
-	return notes, effects
-}
-
-// groupCloses reports whether a notification closes its open group: no
-// member still fires once its items apply. Every member counts, caused
-// ones included (a product alert attributed to an infra incident lives in
-// that incident's thread), and so do silenced ones: a muted alert still
-// fires, and a firing page must never read RESOLVED.
-func groupCloses(members []*Alert, its []planItem) bool {
-	for _, it := range its {
-		if it.change != ChangeResolved {
-			return false
-		}
-	}
-	for _, a := range members {
-		if a.State == StateFiring && changeOf(its, a.Fingerprint) != ChangeResolved {
-			return false
-		}
-	}
-	return true
-}
-
-var changeRank = map[string]int{ChangeNew: 0, ChangeFiring: 0, ChangeCaused: 1, ChangeResolved: 2}
-
-func changeOf(its []planItem, fp string) string {
-	for _, it := range its {
-		if it.a.Fingerprint == fp {
-			return it.change
-		}
-	}
-	return ""
-}
-
-// groupKey renders the group_by labels' values; alerts with the same key
-// for the same receiver share one notification.
-func groupKey(by []string, labels map[string]string) string {
-	parts := make([]string, len(by))
-	for i, l := range by {
-		parts[i] = l + "=" + labels[l]
-	}
-	return strings.Join(parts, ",")
-}
-
-func groupLabels(by []string, labels map[string]string) map[string]string {
-	if by == nil {
-		by = []string{"model", "class"}
-	}
-	out := make(map[string]string, len(by))
-	for _, l := range by {
-		out[l] = labels[l]
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

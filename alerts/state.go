@@ -384,8 +384,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 	// Alerts of detectors removed while the daemon was down resolve.
 	m.retireRemoved()
 	// Derived state a lost write may lack: silences and root causes.
-	m.applySilences(now)
-	m.inhibit()
+	m.mute(now)
 	m.publish()
 	m.publishOutbox()
 	if err := m.persistAlerts(ctx); err != nil {
