@@ -93,6 +93,10 @@ type Alert struct {
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.
 	Sent map[string]*Sent
+	// source is the run that keeps the alert's lifecycle: the name
+	// Observe was given (a detector, or a detector's failures). Only that
+	// source's runs clear it (observe.go).
+	source string
 }
 
 // Sent is what one receiver was told about one alert: the group (and its

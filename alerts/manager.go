@@ -90,7 +90,6 @@ type Manager struct {
 	ver      *versioner
 
 	alerts   map[string]*Alert
-	sources  map[string]string // fingerprint → the name Observe was given
 	dirty    map[string]bool
 	silences []Silence
 	outbox   map[string]*entry
@@ -134,7 +133,6 @@ func New(opt Options) (*Manager, error) {
 		httpc:     opt.HTTPClient,
 		ver:       &versioner{},
 		alerts:    map[string]*Alert{},
-		sources:   map[string]string{},
 		dirty:     map[string]bool{},
 		outbox:    map[string]*entry{},
 		holdoff:   map[string]time.Time{},
@@ -261,136 +259,6 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 	return m.syncStates(ctx)
 }
 
-// observe is Observe's change to the alerts in memory.
-func (m *Manager) observe(name string, at time.Time, findings []detectors.Finding, unchecked []detectors.Unchecked) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	dcfg := m.detectors[name]
-	var forDur, keepFor time.Duration
-	if dcfg != nil {
-		forDur, keepFor = dcfg.For.D(), dcfg.KeepFiringFor.D()
-	}
-	if m.oneShot {
-		forDur = 0
-	}
-
-	type cand struct {
-		f        detectors.Finding
-		owner    string
-		severity string
-	}
-	best := map[string]*cand{}
-	for _, f := range findings {
-		if f.Detector == "" {
-			f.Detector = name
-		}
-		fcfg := dcfg
-		if f.Detector != name {
-			fcfg = m.detectors[f.Detector]
-		}
-		ci := detectors.Classes[f.Class]
-		sev := f.Severity
-		// A detector's severity is for its own findings, not for the
-		// monitor's report that the detector keeps failing.
-		if fcfg != nil && fcfg.Severity != "" && f.Kind != KindMonitor {
-			sev = fcfg.Severity
-		}
-		if sev == "" {
-			sev = ci.Severity
-		}
-		fp := Fingerprint(f.Detector, f.Model, f.Class, f.Slice, f.Feature)
-		if b := best[fp]; b != nil && !preferred(m.alerts[fp], &f, &b.f, sev, b.severity) {
-			continue
-		}
-		best[fp] = &cand{f: f, owner: ci.Owner, severity: sev}
-	}
-
-	for fp, c := range best {
-		a := m.alerts[fp]
-		if a == nil {
-			a = &Alert{Fingerprint: fp, Sent: map[string]*Sent{}}
-			m.alerts[fp] = a
-		}
-		// Only lifecycle changes are written; fresh figures of an alert
-		// whose state holds stay in memory (a restart shows the last
-		// stored ones until the next run).
-		before := [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt}
-		beforeState, beforeSev := a.State, a.Severity
-		if a.State == StateInactive || a.State == StateResolved {
-			a.State = StatePending
-			a.ActiveAt = at
-			a.FiredAt, a.ResolvedAt = time.Time{}, time.Time{}
-			a.CausedBy = ""
-			for r, s := range a.Sent {
-				if s.Resolved {
-					delete(a.Sent, r)
-				}
-			}
-		}
-		fcfg := m.detectors[c.f.Detector]
-		var extra map[string]string
-		a.RunbookURL = ""
-		if fcfg != nil {
-			extra = fcfg.Labels
-			a.RunbookURL = fcfg.RunbookURL
-		}
-		if mc := m.models[c.f.Model]; a.RunbookURL == "" && mc != nil {
-			a.RunbookURL = mc.RunbookURL
-		}
-		a.Finding = c.f
-		a.Owner, a.Severity = c.owner, c.severity
-		a.Labels = buildLabels(c.f, c.owner, c.severity, extra)
-		a.LastEvalAt = at
-		a.KeepFiringSince = time.Time{}
-		if a.State == StatePending && at.Sub(a.ActiveAt) >= forDur {
-			a.State = StateFiring
-			a.FiredAt = at
-		}
-		if m.sources[fp] != name || a.State != beforeState || a.Severity != beforeSev ||
-			before != [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt} {
-			m.dirty[fp] = true
-		}
-		m.sources[fp] = name
-	}
-
-	hold := make(map[string]bool, len(unchecked))
-	for _, u := range unchecked {
-		hold[u.Key()] = true
-	}
-	for fp, a := range m.alerts {
-		if m.sources[fp] != name || best[fp] != nil {
-			continue
-		}
-		// Not observed is not recovered: hold, unless the alert was already
-		// seen clear (keep_firing_for running) or the hold ran out.
-		if hold[detectors.Unchecked{Slice: a.Finding.Slice, Feature: a.Finding.Feature}.Key()] &&
-			a.KeepFiringSince.IsZero() && at.Sub(a.LastEvalAt) < UncheckedHold {
-			continue
-		}
-		switch a.State {
-		case StatePending:
-			a.State = StateInactive
-			a.LastEvalAt = at
-			m.dirty[fp] = true
-		case StateFiring:
-			a.LastEvalAt = at
-			if keepFor > 0 {
-				if a.KeepFiringSince.IsZero() {
-					a.KeepFiringSince = at
-					m.dirty[fp] = true
-				}
-				if at.Sub(a.KeepFiringSince) < keepFor {
-					continue
-				}
-			}
-			m.dirty[fp] = true
-			a.State = StateResolved
-			a.ResolvedAt = at
-		}
-	}
-	m.publish()
-}
-
 // Process runs the pipeline at now over the current alerts: silences,
 // root-cause inhibition, routing, the settle wait, grouping and repeats.
 // What needs saying goes into the outbox (ClickHouse first, then memory);
@@ -515,7 +383,6 @@ func (m *Manager) prune(now time.Time) {
 		switch a.State {
 		case StateInactive:
 			delete(m.alerts, fp)
-			delete(m.sources, fp)
 		case StateResolved:
 			done := true
 			for _, s := range a.Sent {
@@ -525,7 +392,6 @@ func (m *Manager) prune(now time.Time) {
 			}
 			if done && now.Sub(a.ResolvedAt) > resolvedRetention {
 				delete(m.alerts, fp)
-				delete(m.sources, fp)
 			}
 		}
 	}
