@@ -135,14 +135,10 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 	}
 }
 
-// performance checks a performance detector against its model and fills
+// check checks a performance detector against its model and fills
 // its defaults: the window ends a maturity ago (eval_delay), so that the
 // predictions it judges have had time to get their labels.
-func (v *validator) performance(path string, d *Detector, m *Model) {
-	if d.Performance == nil {
-		d.Performance = &PerformanceParams{}
-	}
-	p := d.Performance
+func (p *PerformanceParams) check(v *validator, path string, d *Detector, m *Model) {
 	if p.CoverageDrop == 0 {
 		p.CoverageDrop = 0.5
 	}

@@ -578,22 +578,6 @@ func (v *validator) noDuplicates(path string, xs []string) {
 	}
 }
 
-// kindDefaults are the per-kind defaults for the shared decision settings.
-var kindDefaults = map[string]struct {
-	schedule       string
-	window         time.Duration
-	minAbs, minRel float64
-}{
-	KindBlockRate:     {"*/5 * * * *", time.Hour, 0.005, 0.5},
-	KindFeatureHealth: {"*/5 * * * *", time.Hour, 0.02, 1.0},
-	KindShadow:        {"*/5 * * * *", time.Hour, 0.005, 1.0},
-	KindVolume:        {"*/5 * * * *", time.Hour, 0, 0},
-	KindFreshness:     {"* * * * *", 15 * time.Minute, 0, 0},
-	KindStaleness:     {"@hourly", 24 * time.Hour, 0, 0},
-	KindExpectation:   {"*/5 * * * *", time.Hour, 0, 0},
-	KindPerformance:   {"@hourly", 24 * time.Hour, 0.02, 0.2},
-}
-
 func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
 	v.name(path+".name", d.Name, "detector")
 	m := models[d.Model]
@@ -603,7 +587,7 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	case m == nil:
 		v.errf(path+".model", "unknown model %q", d.Model)
 	}
-	def, ok := kindDefaults[d.Kind]
+	def, ok := kindOf(d.Kind)
 	if !ok {
 		// Everything below depends on the kind; one problem is enough.
 		v.errf(path+".kind", "unknown kind %q; want one of %s", d.Kind, strings.Join(Kinds, ", "))
@@ -706,13 +690,13 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 		}
 		v.noDuplicates(path+".slices", *d.Slices)
 	}
-	v.params(path, d, m)
-	v.source(path, d, m)
+	v.params(path, d, m, def)
+	v.source(path, d, m, def)
 }
 
 // source checks that a detector reading the rollup can: its model has
 // one, its kind is served by it, and what it asks for is in it.
-func (v *validator) source(path string, d *Detector, m *Model) {
+func (v *validator) source(path string, d *Detector, m *Model, spec kindSpec) {
 	switch d.Source {
 	case "", SourceRaw:
 		d.Source = SourceRaw
@@ -733,7 +717,7 @@ func (v *validator) source(path string, d *Detector, m *Model) {
 		v.errf(path+".source", "model %s logs shadow scores as columns; rollups support shadow mode rows or none", m.Name)
 		return
 	}
-	if !slices.Contains(RollupKinds, d.Kind) {
+	if !spec.rollup {
 		v.errf(path+".source", "kind %s cannot read a rollup; rollups serve %s", d.Kind, strings.Join(RollupKinds, ", "))
 		return
 	}
@@ -754,139 +738,6 @@ func (v *validator) source(path string, d *Detector, m *Model) {
 		if !slices.Contains(m.Slices, s) {
 			v.errf(path+".slices", "slice %s is not one of model %s's slices, which the rollup is keyed by", s, m.Name)
 		}
-	}
-}
-
-// params checks that only the block of the detector's own kind is set, and
-// fills its defaults.
-func (v *validator) params(path string, d *Detector, m *Model) {
-	blocks := map[string]bool{
-		KindBlockRate: d.BlockRate != nil, KindFeatureHealth: d.FeatureHealth != nil, KindShadow: d.ShadowParams != nil,
-		KindVolume: d.Volume != nil, KindFreshness: d.Freshness != nil, KindStaleness: d.Staleness != nil,
-		KindExpectation: d.Expectation != nil, KindPerformance: d.Performance != nil,
-	}
-	for _, k := range Kinds {
-		if blocks[k] && k != d.Kind {
-			v.errf(path+"."+k, "a %s block on a %s detector", k, d.Kind)
-		}
-	}
-	switch d.Kind {
-	case KindBlockRate:
-		if d.BlockRate == nil {
-			d.BlockRate = &BlockRateParams{}
-		}
-		p := d.BlockRate
-		v.rate(path+".block_rate.min_rate", p.MinRate)
-		v.rate(path+".block_rate.max_rate", p.MaxRate)
-		if p.MinRate != nil && p.MaxRate != nil && *p.MinRate > *p.MaxRate {
-			v.errf(path+".block_rate.min_rate", "min_rate is above max_rate")
-		}
-		if p.MinBlocked != nil && p.MaxBlocked != nil && *p.MinBlocked > *p.MaxBlocked {
-			v.errf(path+".block_rate.min_blocked", "min_blocked is above max_blocked")
-		}
-		if p.ScorePSI == nil {
-			t := true
-			p.ScorePSI = &t
-		}
-		v.psi(path+".block_rate", &p.PSIWarn, &p.PSIAlert)
-		if p.ShadowShare == 0 {
-			p.ShadowShare = 0.5
-		}
-		if p.ShadowShare < 0 || p.ShadowShare > 1 {
-			v.errf(path+".block_rate.shadow_share", "shadow_share must be in [0, 1]")
-		}
-	case KindFeatureHealth:
-		if d.FeatureHealth == nil {
-			d.FeatureHealth = &FeatureHealthParams{}
-		}
-		p := d.FeatureHealth
-		if p.NullRateMax == 0 {
-			p.NullRateMax = 0.5
-		}
-		if p.NullRateMax < 0 || p.NullRateMax > 1 {
-			v.errf(path+".feature_health.null_rate_max", "null_rate_max must be in [0, 1]")
-		}
-		if p.DefaultValue == nil {
-			zero := 0.0
-			p.DefaultValue = &zero
-		}
-		if p.Drift == nil {
-			t := true
-			p.Drift = &t
-		}
-		v.psi(path+".feature_health", &p.PSIWarn, &p.PSIAlert)
-		if m != nil && m.Features.Layout == LayoutColumns {
-			known := map[string]bool{}
-			for _, n := range m.Features.Names {
-				known[n] = true
-			}
-			for i, f := range p.Features {
-				if !known[f] {
-					v.errf(fmt.Sprintf("%s.feature_health.features[%d]", path, i), "feature %q is not among model %q's feature columns", f, m.Name)
-				}
-			}
-		}
-		v.noDuplicates(path+".feature_health.features", p.Features)
-	case KindShadow:
-		if d.ShadowParams == nil {
-			d.ShadowParams = &ShadowParams{}
-		}
-		if c := d.ShadowParams.MinCorrelation; c < -1 || c > 1 {
-			v.errf(path+".shadow.min_correlation", "min_correlation must be in [-1, 1]")
-		}
-		if m != nil && m.Shadow.Mode == ShadowNone {
-			v.errf(path+".kind", "model %q has shadow.mode none; a shadow detector has nothing to compare", m.Name)
-		}
-	case KindVolume:
-		if d.Volume == nil {
-			d.Volume = &VolumeParams{}
-		}
-		p := d.Volume
-		if p.DropRatio == 0 {
-			p.DropRatio = 0.5
-		}
-		if p.SpikeRatio == 0 {
-			p.SpikeRatio = 3
-		}
-		if p.DropRatio <= 0 || p.DropRatio >= 1 {
-			v.errf(path+".volume.drop_ratio", "drop_ratio must be in (0, 1)")
-		}
-		if p.SpikeRatio < 0 || (p.SpikeRatio > 0 && p.SpikeRatio <= 1) {
-			v.errf(path+".volume.spike_ratio", "spike_ratio must be above 1")
-		}
-	case KindFreshness:
-		if d.Freshness == nil {
-			d.Freshness = &FreshnessParams{}
-		}
-		if d.Freshness.MaxLag == 0 {
-			d.Freshness.MaxLag = Duration(15 * time.Minute)
-		}
-	case KindStaleness:
-		if d.Staleness == nil {
-			d.Staleness = &StalenessParams{}
-		}
-		if d.Staleness.MaxAge == 0 {
-			d.Staleness.MaxAge = Duration(30 * 24 * time.Hour)
-		}
-	case KindPerformance:
-		v.performance(path, d, m)
-	case KindExpectation:
-		p := d.Expectation
-		if p == nil {
-			v.errf(path, "an expectation detector needs an expectation block with match and min_rate or max_rate")
-			return
-		}
-		if len(p.Match) == 0 {
-			v.errf(path+".expectation.match", "at least one matcher is required")
-		}
-		for i := range p.Match {
-			v.match(fmt.Sprintf("%s.expectation.match[%d]", path, i), &p.Match[i])
-		}
-		if p.MinRate == nil && p.MaxRate == nil {
-			v.errf(path+".expectation", "min_rate or max_rate is required")
-		}
-		v.rate(path+".expectation.min_rate", p.MinRate)
-		v.rate(path+".expectation.max_rate", p.MaxRate)
 	}
 }
 
