@@ -297,52 +297,6 @@ type Match struct {
 	Values []string `yaml:"values"`
 }
 
-// Receiver is one notification destination.
-type Receiver struct {
-	Name         string                `yaml:"name"`
-	Slack        *SlackReceiver        `yaml:"slack"`
-	Webhook      *WebhookReceiver      `yaml:"webhook"`
-	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
-	// FallbackReceiver gets a copy of a page this receiver refused for
-	// good; it overrides global.fallback_receiver.
-	FallbackReceiver string `yaml:"fallback_receiver"`
-}
-
-// SlackReceiver posts to one Slack channel with a bot token.
-type SlackReceiver struct {
-	// Channel is a channel ID (C0123...) or a name (#fraud-alerts),
-	// resolved once to an ID.
-	Channel   string `yaml:"channel"`
-	TokenEnv  string `yaml:"token_env"`
-	TokenFile string `yaml:"token_file"`
-	// APIURL overrides slack.api_url for this receiver.
-	APIURL string `yaml:"api_url"`
-	// Mentions are Slack user or group IDs to mention on pages
-	// (U0123, S0123 for user groups).
-	Mentions []string `yaml:"mentions"`
-	// Timeout bounds one Slack API call (default 15s, at most
-	// MaxReceiverTimeout).
-	Timeout Duration `yaml:"timeout"`
-
-	// Token is resolved from token_env or token_file.
-	Token string `yaml:"-"`
-}
-
-// WebhookReceiver posts the documented JSON body to a URL.
-type WebhookReceiver struct {
-	URL            string   `yaml:"url"`
-	BearerTokenEnv string   `yaml:"bearer_token_env"`
-	Timeout        Duration `yaml:"timeout"`
-
-	BearerToken string `yaml:"-"`
-}
-
-// AlertmanagerReceiver posts to an Alertmanager's /api/v2/alerts.
-type AlertmanagerReceiver struct {
-	URL     string   `yaml:"url"`
-	Timeout Duration `yaml:"timeout"`
-}
-
 // Route is a node of the routing tree, as in Alertmanager: matchers on
 // labels, first matching child wins unless it sets continue.
 type Route struct {

@@ -224,41 +224,6 @@ func (v *validator) config(c *Config) {
 	v.fallbacks(c, receivers)
 }
 
-// MaxReceiverTimeout bounds a receiver's timeout: a receiver that may hang
-// for an hour holds its own notifications that long, and shutdown waits
-// for nobody that long.
-const MaxReceiverTimeout = 5 * time.Minute
-
-func (v *validator) receiverTimeout(path string, d *Duration, def time.Duration) {
-	switch {
-	case *d == 0:
-		*d = Duration(def)
-	case d.D() < 0:
-		v.errf(path, "timeout %s must be positive", *d)
-	case d.D() > MaxReceiverTimeout:
-		v.errf(path, "timeout %s is longer than the %s a receiver may take (a hanging receiver holds its notifications and shutdown that long)", *d, MaxReceiverTimeout)
-	}
-}
-
-// fallbacks checks fallback_receiver (global and per receiver): it names
-// a receiver, not the one it backs up.
-func (v *validator) fallbacks(c *Config, receivers map[string]bool) {
-	if fb := c.Global.FallbackReceiver; fb != "" && !receivers[fb] {
-		v.errf("global.fallback_receiver", "unknown receiver %q", fb)
-	}
-	for i := range c.Receivers {
-		r := &c.Receivers[i]
-		path := fmt.Sprintf("receivers[%d].fallback_receiver", i)
-		switch fb := r.FallbackReceiver; {
-		case fb == "":
-		case !receivers[fb]:
-			v.errf(path, "unknown receiver %q", fb)
-		case fb == r.Name:
-			v.errf(path, "receiver %q cannot be its own fallback", r.Name)
-		}
-	}
-}
-
 func (v *validator) clickhouse(ch *ClickHouse) {
 	if val, ok := v.lookup(EnvClickHouseAddr); ok && val != "" {
 		ch.Addr = val
@@ -384,7 +349,7 @@ func (v *validator) slack(s *Slack) {
 		s.APIURL = val
 	}
 	if s.APIURL == "" {
-		s.APIURL = "https://slack.com/api/"
+		s.APIURL = DefaultSlackAPIURL
 	}
 	v.url("slack.api_url", s.APIURL)
 	if !strings.HasSuffix(s.APIURL, "/") {
@@ -399,52 +364,6 @@ func (v *validator) url(path, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errf(path, "%q is not an http(s) URL", raw)
-	}
-}
-
-func (v *validator) receiver(path string, r *Receiver) {
-	v.name(path+".name", r.Name, "receiver")
-	if r.Slack == nil && r.Webhook == nil && r.Alertmanager == nil {
-		v.errf(path, "receiver %q needs slack, webhook or alertmanager", r.Name)
-	}
-	kinds := 0
-	for _, set := range []bool{r.Slack != nil, r.Webhook != nil, r.Alertmanager != nil} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds > 1 {
-		v.errf(path, "receiver %q sets more than one of slack, webhook and alertmanager; make one receiver each and route to both", r.Name)
-	}
-	if s := r.Slack; s != nil {
-		if s.Channel == "" {
-			v.errf(path+".slack.channel", "channel is required")
-		}
-		if s.TokenEnv == "" && s.TokenFile == "" {
-			v.errf(path+".slack", "token_env or token_file is required (the token is never written in the config)")
-		}
-		s.Token = v.secret(path+".slack.token_file", s.TokenEnv, s.TokenFile)
-		if s.APIURL != "" {
-			v.url(path+".slack.api_url", s.APIURL)
-		}
-		if val, ok := v.lookup(EnvSlackAPIURL); ok && val != "" {
-			s.APIURL = val
-		}
-		if s.APIURL != "" && !strings.HasSuffix(s.APIURL, "/") {
-			s.APIURL += "/"
-		}
-		v.receiverTimeout(path+".slack.timeout", &s.Timeout, 15*time.Second)
-	}
-	if w := r.Webhook; w != nil {
-		v.url(path+".webhook.url", w.URL)
-		v.receiverTimeout(path+".webhook.timeout", &w.Timeout, 10*time.Second)
-		if val, ok := v.lookup(w.BearerTokenEnv); ok {
-			w.BearerToken = val
-		}
-	}
-	if a := r.Alertmanager; a != nil {
-		v.url(path+".alertmanager.url", a.URL)
-		v.receiverTimeout(path+".alertmanager.timeout", &a.Timeout, 10*time.Second)
 	}
 }
 
