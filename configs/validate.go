@@ -122,6 +122,15 @@ func (v *validator) ident(path, name string) {
 	}
 }
 
+// table checks a table written "name" or "database.name".
+func (v *validator) table(path, name string) {
+	t := store.ParseTable(name)
+	if t.Database != "" {
+		v.ident(path, t.Database)
+	}
+	v.ident(path, t.Name)
+}
+
 func (v *validator) name(path, name, what string) {
 	switch {
 	case name == "":
@@ -372,9 +381,7 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	if m.Table == "" {
 		v.errf(path+".table", "table is required")
 	} else {
-		for _, part := range strings.SplitN(m.Table, ".", 2) {
-			v.ident(path+".table", part)
-		}
+		v.table(path+".table", m.Table)
 	}
 	if m.ModelValue == "" {
 		m.ModelValue = m.Name
@@ -405,10 +412,8 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 		if m.Rollup.Table == "" {
 			v.errf(path+".rollup.table", "table is required")
 		}
-		for _, part := range strings.SplitN(m.Rollup.Table, ".", 2) {
-			if part != "" {
-				v.ident(path+".rollup.table", part)
-			}
+		if m.Rollup.Table != "" {
+			v.table(path+".rollup.table", m.Rollup.Table)
 		}
 	}
 

@@ -39,7 +39,8 @@
 // on both engines alike (features: one ARRAY JOIN of names and values,
 // grouped by name and bin; the row count rides on each row's first
 // element). The SQL stays within what ClickHouse 18.16 and 26.x both
-// accept (see CLICKHOUSE.md).
+// accept (the tests run every query on both: storetest.Engines; the
+// golden SQL is in detectors/testdata).
 //
 // With source: rollup, block_rate, volume and feature_health read the
 // model's minute rollup instead (rollup.go; `mlwatch schema apply

@@ -75,9 +75,9 @@ func (r *RollupDDL) Backfill(from, to time.Time) ([]string, error) {
 // rollupTables are the rollup's two tables; the database defaults to the
 // prediction table's.
 func rollupTables(m *configs.Model) (main, feats store.Table) {
-	t := tableOf(m.Rollup.Table)
+	t := store.ParseTable(m.Rollup.Table)
 	if t.Database == "" {
-		t.Database = tableOf(m.Table).Database
+		t.Database = store.ParseTable(m.Table).Database
 	}
 	return t, store.Table{Database: t.Database, Name: t.Name + "_features"}
 }
@@ -93,7 +93,7 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 		return nil, fmt.Errorf("model %s: rollups support shadow mode rows or none", m.Name)
 	}
 	main, feats := rollupTables(m)
-	s := source{m: m, table: tableOf(m.Table).Quoted()}
+	s := source{m: m, table: store.ParseTable(m.Table).Quoted()}
 	c := m.Columns
 	out := &RollupDDL{Database: main.Database}
 	q := &sqlText{}
