@@ -21,17 +21,13 @@ import (
 func reportCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("report", c)
 	since := f.String("since", "30d", "how far back, e.g. 7d, 30d")
-	format := f.String("format", "text", "text or json")
+	format := f.format("(one detector and class per line)")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
 	d, err := configs.ParseDuration(*since)
 	if err != nil || d <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch report: --since %q: want a duration such as 30d\n", *since)
-		return 2
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch report: --format %q: want text or json\n", *format)
 		return 2
 	}
 	cfg, _, db, code := c.setup(ctx, f)
