@@ -35,9 +35,11 @@ const (
 	secretWrong = "xoxb-S3CRET-wrong-99"
 	secretHook  = "hook-S3CRET-bearer-31"
 	secretAPI   = "api-S3CRET-token-58"
+	secretApp   = "xapp-S3CRET-app-11"
+	secretSign  = "sign-S3CRET-secret-99"
 )
 
-var secrets = []string{secretCH, secretSlack, secretWrong, secretHook, secretAPI, "S3CRET"}
+var secrets = []string{secretCH, secretSlack, secretWrong, secretHook, secretAPI, secretApp, secretSign, "S3CRET"}
 
 // TestSecretsNeverLeak runs the daemon in-process with every secret set
 // (ClickHouse password over TLS, Slack tokens, a webhook bearer token, the
@@ -53,6 +55,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLSFiles(t, dir, "web", filepath.Join(dir, "web-ca.pem"))
 	slack := fakeslack.New(t, secretSlack, nil)
+	slack.SetAppToken(secretApp)
 	slack.Fail(500, "")
 	slack.Fail(500, "")
 	var hookCalls, hookAuthOK atomic.Int32
@@ -69,6 +72,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	text := fmt.Sprintf(`clickhouse: {addr: %q, database: default, user: mlw, password_env: CH_PW, secure: true, ca_file: %q, query_timeout: 20s}
 server: {api_token_env: API_T, tls_cert_file: %q, tls_key_file: %q}
 global: {group_wait: 1s, group_by: [model, class, slice]}
+slack: {interactivity: {app_token_env: APP_T, signing_secret_env: SIGN_T}}
 models:
   - name: fraud
     table: predictions
@@ -89,7 +93,7 @@ route:
 		t.Fatal(err)
 	}
 	envMap := map[string]string{"CH_PW": secretCH, "SLACK_T": secretSlack, "WRONG_T": secretWrong, "HOOK_T": secretHook,
-		"API_T": secretAPI, configs.EnvSlackAPIURL: slack.URL()}
+		"API_T": secretAPI, "APP_T": secretApp, "SIGN_T": secretSign, configs.EnvSlackAPIURL: slack.URL()}
 	var env []string
 	for k, v := range envMap {
 		env = append(env, k+"="+v)
@@ -173,6 +177,7 @@ route:
 		{"POST", "/-/reload", "", 401},
 		{"DELETE", "/api/v1/silences/x", "", 401},
 		{"POST", "/-/reload", secretAPI, 200},
+		{"POST", "/slack/interactions", "", 401}, // unsigned
 	} {
 		code, body := call(c.method, c.path, c.token)
 		if code != c.code {
@@ -194,6 +199,9 @@ route:
 		t.Fatal("daemon did not stop within 40s")
 	}
 
+	if slack.Opens() == 0 {
+		t.Error("Socket Mode never opened a connection with the app-level token")
+	}
 	entries := logs.AllUntimed()
 	var text2 strings.Builder
 	for _, e := range entries {
