@@ -268,7 +268,8 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 }
 
 // View is an alert as the CLI, the HTTP API and notifications show it; its
-// JSON is the `eval --format json` contract of DESIGN.md.
+// JSON is the `eval --format json` contract (README.md; checked field by
+// field by TestEvalJSONContract in cmd/mlwatch/eval_test.go).
 type View struct {
 	Fingerprint string            `json:"fingerprint"`
 	State       string            `json:"state"`

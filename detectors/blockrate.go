@@ -96,9 +96,6 @@ var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, 
 // One aggregation counts rows per slice, window and score bin (the slice
 // arrayJoin numbers slices, see expand); the next collects the bins.
 func (b *blockRate) query(w windows) *sqlText {
-	if b.d.cfg.Source == configs.SourceRollup {
-		return b.rollupQuery(w)
-	}
 	s := b.src
 	slices := b.d.slices()
 	inner := &sqlText{}
@@ -122,6 +119,27 @@ func (b *blockRate) query(w windows) *sqlText {
 	inner.add("\n        FROM " + s.table + "\n       ")
 	s.filter(inner, w.all(), true)
 	inner.add("\n      )\n      GROUP BY _si, sv, w, bin\n    )\n    GROUP BY _si, sv, w")
+	q := &sqlText{}
+	s.ranked(q, inner, false, blockRateCols, b.rank())
+	return q
+}
+
+// rollupQuery is block_rate's query over the rollup: states merged per
+// window, role and slice value, then the roles side by side, ranked as in
+// the raw query, with the same result columns.
+func (b *blockRate) rollupQuery(w windows) *sqlText {
+	s := b.src
+	main, _ := rollupTables(s.m)
+	inner := &sqlText{}
+	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn, bd, sbd\n    FROM (\n")
+	inner.add("      SELECT sc, sv, w, sumIf(_n - _bd, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n - _bd, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("        sumIf(_bd, _r = 0) AS bd, sumIf(_bd, _r = 1) AS sbd,\n")
+	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs\n      FROM (\n        SELECT ")
+	s.rollupWindow(inner, w)
+	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMerge(bad_decisions) AS _bd, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
+	s.rollupFilter(inner, w.all(), "")
+	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
+	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q

@@ -123,9 +123,6 @@ var featureFold = foldSpec{sums: []string{"rows", "nn", "fills", "blk", "nblk", 
 // only the bin, the fill flag and the value remain, grouped by numbers
 // and the feature name.
 func (f *featureHealth) query(w windows) *sqlText {
-	if f.d.cfg.Source == configs.SourceRollup {
-		return f.rollupQuery(w)
-	}
 	s := f.src
 	inner := &sqlText{}
 	inner.add("    SELECT ")
@@ -155,6 +152,27 @@ func (f *featureHealth) query(w windows) *sqlText {
 	inner.add("\n      )\n      GROUP BY _si, sv, feature, w, _k, _fl\n    )\n    GROUP BY _si, sv, feature, w")
 	q := &sqlText{}
 	s.ranked(q, inner, true, featureCols, "rows")
+	return q
+}
+
+// rollupQuery is feature_health's query over the features rollup
+// (aggregate only): the pseudo-feature ” carries the row count.
+func (f *featureHealth) rollupQuery(w windows) *sqlText {
+	s := f.src
+	_, feats := rollupTables(s.m)
+	q := &sqlText{}
+	q.add("SELECT '' AS sc, '' AS sv, feature, w, if(feature = '', _rows, 0) AS rows, nn, if(feature = '', 0, zeros) AS fills,\n")
+	q.add("  if(nn > 0, vmin, NULL) AS mn, if(nn > 0, vmax, NULL) AS mx, _h.1 AS bins, _h.2 AS cnts,\n")
+	// The rollup keeps no decisions: blocked rows are not measured.
+	q.add("  toUInt64(0) AS blk, toUInt64(0) AS nblk, toUInt64(0) AS fblk\nFROM (\n  SELECT ")
+	s.rollupWindow(q, w)
+	q.add(" AS w, feature, countMerge(n) AS _rows, sumMerge(nn) AS nn, sumMerge(zeros) AS zeros,\n")
+	q.add("    minMerge(vmin) AS vmin, maxMerge(vmax) AS vmax, sumMapMerge(hist) AS _h\n  FROM " + feats.Quoted() + "\n ")
+	s.rollupFilter(q, w.all(), "")
+	if s.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
+		q.add(" AND has(?, feature)", append([]string{""}, f.names...))
+	}
+	q.add("\n  GROUP BY w, feature\n)\nORDER BY sc, sv, feature, w")
 	return q
 }
 
