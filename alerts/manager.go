@@ -250,12 +250,23 @@ const UncheckedHold = 6 * time.Hour
 // or keeps its alert active; active alerts of that run (by name) missing
 // from the findings are clear at `at`, unless their slice and feature are
 // among the unchecked ones (then they hold, for up to UncheckedHold since
-// their last evaluation). A failed run must not be observed, so a broken
-// query never resolves anything. The changed state is written to
-// ClickHouse before Observe returns (when a store is configured), batched
-// with the writes of concurrent runs.
+// their last evaluation). The run's success also clears the detector's
+// monitoring_failure (see ObserveFailure). A failed run must not be
+// observed, so a broken query never resolves anything. The changed state
+// is written to ClickHouse before Observe returns (when a store is
+// configured), batched with the writes of concurrent runs.
 func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error {
 	m.observe(name, at, findings, unchecked)
+	m.observe(failureSource(name), at, nil, nil)
+	return m.syncStates(ctx)
+}
+
+// ObserveFailure records a failed run of detector name at `at` that
+// reports f (its monitoring_failure). The failure is a source of its own,
+// so it never resolves what the detector had found; the detector's next
+// successful Observe resolves it.
+func (m *Manager) ObserveFailure(ctx context.Context, name string, at time.Time, f detectors.Finding) error {
+	m.observe(failureSource(name), at, []detectors.Finding{f}, nil)
 	return m.syncStates(ctx)
 }
 
@@ -264,6 +275,18 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 // What needs saying goes into the outbox (ClickHouse first, then memory);
 // Deliver sends it. It returns the notifications it queued.
 func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, error) {
+	all := m.process(ctx, now)
+	// The alert states the pass changed are written outside the lock,
+	// batched with the writes of concurrent detector runs.
+	if err := m.syncStates(ctx); err != nil {
+		return all, err
+	}
+	return all, nil
+}
+
+// process is Process's pass under the lock: mute, plan (twice), queue in
+// the outbox, apply the effects.
+func (m *Manager) process(ctx context.Context, now time.Time) []Notification {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refreshSilences(ctx)
@@ -317,10 +340,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	if len(all) > 0 {
 		m.wake()
 	}
-	if err := m.persistAlerts(ctx); err != nil {
-		return all, err
-	}
-	return all, nil
+	return all
 }
 
 // refreshSilences reloads silences from ClickHouse so that silences added

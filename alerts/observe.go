@@ -12,6 +12,10 @@ import (
 // alerts of its findings and clears the ones of its own it did not find.
 // Three named steps: pick (one finding per alert), activate, clear.
 
+// failureSource is the source of a detector's monitoring_failure alert,
+// apart from the detector's own; the alert state stores it by this name.
+func failureSource(detector string) string { return "monitor/" + detector }
+
 // candidate is the finding an alert keeps from one run, with the owner
 // and severity it is routed by.
 type candidate struct {

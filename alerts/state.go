@@ -110,7 +110,8 @@ func fin(f float64) float64 {
 }
 
 // persistAlerts writes every dirty alert as a new version; on failure they
-// stay dirty and are written by the next call. The caller holds m.mu.
+// stay dirty and are written by the next call. The caller holds m.mu
+// (Restore, before the manager is shared).
 func (m *Manager) persistAlerts(ctx context.Context) error {
 	if len(m.dirty) == 0 {
 		return nil
@@ -135,9 +136,9 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 // under way, the alerts other detector runs change pile up, and the next
 // caller writes all of them in one INSERT. Every caller returns once what
 // was dirty when it called has been written, or with the error of the
-// write that failed (its alerts stay dirty for the next write). One
-// exception: alerts a pipeline pass (Process) took are its to write; if
-// that write fails they are dirty again and the next write retries them. 500 detectors firing at once made 500
+// write that failed (its alerts stay dirty for the next write). Observe
+// and Process both write this way, after their change under the lock.
+// 500 detectors firing at once made 500
 // INSERTs, each holding the manager's lock while it waited for a pooled
 // connection; now they make a handful.
 func (m *Manager) syncStates(ctx context.Context) error {

@@ -62,7 +62,7 @@ func TestStoreDownStillPages(t *testing.T) {
 				Model: "fraud", Metric: "consecutive_failures", Value: 3, PValue: nanValue(), ShadowValue: nanValue(), ShadowBaseline: nanValue(),
 				Summary: "detector fraud-volume failed 3 runs in a row",
 			}
-			if err := m1.Observe(context.Background(), "monitor/fraud-volume", clock.Now(), []detectors.Finding{f}); err == nil {
+			if err := m1.ObserveFailure(context.Background(), "fraud-volume", clock.Now(), f); err == nil {
 				t.Fatal("observe with the store down: want the write error reported")
 			}
 			notes, err := m1.Process(context.Background(), clock.Advance(time.Minute))

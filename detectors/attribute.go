@@ -67,209 +67,288 @@ const broadFactor = 2.0
 // FR's spill into digital goods cannot in turn explain away BR's own
 // surge there. The explaining slice's summary says what else it moved.
 func (r *run) attribute() {
-	type key struct{ metric, feature string }
-	groups := map[key][]*hypothesis{}
-	total := map[key]float64{}
+	at := r.rateAttribution()
+	for _, rule := range rateRules {
+		for _, k := range at.keys {
+			rule.apply(at, k, at.groups[k])
+		}
+	}
+	r.attributeDistributions(at.explainedBy)
+	r.noteExplained(at.explainedBy)
+}
+
+// attrKey is one metric of one feature: hypotheses explain each other
+// only within it.
+type attrKey struct{ metric, feature string }
+
+// attribution is a run's attribution in progress: the firing hypotheses
+// of each attributable metric, the aggregate's rows, and what explains
+// what so far.
+type attribution struct {
+	r           *run
+	keys        []attrKey // sorted: rules walk them in a stable order
+	groups      map[attrKey][]*hypothesis
+	total       map[attrKey]float64
+	explainedBy map[*hypothesis]*hypothesis
+}
+
+// attrRule is one named attribution rule, applied to one metric's firing
+// hypotheses.
+type attrRule struct {
+	name  string
+	apply func(at *attribution, k attrKey, hs []*hypothesis)
+}
+
+// rateRules are attribute's rules, in the order they apply: a rule only
+// sees what the earlier ones left unexplained.
+var rateRules = []attrRule{
+	{"explained by another column's slices", (*attribution).byOtherColumn},
+	{"a broad move", (*attribution).broadMove},
+	{"moved by thin slices", (*attribution).byThinSlices},
+}
+
+// rateAttribution collects the firing hypotheses of the attributable and
+// counted metrics, by metric and feature.
+func (r *run) rateAttribution() *attribution {
+	at := &attribution{r: r, groups: map[attrKey][]*hypothesis{}, total: map[attrKey]float64{}, explainedBy: map[*hypothesis]*hypothesis{}}
 	for _, h := range r.hyps {
 		if !attributable[h.Metric] && !counted[h.Metric] || math.IsNaN(h.Value) || math.IsNaN(h.Baseline) {
 			continue
 		}
-		k := key{h.Metric, h.Feature}
+		k := attrKey{h.Metric, h.Feature}
 		if len(h.Slice) == 0 {
-			total[k] = float64(h.NCurrent)
+			at.total[k] = float64(h.NCurrent)
 		}
 		if h.Firing {
-			groups[k] = append(groups[k], h)
+			at.groups[k] = append(at.groups[k], h)
 		}
-	}
-	excess := func(h *hypothesis) float64 {
-		if counted[h.Metric] {
-			return h.Value - h.Baseline
-		}
-		return (h.Value - h.Baseline) * float64(h.NCurrent)
-	}
-	rel := func(h *hypothesis) float64 { return relChange(h.Value, h.Baseline) }
-	column := func(h *hypothesis) string {
-		for c := range h.Slice {
-			return c
-		}
-		return ""
 	}
 	// Groups and columns are walked in a stable order: which slice a
 	// hypothesis is explained by, and so the root's summary, must not
 	// depend on map order.
-	keys := make([]key, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
+	at.keys = make([]attrKey, 0, len(at.groups))
+	for k := range at.groups {
+		at.keys = append(at.keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].metric != keys[j].metric {
-			return keys[i].metric < keys[j].metric
+	sort.Slice(at.keys, func(i, j int) bool {
+		if at.keys[i].metric != at.keys[j].metric {
+			return at.keys[i].metric < at.keys[j].metric
 		}
-		return keys[i].feature < keys[j].feature
+		return at.keys[i].feature < at.keys[j].feature
 	})
-	explainedBy := map[*hypothesis]*hypothesis{}
-	for _, k := range keys {
-		hs := groups[k]
-		if counted[k.metric] {
-			continue // broad moves only
-		}
-		n := total[k]
-		byCol := map[string][]*hypothesis{}
-		for _, h := range hs {
-			if c := column(h); c != "" {
-				byCol[c] = append(byCol[c], h)
+	return at
+}
+
+// excessOf is a hypothesis's extra events: the rate's change times the
+// requests, or a count's change.
+func excessOf(h *hypothesis) float64 {
+	if counted[h.Metric] {
+		return h.Value - h.Baseline
+	}
+	return (h.Value - h.Baseline) * float64(h.NCurrent)
+}
+
+// relOf is a hypothesis's relative change.
+func relOf(h *hypothesis) float64 { return relChange(h.Value, h.Baseline) }
+
+// columnOf is the slice column of a hypothesis ("" for the aggregate).
+func columnOf(h *hypothesis) string {
+	for c := range h.Slice {
+		return c
+	}
+	return ""
+}
+
+// byColumn groups hypotheses by their slice column (the aggregate in
+// none), with the columns sorted.
+func byColumn(hs []*hypothesis) (map[string][]*hypothesis, []string) {
+	byCol := map[string][]*hypothesis{}
+	var cols []string
+	for _, h := range hs {
+		if c := columnOf(h); c != "" {
+			if byCol[c] == nil {
+				cols = append(cols, c)
 			}
+			byCol[c] = append(byCol[c], h)
 		}
-		colNames := make([]string, 0, len(byCol))
-		for c := range byCol {
-			colNames = append(colNames, c)
-		}
-		sort.Strings(colNames)
-		if n == 0 { // no aggregate: the largest column total stands in
-			for _, cs := range byCol {
-				s := 0.0
-				for _, h := range cs {
-					s += float64(h.NCurrent)
-				}
-				n = math.Max(n, s)
+	}
+	sort.Strings(cols)
+	return byCol, cols
+}
+
+// byOtherColumn: a hypothesis is explained by another column's firing
+// slices that moved the same way, larger, when what is left of its
+// excess once theirs is taken out is within noise (within). Hypotheses
+// are decided from the largest relative change down, the aggregate last.
+func (at *attribution) byOtherColumn(k attrKey, hs []*hypothesis) {
+	if counted[k.metric] {
+		return // broad moves only
+	}
+	n := at.total[k]
+	byCol, colNames := byColumn(hs)
+	if n == 0 { // no aggregate: the largest column total stands in
+		for _, col := range colNames {
+			s := 0.0
+			for _, h := range byCol[col] {
+				s += float64(h.NCurrent)
 			}
+			n = math.Max(n, s)
 		}
-		if n == 0 {
+	}
+	if n == 0 {
+		return
+	}
+	order := append([]*hypothesis(nil), hs...)
+	sort.SliceStable(order, func(i, j int) bool {
+		ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
+		if ai != aj {
+			return aj
+		}
+		return relOf(order[i]) > relOf(order[j])
+	})
+	for _, h := range order {
+		eh := excessOf(h)
+		if eh == 0 {
 			continue
 		}
-		order := append([]*hypothesis(nil), hs...)
-		sort.SliceStable(order, func(i, j int) bool {
-			ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
-			if ai != aj {
-				return aj
-			}
-			return rel(order[i]) > rel(order[j])
-		})
-		for _, h := range order {
-			eh := excess(h)
-			if eh == 0 {
+		for _, col := range colNames {
+			if col == columnOf(h) {
 				continue
 			}
-			for _, col := range colNames {
-				cands := byCol[col]
-				if col == column(h) {
-					continue
-				}
-				var set []*hypothesis
-				var covered, eset, maxRel, maxAbs float64
-				for _, c := range cands {
-					if math.Signbit(excess(c)) != math.Signbit(eh) || explainedBy[c] != nil {
-						continue
-					}
-					set = append(set, c)
-					covered += float64(c.NCurrent)
-					eset += excess(c)
-					maxRel = math.Max(maxRel, rel(c))
-					maxAbs = math.Max(maxAbs, math.Abs(c.Value-c.Baseline))
-				}
-				if len(set) == 0 {
-					continue
-				}
-				// The explaining slices must be the more concentrated move:
-				// larger relatively or absolutely (a category block lifts a
-				// low-risk country from 0.1% to 4.8%, a larger relative move
-				// than the category's own 1.2% to 36%).
-				if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= rel(h) && maxAbs <= math.Abs(h.Value-h.Baseline) {
-					continue
-				}
-				if r.within(h, eh, eset, n) {
-					sort.SliceStable(set, func(i, j int) bool { return math.Abs(excess(set[i])) > math.Abs(excess(set[j])) })
-					explainedBy[h] = set[0]
-					break
-				}
+			if by := at.explainingSet(h, eh, byCol[col], n); by != nil {
+				at.explainedBy[h] = by
+				break
 			}
 		}
 	}
-	// A broad move: the aggregate fires and nothing narrower explains it;
-	// slices that moved no more than it did are that same move, seen
-	// through a narrower window. For rates "no more" holds relatively (a
-	// model that triples its blocks everywhere) or absolutely (a shadow
-	// that flips a fifth of all decisions adds the same share to every
-	// slice, whatever its baseline).
-	for _, k := range keys {
-		hs := groups[k]
-		var agg *hypothesis
-		for _, h := range hs {
-			if len(h.Slice) == 0 {
-				agg = h
-			}
-		}
-		if agg == nil || explainedBy[agg] != nil || excess(agg) == 0 {
+}
+
+// explainingSet returns the slice of one column that explains h (the
+// one with the largest excess of the set that does), or nil.
+func (at *attribution) explainingSet(h *hypothesis, eh float64, cands []*hypothesis, n float64) *hypothesis {
+	var set []*hypothesis
+	var covered, eset, maxRel, maxAbs float64
+	for _, c := range cands {
+		if math.Signbit(excessOf(c)) != math.Signbit(eh) || at.explainedBy[c] != nil {
 			continue
 		}
-		for _, h := range hs {
-			if h == agg || explainedBy[h] != nil || math.Signbit(excess(h)) != math.Signbit(excess(agg)) {
-				continue
-			}
-			if rel(h) <= broadFactor*rel(agg) ||
-				attributable[h.Metric] && math.Abs(h.Value-h.Baseline) <= broadFactor*math.Abs(agg.Value-agg.Baseline) {
-				explainedBy[h] = agg
-			}
+		set = append(set, c)
+		covered += float64(c.NCurrent)
+		eset += excessOf(c)
+		maxRel = math.Max(maxRel, relOf(c))
+		maxAbs = math.Max(maxAbs, math.Abs(c.Value-c.Baseline))
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	// The explaining slices must be the more concentrated move:
+	// larger relatively or absolutely (a category block lifts a
+	// low-risk country from 0.1% to 4.8%, a larger relative move
+	// than the category's own 1.2% to 36%).
+	if len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && maxRel <= relOf(h) && maxAbs <= math.Abs(h.Value-h.Baseline) {
+		return nil
+	}
+	if !at.r.within(h, eh, eset, n) {
+		return nil
+	}
+	sort.SliceStable(set, func(i, j int) bool { return math.Abs(excessOf(set[i])) > math.Abs(excessOf(set[j])) })
+	return set[0]
+}
+
+// broadMove: the aggregate fires and nothing narrower explains it;
+// slices that moved no more than it did are that same move, seen
+// through a narrower window. For rates "no more" holds relatively (a
+// model that triples its blocks everywhere) or absolutely (a shadow
+// that flips a fifth of all decisions adds the same share to every
+// slice, whatever its baseline).
+func (at *attribution) broadMove(_ attrKey, hs []*hypothesis) {
+	var agg *hypothesis
+	for _, h := range hs {
+		if len(h.Slice) == 0 {
+			agg = h
 		}
 	}
-	// A slice too small to test explains no firing hypothesis on its own
-	// (that would silence an incident nobody else reports), but while the
-	// aggregate fires (and names it, see thinText) the other columns'
-	// slices it moved are the aggregate's move: FR at night, under
-	// min_samples, must not page for every merchant category.
-	for _, k := range keys {
-		hs := groups[k]
-		var agg *hypothesis
-		for _, h := range hs {
-			if len(h.Slice) == 0 && explainedBy[h] == nil {
-				agg = h
-			}
-		}
-		if agg == nil || counted[k.metric] || len(r.thin) == 0 {
+	if agg == nil || at.explainedBy[agg] != nil || excessOf(agg) == 0 {
+		return
+	}
+	for _, h := range hs {
+		if h == agg || at.explainedBy[h] != nil || math.Signbit(excessOf(h)) != math.Signbit(excessOf(agg)) {
 			continue
 		}
-		for _, h := range hs {
-			eh := excess(h)
-			if h == agg || explainedBy[h] != nil || eh == 0 {
-				continue
-			}
-			// Only a column whose thin slices hold most of the aggregate's
-			// excess: a few small merchant categories must not explain
-			// away BR's own surge.
-			eset, maxRel := map[string]float64{}, map[string]float64{}
-			for _, t := range r.thin {
-				if t.metric == k.metric && t.feature == k.feature && t.col != column(h) && math.Signbit(t.excess) == math.Signbit(eh) {
-					eset[t.col] += t.excess
-					maxRel[t.col] = math.Max(maxRel[t.col], t.rel)
-				}
-			}
-			thinCols := make([]string, 0, len(eset))
-			for col, e := range eset {
-				if math.Abs(e) < math.Abs(excess(agg))/2 {
-					delete(eset, col)
-					continue
-				}
-				thinCols = append(thinCols, col)
-			}
-			sort.Strings(thinCols)
-			for _, c := range hs {
-				if col := column(c); eset[col] != 0 && explainedBy[c] == nil && math.Signbit(excess(c)) == math.Signbit(eh) {
-					eset[col] += excess(c)
-					maxRel[col] = math.Max(maxRel[col], rel(c))
-				}
-			}
-			for _, col := range thinCols {
-				if e := eset[col]; maxRel[col] > rel(h) && r.within(h, eh, e, total[k]) {
-					explainedBy[h] = agg
-					break
-				}
-			}
+		if relOf(h) <= broadFactor*relOf(agg) ||
+			attributable[h.Metric] && math.Abs(h.Value-h.Baseline) <= broadFactor*math.Abs(agg.Value-agg.Baseline) {
+			at.explainedBy[h] = agg
 		}
 	}
-	r.attributeDistributions(explainedBy)
-	// Notes in the order of the run's hypotheses, so the same input
-	// always gives the same summaries.
+}
+
+// byThinSlices: a slice too small to test explains no firing hypothesis
+// on its own (that would silence an incident nobody else reports), but
+// while the aggregate fires (and names it, see thinText) the other
+// columns' slices it moved are the aggregate's move: FR at night, under
+// min_samples, must not page for every merchant category.
+func (at *attribution) byThinSlices(k attrKey, hs []*hypothesis) {
+	var agg *hypothesis
+	for _, h := range hs {
+		if len(h.Slice) == 0 && at.explainedBy[h] == nil {
+			agg = h
+		}
+	}
+	if agg == nil || counted[k.metric] || len(at.r.thin) == 0 {
+		return
+	}
+	for _, h := range hs {
+		eh := excessOf(h)
+		if h == agg || at.explainedBy[h] != nil || eh == 0 {
+			continue
+		}
+		if at.thinExplains(k, h, eh, agg, hs) {
+			at.explainedBy[h] = agg
+		}
+	}
+}
+
+// thinExplains says whether another column's thin slices (with that
+// column's firing slices) explain h. Only a column whose thin slices
+// hold most of the aggregate's excess counts: a few small merchant
+// categories must not explain away BR's own surge.
+func (at *attribution) thinExplains(k attrKey, h *hypothesis, eh float64, agg *hypothesis, hs []*hypothesis) bool {
+	eset, maxRel := map[string]float64{}, map[string]float64{}
+	for _, t := range at.r.thin {
+		if t.metric == k.metric && t.feature == k.feature && t.col != columnOf(h) && math.Signbit(t.excess) == math.Signbit(eh) {
+			eset[t.col] += t.excess
+			maxRel[t.col] = math.Max(maxRel[t.col], t.rel)
+		}
+	}
+	thinCols := make([]string, 0, len(eset))
+	for col, e := range eset {
+		if math.Abs(e) < math.Abs(excessOf(agg))/2 {
+			delete(eset, col)
+			continue
+		}
+		thinCols = append(thinCols, col)
+	}
+	sort.Strings(thinCols)
+	for _, c := range hs {
+		if col := columnOf(c); eset[col] != 0 && at.explainedBy[c] == nil && math.Signbit(excessOf(c)) == math.Signbit(eh) {
+			eset[col] += excessOf(c)
+			maxRel[col] = math.Max(maxRel[col], relOf(c))
+		}
+	}
+	for _, col := range thinCols {
+		if e := eset[col]; maxRel[col] > relOf(h) && at.r.within(h, eh, e, at.total[k]) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteExplained stops explained hypotheses from firing and adds to each
+// firing root's summary what it also moved; a firing aggregate's summary
+// names the thin slice that holds most of its excess. Notes follow the
+// order of the run's hypotheses, so the same input always gives the
+// same summaries.
+func (r *run) noteExplained(explainedBy map[*hypothesis]*hypothesis) {
 	notes := map[*hypothesis][]*hypothesis{}
 	var roots []*hypothesis
 	for _, h := range r.hyps {
@@ -293,7 +372,7 @@ func (r *run) attribute() {
 	}
 	for _, h := range r.hyps {
 		if h.Firing && len(h.Slice) == 0 && attributable[h.Metric] {
-			h.summary += r.thinText(h, excess(h))
+			h.summary += r.thinText(h, excessOf(h))
 		}
 	}
 }
@@ -415,135 +494,183 @@ func explainsText(root *hypothesis, hs []*hypothesis) string {
 // divergence of a mixture is at most the traffic-weighted divergence of
 // its parts, so a root slice R (share n_R/N of the traffic) can move the
 // PSI of the aggregate by up to n_R/N of its own, and of a slice of
-// another column by up to concentration times that share. A firing PSI
-// is explained when what is left once its roots' part is taken out is
-// below the alert threshold; in a broad move (the aggregate's PSI fires
-// unexplained) a slice whose PSI rose no more than broadFactor times the
-// aggregate's is that move; and a slice whose rate (block rate, null
-// rate) was explained has its distribution explained by the same root.
+// another column by up to concentration times that share. Its rules, in
+// order (distRules, then the broad move): a slice whose rate (block
+// rate, null rate) was explained has its distribution explained by the
+// same root; a firing rate of the same slice and class speaks for it; a
+// firing PSI is explained when what is left once another column's roots'
+// part is taken out is below the alert threshold; and in a broad move
+// (the aggregate's PSI fires unexplained) a slice whose PSI rose no more
+// than broadFactor times the aggregate's is that move.
 func (r *run) attributeDistributions(explainedBy map[*hypothesis]*hypothesis) {
-	type key struct{ metric, feature string }
-	var keys []key
-	groups := map[key][]*hypothesis{}
-	total := map[key]float64{}
-	rateBy := map[string]*hypothesis{} // slice and feature → the root of its explained rate
+	d := r.distAttribution(explainedBy)
+	for _, k := range d.keys {
+		if d.total[k] == 0 {
+			continue
+		}
+		d.explainEach(k)
+		d.broadDrift(k)
+	}
+}
+
+// distAttribution is attributeDistributions in progress.
+type distAttribution struct {
+	attribution
+	// rateBy: slice and feature → the root of its explained rate.
+	rateBy map[string]*hypothesis
+	// rateOf: slice and feature → its firing, unexplained rate.
+	rateOf map[string]*hypothesis
+}
+
+// distRule is one named rule that may explain one firing PSI: it returns
+// the explaining hypothesis, or nil.
+type distRule struct {
+	name    string
+	explain func(d *distAttribution, k attrKey, h *hypothesis) *hypothesis
+}
+
+// distRules are tried in order on each firing PSI; the first that
+// explains it wins.
+var distRules = []distRule{
+	{"its rate's root", (*distAttribution).rateRoot},
+	{"its slice's firing rate", (*distAttribution).sliceRate},
+	{"another column's slices", (*distAttribution).otherColumn},
+}
+
+func sliceFeature(h *hypothesis) string { return SliceKey(h.Slice) + "\x00" + h.Feature }
+
+func (r *run) distAttribution(explainedBy map[*hypothesis]*hypothesis) *distAttribution {
+	d := &distAttribution{
+		attribution: attribution{r: r, groups: map[attrKey][]*hypothesis{}, total: map[attrKey]float64{}, explainedBy: explainedBy},
+		rateBy:      map[string]*hypothesis{}, rateOf: map[string]*hypothesis{},
+	}
 	for _, h := range r.hyps {
 		if by := explainedBy[h]; by != nil && attributable[h.Metric] {
-			rateBy[SliceKey(h.Slice)+"\x00"+h.Feature] = by
+			d.rateBy[sliceFeature(h)] = by
 		}
 	}
 	// A firing rate of the same slice and class tells the same story
 	// (electronics blocks half its traffic and its scores shift): the
 	// alert speaks with the rate, which other detectors' consequences
 	// can be weighed against.
-	rateOf := map[string]*hypothesis{} // slice and feature → its firing rate
 	for _, h := range r.hyps {
 		if h.Firing && explainedBy[h] == nil && attributable[h.Metric] {
-			if k := SliceKey(h.Slice) + "\x00" + h.Feature; rateOf[k] == nil {
-				rateOf[k] = h
+			if k := sliceFeature(h); d.rateOf[k] == nil {
+				d.rateOf[k] = h
 			}
 		}
 	}
+	// Keys in the order of the run's hypotheses (stable).
 	for _, h := range r.hyps {
 		if !distributional[h.Metric] || math.IsNaN(h.effect) {
 			continue
 		}
-		k := key{h.Metric, h.Feature}
+		k := attrKey{h.Metric, h.Feature}
 		if len(h.Slice) == 0 {
-			total[k] = float64(h.NCurrent)
+			d.total[k] = float64(h.NCurrent)
 		}
 		if h.Firing && explainedBy[h] == nil {
-			if groups[k] == nil {
-				keys = append(keys, k)
+			if d.groups[k] == nil {
+				d.keys = append(d.keys, k)
 			}
-			groups[k] = append(groups[k], h)
+			d.groups[k] = append(d.groups[k], h)
 		}
 	}
-	column := func(h *hypothesis) string {
-		for c := range h.Slice {
-			return c
+	return d
+}
+
+// explainEach tries distRules on each firing PSI of k, the largest
+// effect first, the aggregate last.
+func (d *distAttribution) explainEach(k attrKey) {
+	order := append([]*hypothesis(nil), d.groups[k]...)
+	sort.SliceStable(order, func(i, j int) bool {
+		ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
+		if ai != aj {
+			return aj
 		}
-		return ""
+		return order[i].effect > order[j].effect
+	})
+	for _, h := range order {
+		for _, rule := range distRules {
+			if by := rule.explain(d, k, h); by != nil {
+				d.explainedBy[h] = by
+				break
+			}
+		}
 	}
-	for _, k := range keys {
-		hs := groups[k]
-		n := total[k]
-		if n == 0 {
+}
+
+// rateRoot: the slice's rate was explained; its distribution is, by the
+// same root.
+func (d *distAttribution) rateRoot(_ attrKey, h *hypothesis) *hypothesis {
+	if by := d.rateBy[sliceFeature(h)]; by != h {
+		return by
+	}
+	return nil
+}
+
+// sliceRate: a firing rate of the same slice and class speaks for it.
+func (d *distAttribution) sliceRate(_ attrKey, h *hypothesis) *hypothesis {
+	if by := d.rateOf[sliceFeature(h)]; by != nil && by.Class == h.Class {
+		return by
+	}
+	return nil
+}
+
+// otherColumn: another column's firing PSIs bound h's by convexity; what
+// is left must be below the alert threshold. The slice with the largest
+// part explains it.
+func (d *distAttribution) otherColumn(k attrKey, h *hypothesis) *hypothesis {
+	n := d.total[k]
+	byCol, cols := byColumn(d.groups[k])
+	gate := h.BaselineHigh - h.Baseline
+	for _, col := range cols {
+		if col == columnOf(h) {
 			continue
 		}
-		order := append([]*hypothesis(nil), hs...)
-		sort.SliceStable(order, func(i, j int) bool {
-			ai, aj := len(order[i].Slice) == 0, len(order[j].Slice) == 0
-			if ai != aj {
-				return aj
-			}
-			return order[i].effect > order[j].effect
-		})
-		var cols []string
-		byCol := map[string][]*hypothesis{}
-		for _, h := range hs {
-			if c := column(h); c != "" {
-				if byCol[c] == nil {
-					cols = append(cols, c)
-				}
-				byCol[c] = append(byCol[c], h)
-			}
-		}
-		sort.Strings(cols)
-		for _, h := range order {
-			k := SliceKey(h.Slice) + "\x00" + h.Feature
-			if by := rateBy[k]; by != nil && by != h {
-				explainedBy[h] = by
+		var top *hypothesis
+		var bound, covered, topPart float64
+		for _, c := range byCol[col] {
+			if d.explainedBy[c] != nil || c.effect <= 0 {
 				continue
 			}
-			if by := rateOf[k]; by != nil && by.Class == h.Class {
-				explainedBy[h] = by
-				continue
+			share := float64(c.NCurrent) / n
+			if len(h.Slice) > 0 {
+				share = math.Min(1, concentration*share)
 			}
-			gate := h.BaselineHigh - h.Baseline
-			for _, col := range cols {
-				if col == column(h) {
-					continue
-				}
-				var top *hypothesis
-				var bound, covered, topPart float64
-				for _, c := range byCol[col] {
-					if explainedBy[c] != nil || c.effect <= 0 {
-						continue
-					}
-					share := float64(c.NCurrent) / n
-					if len(h.Slice) > 0 {
-						share = math.Min(1, concentration*share)
-					}
-					part := share * c.effect
-					bound += part
-					covered += float64(c.NCurrent)
-					if top == nil || part > topPart {
-						top, topPart = c, part
-					}
-				}
-				if top == nil || len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && top.effect <= h.effect {
-					continue
-				}
-				if h.effect-bound < gate {
-					explainedBy[h] = top
-					break
-				}
+			part := share * c.effect
+			bound += part
+			covered += float64(c.NCurrent)
+			if top == nil || part > topPart {
+				top, topPart = c, part
 			}
 		}
-		var agg *hypothesis
-		for _, h := range hs {
-			if len(h.Slice) == 0 && explainedBy[h] == nil {
-				agg = h
-			}
-		}
-		if agg == nil {
+		if top == nil || len(h.Slice) == 0 && covered/n > maxCauseShare || len(h.Slice) > 0 && top.effect <= h.effect {
 			continue
 		}
-		for _, h := range hs {
-			if h != agg && explainedBy[h] == nil && h.effect <= broadFactor*agg.effect {
-				explainedBy[h] = agg
-			}
+		if h.effect-bound < gate {
+			return top
+		}
+	}
+	return nil
+}
+
+// broadDrift: the aggregate's PSI fires unexplained; a slice whose PSI
+// rose no more than broadFactor times it is that move.
+func (d *distAttribution) broadDrift(k attrKey) {
+	hs := d.groups[k]
+	var agg *hypothesis
+	for _, h := range hs {
+		if len(h.Slice) == 0 && d.explainedBy[h] == nil {
+			agg = h
+		}
+	}
+	if agg == nil {
+		return
+	}
+	for _, h := range hs {
+		if h != agg && d.explainedBy[h] == nil && h.effect <= broadFactor*agg.effect {
+			d.explainedBy[h] = agg
 		}
 	}
 }

@@ -109,32 +109,12 @@ func ProbeVersions(ctx context.Context, q Querier, m *configs.Model, at time.Tim
 // to at least rolloutMinShare, took over from the version that served
 // most rows in the first half.
 func ReadVersions(res *store.Result, model string, at time.Time, span time.Duration) (Versions, error) {
-	c, err := cols(res, "role", "version", "bucket", "n")
+	at = at.UTC().Truncate(time.Second)
+	g := versionGrid{from: at.Add(-span), bucket: versionBucket(span)}
+	g.nb = int(math.Ceil(float64(span) / float64(g.bucket)))
+	byRole, err := g.read(res)
 	if err != nil {
 		return Versions{}, err
-	}
-	at = at.UTC().Truncate(time.Second)
-	from := at.Add(-span)
-	bucket := versionBucket(span)
-	nb := int(math.Ceil(float64(span) / float64(bucket)))
-	type series struct{ n []float64 }
-	byRole := map[string]map[string]*series{}
-	for _, row := range res.Rows {
-		role, version := store.Str(row[c[0]]), store.Str(row[c[1]])
-		t := time.Unix(store.Int(row[c[2]]), 0).UTC()
-		i := int(t.Sub(from.Truncate(bucket)) / bucket)
-		if i < 0 || i >= nb+1 {
-			continue
-		}
-		if byRole[role] == nil {
-			byRole[role] = map[string]*series{}
-		}
-		s := byRole[role][version]
-		if s == nil {
-			s = &series{n: make([]float64, nb+1)}
-			byRole[role][version] = s
-		}
-		s.n[i] += store.Float(row[c[3]])
 	}
 	out := Versions{Model: model, At: at}
 	roles := make([]string, 0, len(byRole))
@@ -143,73 +123,124 @@ func ReadVersions(res *store.Result, model string, at time.Time, span time.Durat
 	}
 	sort.Strings(roles)
 	for _, role := range roles {
-		vs := byRole[role]
-		names := make([]string, 0, len(vs))
-		for v := range vs {
-			names = append(names, v)
-		}
-		sort.Strings(names)
-		total := make([]float64, nb+1)
-		for _, v := range names {
-			for i, x := range vs[v].n {
-				total[i] += x
-			}
-		}
-		sum := func(v string, a, b int) (float64, float64) {
-			var x, n float64
-			for i := a; i < b && i < len(total); i++ {
-				x += vs[v].n[i]
-				n += total[i]
-			}
-			return x, n
-		}
-		half, late := (nb+1)/2, nb+1-max(1, (nb+1)/8)
-		var lateRows float64
-		for _, v := range names {
-			x, n := sum(v, late, nb+1)
-			lateRows = n
-			if n > 0 && x > 0 {
-				out.Current = append(out.Current, VersionShare{Role: role, Version: v, Share: x / n, Rows: uint64(x)})
-			}
-		}
-		// The previous version: most rows in the first half.
-		prev, prevRows := "", 0.0
-		for _, v := range names {
-			if x, _ := sum(v, 0, half); x > prevRows {
-				prev, prevRows = v, x
-			}
-		}
-		if prev == "" || lateRows == 0 {
-			continue
-		}
-		for _, v := range names {
-			if v == prev {
-				continue
-			}
-			xe, ne := sum(v, 0, half)
-			xl, nl := sum(v, late, nb+1)
-			shareLate := xl / nl
-			if shareLate < rolloutMinShare || shareLate-xe/ne < rolloutMinGain {
-				continue
-			}
-			// The switch: the first bucket from which v holds at least half
-			// its final share to the end.
-			i := nb + 1
-			for i > 0 && (total[i-1] == 0 || vs[v].n[i-1]/total[i-1] >= shareLate/2) {
-				i--
-			}
-			for i < nb && total[i] == 0 {
-				i++
-			}
-			i = min(i, nb)
-			at := from.Truncate(bucket).Add(time.Duration(i) * bucket)
-			if at.Before(from) {
-				at = from
-			}
-			out.Rollouts = append(out.Rollouts, Rollout{Model: model, Role: role, From: prev, To: v, At: at, Share: shareLate})
-		}
+		cur, rolls := g.role(model, role, byRole[role])
+		out.Current = append(out.Current, cur...)
+		out.Rollouts = append(out.Rollouts, rolls...)
 	}
 	return out, nil
+}
+
+// versionGrid is the probe's time buckets: nb+1 buckets of bucket from
+// from (truncated).
+type versionGrid struct {
+	from   time.Time
+	bucket time.Duration
+	nb     int
+}
+
+// read sums the probe's rows per role, version and bucket.
+func (g versionGrid) read(res *store.Result) (map[string]map[string][]float64, error) {
+	c, err := cols(res, "role", "version", "bucket", "n")
+	if err != nil {
+		return nil, err
+	}
+	byRole := map[string]map[string][]float64{}
+	for _, row := range res.Rows {
+		role, version := store.Str(row[c[0]]), store.Str(row[c[1]])
+		t := time.Unix(store.Int(row[c[2]]), 0).UTC()
+		i := int(t.Sub(g.from.Truncate(g.bucket)) / g.bucket)
+		if i < 0 || i >= g.nb+1 {
+			continue
+		}
+		if byRole[role] == nil {
+			byRole[role] = map[string][]float64{}
+		}
+		s := byRole[role][version]
+		if s == nil {
+			s = make([]float64, g.nb+1)
+			byRole[role][version] = s
+		}
+		s[i] += store.Float(row[c[3]])
+	}
+	return byRole, nil
+}
+
+// role decides one role's current versions (their shares in the last
+// eighth of the span) and its rollouts.
+func (g versionGrid) role(model, role string, vs map[string][]float64) ([]VersionShare, []Rollout) {
+	nb := g.nb
+	names := make([]string, 0, len(vs))
+	for v := range vs {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	total := make([]float64, nb+1)
+	for _, v := range names {
+		for i, x := range vs[v] {
+			total[i] += x
+		}
+	}
+	sum := func(v string, a, b int) (float64, float64) {
+		var x, n float64
+		for i := a; i < b && i < len(total); i++ {
+			x += vs[v][i]
+			n += total[i]
+		}
+		return x, n
+	}
+	half, late := (nb+1)/2, nb+1-max(1, (nb+1)/8)
+	var current []VersionShare
+	var lateRows float64
+	for _, v := range names {
+		x, n := sum(v, late, nb+1)
+		lateRows = n
+		if n > 0 && x > 0 {
+			current = append(current, VersionShare{Role: role, Version: v, Share: x / n, Rows: uint64(x)})
+		}
+	}
+	// The previous version: most rows in the first half.
+	prev, prevRows := "", 0.0
+	for _, v := range names {
+		if x, _ := sum(v, 0, half); x > prevRows {
+			prev, prevRows = v, x
+		}
+	}
+	if prev == "" || lateRows == 0 {
+		return current, nil
+	}
+	var rollouts []Rollout
+	for _, v := range names {
+		if v == prev {
+			continue
+		}
+		xe, ne := sum(v, 0, half)
+		xl, nl := sum(v, late, nb+1)
+		shareLate := xl / nl
+		if shareLate < rolloutMinShare || shareLate-xe/ne < rolloutMinGain {
+			continue
+		}
+		rollouts = append(rollouts, Rollout{Model: model, Role: role, From: prev, To: v, At: g.switchAt(vs[v], total, shareLate), Share: shareLate})
+	}
+	return current, rollouts
+}
+
+// switchAt is when a version took over: the start of the first bucket
+// from which it holds at least half its final share to the end.
+func (g versionGrid) switchAt(n, total []float64, shareLate float64) time.Time {
+	nb := g.nb
+	i := nb + 1
+	for i > 0 && (total[i-1] == 0 || n[i-1]/total[i-1] >= shareLate/2) {
+		i--
+	}
+	for i < nb && total[i] == 0 {
+		i++
+	}
+	i = min(i, nb)
+	at := g.from.Truncate(g.bucket).Add(time.Duration(i) * g.bucket)
+	if at.Before(g.from) {
+		at = g.from
+	}
+	return at
 }
 
 // MarkRollouts gives the findings of res whose current window holds a

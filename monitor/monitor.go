@@ -31,8 +31,11 @@ const (
 )
 
 // Observer is what the monitor needs from the alert pipeline for each run.
+// A successful run is observed with its findings; a failing one, past
+// the failure threshold, with its monitoring_failure only.
 type Observer interface {
 	Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error
+	ObserveFailure(ctx context.Context, name string, at time.Time, f detectors.Finding) error
 }
 
 // Options configure a Monitor.
@@ -144,11 +147,6 @@ func (m *Monitor) detector(name string) (*detectors.Detector, *configs.Config) {
 	return m.dets[name], m.cfg
 }
 
-// monitorScope is the Observe name of a detector's monitoring_failure
-// alert: apart from the detector's own alerts, so that a failed run, which
-// reports only the failure, never resolves what the detector had found.
-func monitorScope(detector string) string { return "monitor/" + detector }
-
 // Run evaluates one detector at `at` (its scheduled time), records what
 // happened and feeds the alert pipeline. A failed run resolves nothing; a
 // streak of failures at the configured threshold raises monitoring_failure,
@@ -179,7 +177,7 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 		m.log.Warn("detector failed", zap.String("detector", name), zap.Time("at", at), zap.Int("failures_in_a_row", fails), zap.Error(err))
 		if m.alerts != nil && fails >= cfg.Global.FailureThreshold {
 			f := failureFinding(dc, fails, err, at)
-			if oerr := m.alerts.Observe(ctx, monitorScope(name), at, []detectors.Finding{f}); oerr != nil {
+			if oerr := m.alerts.ObserveFailure(ctx, name, at, f); oerr != nil {
 				m.log.Warn("alert pipeline rejected a monitoring failure", zap.String("detector", name), zap.Error(oerr))
 			}
 		}
@@ -191,9 +189,6 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 	m.writeEvaluations(ctx, res)
 	if m.alerts != nil {
 		if err := m.alerts.Observe(ctx, name, at, res.Findings, res.Unchecked...); err != nil {
-			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
-		}
-		if err := m.alerts.Observe(ctx, monitorScope(name), at, nil); err != nil {
 			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
 		}
 	}
