@@ -37,7 +37,7 @@ func (v *volume) query(w windows) *sqlText {
 	if v.d.cfg.Source == configs.SourceRollup {
 		return v.rollupQuery(w)
 	}
-	return v.src.counted(w, v.d.slices(), "", []string{"count()"}, []string{"n"}, false, nil)
+	return v.src.counted(w, v.d.slices(), nil, []string{"count()"}, []string{"n"}, false, nil)
 }
 
 func (v *volume) evaluate(res *store.Result, r *run) error {
