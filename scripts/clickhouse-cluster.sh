@@ -3,7 +3,8 @@
 # a local cluster, for the cluster tests and benchmarks: each has its own
 # data dir and ports (loopback only), both know the cluster from the same
 # remote_servers config, and both keep system.query_log, so a test can see
-# what each shard returned to the initiator.
+# what each shard returned to the initiator (prefer_localhost_replica=0:
+# the initiator's own shard answers over the network too, and is logged).
 #
 #   scripts/clickhouse-cluster.sh start   start both (scripts/clickhouse-server.sh), wait until they answer
 #   scripts/clickhouse-cluster.sh stop    stop both
@@ -41,7 +42,7 @@ shard() { # shard N start|stop|status
   local n="$1" tcp http
   if [ "$n" = 1 ]; then tcp="$tcp1" http="$http1"; else tcp="$tcp2" http="$http2"; fi
   CH_DIR="$dir/shard$n" CH_TCP_PORT="$tcp" CH_HTTP_PORT="$http" CH_MAX_MEMORY="${CH_MAX_MEMORY:-4000000000}" \
-    CH_EXTRA_XML="$(xml)" "$top/scripts/clickhouse-server.sh" "$2"
+    CH_EXTRA_XML="$(xml)" CH_PROFILE_XML="<prefer_localhost_replica>0</prefer_localhost_replica>" "$top/scripts/clickhouse-server.sh" "$2"
 }
 
 case "${1:-}" in

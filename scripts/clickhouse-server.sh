@@ -9,7 +9,8 @@
 # Environment: CH_DIR (default .clickhouse-test), CH_TCP_PORT (19000),
 # CH_HTTP_PORT (18123), CH_MAX_MEMORY (bytes, default 8 GB), CH_EXTRA_XML
 # (config elements added inside <yandex>, e.g. the remote_servers of
-# scripts/clickhouse-cluster.sh).
+# scripts/clickhouse-cluster.sh), CH_PROFILE_XML (settings added to the
+# default profile).
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${CH_DIR:-$top/.clickhouse-test}"
@@ -17,6 +18,7 @@ tcp="${CH_TCP_PORT:-19000}"
 http="${CH_HTTP_PORT:-18123}"
 maxmem="${CH_MAX_MEMORY:-8000000000}"
 extra="${CH_EXTRA_XML:-}"
+profile="${CH_PROFILE_XML:-}"
 
 install() {
   if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
@@ -53,7 +55,7 @@ $extra
 XML
   cat >"$dir/users.xml" <<XML
 <yandex>
-  <profiles><default><max_memory_usage>$maxmem</max_memory_usage><log_queries>1</log_queries></default></profiles>
+  <profiles><default><max_memory_usage>$maxmem</max_memory_usage><log_queries>1</log_queries>$profile</default></profiles>
   <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
     <profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
