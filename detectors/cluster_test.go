@@ -21,11 +21,11 @@ import (
 
 // pushedDown are the kinds whose query aggregates at the level that
 // reads the table, so that each shard of a Distributed table ships
-// partial aggregates. feature_health, shadow and performance still read
-// the table in a per-row (or per-request) subquery: their shards ship
-// rows (docs/scaling.md).
+// partial aggregates. shadow and performance still read the table in a
+// per-request (or joined) subquery: their shards ship rows
+// (docs/scaling.md).
 var pushedDown = map[string]bool{
-	configs.KindBlockRate: true, configs.KindVolume: true, configs.KindExpectation: true,
+	configs.KindBlockRate: true, configs.KindVolume: true, configs.KindExpectation: true, configs.KindFeatureHealth: true,
 	configs.KindFreshness: true, configs.KindStaleness: true,
 }
 
