@@ -139,7 +139,7 @@ func (f *featureHealth) query(w windows) *sqlText {
 	level.add("      FROM " + s.table + "\n      LEFT ARRAY JOIN ")
 	f.columns(level)
 	level.add("\n     ")
-	s.filter(level, w.all(), false)
+	s.prefilter(level, w.all(), false)
 	f.filter(level)
 	level.add("\n      GROUP BY _si, sv, feature, w, _k, _fl")
 	inline(level, def("_d", "toUInt8(ifNull("+s.col(s.m.Columns.Decision)+" != 0, 0))"))

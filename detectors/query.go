@@ -214,6 +214,23 @@ func (s source) ts() string             { return s.col(s.m.Columns.TS) }
 // detectors that use shadow rows) as WHERE. It ends inside the WHERE
 // clause, so callers may append " AND ..." conditions.
 func (s source) filter(q *sqlText, spans []span, allRoles bool) {
+	s.ranges(q, spans)
+	q.add("\n    WHERE ")
+	s.rows(q, allRoles)
+}
+
+// prefilter is filter with the model and role conditions in the PREWHERE
+// too, for a query that ARRAY JOINs: WHERE is applied after the ARRAY
+// JOIN, PREWHERE before it. It ends inside the WHERE clause (WHERE 1).
+func (s source) prefilter(q *sqlText, spans []span, allRoles bool) {
+	s.ranges(q, spans)
+	q.add(" AND ")
+	s.rows(q, allRoles)
+	q.add("\n    WHERE 1")
+}
+
+// ranges renders PREWHERE with the time ranges of spans.
+func (s source) ranges(q *sqlText, spans []span) {
 	q.add(" PREWHERE (")
 	for i, sp := range spans {
 		if i > 0 {
@@ -221,7 +238,11 @@ func (s source) filter(q *sqlText, spans []span, allRoles bool) {
 		}
 		q.add("("+s.ts()+" >= ? AND "+s.ts()+" < ?)", sp.from, sp.to)
 	}
-	q.add(")\n    WHERE ")
+	q.add(")")
+}
+
+// rows renders the model and role conditions.
+func (s source) rows(q *sqlText, allRoles bool) {
 	q.add(s.col(s.m.Columns.Model)+" = ?", s.m.ModelValue)
 	if s.m.Shadow.Mode == configs.ShadowRows {
 		if allRoles {
