@@ -118,7 +118,7 @@ func applyCluster(ctx context.Context, w io.Writer, cfg *configs.Config, db *sto
 	defer closeCluster(nodes)
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
-		t := splitTable(m.Table)
+		t := store.ParseTable(m.Table)
 		if t.Database == "" {
 			t.Database = cfg.ClickHouse.Database
 		}
@@ -141,7 +141,7 @@ func applyCluster(ctx context.Context, w io.Writer, cfg *configs.Config, db *sto
 		}
 		lm := *m
 		lm.Table = local.Database + "." + local.Name
-		rt := splitTable(m.Rollup.Table)
+		rt := store.ParseTable(m.Rollup.Table)
 		if rt.Database == "" {
 			rt.Database = t.Database
 		}
