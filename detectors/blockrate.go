@@ -65,21 +65,35 @@ func scoreBin(e string) string {
 	return fmt.Sprintf("if(ifNull(toFloat64(%[1]s) >= 0 AND toFloat64(%[1]s) <= 1, 0), %[2]s, %[3]d)", e, bin(e), nullBin)
 }
 
-// roles renders, for the model's shadow mode, the innermost columns _role
-// (0 production, 1 shadow, 2 none), _dec (see decision) and _score.
-func (s source) roles(q *sqlText) {
+// roles returns, for the model's shadow mode, the per-row values _role
+// (0 production, 1 shadow, 2 none), _dec (see decision) and _score, and
+// _r, the arrayJoin of the two roles of a row in the columns mode ('p',
+// 's').
+func (s source) roles() []rowDef {
 	c := s.m.Columns
 	switch s.m.Shadow.Mode {
 	case configs.ShadowRows:
-		q.add("if("+s.col(c.Role)+" = ?, 0, 1) AS _role, ", s.m.Shadow.ProductionRole)
-		q.add(decision(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
+		return []rowDef{
+			def("_role", "if("+s.col(c.Role)+" = ?, 0, 1)", s.m.Shadow.ProductionRole),
+			def("_dec", decision(s.col(c.Decision))),
+			def("_score", s.col(c.Score)),
+		}
 	case configs.ShadowColumns:
 		sd, ss := s.col(s.m.Shadow.DecisionColumn), s.col(s.m.Shadow.ScoreColumn)
-		q.add("arrayJoin([0, 1]) AS _r, if(_r = 0, 0, if(isNull(" + sd + "), 2, 1)) AS _role, ")
-		q.add(decision("if(_r = 0, "+s.col(c.Decision)+", "+sd+")") + " AS _dec, ")
-		q.add("if(_r = 0, toFloat64(" + s.col(c.Score) + "), toFloat64(" + ss + ")) AS _score")
+		return []rowDef{
+			def("_role", "if(_r = 'p', 0, if(isNull("+sd+"), 2, 1))"),
+			def("_dec", decision("if(_r = 'p', "+s.col(c.Decision)+", "+sd+")")),
+			def("_score", "if(_r = 'p', toFloat64("+s.col(c.Score)+"), toFloat64("+ss+"))"),
+			// Not [0, 1]: 26.x takes equal arrayJoins at one level as
+			// one, and the slices' arrayJoin(range(2)) is [0, 1].
+			def("_r", "arrayJoin(['p', 's'])"),
+		}
 	default:
-		q.add("0 AS _role, " + decision(s.col(c.Decision)) + " AS _dec, " + s.col(c.Score) + " AS _score")
+		return []rowDef{
+			def("_role", "0"),
+			def("_dec", decision(s.col(c.Decision))),
+			def("_score", s.col(c.Score)),
+		}
 	}
 }
 
@@ -93,32 +107,41 @@ var blockRateCols = []string{"n", "x", "sn", "sx", "bins", "bn", "sbins", "bsn",
 // blockRateFold says which of blockRateCols add up (all of them).
 var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, hists: [][2]string{{"bins", "bn"}, {"sbins", "bsn"}}}
 
-// One aggregation counts rows per slice, window and score bin (the slice
-// arrayJoin numbers slices, see expand); the next collects the bins.
+// One aggregation over the table counts rows per slice, window and score
+// bin (the slice arrayJoin numbers slices, see expand); the next collects
+// the bins.
 func (b *blockRate) query(w windows) *sqlText {
 	s := b.src
 	slices := b.d.slices()
+	level := &sqlText{}
+	level.add("      SELECT ")
+	keys := "_si, sv, w, _bin"
+	if s.m.Shadow.Mode == configs.ShadowColumns {
+		// The row's two roles are a key of their own (defined here).
+		level.add("_r, ")
+		keys += ", _r"
+	}
+	expand(level, s.sliceExprs(slices))
+	level.add(", ")
+	s.window(level, w)
+	level.add(" AS w, " + scoreBin("_score") + " AS _bin,\n")
+	level.add(fmt.Sprintf("        countIf(_role = 0 AND _dec < %d) AS _n, countIf(_role = 0 AND _dec = 1) AS _x, countIf(_role = 0) AS _h,\n", decInvalid))
+	level.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh\n", decInvalid))
+	level.add("      FROM " + s.table + "\n     ")
+	s.filter(level, w.all(), true)
+	level.add("\n      GROUP BY " + keys)
+	inline(level, s.roles()...)
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
 	inner.add(", sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
-	inner.add("      groupArrayIf(bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n")
-	inner.add("      groupArrayIf(bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
+	inner.add("      groupArrayIf(_bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n")
+	inner.add("      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
 	inner.add("      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd\n")
-	inner.add("    FROM (\n      SELECT ")
-	expand(inner, sliceVars(len(slices)))
-	inner.add(", _w AS w, _bin AS bin,\n")
-	inner.add(fmt.Sprintf("        countIf(_role = 0 AND _dec < %d) AS _n, countIf(_role = 0 AND _dec = 1) AS _x, countIf(_role = 0) AS _h,\n", decInvalid))
-	inner.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh\n", decInvalid))
-	inner.add("      FROM (\n        SELECT ")
-	s.window(inner, w)
-	inner.add(" AS _w,\n          ")
-	s.roles(inner)
-	inner.add(",\n          " + scoreBin("_score") + " AS _bin")
-	s.sliceValues(inner, slices)
-	inner.add("\n        FROM " + s.table + "\n       ")
-	s.filter(inner, w.all(), true)
-	inner.add("\n      )\n      GROUP BY _si, sv, w, bin\n    )\n    GROUP BY _si, sv, w")
+	inner.add("    FROM (\n")
+	inner.add(level.b.String(), level.args...)
+	inner.err = level.err
+	inner.add("\n    )\n    GROUP BY _si, sv, w")
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q

@@ -76,8 +76,8 @@ func (e *expectation) query(w windows) *sqlText {
 	w.base = nil
 	// A decision other than 0 and 1 is neither a block nor a pass: it
 	// stays out of the rate (block_rate reports it).
-	dec := decision(e.src.col(e.src.m.Columns.Decision)) + " AS _dec"
-	return e.src.counted(w, e.d.slices(), dec, []string{fmt.Sprintf("countIf(_dec < %d)", decInvalid), "countIf(_dec = 1)"}, []string{"n", "x"}, false, e.match)
+	dec := def("_dec", decision(e.src.col(e.src.m.Columns.Decision)))
+	return e.src.counted(w, e.d.slices(), []rowDef{dec}, []string{fmt.Sprintf("countIf(_dec < %d)", decInvalid), "countIf(_dec = 1)"}, []string{"n", "x"}, false, e.match)
 }
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {

@@ -69,21 +69,21 @@ func (f *featureHealth) columns(q *sqlText) {
 		for _, n := range f.names {
 			vals = append(vals, "toNullable(toFloat64("+store.MustIdent(n)+"))")
 		}
-		q.add("? AS _names, ["+strings.Join(vals, ", ")+"] AS _vals", f.names)
+		q.add("? AS _f, ["+strings.Join(vals, ", ")+"] AS _v, arrayEnumerate(?) AS _i", f.names, f.names)
 		return
 	}
 	// A row whose value array is shorter or longer than its name array (a
 	// logging bug) must not fail the whole query, as ARRAY JOIN of unequal
 	// arrays does: a missing value counts as NULL, an extra one is dropped.
 	names := store.MustIdent(fs.NamesColumn)
-	q.add(names + " AS _names, arrayResize(" + store.MustIdent(fs.ValuesColumn) + ", length(" + names + "), CAST(NULL AS Nullable(Float64))) AS _vals")
+	q.add(names + " AS _f, arrayResize(" + store.MustIdent(fs.ValuesColumn) + ", length(" + names + "), CAST(NULL AS Nullable(Float64))) AS _v, arrayEnumerate(" + names + ") AS _i")
 }
 
 // filter keeps the listed features (arrays layout with a list), and the
 // first element of every row, which counts the row.
 func (f *featureHealth) filter(q *sqlText) {
 	if f.src.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
-		q.add("\n        WHERE _i <= 1 OR has(?, _f)", f.names)
+		q.add(" AND (_i <= 1 OR has(?, _f))", f.names)
 	}
 }
 
@@ -118,12 +118,28 @@ var featureCols = []string{"rows", "nn", "fills", "mn", "mx", "bins", "cnts", "b
 // featureFold says which of featureCols add up (all but the extremes).
 var featureFold = foldSpec{sums: []string{"rows", "nn", "fills", "blk", "nblk", "fblk"}, hists: [][2]string{{"bins", "cnts"}}}
 
-// The window and the slices are computed per row, before the feature
-// ARRAY JOIN multiplies the rows by the number of features; per element
-// only the bin, the fill flag and the value remain, grouped by numbers
-// and the feature name.
+// One aggregation over the table, after the feature ARRAY JOIN, groups
+// elements by slice number and value, feature, window, bin and fill flag
+// (so a Distributed table aggregates on its shards); the next collects
+// the bins.
 func (f *featureHealth) query(w windows) *sqlText {
 	s := f.src
+	level := &sqlText{}
+	level.add("      SELECT ")
+	expand(level, s.sliceExprs(f.d.slices()))
+	level.add(", _f AS feature, ")
+	s.window(level, w)
+	level.add(" AS w, " + bin("_v") + " AS _k, toUInt8(ifNull(_v = ")
+	f.fill(level)
+	level.add(", 0)) AS _fl,\n")
+	level.add("        count() AS _c, sum(toUInt8(_i <= 1) AS _e1) AS _c1, min(ifNull(_v, 0) AS _x) AS _mn, max(_x) AS _mx, sum(_d) AS _cd, sum(_e1 * _d) AS _cd1\n")
+	level.add("      FROM " + s.table + "\n      LEFT ARRAY JOIN ")
+	f.columns(level)
+	level.add("\n     ")
+	s.prefilter(level, w.all(), false)
+	f.filter(level)
+	level.add("\n      GROUP BY _si, sv, feature, w, _k, _fl")
+	inline(level, def("_d", "toUInt8(ifNull("+s.col(s.m.Columns.Decision)+" != 0, 0))"))
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, f.d.slices())
@@ -131,25 +147,10 @@ func (f *featureHealth) query(w windows) *sqlText {
 	inner.add("      minIf(_mn, _k != 65535) AS mn, maxIf(_mx, _k != 65535) AS mx,\n")
 	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,\n")
 	inner.add("      sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk\n")
-	inner.add("    FROM (\n      SELECT _si, sv, _f AS feature, w, _k, _fl,\n")
-	inner.add("        count() AS _c, sum(_e1) AS _c1, min(_x) AS _mn, max(_x) AS _mx, sum(_d) AS _cd, sum(_e1 * _d) AS _cd1\n")
-	inner.add("      FROM (\n        SELECT _si, sv, w, _f, _d, " + bin("_v") + " AS _k, ifNull(_v, 0) AS _x, toUInt8(_i <= 1) AS _e1,\n")
-	inner.add("          toUInt8(ifNull(_v = ")
-	f.fill(inner)
-	inner.add(", 0)) AS _fl\n        FROM (\n          SELECT ")
-	s.window(inner, w)
-	inner.add(" AS w")
-	s.sliceValues(inner, f.d.slices())
-	inner.add(", ")
-	expand(inner, sliceVars(len(f.d.slices())))
-	inner.add(",\n            ")
-	f.columns(inner)
-	inner.add(", toUInt8(ifNull(" + s.col(s.m.Columns.Decision) + " != 0, 0)) AS _d")
-	inner.add("\n          FROM " + s.table + "\n         ")
-	s.filter(inner, w.all(), false)
-	inner.add("\n        ) LEFT ARRAY JOIN _names AS _f, _vals AS _v, arrayEnumerate(_names) AS _i")
-	f.filter(inner)
-	inner.add("\n      )\n      GROUP BY _si, sv, feature, w, _k, _fl\n    )\n    GROUP BY _si, sv, feature, w")
+	inner.add("    FROM (\n")
+	inner.add(level.b.String(), level.args...)
+	inner.err = level.err
+	inner.add("\n    )\n    GROUP BY _si, sv, feature, w")
 	q := &sqlText{}
 	s.ranked(q, inner, true, featureCols, "rows")
 	return q

@@ -112,7 +112,7 @@ func (pf *performance) query(w windows) *sqlText {
 	inner.add("\n      FROM (\n        SELECT ")
 	s.window(inner, w)
 	inner.add(" AS _w, " + s.ts() + " AS _ts, " + s.col(s.m.Columns.RequestID) + " AS _id, ")
-	s.roles(inner)
+	columns(inner, s.roles())
 	s.sliceValues(inner, slices)
 	inner.add("\n        FROM " + s.table + "\n       ")
 	s.filter(inner, w.all(), true)

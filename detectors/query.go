@@ -91,6 +91,7 @@ func (w windows) all() []span { return append([]span{w.cur}, w.base...) }
 type sqlText struct {
 	b    strings.Builder
 	args []any
+	err  error
 }
 
 func (q *sqlText) add(fragment string, args ...any) *sqlText {
@@ -99,7 +100,90 @@ func (q *sqlText) add(fragment string, args ...any) *sqlText {
 	return q
 }
 
-func (q *sqlText) bind() (string, error) { return store.Bind(q.b.String(), q.args...) }
+func (q *sqlText) bind() (string, error) {
+	if q.err != nil {
+		return "", q.err
+	}
+	return store.Bind(q.b.String(), q.args...)
+}
+
+// rowDef is a per-row value of an aggregating SELECT that reads the
+// table: an expression named by an alias.
+type rowDef struct {
+	name string
+	expr *sqlText
+}
+
+func def(name, expr string, args ...any) rowDef {
+	e := &sqlText{}
+	e.add(expr, args...)
+	return rowDef{name: name, expr: e}
+}
+
+// inline defines each per-row value inside level, the text of one
+// aggregating SELECT that reads the table, where its name is first used:
+// its first use becomes (expr AS name), later uses read the alias. The
+// GROUP BY then sits at the same query level as the table, which is what
+// lets a Distributed table (a ClickHouse cluster) aggregate on each shard
+// and ship partial aggregates, where a per-row subquery under the GROUP BY
+// made every shard ship its rows. Definitions are bound to literals first,
+// so the placeholders of level keep their order; a later definition may
+// use an earlier one's name (its first use then lies inside it). A value
+// level never uses is dropped.
+func inline(level *sqlText, defs ...rowDef) {
+	for _, d := range defs {
+		bound, err := d.expr.bind()
+		if err != nil {
+			level.err = fmt.Errorf("row value %s: %w", d.name, err)
+			return
+		}
+		text := level.b.String()
+		i := firstWord(text, d.name)
+		if i < 0 {
+			continue
+		}
+		level.b.Reset()
+		level.b.WriteString(text[:i] + "(" + bound + " AS " + d.name + ")" + text[i+len(d.name):])
+	}
+}
+
+// columns renders defs as select-list items "expr AS name, ...", for a
+// per-row level that stays a subquery.
+func columns(q *sqlText, defs []rowDef) {
+	for i, d := range defs {
+		if i > 0 {
+			q.add(", ")
+		}
+		q.add(d.expr.b.String(), d.expr.args...)
+		q.add(" AS " + d.name)
+	}
+}
+
+// firstWord returns the offset of the first use of identifier w in text
+// outside quotes, or -1.
+func firstWord(text, w string) int {
+	ident := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	var quote byte
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"' || c == '`':
+			quote = c
+		case strings.HasPrefix(text[i:], w) && (i == 0 || !ident(text[i-1])) &&
+			(i+len(w) == len(text) || !ident(text[i+len(w)])):
+			return i
+		}
+	}
+	return -1
+}
 
 // source knows the model's table and columns and renders the parts every
 // detector query shares: the row filter, the window column, the slices.
@@ -123,6 +207,23 @@ func (s source) ts() string             { return s.col(s.m.Columns.TS) }
 // detectors that use shadow rows) as WHERE. It ends inside the WHERE
 // clause, so callers may append " AND ..." conditions.
 func (s source) filter(q *sqlText, spans []span, allRoles bool) {
+	s.ranges(q, spans)
+	q.add("\n    WHERE ")
+	s.rows(q, allRoles)
+}
+
+// prefilter is filter with the model and role conditions in the PREWHERE
+// too, for a query that ARRAY JOINs: WHERE is applied after the ARRAY
+// JOIN, PREWHERE before it. It ends inside the WHERE clause (WHERE 1).
+func (s source) prefilter(q *sqlText, spans []span, allRoles bool) {
+	s.ranges(q, spans)
+	q.add(" AND ")
+	s.rows(q, allRoles)
+	q.add("\n    WHERE 1")
+}
+
+// ranges renders PREWHERE with the time ranges of spans.
+func (s source) ranges(q *sqlText, spans []span) {
 	q.add(" PREWHERE (")
 	for i, sp := range spans {
 		if i > 0 {
@@ -130,7 +231,11 @@ func (s source) filter(q *sqlText, spans []span, allRoles bool) {
 		}
 		q.add("("+s.ts()+" >= ? AND "+s.ts()+" < ?)", sp.from, sp.to)
 	}
-	q.add(")\n    WHERE ")
+	q.add(")")
+}
+
+// rows renders the model and role conditions.
+func (s source) rows(q *sqlText, allRoles bool) {
 	q.add(s.col(s.m.Columns.Model)+" = ?", s.m.ModelValue)
 	if s.m.Shadow.Mode == configs.ShadowRows {
 		if allRoles {
@@ -246,40 +351,59 @@ func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, 
 	}
 	q.add(")) AS _es\n  FROM (\n")
 	q.add(inner.b.String(), inner.args...)
+	if inner.err != nil {
+		q.err = inner.err
+	}
 	q.add("\n  )\n  GROUP BY sc, sv\n  ORDER BY sc, _rank DESC, sv\n  LIMIT ? BY sc\n) ARRAY JOIN _es AS _e", s.d.TopK)
 	q.add("\nORDER BY " + keys + ", w")
 }
 
 // counted renders the common query of detectors whose figures are counts
-// per slice and window: per row the window, rowCols and the slice values,
-// then one aggregation per slice and window (aggs, named sums), and
-// ranked keeps the top K. extra may add " AND ..." row conditions.
-func (s source) counted(w windows, slices []string, rowCols string, aggs, sums []string, allRoles bool, extra func(*sqlText)) *sqlText {
+// per slice and window: one aggregation per slice and window over the
+// table (aggs, named sums; defs are the per-row values they use, see
+// inline), and ranked keeps the top K. extra may add " AND ..." row
+// conditions.
+func (s source) counted(w windows, slices []string, defs []rowDef, aggs, sums []string, allRoles bool, extra func(*sqlText)) *sqlText {
+	level := &sqlText{}
+	level.add("      SELECT _si, sv, ")
+	s.window(level, w)
+	level.add(" AS w")
+	for i, c := range sums {
+		level.add(", " + aggs[i] + " AS _" + c)
+	}
+	level.add(", ")
+	expand(level, s.sliceExprs(slices))
+	level.add("\n      FROM " + s.table + "\n     ")
+	s.filter(level, w.all(), allRoles)
+	if extra != nil {
+		extra(level)
+	}
+	level.add("\n      GROUP BY _si, sv, w")
+	inline(level, defs...)
 	inner := &sqlText{}
 	inner.add("    SELECT ")
 	sliceName(inner, slices)
 	inner.add(", sv, w")
-	for i, c := range sums {
-		inner.add(", " + aggs[i] + " AS " + c)
+	for _, c := range sums {
+		inner.add(", _" + c + " AS " + c)
 	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
-	inner.add("\n    FROM (\n      SELECT ")
-	s.window(inner, w)
-	inner.add(" AS w")
-	if rowCols != "" {
-		inner.add(", " + rowCols)
-	}
-	s.sliceValues(inner, slices)
-	inner.add("\n      FROM " + s.table + "\n     ")
-	s.filter(inner, w.all(), allRoles)
-	if extra != nil {
-		extra(inner)
-	}
-	inner.add("\n    )\n    GROUP BY _si, sv, w")
+	inner.add("\n    FROM (\n")
+	inner.add(level.b.String(), level.args...)
+	inner.err = level.err
+	inner.add("\n    )")
 	q := &sqlText{}
 	s.ranked(q, inner, false, sums, sums[0])
 	return q
+}
+
+// sliceExprs are the slice values of the given columns as expressions of
+// the table's row (see sliceValue), for expand at the level that reads it.
+func (s source) sliceExprs(cols []string) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = s.sliceValue(c)
+	}
+	return out
 }
 
 // sliceVars are the names _c0.._c{n-1} of slice values carried as columns.

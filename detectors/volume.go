@@ -34,7 +34,7 @@ func newVolume(d *Detector) (kind, error) {
 }
 
 func (v *volume) query(w windows) *sqlText {
-	return v.src.counted(w, v.d.slices(), "", []string{"count()"}, []string{"n"}, false, nil)
+	return v.src.counted(w, v.d.slices(), nil, []string{"count()"}, []string{"n"}, false, nil)
 }
 
 // rollupQuery is volume's query over the rollup's production rows.

@@ -7,13 +7,18 @@
 #   scripts/clickhouse-server.sh status  exit 0 when it answers
 #
 # Environment: CH_DIR (default .clickhouse-test), CH_TCP_PORT (19000),
-# CH_HTTP_PORT (18123), CH_MAX_MEMORY (bytes, default 8 GB).
+# CH_HTTP_PORT (18123), CH_MAX_MEMORY (bytes, default 8 GB), CH_EXTRA_XML
+# (config elements added inside <yandex>, e.g. the remote_servers of
+# scripts/clickhouse-cluster.sh), CH_PROFILE_XML (settings added to the
+# default profile).
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${CH_DIR:-$top/.clickhouse-test}"
 tcp="${CH_TCP_PORT:-19000}"
 http="${CH_HTTP_PORT:-18123}"
 maxmem="${CH_MAX_MEMORY:-8000000000}"
+extra="${CH_EXTRA_XML:-}"
+profile="${CH_PROFILE_XML:-}"
 
 install() {
   if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
@@ -45,11 +50,12 @@ write_config() {
   <default_profile>default</default_profile><default_database>default</default_database>
   <mark_cache_size>268435456</mark_cache_size><timezone>UTC</timezone>
   <max_concurrent_queries>100</max_concurrent_queries>
+$extra
 </yandex>
 XML
   cat >"$dir/users.xml" <<XML
 <yandex>
-  <profiles><default><max_memory_usage>$maxmem</max_memory_usage><log_queries>1</log_queries></default></profiles>
+  <profiles><default><max_memory_usage>$maxmem</max_memory_usage><log_queries>1</log_queries>$profile</default></profiles>
   <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
     <profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (make test, .ci/run): installs what is missing, starts
-# the private ClickHouse server the tests need, runs vet, staticcheck and
-# every test, and stops the server again whatever happens.
+# the private ClickHouse server the tests need and the two-shard test
+# cluster (scripts/clickhouse-cluster.sh), runs vet, staticcheck and every
+# test, and stops the servers again whatever happens.
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
@@ -9,8 +10,10 @@ scripts/deps.sh
 scripts/tools.sh
 export MLWATCH_TEST_CLICKHOUSE_ADDR="127.0.0.1:${CH_TCP_PORT:-19000}"
 export MLWATCH_TEST_ALERTMANAGER_URL="http://127.0.0.1:${AM_PORT:-19093}"
-trap 'scripts/alertmanager.sh stop; scripts/clickhouse-server.sh stop' EXIT
+eval "$(scripts/clickhouse-cluster.sh env)"
+trap 'scripts/alertmanager.sh stop; scripts/clickhouse-cluster.sh stop; scripts/clickhouse-server.sh stop' EXIT
 scripts/clickhouse-server.sh start
+scripts/clickhouse-cluster.sh start
 scripts/alertmanager.sh start
 echo "test: go vet" >&2
 go vet ./...

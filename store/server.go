@@ -171,7 +171,10 @@ func (s *server) driverContext(driver, ctx context.Context, id string, st *Stats
 	var mu sync.Mutex
 	return clickhouse.Context(driver,
 		clickhouse.WithQueryID(id),
-		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": secs}),
+		// insert_distributed_sync: an INSERT into a Distributed table
+		// returns once the shards hold the rows, so what mlwatch reports
+		// written (generate, the outbox) is there; no effect elsewhere.
+		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": secs, "insert_distributed_sync": 1}),
 		clickhouse.WithProgress(func(p *clickhouse.Progress) {
 			mu.Lock()
 			st.RowsRead += p.Rows

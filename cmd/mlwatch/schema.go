@@ -12,17 +12,23 @@ import (
 
 func schemaCmd(ctx context.Context, c *cli, args []string) int {
 	if len(args) == 0 || args[0] != "apply" {
-		fmt.Fprintln(c.stderr, "usage: mlwatch schema apply --config FILE [--predictions] [--rollups]")
+		fmt.Fprintln(c.stderr, "usage: mlwatch schema apply --config FILE [--predictions] [--rollups [--backfill]] [--cluster NAME [--local-suffix S]]")
 		return 2
 	}
 	f := newFlags("schema apply", c)
 	predictions := f.Bool("predictions", false, "also create each model's prediction table with the canonical schema, and its labels table (models[].labels.table)")
 	rollups := f.Bool("rollups", false, "also create each model's minute rollup (models[].rollup.table) and the materialized views that feed it")
 	backfill := f.Bool("backfill", false, "with --rollups: also roll up the rows already in the prediction table (once, into an empty rollup)")
+	cluster := f.String("cluster", "", "a ClickHouse cluster (remote_servers): create the prediction tables (--predictions) and rollups (--rollups) on every node as local tables (name + --local-suffix) with Distributed tables of the configured names over them")
+	suffix := f.String("local-suffix", "_local", "with --cluster: the suffix of the per-node tables behind each Distributed table")
 	if code, ok := f.parse(args[1:]); !ok {
 		return code
 	}
-	cfg, _, db, code := c.setup(ctx, f)
+	if *backfill && !*rollups {
+		fmt.Fprintln(c.stderr, "mlwatch: schema apply: --backfill goes with --rollups")
+		return 2
+	}
+	cfg, log, db, code := c.setup(ctx, f)
 	if code != 0 {
 		return code
 	}
@@ -33,6 +39,17 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	fmt.Fprintf(c.stdout, "mlwatch tables ready in %s (%s engine)\n", t.Database, db.Engine())
+	if *cluster != "" {
+		if *suffix == "" {
+			fmt.Fprintln(c.stderr, "mlwatch: schema apply: --local-suffix must not be empty")
+			return 2
+		}
+		if err := applyCluster(ctx, c.stdout, cfg, db, log, *cluster, *suffix, *predictions, *rollups, *backfill); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch: schema apply --cluster %s: %v\n", *cluster, err)
+			return 1
+		}
+		return 0
+	}
 	if *predictions {
 		for _, m := range cfg.Models {
 			tbl := store.ParseTable(m.Table)
@@ -68,6 +85,9 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 			}
 			r, err := detectors.Rollup(m)
 			if err == nil {
+				err = refuseDistributed(ctx, db, "model "+m.Name+" rollup", store.ParseTable(m.Table), store.ParseTable(m.Rollup.Table))
+			}
+			if err == nil {
 				err = store.Apply(ctx, db, r.Database, r.Tables)
 			}
 			if err == nil {
@@ -92,9 +112,6 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 			fmt.Fprintln(c.stderr, "mlwatch: schema apply --rollups: no model sets rollup.table")
 			return 1
 		}
-	} else if *backfill {
-		fmt.Fprintln(c.stderr, "mlwatch: schema apply: --backfill goes with --rollups")
-		return 2
 	}
 	return 0
 }

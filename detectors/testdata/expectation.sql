@@ -2,14 +2,14 @@ SELECT sc, sv, _e.1 AS w, _e.2 AS n, _e.3 AS x
 FROM (
   SELECT sc, sv, sum(n) AS _rank, groupArray((w, n, x)) AS _es
   FROM (
-    SELECT arrayElement([''], _si + 1) AS sc, sv, w, countIf(_dec < 2) AS n, countIf(_dec = 1) AS x, toUInt8(0) AS _si, '' AS sv
+    SELECT arrayElement([''], _si + 1) AS sc, sv, w, _n AS n, _x AS x
     FROM (
-      SELECT multiIf(`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400), 0, 255) AS w, toUInt8(if(ifNull(`decision` = 1, 0), 1, if(ifNull(`decision` = 0, 0), 0, 2))) AS _dec
+      SELECT _si, sv, multiIf(`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400), 0, 255) AS w, countIf((toUInt8(if(ifNull(`decision` = 1, 0), 1, if(ifNull(`decision` = 0, 0), 0, 2))) AS _dec) < 2) AS _n, countIf(_dec = 1) AS _x, toUInt8(0) AS _si, '' AS sv
       FROM `db`.`predictions`
       PREWHERE ((`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400)))
     WHERE `model` = 'fraud' AND `role` = 'production' AND has(['FR', 'DE'], toString(`country`)) AND toString(`merchant_category`) = 'golden'
+      GROUP BY _si, sv, w
     )
-    GROUP BY _si, sv, w
   )
   GROUP BY sc, sv
   ORDER BY sc, _rank DESC, sv

@@ -7,19 +7,12 @@ FROM (
       groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,
       sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk
     FROM (
-      SELECT _si, sv, _f AS feature, w, _k, _fl,
-        count() AS _c, sum(_e1) AS _c1, min(_x) AS _mn, max(_x) AS _mx, sum(_d) AS _cd, sum(_e1 * _d) AS _cd1
-      FROM (
-        SELECT _si, sv, w, _f, _d, if(ifNull(isFinite(toFloat64(_v)), 0), bitShiftRight(reinterpretAsUInt64(reinterpretAsString(toFloat64(assumeNotNull(_v)) + 0.)), 49), 65535) AS _k, ifNull(_v, 0) AS _x, toUInt8(_i <= 1) AS _e1,
-          toUInt8(ifNull(_v = 0, 0)) AS _fl
-        FROM (
-          SELECT multiIf(`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400), 0, `ts` >= toDateTime(1794740400) AND `ts` < toDateTime(1794744000), 1, `ts` >= toDateTime(1794654000) AND `ts` < toDateTime(1794657600), 2, `ts` >= toDateTime(1794567600) AND `ts` < toDateTime(1794571200), 3, `ts` >= toDateTime(1794481200) AND `ts` < toDateTime(1794484800), 4, `ts` >= toDateTime(1794394800) AND `ts` < toDateTime(1794398400), 5, `ts` >= toDateTime(1794308400) AND `ts` < toDateTime(1794312000), 6, `ts` >= toDateTime(1794222000) AND `ts` < toDateTime(1794225600), 7, 255) AS w, multiIf(ifNull(toString(`country`), '') = '', '(null)', substring(ifNull(toString(`country`), ''), 1, 1) = '(', concat('(', ifNull(toString(`country`), '')), ifNull(toString(`country`), '')) AS _c0, multiIf(ifNull(toString(`merchant_category`), '') = '', '(null)', substring(ifNull(toString(`merchant_category`), ''), 1, 1) = '(', concat('(', ifNull(toString(`merchant_category`), '')), ifNull(toString(`merchant_category`), '')) AS _c1, arrayJoin(range(3)) AS _si, multiIf(_si = 0, '', _si = 1, _c0, _c1) AS sv,
-            `feature_names` AS _names, arrayResize(`feature_values`, length(`feature_names`), CAST(NULL AS Nullable(Float64))) AS _vals, toUInt8(ifNull(`decision` != 0, 0)) AS _d
-          FROM `db`.`predictions`
-          PREWHERE ((`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400)) OR (`ts` >= toDateTime(1794740400) AND `ts` < toDateTime(1794744000)) OR (`ts` >= toDateTime(1794654000) AND `ts` < toDateTime(1794657600)) OR (`ts` >= toDateTime(1794567600) AND `ts` < toDateTime(1794571200)) OR (`ts` >= toDateTime(1794481200) AND `ts` < toDateTime(1794484800)) OR (`ts` >= toDateTime(1794394800) AND `ts` < toDateTime(1794398400)) OR (`ts` >= toDateTime(1794308400) AND `ts` < toDateTime(1794312000)) OR (`ts` >= toDateTime(1794222000) AND `ts` < toDateTime(1794225600)))
-    WHERE `model` = 'fraud' AND `role` = 'production'
-        ) LEFT ARRAY JOIN _names AS _f, _vals AS _v, arrayEnumerate(_names) AS _i
-      )
+      SELECT arrayJoin(range(3)) AS _si, multiIf(_si = 0, '', _si = 1, multiIf(ifNull(toString(`country`), '') = '', '(null)', substring(ifNull(toString(`country`), ''), 1, 1) = '(', concat('(', ifNull(toString(`country`), '')), ifNull(toString(`country`), '')), multiIf(ifNull(toString(`merchant_category`), '') = '', '(null)', substring(ifNull(toString(`merchant_category`), ''), 1, 1) = '(', concat('(', ifNull(toString(`merchant_category`), '')), ifNull(toString(`merchant_category`), ''))) AS sv, _f AS feature, multiIf(`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400), 0, `ts` >= toDateTime(1794740400) AND `ts` < toDateTime(1794744000), 1, `ts` >= toDateTime(1794654000) AND `ts` < toDateTime(1794657600), 2, `ts` >= toDateTime(1794567600) AND `ts` < toDateTime(1794571200), 3, `ts` >= toDateTime(1794481200) AND `ts` < toDateTime(1794484800), 4, `ts` >= toDateTime(1794394800) AND `ts` < toDateTime(1794398400), 5, `ts` >= toDateTime(1794308400) AND `ts` < toDateTime(1794312000), 6, `ts` >= toDateTime(1794222000) AND `ts` < toDateTime(1794225600), 7, 255) AS w, if(ifNull(isFinite(toFloat64(_v)), 0), bitShiftRight(reinterpretAsUInt64(reinterpretAsString(toFloat64(assumeNotNull(_v)) + 0.)), 49), 65535) AS _k, toUInt8(ifNull(_v = 0, 0)) AS _fl,
+        count() AS _c, sum(toUInt8(_i <= 1) AS _e1) AS _c1, min(ifNull(_v, 0) AS _x) AS _mn, max(_x) AS _mx, sum((toUInt8(ifNull(`decision` != 0, 0)) AS _d)) AS _cd, sum(_e1 * _d) AS _cd1
+      FROM `db`.`predictions`
+      LEFT ARRAY JOIN `feature_names` AS _f, arrayResize(`feature_values`, length(`feature_names`), CAST(NULL AS Nullable(Float64))) AS _v, arrayEnumerate(`feature_names`) AS _i
+      PREWHERE ((`ts` >= toDateTime(1794826800) AND `ts` < toDateTime(1794830400)) OR (`ts` >= toDateTime(1794740400) AND `ts` < toDateTime(1794744000)) OR (`ts` >= toDateTime(1794654000) AND `ts` < toDateTime(1794657600)) OR (`ts` >= toDateTime(1794567600) AND `ts` < toDateTime(1794571200)) OR (`ts` >= toDateTime(1794481200) AND `ts` < toDateTime(1794484800)) OR (`ts` >= toDateTime(1794394800) AND `ts` < toDateTime(1794398400)) OR (`ts` >= toDateTime(1794308400) AND `ts` < toDateTime(1794312000)) OR (`ts` >= toDateTime(1794222000) AND `ts` < toDateTime(1794225600))) AND `model` = 'fraud' AND `role` = 'production'
+    WHERE 1
       GROUP BY _si, sv, feature, w, _k, _fl
     )
     GROUP BY _si, sv, feature, w

@@ -1,0 +1,222 @@
+package detectors_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
+	"github.com/mlwatch/mlwatch/store/storetest"
+	"github.com/mlwatch/mlwatch/traffic"
+)
+
+// pushedDown are the kinds whose query aggregates at the level that
+// reads the table, so that each shard of a Distributed table ships
+// partial aggregates. shadow and performance still read the table in a
+// per-request (or joined) subquery: their shards ship rows
+// (docs/scaling.md).
+var pushedDown = map[string]bool{
+	configs.KindBlockRate: true, configs.KindVolume: true, configs.KindExpectation: true, configs.KindFeatureHealth: true,
+	configs.KindFreshness: true, configs.KindStaleness: true,
+}
+
+// TestClusterMatchesSingleNode runs the example detectors against a
+// Distributed table over the two-shard test cluster and against one
+// node's MergeTree table holding the same rows: the findings and every
+// evaluated figure must agree, and each shard must have returned partial
+// aggregates, not its rows, for the kinds that aggregate where the data is.
+func TestClusterMatchesSingleNode(t *testing.T) {
+	c := storetest.NewCluster(t)
+	ctx := context.Background()
+	node := c.Nodes[0]
+	if err := store.Apply(ctx, node, c.Database, []store.TableDef{store.PredictionsDef("single")}); err != nil {
+		t.Fatal(err)
+	}
+	dist := store.PredictionsDef("predictions")
+	dist.Engine = fmt.Sprintf("Distributed(%s, %s, predictions_local, cityHash64(request_id))", store.MustIdent(c.Name), store.MustIdent(c.Database))
+	for _, n := range c.Nodes {
+		if err := store.Apply(ctx, n, c.Database, []store.TableDef{store.PredictionsDef("predictions_local"), dist}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := exampleConfig(t, c.Database, "")
+	single := *cfg
+	single.Models = append([]configs.Model(nil), cfg.Models...)
+	single.Models[0].Table = c.Database + ".single"
+	slice, err := traffic.ParseIncident("slice_block:+14h:+15h:FR", day14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lean: the evaluated hour and the one before it on the incident day
+	// and the seven days before (the seasonal baselines).
+	start := time.Now()
+	rate := genRate
+	if r, err := strconv.ParseFloat(os.Getenv("MLWATCH_CLUSTER_BENCH_RATE"), 64); err == nil && r > 0 {
+		rate = r // make bench-cluster: more rows, same checks
+	}
+	for d := 7; d >= 0; d-- {
+		from := day14.Add(time.Duration(13-24*d) * time.Hour)
+		if _, err := traffic.Generate(ctx, node, traffic.Options{Model: &single.Models[0], From: from, To: from.Add(2 * time.Hour),
+			Rate: rate, Seed: uint64(21 + d), Incidents: []traffic.Incident{slice}, Concurrency: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("generated in %s", time.Since(start).Round(time.Millisecond))
+	// Both rows of a request on one shard, as the Distributed table's
+	// sharding key puts them (shard i takes hash % 2 = i).
+	from := store.Table{Database: c.Database, Name: "single"}.Quoted()
+	for i, n := range c.Nodes {
+		src := from
+		if i > 0 {
+			src = fmt.Sprintf("remote('%s', %s, single)", c.Addrs[0], store.MustIdent(c.Database))
+		}
+		ins := fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE cityHash64(request_id) %% %d = %d",
+			store.Table{Database: c.Database, Name: "predictions_local"}.Quoted(), src, len(c.Nodes), i)
+		if err := n.Exec(ctx, ins); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	ids := map[string]string{} // query id -> kind
+	var current string
+	storetest.Listen(t, func(ev store.QueryEvent) {
+		if strings.Contains(ev.SQL, "`"+c.Database+"`.`predictions`") {
+			mu.Lock()
+			ids[ev.ID] = current
+			mu.Unlock()
+		}
+	})
+	at := day14.Add(15 * time.Hour)
+	var oneNode, twoShards time.Duration
+	sawFR := false
+	for i := range cfg.Detectors {
+		dc := &cfg.Detectors[i]
+		one, err := detectors.New(&single, dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two, err := detectors.New(cfg, dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		want, err := one.Evaluate(ctx, node, at)
+		oneNode += time.Since(t0)
+		if err != nil {
+			t.Fatalf("%s single node: %v", dc.Name, err)
+		}
+		mu.Lock()
+		current = dc.Kind
+		mu.Unlock()
+		t0 = time.Now()
+		got, err := two.Evaluate(ctx, node, at)
+		twoShards += time.Since(t0)
+		if err != nil {
+			t.Fatalf("%s distributed: %v\n%s", dc.Name, err, got.Query)
+		}
+		if a, b := findingKeys(want), findingKeys(got); a != b {
+			t.Errorf("%s: findings differ\nsingle node:\n%s\ndistributed:\n%s", dc.Name, a, b)
+		}
+		sawFR = sawFR || strings.Contains(findingKeys(got), `block_rate {"country":"FR"}`)
+		if len(want.Evaluations) != len(got.Evaluations) {
+			t.Errorf("%s: %d evaluations on one node, %d distributed", dc.Name, len(want.Evaluations), len(got.Evaluations))
+			continue
+		}
+		for j, w := range want.Evaluations {
+			g := got.Evaluations[j]
+			if w.Metric != g.Metric || detectors.SliceKey(w.Slice) != detectors.SliceKey(g.Slice) || w.Feature != g.Feature ||
+				w.NCurrent != g.NCurrent || w.NBaseline != g.NBaseline || !near(w.Value, g.Value) || !near(w.Baseline, g.Baseline) || w.Firing != g.Firing {
+				t.Errorf("%s: evaluation %d differs:\nsingle node %+v\ndistributed %+v", dc.Name, j, w, g)
+			}
+		}
+	}
+	t.Logf("cluster: cycle (every example detector) %s on one node, %s on the Distributed table over 2 shards", oneNode.Round(time.Millisecond), twoShards.Round(time.Millisecond))
+	if !sawFR {
+		t.Errorf("the FR block incident was not found on the cluster")
+	}
+
+	// What each shard returned for each pushed-down query.
+	type shipped struct{ read, result, bytes uint64 }
+	perKind := map[string][]shipped{}
+	var list []string
+	mu.Lock()
+	for id := range ids {
+		list = append(list, id)
+	}
+	mu.Unlock()
+	for i, n := range c.Nodes {
+		// A shard logs its part when it has sent it: the last one may
+		// land a moment after the initiator's answer.
+		var res *store.Result
+		for try := 0; ; try++ {
+			if err := n.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+				t.Fatal(err)
+			}
+			res, err = n.Query(ctx, "SELECT initial_query_id AS id, read_rows, result_rows, result_bytes FROM system.query_log WHERE type = 2 AND is_initial_query = 0 AND has(?, initial_query_id)", list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Rows) >= len(list) || try == 50 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		seen := map[string]bool{}
+		for _, r := range res.Rows {
+			id := store.Str(r[0])
+			seen[id] = true
+			perKind[ids[id]] = append(perKind[ids[id]], shipped{uint64(store.Int(r[1])), uint64(store.Int(r[2])), uint64(store.Int(r[3]))})
+		}
+		for id, kind := range ids {
+			if !seen[id] {
+				t.Errorf("shard %d: no secondary query for the %s query %s in system.query_log", i+1, kind, id)
+			}
+		}
+	}
+	kinds := make([]string, 0, len(perKind))
+	for k := range perKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		var read, result, bytes uint64
+		for _, s := range perKind[k] {
+			read, result, bytes = read+s.read, result+s.result, bytes+s.bytes
+			// A shard shipping its rows returns about what it read (the
+			// windows' rows); partial aggregates are one row per slice
+			// value, window (and score bin): far fewer, and on real
+			// volumes a vanishing share (docs/scaling.md).
+			if pushedDown[k] && s.read > 0 && s.result*3 > s.read {
+				t.Errorf("%s: a shard returned %d rows of %d read: rows, not aggregates", k, s.result, s.read)
+			}
+		}
+		t.Logf("cluster: %-14s shards read %9d rows, returned %7d rows (%5.2f%%), %9d bytes", k, read, result, 100*float64(result)/float64(max(read, 1)), bytes)
+	}
+}
+
+func findingKeys(r *detectors.Result) string {
+	var out []string
+	for _, f := range r.Findings {
+		out = append(out, fmt.Sprintf("%s %s %s %s %s %.9g", f.Class, f.Metric, detectors.SliceKey(f.Slice), f.Feature, f.Severity, f.Value))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
+// near compares figures summed in another order (floats) or NaN.
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
