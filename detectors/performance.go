@@ -299,3 +299,11 @@ func (pf *performance) labelsName() string {
 	}
 	return pf.src.m.LabelsTable()
 }
+
+// LabelsMissing reports whether err, from this detector's Evaluate, is its
+// model's labels table being absent: a performance detector whose labels
+// have not arrived yet (the monitor then warns instead of failing, unless
+// the table was there before).
+func (d *Detector) LabelsMissing(err error) bool {
+	return err != nil && d.cfg.Kind == configs.KindPerformance && LabelsMissing(err, d.model)
+}

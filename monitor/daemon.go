@@ -268,11 +268,15 @@ func (d *daemon) reload() (err error) {
 	return nil
 }
 
-// warnModelRows logs each model whose selector matches no recent row.
+// warnModelRows logs each model whose selector matches no recent row, and
+// each labels table that is missing, unreadable or empty.
 func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
 		d.log.Warn("model selects no rows", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
+	for _, w := range LabelWarnings(ctx, d.db, cfg) {
+		d.log.Warn("labels unavailable", zap.String("config", cfg.Path), zap.String("warning", w))
 	}
 }
