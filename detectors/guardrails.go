@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -490,4 +491,32 @@ func signedPoints(x float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%+.2f", 100*x)
+}
+
+// MarshalJSON writes a check with its slice label and the figures a
+// skipped check does not have (NaN) as null: encoding/json refuses NaN.
+func (c GuardrailCheck) MarshalJSON() ([]byte, error) {
+	num := func(x float64) *float64 {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+		return &x
+	}
+	return json.Marshal(struct {
+		Slice       map[string]string `json:"slice"`
+		SliceLabel  string            `json:"slice_label"`
+		Metric      string            `json:"metric"`
+		Production  *float64          `json:"production"`
+		Candidate   *float64          `json:"candidate"`
+		NProduction uint64            `json:"n_production"`
+		NCandidate  uint64            `json:"n_candidate"`
+		Diff        *float64          `json:"diff"`
+		Low         *float64          `json:"ci_low"`
+		High        *float64          `json:"ci_high"`
+		Limit       float64           `json:"limit"`
+		PValue      *float64          `json:"p_value"`
+		Status      string            `json:"status"`
+		Reason      string            `json:"reason,omitempty"`
+	}{c.Slice, c.SliceLabel(), c.Metric, num(c.Production), num(c.Candidate), c.NProduction, c.NCandidate,
+		num(c.Diff), num(c.Low), num(c.High), c.Limit, num(c.PValue), c.Status, c.Reason})
 }

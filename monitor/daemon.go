@@ -109,7 +109,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: Handler(ServerOptions{
-		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
+		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Guardrails: d.mon.Guardrails, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 	}), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Server.TLSCertFile != "" {
@@ -138,6 +138,10 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
+	// The page shows a guardrail report from the start, not from the
+	// first fire time of guardrails.schedule.
+	guardsDone := make(chan struct{})
+	go func() { defer close(guardsDone); d.mon.RunAllGuardrails(ctx, time.Now()) }()
 	d.ready.Store(true)
 	log.Info("mlwatch started", zap.String("config", cfg.Path), zap.String("engine", d.db.Engine()), zap.Int("detectors", len(d.mon.Names())))
 
@@ -163,6 +167,10 @@ loop:
 	d.reloadMu.Lock()
 	d.sched.Stop(stopCtx)
 	d.reloadMu.Unlock()
+	select { // the start-up guardrail report ends with ctx
+	case <-guardsDone:
+	case <-stopCtx.Done():
+	}
 	// Sends in flight end now (a hanging receiver is not waited for);
 	// what they did not deliver stays in the outbox for the next start.
 	stopPipe()

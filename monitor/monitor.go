@@ -64,6 +64,8 @@ type Monitor struct {
 	source  string
 	vstate  *versionState
 
+	guards guardrailState
+
 	mu     sync.RWMutex
 	cfg    *configs.Config
 	tables store.Tables
@@ -332,7 +334,7 @@ func (m *Monitor) Tasks(after func(name string, at time.Time)) []Task {
 			}
 		}})
 	}
-	return tasks
+	return append(tasks, m.guardrailTasks(m.cfg)...)
 }
 
 // Series reads the points of an alert's chart from the evaluations table:

@@ -50,6 +50,9 @@ type ServerOptions struct {
 	// Models lists each model's versions and recent rollouts for
 	// /api/v1/models and the charts' markers (nil: none).
 	Models func() []ModelVersions
+	// Guardrails returns each model's latest guardrail report for
+	// /api/v1/guardrails and the page (nil: none).
+	Guardrails func() []GuardrailStatus
 	// Reload re-reads the config; nil disables /-/reload.
 	Reload func() error
 	// Ready reports whether the daemon restored its state and scheduled its detectors.
@@ -84,6 +87,7 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
 	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
 	mux.HandleFunc("GET /api/v1/models", s.models)
+	mux.HandleFunc("GET /api/v1/guardrails", s.guardrails)
 	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
 	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /alerts/{fingerprint}", s.alertPage)
@@ -327,6 +331,15 @@ func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if out == nil {
 		out = []DetectorStatus{}
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// guardrails lists each model's latest guardrail report.
+func (s *server) guardrails(w http.ResponseWriter, _ *http.Request) {
+	out := []GuardrailStatus{}
+	if s.opt.Guardrails != nil {
+		out = append(out, s.opt.Guardrails()...)
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
 }

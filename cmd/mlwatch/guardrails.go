@@ -121,7 +121,7 @@ func guardrailsCmd(ctx context.Context, c *cli, args []string) int {
 	case "json":
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonReport(r)); err != nil {
+		if err := enc.Encode(r); err != nil {
 			fmt.Fprintf(c.stderr, "mlwatch guardrails: %v\n", err)
 			return exitGuardError
 		}
@@ -149,37 +149,6 @@ func pickModel(cfg *configs.Config, name string) (*configs.Model, error) {
 		return nil, fmt.Errorf("--model is required: %s has models %s", cfg.Path, strings.Join(names, ", "))
 	}
 	return nil, fmt.Errorf("--model %q: %s has no such model (models: %s)", name, cfg.Path, strings.Join(names, ", "))
-}
-
-// jsonReport is the report with NaN figures (skipped checks) as null.
-func jsonReport(r *detectors.GuardrailReport) any {
-	type check struct {
-		detectors.GuardrailCheck
-		Diff   *float64 `json:"diff"`
-		Low    *float64 `json:"ci_low"`
-		High   *float64 `json:"ci_high"`
-		PValue *float64 `json:"p_value"`
-		Prod   *float64 `json:"production"`
-		Cand   *float64 `json:"candidate"`
-		Label  string   `json:"slice_label"`
-	}
-	num := func(x float64) *float64 {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil
-		}
-		return &x
-	}
-	checks := make([]check, len(r.Checks))
-	for i, c := range r.Checks {
-		checks[i] = check{GuardrailCheck: c, Diff: num(c.Diff), Low: num(c.Low), High: num(c.High), PValue: num(c.PValue),
-			Prod: num(c.Production), Cand: num(c.Candidate), Label: c.SliceLabel()}
-	}
-	out := *r
-	out.Checks = nil
-	return struct {
-		detectors.GuardrailReport
-		Checks []check `json:"checks"`
-	}{out, checks}
 }
 
 var verdictText = map[string]string{
