@@ -124,8 +124,8 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		{"null_spike:+13d2h:+13d5h:device_age_days", "infra", "feature device_age_days goes mostly NULL for 3 hours"},
 		{"world_shift:+13d12h:+14d:BR", "product", "a fraud surge in BR that production and shadow both see"},
 		{"slice_block:+13d16h:+14d:FR", "product", "production starts blocking half of FR; shadow does not"},
-		{"model_blind:+9d:+10d:US", "product", "production goes blind to most fraud in US; its labels show the recall drop once they mature"},
-		{"shadow_country_block:+13d:+14d:DE", "product", "the shadow candidate blocks most of DE: the promotion gate must refuse it"},
+		{"model_blind:+9d:+10d", "product", "production goes blind to most fraud; its labels show the recall drop once they mature"},
+		{"shadow_country_block:+13d:+14d:DE", "the promotion gate", "the shadow candidate blocks most of DE: the guardrails must refuse it"},
 	}
 	var ins []traffic.Incident
 	for _, d := range incidents {
@@ -252,6 +252,10 @@ func printDemo(c *cli, r *monitor.BacktestReport, ins []traffic.Incident, incide
 		}
 		sort.Slice(hits, func(a, b int) bool { return hits[a].ActiveAt.Before(hits[b].ActiveAt) })
 		fmt.Fprintf(w, "%s %s (expected owner: %s)\n", in.Kind, in.Arg, incidents[i].owner)
+		if len(hits) == 0 && in.Kind == traffic.ShadowCountryBlock {
+			fmt.Fprintln(w, "    no page (a shadow's blocks reach no customer): the guardrail report below refuses it")
+			continue
+		}
 		if len(hits) == 0 {
 			fmt.Fprintln(w, "    not detected")
 			continue
