@@ -212,7 +212,7 @@ func (o *GuardrailOptions) src() source {
 	if k <= 0 {
 		k = 50
 	}
-	return source{d: &configs.Detector{TopK: k}, m: o.Model, table: tableOf(o.Model.Table).Quoted()}
+	return source{d: &configs.Detector{TopK: k}, m: o.Model, table: store.ParseTable(o.Model.Table).Quoted()}
 }
 
 // GuardrailQuery renders the one aggregation of a guardrails run.
@@ -319,7 +319,7 @@ func LabelsMissing(err error, m *configs.Model) bool {
 	if !errors.Is(err, store.ErrUnknownTable) && !errors.Is(err, store.ErrUnknownDatabase) {
 		return false
 	}
-	return strings.Contains(err.Error(), tableOf(m.LabelsTable()).Name)
+	return strings.Contains(err.Error(), store.ParseTable(m.LabelsTable()).Name)
 }
 
 func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, error) {

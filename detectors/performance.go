@@ -71,7 +71,7 @@ func labelSource(q *sqlText, src source, l *configs.Labels, from, to any) {
 	q.add("SELECT " + rid + " AS _id, argMin(toUInt8(ifNull(" + lab + " = 1, 0)), " + lat + ") AS _y, min(" + lat + ") AS _lat, toUInt8(1) AS _lab\n")
 	table := src.table
 	if l.Table != "" {
-		table = tableOf(src.m.LabelsTable()).Quoted()
+		table = store.ParseTable(src.m.LabelsTable()).Quoted()
 	}
 	q.add("        FROM " + table + "\n")
 	q.add("        WHERE ifNull("+lat+" >= ? AND "+lat+" < ?, 0)", from, to)

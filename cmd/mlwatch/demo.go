@@ -96,9 +96,9 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	m := &cfg.Models[0]
-	defs := []store.TableDef{store.PredictionsDef(splitTable(m.Table).Name)}
+	defs := []store.TableDef{store.PredictionsDef(store.ParseTable(m.Table).Name)}
 	if l := m.Labels; l != nil && l.Table != "" {
-		defs = append(defs, store.LabelsDef(splitTable(m.LabelsTable()).Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt))
+		defs = append(defs, store.LabelsDef(store.ParseTable(m.LabelsTable()).Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt))
 		// Two weeks of history cannot hold 30-day-old predictions: in the
 		// demo labels mature after 3 days, so the performance detector
 		// (its windows end a maturity ago) judges the replayed week.
@@ -144,7 +144,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch demo: %v (the step's deadline is %s)\n", err, demoStepTimeout)
 		return 1
 	}
-	rows, _ := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted())
+	rows, _ := db.Query(ctx, "SELECT count() FROM "+store.ParseTable(m.Table).Quoted())
 	n := int64(0)
 	if rows != nil && len(rows.Rows) == 1 {
 		n = store.Int(rows.Rows[0][0])
