@@ -109,9 +109,7 @@ func TestExampleDefaultsAndEnv(t *testing.T) {
 		}
 	}
 	for _, k := range Kinds {
-		// performance needs a labels table the example's users may not
-		// have: example.yaml shows it commented out (issue 15 is open).
-		if !kinds[k] && k != KindPerformance {
+		if !kinds[k] {
 			t.Errorf("example.yaml does not enable detector kind %s", k)
 		}
 	}

@@ -3,6 +3,8 @@ package configs
 import (
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -49,6 +51,13 @@ type Guardrails struct {
 	FDR float64 `yaml:"fdr"`
 	// Confidence of the reported intervals (default 0.95).
 	Confidence float64 `yaml:"confidence"`
+	// Schedule is when the daemon computes the model's guardrail report
+	// for the status page (cron, default "@hourly"; "off": never), over
+	// the Period before the fire time (default 7d), shadow against
+	// production.
+	Schedule string        `yaml:"schedule"`
+	Period   Duration      `yaml:"period"`
+	Cron     cron.Schedule `yaml:"-"`
 }
 
 // PerformanceParams tune the performance detector.
@@ -130,6 +139,22 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 	}
 	if !(g.Confidence >= 0.5 && g.Confidence < 1) {
 		v.errf(path+".confidence", "confidence must be in [0.5, 1)")
+	}
+	if g.Schedule == "" {
+		g.Schedule = "@hourly"
+	}
+	if g.Schedule != "off" {
+		sched, err := ParseSchedule(g.Schedule)
+		if err != nil {
+			v.errf(path+".schedule", "invalid cron spec %q (or off): %v", g.Schedule, err)
+		}
+		g.Cron = sched
+	}
+	if g.Period == 0 {
+		g.Period = Duration(7 * 24 * time.Hour)
+	}
+	if g.Period.D() < time.Hour || g.Period.D() > 400*24*time.Hour {
+		v.errf(path+".period", "period must be between 1h and 400d")
 	}
 }
 

@@ -138,7 +138,10 @@ type dataset struct {
 func generate(t *testing.T, e storetest.Engine) *dataset {
 	t.Helper()
 	ctx := context.Background()
-	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
+	// The example's performance detector reads its labels table (empty
+	// here: the dataset's windows are younger than the labels' maturity).
+	defs := []store.TableDef{store.PredictionsDef("predictions"), store.LabelsDef("fraud_labels", "request_id", "label", "labeled_at")}
+	if err := store.Apply(ctx, e.DB, e.Database, defs); err != nil {
 		t.Fatal(err)
 	}
 	cfg := exampleConfig(t, e.Database, testDetectors)

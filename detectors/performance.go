@@ -61,21 +61,26 @@ var performanceCols = []string{"n", "l", "f", "b", "tp", "sn", "sl", "sf", "sb",
 // labels that arrived in [from, to): none can belong to the windows'
 // predictions before from, none after to counts.
 func (pf *performance) labelSource(q *sqlText, from, to any) {
-	l := pf.labels
+	labelSource(q, pf.src, pf.labels, from, to)
+}
+
+// labelSource renders the labels subquery of src's model (see
+// performance.labelSource); guardrails shares it.
+func labelSource(q *sqlText, src source, l *configs.Labels, from, to any) {
 	rid, lab, lat := store.MustIdent(l.Columns.RequestID), store.MustIdent(l.Columns.Label), store.MustIdent(l.Columns.LabeledAt)
 	q.add("SELECT " + rid + " AS _id, argMin(toUInt8(ifNull(" + lab + " = 1, 0)), " + lat + ") AS _y, min(" + lat + ") AS _lat, toUInt8(1) AS _lab\n")
-	table := pf.src.table
+	table := src.table
 	if l.Table != "" {
-		table = store.ParseTable(pf.src.m.LabelsTable()).Quoted()
+		table = store.ParseTable(src.m.LabelsTable()).Quoted()
 	}
 	q.add("        FROM " + table + "\n")
 	q.add("        WHERE ifNull("+lat+" >= ? AND "+lat+" < ?, 0)", from, to)
 	if l.Table == "" {
 		// The prediction table's own columns: the production rows carry them.
-		m := pf.src.m
-		q.add(" AND "+pf.src.col(m.Columns.Model)+" = ?", m.ModelValue)
+		m := src.m
+		q.add(" AND "+src.col(m.Columns.Model)+" = ?", m.ModelValue)
 		if m.Shadow.Mode == configs.ShadowRows {
-			q.add(" AND "+pf.src.col(m.Columns.Role)+" = ?", m.Shadow.ProductionRole)
+			q.add(" AND "+src.col(m.Columns.Role)+" = ?", m.Shadow.ProductionRole)
 		}
 	}
 	q.add("\n        GROUP BY _id")
@@ -293,4 +298,12 @@ func (pf *performance) labelsName() string {
 		return pf.src.m.Table + "." + pf.labels.Columns.Label
 	}
 	return pf.src.m.LabelsTable()
+}
+
+// LabelsMissing reports whether err, from this detector's Evaluate, is its
+// model's labels table being absent: a performance detector whose labels
+// have not arrived yet (the monitor then warns instead of failing, unless
+// the table was there before).
+func (d *Detector) LabelsMissing(err error) bool {
+	return err != nil && d.cfg.Kind == configs.KindPerformance && LabelsMissing(err, d.model)
 }

@@ -121,7 +121,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srvOpt := ServerOptions{
-		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Reload: d.reload,
+		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Guardrails: d.mon.Guardrails, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 		Triage: d.triage.List, Quality: d.quality.get, StoredAlert: d.mgr.StoredAlert,
 	}
@@ -158,6 +158,10 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 
 	d.sched = d.newScheduler()
 	d.sched.Start(d.mon.Tasks(d.after))
+	// The page shows a guardrail report from the start, not from the
+	// first fire time of guardrails.schedule.
+	guardsDone := make(chan struct{})
+	go func() { defer close(guardsDone); d.mon.RunAllGuardrails(ctx, time.Now()) }()
 	d.ready.Store(true)
 	log.Info("mlwatch started", zap.String("config", cfg.Path), zap.String("engine", d.db.Engine()), zap.Int("detectors", len(d.mon.Names())))
 
@@ -183,6 +187,10 @@ loop:
 	d.reloadMu.Lock()
 	d.sched.Stop(stopCtx)
 	d.reloadMu.Unlock()
+	select { // the start-up guardrail report ends with ctx
+	case <-guardsDone:
+	case <-stopCtx.Done():
+	}
 	// Sends in flight end now (a hanging receiver is not waited for);
 	// what they did not deliver stays in the outbox for the next start.
 	stopPipe()
@@ -293,12 +301,16 @@ func (d *daemon) reload() (err error) {
 	return nil
 }
 
-// warnModelRows logs each model whose selector matches no recent row.
+// warnModelRows logs each model whose selector matches no recent row, and
+// each labels table that is missing, unreadable or empty.
 func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
 		d.log.Warn("model selects no rows", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
+	for _, w := range LabelWarnings(ctx, d.db, cfg) {
+		d.log.Warn("labels unavailable", zap.String("config", cfg.Path), zap.String("warning", w))
 	}
 }
 

@@ -20,6 +20,9 @@ type Run struct {
 	Findings   int           `json:"findings"`
 	Skipped    int           `json:"skipped"`
 	Error      string        `json:"error,omitempty"`
+	// Warning is a run that could not judge but did not fail: a
+	// performance detector whose labels table does not exist yet.
+	Warning string `json:"warning,omitempty"`
 }
 
 // DetectorStatus is a detector's health: its last runs and failure streak.
@@ -40,6 +43,7 @@ type History struct {
 	runs   map[string][]Run // oldest first, at most size
 	fails  map[string]int
 	missed map[string]int
+	ok     map[string]bool // detectors with a run that succeeded
 }
 
 // NewHistory keeps size runs per detector.
@@ -47,7 +51,7 @@ func NewHistory(size int) *History {
 	if size < 1 {
 		size = 1
 	}
-	return &History{size: size, runs: map[string][]Run{}, fails: map[string]int{}, missed: map[string]int{}}
+	return &History{size: size, runs: map[string][]Run{}, fails: map[string]int{}, missed: map[string]int{}, ok: map[string]bool{}}
 }
 
 // Add records a finished run and returns the detector's failure streak.
@@ -64,8 +68,19 @@ func (h *History) Add(r Run) int {
 		h.fails[r.Detector]++
 	} else {
 		h.fails[r.Detector] = 0
+		if r.Warning == "" {
+			h.ok[r.Detector] = true
+		}
 	}
 	return h.fails[r.Detector]
+}
+
+// Succeeded reports whether the detector ever ran without error or
+// warning in this process.
+func (h *History) Succeeded(detector string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ok[detector]
 }
 
 // Missed counts a skipped fire time.

@@ -67,6 +67,8 @@ type Monitor struct {
 	source  string
 	vstate  *versionState
 
+	guards guardrailState
+
 	mu     sync.RWMutex
 	cfg    *configs.Config
 	tables store.Tables
@@ -167,10 +169,27 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 		run.RowsRead, run.BytesRead = res.Stats.RowsRead, res.Stats.BytesRead
 		run.Findings, run.Skipped = len(res.Findings), res.Skipped
 	}
-	if err != nil {
+	waiting := det.LabelsMissing(err) && !m.history.Succeeded(name)
+	switch {
+	case waiting:
+		// Labels that never arrived are a start-up warning, not a
+		// monitoring failure: the detector waits for its table. One that
+		// was read before and is gone fails like any other query.
+		run.Warning = err.Error()
+	case err != nil:
 		run.Error = err.Error()
 	}
 	fails := m.history.Add(run)
+	if waiting {
+		m.observeMetrics(run, fails)
+		m.writeRun(ctx, run)
+		m.log.Warn("labels table missing: the performance detector waits for it", zap.String("detector", name), zap.Error(err))
+		if res == nil {
+			res = &detectors.Result{}
+		}
+		res.Findings = nil
+		return res, nil
+	}
 	m.observeMetrics(run, fails)
 	m.writeRun(ctx, run)
 	if err != nil {
@@ -310,7 +329,7 @@ func (m *Monitor) Tasks(after func(name string, at time.Time)) []Task {
 			}
 		}})
 	}
-	return tasks
+	return append(tasks, m.guardrailTasks(m.cfg)...)
 }
 
 // Series reads the points of an alert's chart from the evaluations table:

@@ -63,6 +63,14 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 <table><tr><th>state</th><th>alert</th><th>value</th><th>baseline</th><th>since</th></tr>
 {{range .Others}}<tr><td>{{.State}}</td><td><a href="alerts/{{.Fingerprint}}">{{.Class}} · {{.Model}} {{slice .Slice}} {{.Feature}} {{.Metric}}</a></td><td>{{num .Value}}</td><td>{{num .Baseline}}</td><td>{{ts .ActiveAt}}</td></tr>{{end}}
 </table>{{end}}
+{{with .Guardrails}}<h2 id="guardrails">Promotion guardrails</h2>
+<p class="muted">Is the shadow safe to ship? Candidate vs production per slice over each model's guardrails.period, computed on guardrails.schedule; <code>mlwatch guardrails</code> answers the same for any period.</p>
+<table><tr><th>model</th><th>verdict</th><th>period</th><th>computed</th><th>why</th><th>labels</th></tr>
+{{range .}}<tr id="guardrails-{{.Model}}"><td>{{.Model}}</td>{{if .Report}}{{with .Report}}<td class="{{if eq .Verdict "fail"}}bad{{end}}"><strong>{{.Verdict}}</strong> (exit {{.ExitCode}}) · candidate {{.Candidate}}</td>
+<td>{{ts .From}} .. {{ts .To}}</td>{{end}}<td>{{ts .At}}</td><td>{{with .Report}}{{range .Failed}}{{.}}<br>{{end}}{{range .Missing}}{{.}}<br>{{end}}{{if not (or .Failed .Missing)}}every guardrail holds ({{len .Checks}} checks){{end}}</td><td class="muted">{{.Labels}}{{end}}</td>
+{{else if .Error}}<td class="bad">error</td><td>{{.Period}}</td><td>{{ts .At}}</td><td class="bad">{{.Error}}</td><td></td>
+{{else}}<td class="muted">not computed yet</td><td>{{.Period}}</td><td class="muted"><code>{{.Schedule}}</code></td><td></td><td></td>{{end}}</tr>{{end}}
+</table>{{end}}
 <h2 id="detectors">Detectors</h2>
 <table><tr><th>detector</th><th>kind</th><th>model</th><th>schedule</th><th>last run</th><th>duration</th><th>rows read</th><th>findings</th><th>failures in a row</th><th>missed</th><th>last error</th></tr>
 {{range .Detectors}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{.Model}}</td><td><code>{{.Schedule}}</code></td>
@@ -188,6 +196,7 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		Owners                    []ownerSection
 		Others                    []alerts.View
 		Detectors                 []detectorRow
+		Guardrails                []GuardrailStatus
 		Silences                  []silenceRow
 		Dead                      []alerts.NotificationStatus
 		Quality                   []alerts.QualityRow
@@ -253,6 +262,9 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 			data.Detectors = append(data.Detectors, row)
 		}
 		sort.Slice(data.Detectors, func(i, j int) bool { return data.Detectors[i].Name < data.Detectors[j].Name })
+	}
+	if s.opt.Guardrails != nil {
+		data.Guardrails = s.opt.Guardrails()
 	}
 	for _, sil := range s.opt.Alerts.Silences() {
 		data.Silences = append(data.Silences, silenceRow{sil, sil.State(data.Now)})

@@ -62,6 +62,9 @@ type ServerOptions struct {
 	// Quality returns alert quality per detector and class (last 30 days),
 	// for /api/v1/quality and the status page; nil hides it.
 	Quality func() []alerts.QualityRow
+	// Guardrails returns each model's latest guardrail report for
+	// /api/v1/guardrails and the page (nil: none).
+	Guardrails func() []GuardrailStatus
 	// Reload re-reads the config; nil disables /-/reload.
 	Reload func() error
 	// Ready reports whether the daemon restored its state and scheduled its detectors.
@@ -96,6 +99,7 @@ func Handler(opt ServerOptions) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", s.auth(s.expireSilence))
 	mux.HandleFunc("GET /api/v1/detectors", s.detectors)
 	mux.HandleFunc("GET /api/v1/models", s.models)
+	mux.HandleFunc("GET /api/v1/guardrails", s.guardrails)
 	mux.HandleFunc("GET /api/v1/notifications", s.notifications)
 	mux.HandleFunc("POST /api/v1/notifications/{id}/retry", s.auth(s.retryNotification))
 	mux.HandleFunc("GET /api/v1/triage", s.triage)
@@ -344,6 +348,15 @@ func (s *server) detectors(w http.ResponseWriter, _ *http.Request) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if out == nil {
 		out = []DetectorStatus{}
+	}
+	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
+}
+
+// guardrails lists each model's latest guardrail report.
+func (s *server) guardrails(w http.ResponseWriter, _ *http.Request) {
+	out := []GuardrailStatus{}
+	if s.opt.Guardrails != nil {
+		out = append(out, s.opt.Guardrails()...)
 	}
 	writeJSON(w, http.StatusOK, apiResponse{Status: "success", Data: out})
 }

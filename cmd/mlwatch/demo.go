@@ -14,6 +14,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/traffic"
@@ -22,6 +23,20 @@ import (
 // demoStepTimeout bounds each of the demo's long steps (schema, traffic
 // generation): minutes on a busy 2-core machine, seconds on an idle one.
 const demoStepTimeout = 15 * time.Minute
+
+// demoMaturity is the labels' maturity in the demo (the example's is 30d).
+const demoMaturity = 3 * 24 * time.Hour
+
+// printGuardSummary prints a guardrail report's verdict and its failures.
+func printGuardSummary(c *cli, r *detectors.GuardrailReport) {
+	fmt.Fprintf(c.stdout, "%s: %s (exit %d) · %s\n", r.Candidate, verdictText[r.Verdict], r.ExitCode, r.Labels)
+	for _, f := range r.Failed {
+		fmt.Fprintf(c.stdout, "    FAIL %s\n", f)
+	}
+	for _, m := range r.Missing {
+		fmt.Fprintf(c.stdout, "    MISSING %s\n", m)
+	}
+}
 
 // demoIncident is one of the demo's injected incidents and who should hear of it.
 type demoIncident struct {
@@ -81,7 +96,21 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	m := &cfg.Models[0]
-	if err := store.Apply(schemaCtx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(store.ParseTable(m.Table).Name)}); err != nil {
+	defs := []store.TableDef{store.PredictionsDef(store.ParseTable(m.Table).Name)}
+	if l := m.Labels; l != nil && l.Table != "" {
+		defs = append(defs, store.LabelsDef(store.ParseTable(m.LabelsTable()).Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt))
+		// Two weeks of history cannot hold 30-day-old predictions: in the
+		// demo labels mature after 3 days, so the performance detector
+		// (its windows end a maturity ago) judges the replayed week.
+		old := l.Maturity
+		l.Maturity = configs.Duration(demoMaturity)
+		for i := range cfg.Detectors {
+			if d := &cfg.Detectors[i]; d.Model == m.Name && d.Kind == configs.KindPerformance && d.EvalDelay == old {
+				d.EvalDelay = l.Maturity
+			}
+		}
+	}
+	if err := store.Apply(schemaCtx, db, cfg.ClickHouse.Database, defs); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}
@@ -95,6 +124,8 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		{"null_spike:+13d2h:+13d5h:device_age_days", "infra", "feature device_age_days goes mostly NULL for 3 hours"},
 		{"world_shift:+13d12h:+14d:BR", "product", "a fraud surge in BR that production and shadow both see"},
 		{"slice_block:+13d16h:+14d:FR", "product", "production starts blocking half of FR; shadow does not"},
+		{"model_blind:+9d:+10d", "product", "production goes blind to most fraud; its labels show the recall drop once they mature"},
+		{"shadow_country_block:+13d:+14d:DE", "the promotion gate", "the shadow candidate blocks most of DE: the guardrails must refuse it"},
 	}
 	var ins []traffic.Incident
 	for _, d := range incidents {
@@ -118,6 +149,14 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	if rows != nil && len(rows.Rows) == 1 {
 		n = store.Int(rows.Rows[0][0])
 	}
+	if m.Labels != nil && m.Labels.Table != "" {
+		if err := traffic.GenerateLabels(genCtx, db, traffic.LabelOptions{Model: m, From: from, To: end, Incidents: ins}); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch demo: %v\n", err)
+			return 1
+		}
+		step("labels of those requests written to %s (%.0f%% coverage, delays of days to weeks; they mature after %s in the demo)",
+			m.LabelsTable(), 100*traffic.LabelCoverage, configs.FormatDuration(demoMaturity))
+	}
 	step("generated %d rows in %s; incidents:", n, gen.Duration.Round(time.Millisecond))
 	for i, in := range ins {
 		fmt.Fprintf(c.stdout, "          %-18s %s  (%s)\n", in.Kind+" "+in.Arg, in.Start.Format("Mon 15:04")+"–"+in.End.Format("Mon 15:04"), incidents[i].what)
@@ -131,6 +170,17 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	step("%d detector runs, %d notifications", report.Evaluations, len(report.Notifications))
 	printDemo(c, report, ins, incidents)
+	guards := func() []monitor.GuardrailStatus { return nil }
+	if m.Guardrails != nil && m.Shadow.Mode != configs.ShadowNone {
+		st := report.Monitor.RunGuardrails(ctx, m.Name, end)
+		fmt.Fprintf(c.stdout, "\n== is the shadow safe to ship? (mlwatch guardrails over the last %s) ==\n", st.Period)
+		if st.Report != nil {
+			printGuardSummary(c, st.Report)
+		} else {
+			fmt.Fprintf(c.stdout, "guardrails failed: %s\n", st.Error)
+		}
+		guards = report.Monitor.Guardrails
+	}
 
 	if *exit {
 		return 0
@@ -142,7 +192,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	srv := &http.Server{Handler: monitor.Handler(monitor.ServerOptions{
 		Alerts: report.Manager, Silencer: report.Manager, Detectors: report.Monitor.Statuses, Series: report.Monitor.Series, Models: report.Monitor.Models,
-		Ready: func() bool { return true }, Logger: log, Now: func() time.Time { return end },
+		Guardrails: guards, Ready: func() bool { return true }, Logger: log, Now: func() time.Time { return end },
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -190,13 +240,22 @@ func printDemo(c *cli, r *monitor.BacktestReport, ins []traffic.Incident, incide
 	fmt.Fprintln(w, "\n== incidents and who was told ==")
 	for i, in := range ins {
 		var hits []alerts.View
+		until := in.End.Add(2 * time.Hour)
+		if in.Kind == traffic.ModelBlind {
+			// Its labels tell it a maturity and a window later.
+			until = until.Add(demoMaturity + 24*time.Hour)
+		}
 		for _, v := range r.Fired {
-			if !v.ActiveAt.Before(in.Start) && v.ActiveAt.Before(in.End.Add(2*time.Hour)) && matchesIncident(v, in) {
+			if !v.ActiveAt.Before(in.Start) && v.ActiveAt.Before(until) && matchesIncident(v, in) {
 				hits = append(hits, v)
 			}
 		}
 		sort.Slice(hits, func(a, b int) bool { return hits[a].ActiveAt.Before(hits[b].ActiveAt) })
 		fmt.Fprintf(w, "%s %s (expected owner: %s)\n", in.Kind, in.Arg, incidents[i].owner)
+		if len(hits) == 0 && in.Kind == traffic.ShadowCountryBlock {
+			fmt.Fprintln(w, "    no page (a shadow's blocks reach no customer): the guardrail report below refuses it")
+			continue
+		}
 		if len(hits) == 0 {
 			fmt.Fprintln(w, "    not detected")
 			continue
@@ -214,7 +273,7 @@ func printDemo(c *cli, r *monitor.BacktestReport, ins []traffic.Incident, incide
 // matchesIncident says whether an alert is about the incident's slice or feature.
 func matchesIncident(v alerts.View, in traffic.Incident) bool {
 	switch in.Kind {
-	case traffic.SliceBlock, traffic.WorldShift:
+	case traffic.SliceBlock, traffic.WorldShift, traffic.ModelBlind, traffic.ShadowCountryBlock:
 		return v.Slice["country"] == in.Arg
 	case traffic.NullSpike, traffic.DefaultFill:
 		return v.Feature == in.Arg

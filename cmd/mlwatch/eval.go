@@ -44,6 +44,9 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	for _, w := range monitor.ModelRowWarnings(ctx, db, cfg, at) {
 		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
 	}
+	for _, w := range monitor.LabelWarnings(ctx, db, cfg) {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	if *notifyTimeout <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
 		return 2

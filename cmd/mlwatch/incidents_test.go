@@ -57,6 +57,10 @@ var incidentCases = []incidentCase{
 	{"null_spike", "null_spike:+0m:+90m:device_age_days", "feature_pipeline", "infra"},
 }
 
+// exampleLabelsDef is the example's labels table (models[].labels): its
+// performance detector reads it, empty here.
+var exampleLabelsDef = store.LabelsDef("fraud_labels", "request_id", "label", "labeled_at")
+
 // exampleFor returns the example config reading table db.table.
 func exampleFor(t *testing.T, db, table string) *configs.Config {
 	t.Helper()
@@ -112,7 +116,7 @@ func generateDays(t *testing.T, e storetest.Engine, table string, seed uint64, d
 func newIncidentTable(t *testing.T, e storetest.Engine, base, table string, seed uint64, incident string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef(table)}); err != nil {
+	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef(table), exampleLabelsDef}); err != nil {
 		t.Fatal(err)
 	}
 	q := store.Table{Database: e.Database, Name: table}.Quoted()
@@ -219,7 +223,7 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base")}); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base"), exampleLabelsDef}); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
@@ -284,7 +288,7 @@ func TestEvalIsDeterministic(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base")}); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base"), exampleLabelsDef}); err != nil {
 				t.Fatal(err)
 			}
 			// A small table: two baseline days (the seasonal baseline takes

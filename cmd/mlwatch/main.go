@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"generate":      {"insert realistic synthetic traffic with injectable incidents", generateCmd},
 		"run":           {"the daemon: scheduled detectors, alert pipeline, HTTP API and status page", runCmd},
 		"eval":          {"evaluate every detector once and print the alerts (--notify also sends them)", evalCmd},
+		"guardrails":    {"is the candidate (shadow or --version) safe to ship? exit 0 ship, 1 a guardrail fails, 2 not enough data, 3 bad usage/config, 4 query failed", guardrailsCmd},
 		"backtest":      {"replay the detectors over history and print what would have been sent", backtestCmd},
 		"report":        {"alert quality per detector from Slack triage: acks, time to ack, false positives", reportCmd},
 		"demo":          {"the whole story on the embedded engine, no set-up", demoCmd},
