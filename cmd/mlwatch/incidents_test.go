@@ -53,15 +53,21 @@ const incidentRate = 250
 // incidentCase is one incident and what its root must be.
 type incidentCase struct {
 	name     string
-	incident string // KIND:START:END[:ARG], times as offsets from incidentAt-1h, less days
+	incident string // KIND:START:END[:ARG], times as offsets from incidentAt-1h, less back days
 	class    string // the class of a root
 	owner    string
-	// days: the incident starts this many days before incidentAt's day
-	// (a ramp); those days are generated with it.
-	days int
+	// back: the incident's offsets count from this many days before
+	// incidentAt's day (a ramp); days: the days before incidentAt's that
+	// are generated with the incident (at least back), not copied.
+	back, days int
 	// factor: for a ramp, its block-rate factor at incidentAt (it must be
 	// found before 3x).
 	factor float64
+	// wide: the drift detector's days (incidentAt's and the reference
+	// days) are generated over 6 hours of its 12-hour window, not only the
+	// incident span: a ramp of one country is the drift detector's alone,
+	// and 100 minutes of a day are too few rows to show it.
+	wide bool
 }
 
 var incidentCases = []incidentCase{
@@ -73,8 +79,12 @@ var incidentCases = []incidentCase{
 	{name: "shadow_divergence", incident: "shadow_divergence:+0m:+90m:0.2", class: "model_divergence", owner: "product"},
 	{name: "null_spike", incident: "null_spike:+0m:+90m:device_age_days", class: "feature_pipeline", owner: "infra"},
 	// US's production block rate from 1x to 3x over 8 days, evaluated 6
-	// days in (2.5x).
-	{name: "ramp", incident: "ramp:+0m:+8d:US:3", class: "model_behavior", owner: "product", days: 6, factor: 1 + 2*(6*24+1)/(8*24.0)},
+	// days in (2.5x); days 7 to 9 are the drift detector's reference, so
+	// the ramp starts after them (the incident's base is 9 days back).
+	// The factor is production's, canaries aside (always blocked, 0.2% of
+	// requests, about a third of US's quiet block rate): the measured US
+	// rate is about 1.6x its old level then.
+	{name: "ramp", incident: "ramp:+0m:+8d:US:3", class: "model_behavior", owner: "product", back: 6, days: 9, factor: 1 + 2*(6*24+1)/(8*24.0), wide: true},
 	// One country's logging stops for the last 45 minutes: a mid-size
 	// country and the smallest one whose expected count in the hour
 	// (about 230 rows at 250 requests a minute) passes min_samples.
@@ -101,13 +111,17 @@ func exampleFor(t testing.TB, db, table string) *configs.Config {
 
 // generateDays fills table with the incident span of each day in days
 // (0 is incidentAt's day) with the given incidents.
-func generateDays(t testing.TB, e storetest.Engine, table string, seed uint64, rate float64, days []int, incidents []traffic.Incident) {
+func generateDays(t testing.TB, e storetest.Engine, table string, seed uint64, rate float64, days []int, incidents []traffic.Incident, wide bool) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := exampleFor(t, e.Database, table)
 	for _, d := range days {
 		at := incidentAt.AddDate(0, 0, -d)
-		_, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: at.Add(incidentSpan[0]), To: at.Add(incidentSpan[1]),
+		from := at.Add(incidentSpan[0])
+		if wide && (d == 0 || d >= 7) {
+			from = at.Add(-6 * time.Hour)
+		}
+		_, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: from, To: at.Add(incidentSpan[1]),
 			Rate: rate, Seed: seed + uint64(d), Incidents: incidents})
 		if err != nil {
 			t.Fatalf("generate day -%d: %v", d, err)
@@ -121,7 +135,7 @@ func newBaseTable(t testing.TB, e storetest.Engine, table string, seed uint64, r
 	if err := store.Apply(context.Background(), e.DB, e.Database, []store.TableDef{store.PredictionsDef(table)}); err != nil {
 		t.Fatal(err)
 	}
-	generateDays(t, e, table, seed, rate, baseDays, nil)
+	generateDays(t, e, table, seed, rate, baseDays, nil, false)
 }
 
 // newIncidentTable creates table as a copy of the quiet baseline days in
@@ -141,7 +155,7 @@ func newIncidentTable(t testing.TB, e storetest.Engine, base, table string, seed
 	}
 	var ins []traffic.Incident
 	if tc.incident != "" {
-		in, err := traffic.ParseIncident(tc.incident, incidentAt.Add(-time.Hour).AddDate(0, 0, -tc.days))
+		in, err := traffic.ParseIncident(tc.incident, incidentAt.Add(-time.Hour).AddDate(0, 0, -tc.back))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +165,7 @@ func newIncidentTable(t testing.TB, e storetest.Engine, base, table string, seed
 	for i := range days {
 		days[i] = i
 	}
-	generateDays(t, e, table, seed, rate, days, ins)
+	generateDays(t, e, table, seed, rate, days, ins, tc.wide)
 }
 
 // evalJSON runs what `mlwatch eval --format json` runs (the whole alert
@@ -334,10 +348,10 @@ func TestEvalIsDeterministic(t *testing.T) {
 			}
 			// A small table: two baseline days (the seasonal baseline takes
 			// what it finds) and a category block with a slice block.
-			generateDays(t, e, "base", 5, incidentRate, []int{1, 2}, nil)
+			generateDays(t, e, "base", 5, incidentRate, []int{1, 2}, nil, false)
 			in1, _ := traffic.ParseIncident("category_block:+0m:+90m:electronics:0.5", incidentAt.Add(-time.Hour))
 			in2, _ := traffic.ParseIncident("slice_block:+0m:+90m:FR", incidentAt.Add(-time.Hour))
-			generateDays(t, e, "base", 5, incidentRate, []int{0}, []traffic.Incident{in1, in2})
+			generateDays(t, e, "base", 5, incidentRate, []int{0}, []traffic.Incident{in1, in2}, false)
 			cfg := exampleFor(t, e.Database, "base")
 			first := evalJSON(t, cfg, e.DB, incidentAt)
 			if len(parseViews(t, first)) < 2 {
