@@ -204,6 +204,10 @@ func (m *Manager) openIncidents() map[string]bool {
 //  4. A product alert already notified on its own is not explained by
 //     another product alert, and an explained alert keeps its root while
 //     that root is known: a thread never moves.
+//  5. A root that stopped firing while alerts it explains still fire
+//     keeps the incident open (see openIncidents).
+//  6. A twin (another detector of the same metric) folds into its root
+//     (see twin).
 //
 // Roots are tried in a stable order: earlier first, then drivers, more
 // severe, larger moves, fingerprint.
