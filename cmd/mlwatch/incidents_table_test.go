@@ -56,9 +56,8 @@ func TestIncidentTable(t *testing.T) {
 			if len(kinds) > 0 && !kinds[tc.name] {
 				continue
 			}
-			table := fmt.Sprintf("%s_%d", tc.name, seed)
-			newIncidentTable(t, e, base, table, seed, rate, tc)
-			o := runIncident(t, e, table, tc)
+			var o incidentOutcome
+			withIncident(t, e, base, seed, rate, tc, func(table string) { o = runIncident(t, e, table, tc) })
 			bad := o.check(tc)
 			verdict := "ok"
 			if len(bad) > 0 {
