@@ -92,6 +92,9 @@ type Alert struct {
 	// folded: the alert repeats its root's move from another detector of
 	// the same metric; it is shown inside the root's view (consolidate.go).
 	folded bool
+	// foldInto is the alert whose view carries a folded one: its root, or
+	// the alert of its incident it repeats (a sibling of the same slice).
+	foldInto string
 	// SilencedBy lists the IDs of the active silences that match.
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.

@@ -397,13 +397,21 @@ func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 			m.dirty[a.Fingerprint] = true
 		}
 		kept := a.folded && root[i] == a.CausedBy
-		a.folded = false
+		a.folded, a.foldInto = false, ""
 		if root[i] == "" {
 			continue
 		}
 		if r := m.alerts[root[i]]; (r != nil && twin(r, a)) || (r == nil && kept) {
-			a.folded = true
+			a.folded, a.foldInto = true, root[i]
 			twins[root[i]] = append(twins[root[i]], a)
+			continue
+		}
+		// A twin of another alert of the same incident, in the same slice
+		// and direction and no more severe (a null spike explains both
+		// block-rate detectors' overall move), folds into that one.
+		if s := m.sibling(as, moves, order, root, i); s != nil {
+			a.folded, a.foldInto = true, s.Fingerprint
+			twins[s.Fingerprint] = append(twins[s.Fingerprint], a)
 			continue
 		}
 		notes[root[i]] = append(notes[root[i]], a)
@@ -411,6 +419,9 @@ func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 	for _, a := range as {
 		a.moves = ""
 		if a.CausedBy != "" {
+			if tw := twins[a.Fingerprint]; len(tw) > 0 && !a.folded {
+				a.moves = seenByText(tw)
+			}
 			continue
 		}
 		if ex := notes[a.Fingerprint]; len(ex) > 0 {
@@ -438,6 +449,27 @@ func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 func twin(r, a *Alert) bool {
 	return r.Finding.Detector != a.Finding.Detector && r.Finding.Model == a.Finding.Model && r.Finding.Kind == a.Finding.Kind &&
 		r.Finding.Metric == a.Finding.Metric && r.Finding.Feature == a.Finding.Feature
+}
+
+// sibling returns the alert of as[i]'s incident (the same root) that
+// as[i] repeats: an earlier one in order, not itself folded, of another
+// detector of the same metric, in the same slice, moving the same way, at
+// least as severe. Nil when there is none.
+func (m *Manager) sibling(as []*Alert, moves []move, order []int, root []string, i int) *Alert {
+	a := as[i]
+	for _, j := range order {
+		if j == i {
+			return nil // only earlier ones: the first of a pair carries it
+		}
+		b := as[j]
+		if root[j] != root[i] || b.folded || !twin(b, a) || moves[j].dir != moves[i].dir ||
+			detectors.SliceKey(b.Finding.Slice) != detectors.SliceKey(a.Finding.Slice) ||
+			severityRank[b.Severity] < severityRank[a.Severity] {
+			continue
+		}
+		return b
+	}
+	return nil
 }
 
 // seenByText names the twins folded into a root: "also seen by
@@ -470,13 +502,13 @@ func seenByText(tw []*Alert) string {
 func (m *Manager) views(as []*Alert) []View {
 	folded := map[string][]View{}
 	for _, a := range as {
-		if a.folded && m.alerts[a.CausedBy] != nil {
-			folded[a.CausedBy] = append(folded[a.CausedBy], a.view(m.receiversOf(a)))
+		if a.folded && m.alerts[a.foldInto] != nil {
+			folded[a.foldInto] = append(folded[a.foldInto], a.view(m.receiversOf(a)))
 		}
 	}
 	var out []View
 	for _, a := range as {
-		if a.folded && m.alerts[a.CausedBy] != nil {
+		if a.folded && m.alerts[a.foldInto] != nil {
 			continue
 		}
 		v := a.view(m.receiversOf(a))

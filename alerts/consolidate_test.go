@@ -398,3 +398,28 @@ func TestIncidentRootStaysWhileItsMovesFire(t *testing.T) {
 		}
 	}
 }
+
+// TestDriftTwinFoldsIntoSibling: a null spike explains both block-rate
+// detectors' overall move; the drift twin folds into the seasonal one.
+func TestDriftTwinFoldsIntoSibling(t *testing.T) {
+	cfg := loadConfig(t, driftYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	spike := finding("fraud-features", detectors.ClassFeaturePipeline, "fraud", "", 0.9, 0.005, 1e-30)
+	spike.Kind, spike.Metric, spike.Feature = "feature_health", detectors.MetricNullRate, "device_age_days"
+	tw := blockRate("", 0.15, 0.007, 25000)
+	tw.Detector = "fraud-block-rate-drift"
+	mustObserve(t, m, "fraud-features", t0, spike)
+	mustObserve(t, m, "fraud-block-rate", t0, blockRate("", 0.2, 0.007, 19000))
+	mustObserve(t, m, "fraud-block-rate-drift", t0, tw)
+	mustProcess(t, m, t0.Add(time.Minute))
+	vs := m.Alerts()
+	if len(vs) != 2 {
+		t.Fatalf("want the null spike and the seasonal block rate, got %d alerts", len(vs))
+	}
+	for _, v := range vs {
+		if v.Detector == "fraud-block-rate" && (len(v.Folded) != 1 || v.CausedBy == "" || !strings.Contains(v.Summary, "also seen by fraud-block-rate-drift (overall)")) {
+			t.Errorf("seasonal block rate: %d folded, caused_by %q, summary %q", len(v.Folded), v.CausedBy, v.Summary)
+		}
+	}
+}
