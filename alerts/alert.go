@@ -99,6 +99,10 @@ type Alert struct {
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.
 	Sent map[string]*Sent
+	// source is the run that keeps the alert's lifecycle: the name
+	// Observe was given (a detector, or a detector's failures). Only that
+	// source's runs clear it (observe.go).
+	source string
 }
 
 // Sent is what one receiver was told about one alert: the group (and its
@@ -270,7 +274,8 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 }
 
 // View is an alert as the CLI, the HTTP API and notifications show it; its
-// JSON is the `eval --format json` contract of DESIGN.md.
+// JSON is the `eval --format json` contract (README.md; checked field by
+// field by TestEvalJSONContract in cmd/mlwatch/eval_test.go).
 type View struct {
 	Fingerprint string            `json:"fingerprint"`
 	State       string            `json:"state"`
@@ -385,3 +390,7 @@ func (a *Alert) view(receivers []string) View {
 		ResolvedAt:  timePtr(a.ResolvedAt),
 	}
 }
+
+// silenced reports whether an active silence mutes the alert (as of the
+// last mute step).
+func (a *Alert) silenced() bool { return len(a.SilencedBy) > 0 }

@@ -25,11 +25,7 @@ type Alertmanager struct {
 // with the receiver's timeout.
 func NewAlertmanager(name string, cfg configs.AlertmanagerReceiver, hc *http.Client) *Alertmanager {
 	if hc == nil {
-		t := cfg.Timeout.D()
-		if t <= 0 {
-			t = 10 * time.Second
-		}
-		hc = &http.Client{Timeout: t}
+		hc = &http.Client{Timeout: cfg.HTTPTimeout()}
 	}
 	return &Alertmanager{name: name, url: strings.TrimSuffix(cfg.URL, "/") + "/api/v2/alerts", client: hc}
 }

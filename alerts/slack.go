@@ -58,23 +58,10 @@ type Slack struct {
 // NewSlack builds a Slack notifier. The token is used only in requests;
 // it never appears in errors or logs.
 func NewSlack(opt SlackOptions) *Slack {
-	api := opt.Receiver.APIURL
-	if api == "" {
-		api = opt.Global.APIURL
-	}
-	if api == "" {
-		api = "https://slack.com/api/"
-	}
-	if !strings.HasSuffix(api, "/") {
-		api += "/"
-	}
+	api := opt.Receiver.API(opt.Global)
 	hc := opt.HTTPClient
 	if hc == nil {
-		t := opt.Receiver.Timeout.D()
-		if t <= 0 {
-			t = 15 * time.Second
-		}
-		hc = &http.Client{Timeout: t}
+		hc = &http.Client{Timeout: opt.Receiver.HTTPTimeout()}
 	}
 	p := opt.pacer
 	if p == nil {

@@ -61,11 +61,7 @@ type Webhook struct {
 // receiver's timeout.
 func NewWebhook(name string, cfg configs.WebhookReceiver, hc *http.Client) *Webhook {
 	if hc == nil {
-		t := cfg.Timeout.D()
-		if t <= 0 {
-			t = 10 * time.Second
-		}
-		hc = &http.Client{Timeout: t}
+		hc = &http.Client{Timeout: cfg.HTTPTimeout()}
 	}
 	return &Webhook{name: name, cfg: cfg, client: hc}
 }

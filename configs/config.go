@@ -190,29 +190,11 @@ const (
 	SourceRollup = "rollup"
 )
 
-// RollupKinds are the detector kinds that can read a rollup.
-var RollupKinds = []string{KindBlockRate, KindFeatureHealth, KindVolume}
-
 // Owners names the receiver of each owning team.
 type Owners struct {
 	Product string `yaml:"product"`
 	Infra   string `yaml:"infra"`
 }
-
-// Detector kinds.
-const (
-	KindBlockRate     = "block_rate"
-	KindFeatureHealth = "feature_health"
-	KindShadow        = "shadow"
-	KindVolume        = "volume"
-	KindFreshness     = "freshness"
-	KindStaleness     = "staleness"
-	KindExpectation   = "expectation"
-	KindPerformance   = "performance"
-)
-
-// Kinds lists every detector kind.
-var Kinds = []string{KindBlockRate, KindFeatureHealth, KindShadow, KindVolume, KindFreshness, KindStaleness, KindExpectation, KindPerformance}
 
 // Baseline modes.
 const (
@@ -299,73 +281,6 @@ type Detector struct {
 	Cron cron.Schedule `yaml:"-"`
 }
 
-// BlockRateParams tune the block_rate detector.
-type BlockRateParams struct {
-	// Absolute bounds on the current window (aggregate): rates in [0,1],
-	// counts per window. Unset bounds are not checked.
-	MinRate    *float64 `yaml:"min_rate"`
-	MaxRate    *float64 `yaml:"max_rate"`
-	MinBlocked *int64   `yaml:"min_blocked"`
-	MaxBlocked *int64   `yaml:"max_blocked"`
-	// ScorePSI adds score-distribution drift (PSI over baseline deciles).
-	ScorePSI *bool   `yaml:"score_psi"`
-	PSIWarn  float64 `yaml:"psi_warn"`
-	PSIAlert float64 `yaml:"psi_alert"`
-	// ShadowShare is how much of the production move the shadow must share
-	// (same direction) for the slice to count as population_shift.
-	ShadowShare float64 `yaml:"shadow_share"`
-}
-
-// FeatureHealthParams tune the feature_health detector.
-type FeatureHealthParams struct {
-	// Features restricts the check to these names; empty: the model's.
-	Features []string `yaml:"features"`
-	// NullRateMax is an absolute ceiling on a feature's null rate.
-	NullRateMax float64 `yaml:"null_rate_max"`
-	// DefaultValue is the fill value watched for (0 when unset); Defaults
-	// overrides it per feature.
-	DefaultValue *float64           `yaml:"default_value"`
-	Defaults     map[string]float64 `yaml:"defaults"`
-	// Drift turns PSI drift of non-null values on (default true).
-	Drift    *bool   `yaml:"drift"`
-	PSIWarn  float64 `yaml:"psi_warn"`
-	PSIAlert float64 `yaml:"psi_alert"`
-}
-
-// ShadowParams tune the shadow detector.
-type ShadowParams struct {
-	// MinCorrelation reports when the score correlation of paired rows falls
-	// below it (0 disables).
-	MinCorrelation float64 `yaml:"min_correlation"`
-}
-
-// VolumeParams tune the volume detector.
-type VolumeParams struct {
-	// DropRatio: current/baseline below it is a drop (default 0.5).
-	DropRatio float64 `yaml:"drop_ratio"`
-	// SpikeRatio: current/baseline above it is a spike (default 3; 0 disables).
-	SpikeRatio float64 `yaml:"spike_ratio"`
-}
-
-// FreshnessParams tune the freshness detector.
-type FreshnessParams struct {
-	// MaxLag is how old the newest row may be at evaluation time.
-	MaxLag Duration `yaml:"max_lag"`
-}
-
-// StalenessParams tune the staleness detector.
-type StalenessParams struct {
-	// MaxAge is how long a serving model version may stay in production.
-	MaxAge Duration `yaml:"max_age"`
-}
-
-// ExpectationParams describe golden requests and the block rate they must have.
-type ExpectationParams struct {
-	Match   []Match  `yaml:"match"`
-	MinRate *float64 `yaml:"min_rate"`
-	MaxRate *float64 `yaml:"max_rate"`
-}
-
 // Match operators.
 const (
 	OpEq     = "eq"
@@ -380,52 +295,6 @@ type Match struct {
 	Op     string   `yaml:"op"`
 	Value  string   `yaml:"value"`
 	Values []string `yaml:"values"`
-}
-
-// Receiver is one notification destination.
-type Receiver struct {
-	Name         string                `yaml:"name"`
-	Slack        *SlackReceiver        `yaml:"slack"`
-	Webhook      *WebhookReceiver      `yaml:"webhook"`
-	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
-	// FallbackReceiver gets a copy of a page this receiver refused for
-	// good; it overrides global.fallback_receiver.
-	FallbackReceiver string `yaml:"fallback_receiver"`
-}
-
-// SlackReceiver posts to one Slack channel with a bot token.
-type SlackReceiver struct {
-	// Channel is a channel ID (C0123...) or a name (#fraud-alerts),
-	// resolved once to an ID.
-	Channel   string `yaml:"channel"`
-	TokenEnv  string `yaml:"token_env"`
-	TokenFile string `yaml:"token_file"`
-	// APIURL overrides slack.api_url for this receiver.
-	APIURL string `yaml:"api_url"`
-	// Mentions are Slack user or group IDs to mention on pages
-	// (U0123, S0123 for user groups).
-	Mentions []string `yaml:"mentions"`
-	// Timeout bounds one Slack API call (default 15s, at most
-	// MaxReceiverTimeout).
-	Timeout Duration `yaml:"timeout"`
-
-	// Token is resolved from token_env or token_file.
-	Token string `yaml:"-"`
-}
-
-// WebhookReceiver posts the documented JSON body to a URL.
-type WebhookReceiver struct {
-	URL            string   `yaml:"url"`
-	BearerTokenEnv string   `yaml:"bearer_token_env"`
-	Timeout        Duration `yaml:"timeout"`
-
-	BearerToken string `yaml:"-"`
-}
-
-// AlertmanagerReceiver posts to an Alertmanager's /api/v2/alerts.
-type AlertmanagerReceiver struct {
-	URL     string   `yaml:"url"`
-	Timeout Duration `yaml:"timeout"`
 }
 
 // Route is a node of the routing tree, as in Alertmanager: matchers on

@@ -1,8 +1,9 @@
 package configs
 
 import (
-	"strings"
 	"time"
+
+	"github.com/mlwatch/mlwatch/store"
 )
 
 // Labels names a model's ground truth: fraud labels (chargebacks,
@@ -67,10 +68,7 @@ func (v *validator) labels(path string, m *Model) {
 		return
 	}
 	if l.Table != "" {
-		parts := strings.SplitN(l.Table, ".", 2)
-		for _, part := range parts {
-			v.ident(path+".table", part)
-		}
+		v.table(path+".table", l.Table)
 	}
 	for _, f := range []struct {
 		p        *string
@@ -135,14 +133,10 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 	}
 }
 
-// performance checks a performance detector against its model and fills
+// check checks a performance detector against its model and fills
 // its defaults: the window ends a maturity ago (eval_delay), so that the
 // predictions it judges have had time to get their labels.
-func (v *validator) performance(path string, d *Detector, m *Model) {
-	if d.Performance == nil {
-		d.Performance = &PerformanceParams{}
-	}
-	p := d.Performance
+func (p *PerformanceParams) check(v *validator, path string, d *Detector, m *Model) {
 	if p.CoverageDrop == 0 {
 		p.CoverageDrop = 0.5
 	}
@@ -178,11 +172,5 @@ func (m *Model) LabelsTable() string {
 	if m.Labels == nil || m.Labels.Table == "" {
 		return ""
 	}
-	if strings.Contains(m.Labels.Table, ".") {
-		return m.Labels.Table
-	}
-	if i := strings.IndexByte(m.Table, '.'); i > 0 {
-		return m.Table[:i+1] + m.Labels.Table
-	}
-	return m.Labels.Table
+	return store.ParseTable(m.Labels.Table).In(store.ParseTable(m.Table).Database).String()
 }

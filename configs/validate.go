@@ -122,6 +122,15 @@ func (v *validator) ident(path, name string) {
 	}
 }
 
+// table checks a table written "name" or "database.name".
+func (v *validator) table(path, name string) {
+	t := store.ParseTable(name)
+	if t.Database != "" {
+		v.ident(path, t.Database)
+	}
+	v.ident(path, t.Name)
+}
+
 func (v *validator) name(path, name, what string) {
 	switch {
 	case name == "":
@@ -222,41 +231,6 @@ func (v *validator) config(c *Config) {
 	}
 	v.route("route", &c.Route, receivers, true)
 	v.fallbacks(c, receivers)
-}
-
-// MaxReceiverTimeout bounds a receiver's timeout: a receiver that may hang
-// for an hour holds its own notifications that long, and shutdown waits
-// for nobody that long.
-const MaxReceiverTimeout = 5 * time.Minute
-
-func (v *validator) receiverTimeout(path string, d *Duration, def time.Duration) {
-	switch {
-	case *d == 0:
-		*d = Duration(def)
-	case d.D() < 0:
-		v.errf(path, "timeout %s must be positive", *d)
-	case d.D() > MaxReceiverTimeout:
-		v.errf(path, "timeout %s is longer than the %s a receiver may take (a hanging receiver holds its notifications and shutdown that long)", *d, MaxReceiverTimeout)
-	}
-}
-
-// fallbacks checks fallback_receiver (global and per receiver): it names
-// a receiver, not the one it backs up.
-func (v *validator) fallbacks(c *Config, receivers map[string]bool) {
-	if fb := c.Global.FallbackReceiver; fb != "" && !receivers[fb] {
-		v.errf("global.fallback_receiver", "unknown receiver %q", fb)
-	}
-	for i := range c.Receivers {
-		r := &c.Receivers[i]
-		path := fmt.Sprintf("receivers[%d].fallback_receiver", i)
-		switch fb := r.FallbackReceiver; {
-		case fb == "":
-		case !receivers[fb]:
-			v.errf(path, "unknown receiver %q", fb)
-		case fb == r.Name:
-			v.errf(path, "receiver %q cannot be its own fallback", r.Name)
-		}
-	}
 }
 
 func (v *validator) clickhouse(ch *ClickHouse) {
@@ -384,7 +358,7 @@ func (v *validator) slack(s *Slack) {
 		s.APIURL = val
 	}
 	if s.APIURL == "" {
-		s.APIURL = "https://slack.com/api/"
+		s.APIURL = DefaultSlackAPIURL
 	}
 	v.url("slack.api_url", s.APIURL)
 	if !strings.HasSuffix(s.APIURL, "/") {
@@ -402,60 +376,12 @@ func (v *validator) url(path, raw string) {
 	}
 }
 
-func (v *validator) receiver(path string, r *Receiver) {
-	v.name(path+".name", r.Name, "receiver")
-	if r.Slack == nil && r.Webhook == nil && r.Alertmanager == nil {
-		v.errf(path, "receiver %q needs slack, webhook or alertmanager", r.Name)
-	}
-	kinds := 0
-	for _, set := range []bool{r.Slack != nil, r.Webhook != nil, r.Alertmanager != nil} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds > 1 {
-		v.errf(path, "receiver %q sets more than one of slack, webhook and alertmanager; make one receiver each and route to both", r.Name)
-	}
-	if s := r.Slack; s != nil {
-		if s.Channel == "" {
-			v.errf(path+".slack.channel", "channel is required")
-		}
-		if s.TokenEnv == "" && s.TokenFile == "" {
-			v.errf(path+".slack", "token_env or token_file is required (the token is never written in the config)")
-		}
-		s.Token = v.secret(path+".slack.token_file", s.TokenEnv, s.TokenFile)
-		if s.APIURL != "" {
-			v.url(path+".slack.api_url", s.APIURL)
-		}
-		if val, ok := v.lookup(EnvSlackAPIURL); ok && val != "" {
-			s.APIURL = val
-		}
-		if s.APIURL != "" && !strings.HasSuffix(s.APIURL, "/") {
-			s.APIURL += "/"
-		}
-		v.receiverTimeout(path+".slack.timeout", &s.Timeout, 15*time.Second)
-	}
-	if w := r.Webhook; w != nil {
-		v.url(path+".webhook.url", w.URL)
-		v.receiverTimeout(path+".webhook.timeout", &w.Timeout, 10*time.Second)
-		if val, ok := v.lookup(w.BearerTokenEnv); ok {
-			w.BearerToken = val
-		}
-	}
-	if a := r.Alertmanager; a != nil {
-		v.url(path+".alertmanager.url", a.URL)
-		v.receiverTimeout(path+".alertmanager.timeout", &a.Timeout, 10*time.Second)
-	}
-}
-
 func (v *validator) model(path string, m *Model, receivers map[string]bool, hasRootReceiver bool) {
 	v.name(path+".name", m.Name, "model")
 	if m.Table == "" {
 		v.errf(path+".table", "table is required")
 	} else {
-		for _, part := range strings.SplitN(m.Table, ".", 2) {
-			v.ident(path+".table", part)
-		}
+		v.table(path+".table", m.Table)
 	}
 	if m.ModelValue == "" {
 		m.ModelValue = m.Name
@@ -486,10 +412,8 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 		if m.Rollup.Table == "" {
 			v.errf(path+".rollup.table", "table is required")
 		}
-		for _, part := range strings.SplitN(m.Rollup.Table, ".", 2) {
-			if part != "" {
-				v.ident(path+".rollup.table", part)
-			}
+		if m.Rollup.Table != "" {
+			v.table(path+".rollup.table", m.Rollup.Table)
 		}
 	}
 
@@ -578,22 +502,6 @@ func (v *validator) noDuplicates(path string, xs []string) {
 	}
 }
 
-// kindDefaults are the per-kind defaults for the shared decision settings.
-var kindDefaults = map[string]struct {
-	schedule       string
-	window         time.Duration
-	minAbs, minRel float64
-}{
-	KindBlockRate:     {"*/5 * * * *", time.Hour, 0.005, 0.5},
-	KindFeatureHealth: {"*/5 * * * *", time.Hour, 0.02, 1.0},
-	KindShadow:        {"*/5 * * * *", time.Hour, 0.005, 1.0},
-	KindVolume:        {"*/5 * * * *", time.Hour, 0, 0},
-	KindFreshness:     {"* * * * *", 15 * time.Minute, 0, 0},
-	KindStaleness:     {"@hourly", 24 * time.Hour, 0, 0},
-	KindExpectation:   {"*/5 * * * *", time.Hour, 0, 0},
-	KindPerformance:   {"@hourly", 24 * time.Hour, 0.02, 0.2},
-}
-
 func (v *validator) detector(path string, d *Detector, models map[string]*Model, g *Global) {
 	v.name(path+".name", d.Name, "detector")
 	m := models[d.Model]
@@ -603,7 +511,7 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	case m == nil:
 		v.errf(path+".model", "unknown model %q", d.Model)
 	}
-	def, ok := kindDefaults[d.Kind]
+	def, ok := kindOf(d.Kind)
 	if !ok {
 		// Everything below depends on the kind; one problem is enough.
 		v.errf(path+".kind", "unknown kind %q; want one of %s", d.Kind, strings.Join(Kinds, ", "))
@@ -706,13 +614,13 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 		}
 		v.noDuplicates(path+".slices", *d.Slices)
 	}
-	v.params(path, d, m)
-	v.source(path, d, m)
+	v.params(path, d, m, def)
+	v.source(path, d, m, def)
 }
 
 // source checks that a detector reading the rollup can: its model has
 // one, its kind is served by it, and what it asks for is in it.
-func (v *validator) source(path string, d *Detector, m *Model) {
+func (v *validator) source(path string, d *Detector, m *Model, spec kindSpec) {
 	switch d.Source {
 	case "", SourceRaw:
 		d.Source = SourceRaw
@@ -733,7 +641,7 @@ func (v *validator) source(path string, d *Detector, m *Model) {
 		v.errf(path+".source", "model %s logs shadow scores as columns; rollups support shadow mode rows or none", m.Name)
 		return
 	}
-	if !slices.Contains(RollupKinds, d.Kind) {
+	if !spec.rollup {
 		v.errf(path+".source", "kind %s cannot read a rollup; rollups serve %s", d.Kind, strings.Join(RollupKinds, ", "))
 		return
 	}
@@ -754,139 +662,6 @@ func (v *validator) source(path string, d *Detector, m *Model) {
 		if !slices.Contains(m.Slices, s) {
 			v.errf(path+".slices", "slice %s is not one of model %s's slices, which the rollup is keyed by", s, m.Name)
 		}
-	}
-}
-
-// params checks that only the block of the detector's own kind is set, and
-// fills its defaults.
-func (v *validator) params(path string, d *Detector, m *Model) {
-	blocks := map[string]bool{
-		KindBlockRate: d.BlockRate != nil, KindFeatureHealth: d.FeatureHealth != nil, KindShadow: d.ShadowParams != nil,
-		KindVolume: d.Volume != nil, KindFreshness: d.Freshness != nil, KindStaleness: d.Staleness != nil,
-		KindExpectation: d.Expectation != nil, KindPerformance: d.Performance != nil,
-	}
-	for _, k := range Kinds {
-		if blocks[k] && k != d.Kind {
-			v.errf(path+"."+k, "a %s block on a %s detector", k, d.Kind)
-		}
-	}
-	switch d.Kind {
-	case KindBlockRate:
-		if d.BlockRate == nil {
-			d.BlockRate = &BlockRateParams{}
-		}
-		p := d.BlockRate
-		v.rate(path+".block_rate.min_rate", p.MinRate)
-		v.rate(path+".block_rate.max_rate", p.MaxRate)
-		if p.MinRate != nil && p.MaxRate != nil && *p.MinRate > *p.MaxRate {
-			v.errf(path+".block_rate.min_rate", "min_rate is above max_rate")
-		}
-		if p.MinBlocked != nil && p.MaxBlocked != nil && *p.MinBlocked > *p.MaxBlocked {
-			v.errf(path+".block_rate.min_blocked", "min_blocked is above max_blocked")
-		}
-		if p.ScorePSI == nil {
-			t := true
-			p.ScorePSI = &t
-		}
-		v.psi(path+".block_rate", &p.PSIWarn, &p.PSIAlert)
-		if p.ShadowShare == 0 {
-			p.ShadowShare = 0.5
-		}
-		if p.ShadowShare < 0 || p.ShadowShare > 1 {
-			v.errf(path+".block_rate.shadow_share", "shadow_share must be in [0, 1]")
-		}
-	case KindFeatureHealth:
-		if d.FeatureHealth == nil {
-			d.FeatureHealth = &FeatureHealthParams{}
-		}
-		p := d.FeatureHealth
-		if p.NullRateMax == 0 {
-			p.NullRateMax = 0.5
-		}
-		if p.NullRateMax < 0 || p.NullRateMax > 1 {
-			v.errf(path+".feature_health.null_rate_max", "null_rate_max must be in [0, 1]")
-		}
-		if p.DefaultValue == nil {
-			zero := 0.0
-			p.DefaultValue = &zero
-		}
-		if p.Drift == nil {
-			t := true
-			p.Drift = &t
-		}
-		v.psi(path+".feature_health", &p.PSIWarn, &p.PSIAlert)
-		if m != nil && m.Features.Layout == LayoutColumns {
-			known := map[string]bool{}
-			for _, n := range m.Features.Names {
-				known[n] = true
-			}
-			for i, f := range p.Features {
-				if !known[f] {
-					v.errf(fmt.Sprintf("%s.feature_health.features[%d]", path, i), "feature %q is not among model %q's feature columns", f, m.Name)
-				}
-			}
-		}
-		v.noDuplicates(path+".feature_health.features", p.Features)
-	case KindShadow:
-		if d.ShadowParams == nil {
-			d.ShadowParams = &ShadowParams{}
-		}
-		if c := d.ShadowParams.MinCorrelation; c < -1 || c > 1 {
-			v.errf(path+".shadow.min_correlation", "min_correlation must be in [-1, 1]")
-		}
-		if m != nil && m.Shadow.Mode == ShadowNone {
-			v.errf(path+".kind", "model %q has shadow.mode none; a shadow detector has nothing to compare", m.Name)
-		}
-	case KindVolume:
-		if d.Volume == nil {
-			d.Volume = &VolumeParams{}
-		}
-		p := d.Volume
-		if p.DropRatio == 0 {
-			p.DropRatio = 0.5
-		}
-		if p.SpikeRatio == 0 {
-			p.SpikeRatio = 3
-		}
-		if p.DropRatio <= 0 || p.DropRatio >= 1 {
-			v.errf(path+".volume.drop_ratio", "drop_ratio must be in (0, 1)")
-		}
-		if p.SpikeRatio < 0 || (p.SpikeRatio > 0 && p.SpikeRatio <= 1) {
-			v.errf(path+".volume.spike_ratio", "spike_ratio must be above 1")
-		}
-	case KindFreshness:
-		if d.Freshness == nil {
-			d.Freshness = &FreshnessParams{}
-		}
-		if d.Freshness.MaxLag == 0 {
-			d.Freshness.MaxLag = Duration(15 * time.Minute)
-		}
-	case KindStaleness:
-		if d.Staleness == nil {
-			d.Staleness = &StalenessParams{}
-		}
-		if d.Staleness.MaxAge == 0 {
-			d.Staleness.MaxAge = Duration(30 * 24 * time.Hour)
-		}
-	case KindPerformance:
-		v.performance(path, d, m)
-	case KindExpectation:
-		p := d.Expectation
-		if p == nil {
-			v.errf(path, "an expectation detector needs an expectation block with match and min_rate or max_rate")
-			return
-		}
-		if len(p.Match) == 0 {
-			v.errf(path+".expectation.match", "at least one matcher is required")
-		}
-		for i := range p.Match {
-			v.match(fmt.Sprintf("%s.expectation.match[%d]", path, i), &p.Match[i])
-		}
-		if p.MinRate == nil && p.MaxRate == nil {
-			v.errf(path+".expectation", "min_rate or max_rate is required")
-		}
-		v.rate(path+".expectation.min_rate", p.MinRate)
-		v.rate(path+".expectation.max_rate", p.MaxRate)
 	}
 }
 

@@ -96,9 +96,6 @@ var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, 
 // One aggregation counts rows per slice, window and score bin (the slice
 // arrayJoin numbers slices, see expand); the next collects the bins.
 func (b *blockRate) query(w windows) *sqlText {
-	if b.d.cfg.Source == configs.SourceRollup {
-		return b.rollupQuery(w)
-	}
 	s := b.src
 	slices := b.d.slices()
 	inner := &sqlText{}
@@ -122,6 +119,27 @@ func (b *blockRate) query(w windows) *sqlText {
 	inner.add("\n        FROM " + s.table + "\n       ")
 	s.filter(inner, w.all(), true)
 	inner.add("\n      )\n      GROUP BY _si, sv, w, bin\n    )\n    GROUP BY _si, sv, w")
+	q := &sqlText{}
+	s.ranked(q, inner, false, blockRateCols, b.rank())
+	return q
+}
+
+// rollupQuery is block_rate's query over the rollup: states merged per
+// window, role and slice value, then the roles side by side, ranked as in
+// the raw query, with the same result columns.
+func (b *blockRate) rollupQuery(w windows) *sqlText {
+	s := b.src
+	main, _ := rollupTables(s.m)
+	inner := &sqlText{}
+	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn, bd, sbd\n    FROM (\n")
+	inner.add("      SELECT sc, sv, w, sumIf(_n - _bd, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n - _bd, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
+	inner.add("        sumIf(_bd, _r = 0) AS bd, sumIf(_bd, _r = 1) AS sbd,\n")
+	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs\n      FROM (\n        SELECT ")
+	s.rollupWindow(inner, w)
+	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMerge(bad_decisions) AS _bd, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
+	s.rollupFilter(inner, w.all(), "")
+	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
+	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q
@@ -189,19 +207,12 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		shadowOK := hasShadow && b.d.enough(scur.N) && b.d.enough(sbase.N)
 
 		// Block rate.
-		h := newHyp(MetricBlockRate, slice, "", ClassModelBehavior)
-		pb := base.Rate()
-		margin := b.d.margin(pb)
 		var spread float64
 		if r.w.seasonal {
 			spread = SeasonalVar(g.days(nb, x, n))
 		}
-		h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: TailBoth})
-		h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
-		band := margin + 2*math.Sqrt(spread+pb*(1-pb)/cur.N)
-		h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
-		h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
-		h.gate = math.Abs(h.effect) >= margin
+		h, margin := b.d.rateChange(MetricBlockRate, slice, "", ClassModelBehavior, cur, base, spread, TailBoth)
+		pb := h.Baseline
 		shadowNote := ", production only; no shadow data"
 		if shadowOK {
 			h.ShadowValue, h.shadowB = scur.Rate(), sbase.Rate()
@@ -229,6 +240,30 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		b.bounds(r, Prop{})
 	}
 	return nil
+}
+
+// rateChange is the hypothesis that a rate moved from base to cur, as
+// block_rate and feature_health test it: the change test at the
+// detector's margin with the seasonal spread, the baseline's band, and
+// the effect-size gate. TailUp tests a rise only (the band's floor is 0).
+// It returns the margin too, which summaries and details show.
+func (d *Detector) rateChange(metric string, slice map[string]string, feature, class string, cur, base Prop, spread float64, tail Tail) (*hypothesis, float64) {
+	h := newHyp(metric, slice, feature, class)
+	pb := base.Rate()
+	margin := d.margin(pb)
+	h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: tail})
+	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
+	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
+	sd := 2 * math.Sqrt(spread+pb*(1-pb)/cur.N)
+	if tail == TailUp {
+		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, pb+margin+sd)
+		h.gate = h.effect >= margin
+		return h, margin
+	}
+	band := margin + sd
+	h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
+	h.gate = math.Abs(h.effect) >= margin
+	return h, margin
 }
 
 func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, bins, bn, sbins, bsn col, shadowOK bool) {

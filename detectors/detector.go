@@ -39,7 +39,8 @@
 // on both engines alike (features: one ARRAY JOIN of names and values,
 // grouped by name and bin; the row count rides on each row's first
 // element). The SQL stays within what ClickHouse 18.16 and 26.x both
-// accept (see CLICKHOUSE.md).
+// accept (the tests run every query on both: storetest.Engines; the
+// golden SQL is in detectors/testdata).
 //
 // With source: rollup, block_rate, volume and feature_health read the
 // model's minute rollup instead (rollup.go; `mlwatch schema apply
@@ -87,15 +88,6 @@ type Detector struct {
 	validity bool
 }
 
-// kind is what each detector kind provides: its one query for a set of
-// windows, the time ranges that query reads, and the evaluation of its
-// rows into hypotheses.
-type kind interface {
-	query(w windows) *sqlText
-	spans(w windows) []span
-	evaluate(res *store.Result, r *run) error
-}
-
 // New prepares the detector d of config cfg (a config that configs.Load
 // accepted, so identifiers are valid and defaults are filled).
 func New(cfg *configs.Config, d *configs.Detector) (*Detector, error) {
@@ -113,25 +105,12 @@ func New(cfg *configs.Config, d *configs.Detector) (*Detector, error) {
 	}
 	det := &Detector{cfg: d, model: m, validity: reportsValidity(cfg, d)}
 	var err error
-	switch d.Kind {
-	case configs.KindBlockRate:
-		det.impl, err = newBlockRate(det)
-	case configs.KindFeatureHealth:
-		det.impl, err = newFeatureHealth(det)
-	case configs.KindShadow:
-		det.impl, err = newShadow(det)
-	case configs.KindVolume:
-		det.impl, err = newVolume(det)
-	case configs.KindFreshness:
-		det.impl, err = newFreshness(det)
-	case configs.KindStaleness:
-		det.impl, err = newStaleness(det)
-	case configs.KindExpectation:
-		det.impl, err = newExpectation(det)
-	case configs.KindPerformance:
-		det.impl, err = newPerformance(det)
-	default:
+	if build, ok := kinds[d.Kind]; !ok {
 		err = fmt.Errorf("unknown kind %q", d.Kind)
+	} else if det.impl, err = build(det); err == nil && d.Source == configs.SourceRollup {
+		if _, ok := det.impl.(rollupKind); !ok {
+			err = fmt.Errorf("kind %s cannot read a rollup", d.Kind)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("detector %s: %w", d.Name, err)
@@ -145,11 +124,20 @@ func (d *Detector) Config() *configs.Detector { return d.cfg }
 // Query renders the exact SQL an evaluation at `at` runs, for `explain`
 // and the runs table.
 func (d *Detector) Query(at time.Time) (string, error) {
-	sql, err := d.impl.query(newWindows(d.cfg, at)).bind()
+	sql, err := d.sql(newWindows(d.cfg, at)).bind()
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
 	}
 	return sql, nil
+}
+
+// sql is the detector's one query for windows w: its kind's raw query, or
+// its rollup query with source: rollup.
+func (d *Detector) sql(w windows) *sqlText {
+	if d.cfg.Source == configs.SourceRollup {
+		return d.impl.(rollupKind).rollupQuery(w)
+	}
+	return d.impl.query(w)
 }
 
 // Ranges returns the half-open time ranges [from, to) of the prediction
@@ -176,7 +164,7 @@ func (d *Detector) Evaluate(ctx context.Context, q Querier, at time.Time) (*Resu
 		WindowStart: w.cur.from,
 		WindowEnd:   w.cur.to,
 	}
-	sql, err := d.impl.query(w).bind()
+	sql, err := d.sql(w).bind()
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Failure classes (DESIGN.md): the class decides the owner.
+// Failure classes (README.md, Alerts): the class decides the owner.
 const (
 	ClassFeaturePipeline   = "feature_pipeline"
 	ClassPipelineOutage    = "pipeline_outage"

@@ -66,7 +66,7 @@ func (pf *performance) labelSource(q *sqlText, from, to any) {
 	q.add("SELECT " + rid + " AS _id, argMin(toUInt8(ifNull(" + lab + " = 1, 0)), " + lat + ") AS _y, min(" + lat + ") AS _lat, toUInt8(1) AS _lab\n")
 	table := pf.src.table
 	if l.Table != "" {
-		table = tableOf(pf.src.m.LabelsTable()).Quoted()
+		table = store.ParseTable(pf.src.m.LabelsTable()).Quoted()
 	}
 	q.add("        FROM " + table + "\n")
 	q.add("        WHERE ifNull("+lat+" >= ? AND "+lat+" < ?, 0)", from, to)

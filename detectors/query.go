@@ -110,14 +110,7 @@ type source struct {
 }
 
 func newSource(det *Detector) source {
-	return source{d: det.cfg, m: det.model, table: tableOf(det.model.Table).Quoted()}
-}
-
-func tableOf(name string) store.Table {
-	if i := strings.IndexByte(name, '.'); i > 0 {
-		return store.Table{Database: name[:i], Name: name[i+1:]}
-	}
-	return store.Table{Name: name}
+	return source{d: det.cfg, m: det.model, table: store.ParseTable(det.model.Table).Quoted()}
 }
 
 func (s source) col(name string) string { return store.MustIdent(name) }

@@ -64,7 +64,7 @@ const (
 // It reads only the ts, model, role and model_version columns, inside the
 // primary key's range: one cheap query per model and cycle.
 func VersionQuery(m *configs.Model, at time.Time, lookback time.Duration) (string, error) {
-	s := source{m: m, table: tableOf(m.Table).Quoted()}
+	s := source{m: m, table: store.ParseTable(m.Table).Quoted()}
 	bucket := versionBucket(lookback)
 	q := &sqlText{}
 	role := "?"

@@ -75,9 +75,9 @@ func (r *RollupDDL) Backfill(from, to time.Time) ([]string, error) {
 // rollupTables are the rollup's two tables; the database defaults to the
 // prediction table's.
 func rollupTables(m *configs.Model) (main, feats store.Table) {
-	t := tableOf(m.Rollup.Table)
+	t := store.ParseTable(m.Rollup.Table)
 	if t.Database == "" {
-		t.Database = tableOf(m.Table).Database
+		t.Database = store.ParseTable(m.Table).Database
 	}
 	return t, store.Table{Database: t.Database, Name: t.Name + "_features"}
 }
@@ -93,7 +93,7 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 		return nil, fmt.Errorf("model %s: rollups support shadow mode rows or none", m.Name)
 	}
 	main, feats := rollupTables(m)
-	s := source{m: m, table: tableOf(m.Table).Quoted()}
+	s := source{m: m, table: store.ParseTable(m.Table).Quoted()}
 	c := m.Columns
 	out := &RollupDDL{Database: main.Database}
 	q := &sqlText{}
@@ -202,62 +202,4 @@ func (s source) rollupWindow(q *sqlText, w windows) {
 		q.add(fmt.Sprintf("%d, ", i))
 	}
 	q.add("255)")
-}
-
-// rollupQuery is block_rate's query over the rollup: states merged per
-// window, role and slice value, then the roles side by side, ranked as in
-// the raw query, with the same result columns.
-func (b *blockRate) rollupQuery(w windows) *sqlText {
-	s := b.src
-	main, _ := rollupTables(s.m)
-	inner := &sqlText{}
-	inner.add("    SELECT sc, sv, w, n, x, sn, sx, _hp.1 AS bins, _hp.2 AS bn, _hs.1 AS sbins, _hs.2 AS bsn, bd, sbd\n    FROM (\n")
-	inner.add("      SELECT sc, sv, w, sumIf(_n - _bd, _r = 0) AS n, sumIf(_x, _r = 0) AS x, sumIf(_n - _bd, _r = 1) AS sn, sumIf(_x, _r = 1) AS sx,\n")
-	inner.add("        sumIf(_bd, _r = 0) AS bd, sumIf(_bd, _r = 1) AS sbd,\n")
-	inner.add("        sumMapIf(_h.1, _h.2, _r = 0) AS _hp, sumMapIf(_h.1, _h.2, _r = 1) AS _hs\n      FROM (\n        SELECT ")
-	s.rollupWindow(inner, w)
-	inner.add(" AS w, role_code AS _r, slice AS sc, value AS sv, countMerge(n) AS _n, sumMerge(blocked) AS _x, sumMerge(bad_decisions) AS _bd, sumMapMerge(score_hist) AS _h\n        FROM " + main.Quoted() + "\n       ")
-	s.rollupFilter(inner, w.all(), "")
-	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
-	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
-	q := &sqlText{}
-	s.ranked(q, inner, false, blockRateCols, b.rank())
-	return q
-}
-
-// rollupQuery is volume's query over the rollup's production rows.
-func (v *volume) rollupQuery(w windows) *sqlText {
-	s := v.src
-	main, _ := rollupTables(s.m)
-	inner := &sqlText{}
-	inner.add("    SELECT ")
-	s.rollupWindow(inner, w)
-	inner.add(" AS w, slice AS sc, value AS sv, countMerge(n) AS n\n    FROM " + main.Quoted() + "\n   ")
-	s.rollupFilter(inner, w.all(), "role_code = 0")
-	inner.add(" AND has(?, slice)", append([]string{""}, v.d.slices()...))
-	inner.add("\n    GROUP BY w, sc, sv")
-	q := &sqlText{}
-	s.ranked(q, inner, false, []string{"n"}, "n")
-	return q
-}
-
-// rollupQuery is feature_health's query over the features rollup
-// (aggregate only): the pseudo-feature ” carries the row count.
-func (f *featureHealth) rollupQuery(w windows) *sqlText {
-	s := f.src
-	_, feats := rollupTables(s.m)
-	q := &sqlText{}
-	q.add("SELECT '' AS sc, '' AS sv, feature, w, if(feature = '', _rows, 0) AS rows, nn, if(feature = '', 0, zeros) AS fills,\n")
-	q.add("  if(nn > 0, vmin, NULL) AS mn, if(nn > 0, vmax, NULL) AS mx, _h.1 AS bins, _h.2 AS cnts,\n")
-	// The rollup keeps no decisions: blocked rows are not measured.
-	q.add("  toUInt64(0) AS blk, toUInt64(0) AS nblk, toUInt64(0) AS fblk\nFROM (\n  SELECT ")
-	s.rollupWindow(q, w)
-	q.add(" AS w, feature, countMerge(n) AS _rows, sumMerge(nn) AS nn, sumMerge(zeros) AS zeros,\n")
-	q.add("    minMerge(vmin) AS vmin, maxMerge(vmax) AS vmax, sumMapMerge(hist) AS _h\n  FROM " + feats.Quoted() + "\n ")
-	s.rollupFilter(q, w.all(), "")
-	if s.m.Features.Layout == configs.LayoutArrays && len(f.names) > 0 {
-		q.add(" AND has(?, feature)", append([]string{""}, f.names...))
-	}
-	q.add("\n  GROUP BY w, feature\n)\nORDER BY sc, sv, feature, w")
-	return q
 }

@@ -34,10 +34,23 @@ func newVolume(d *Detector) (kind, error) {
 }
 
 func (v *volume) query(w windows) *sqlText {
-	if v.d.cfg.Source == configs.SourceRollup {
-		return v.rollupQuery(w)
-	}
 	return v.src.counted(w, v.d.slices(), "", []string{"count()"}, []string{"n"}, false, nil)
+}
+
+// rollupQuery is volume's query over the rollup's production rows.
+func (v *volume) rollupQuery(w windows) *sqlText {
+	s := v.src
+	main, _ := rollupTables(s.m)
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	s.rollupWindow(inner, w)
+	inner.add(" AS w, slice AS sc, value AS sv, countMerge(n) AS n\n    FROM " + main.Quoted() + "\n   ")
+	s.rollupFilter(inner, w.all(), "role_code = 0")
+	inner.add(" AND has(?, slice)", append([]string{""}, v.d.slices()...))
+	inner.add("\n    GROUP BY w, sc, sv")
+	q := &sqlText{}
+	s.ranked(q, inner, false, []string{"n"}, "n")
+	return q
 }
 
 func (v *volume) evaluate(res *store.Result, r *run) error {

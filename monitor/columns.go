@@ -18,10 +18,8 @@ import (
 func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error {
 	var problems []string
 	for _, m := range cfg.Models {
-		db, table := cfg.ClickHouse.Database, m.Table
-		if i := strings.IndexByte(m.Table, '.'); i > 0 {
-			db, table = m.Table[:i], m.Table[i+1:]
-		}
+		t := store.ParseTable(m.Table).In(cfg.ClickHouse.Database)
+		db, table := t.Database, t.Name
 		res, err := q.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
 		if err != nil {
 			return fmt.Errorf("model %s: read columns of %s.%s: %w", m.Name, db, table, err)
@@ -122,12 +120,8 @@ func checkRollup(ctx context.Context, q store.Store, cfg *configs.Config, m *con
 	if len(readers) == 0 {
 		return ""
 	}
-	db, table := cfg.ClickHouse.Database, m.Rollup.Table
-	if i := strings.IndexByte(table, '.'); i > 0 {
-		db, table = table[:i], table[i+1:]
-	} else if j := strings.IndexByte(m.Table, '.'); j > 0 {
-		db = m.Table[:j]
-	}
+	t := store.ParseTable(m.Rollup.Table).In(store.ParseTable(m.Table).Database).In(cfg.ClickHouse.Database)
+	db, table := t.Database, t.Name
 	res, err := q.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN (?, ?)", db, table, table+"_features")
 	if err != nil {
 		return fmt.Sprintf("model %s: read tables of %s: %v", m.Name, db, err)
@@ -249,10 +243,8 @@ func ModelRowWarnings(ctx context.Context, q store.Store, cfg *configs.Config, n
 		if m.ModelValue == "" || m.Columns.Model == "" {
 			continue
 		}
-		db, table := cfg.ClickHouse.Database, m.Table
-		if i := strings.IndexByte(m.Table, '.'); i > 0 {
-			db, table = m.Table[:i], m.Table[i+1:]
-		}
+		t := store.ParseTable(m.Table).In(cfg.ClickHouse.Database)
+		db, table := t.Database, t.Name
 		from := store.MustIdent(db) + "." + store.MustIdent(table)
 		ts, col := store.MustIdent(m.Columns.TS), store.MustIdent(m.Columns.Model)
 		since := now.Add(-24 * time.Hour)

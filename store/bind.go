@@ -288,6 +288,23 @@ type Table struct {
 	Name     string
 }
 
+// ParseTable reads a table as the config writes it, "name" or
+// "database.name" (split at the first dot).
+func ParseTable(name string) Table {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return Table{Database: name[:i], Name: name[i+1:]}
+	}
+	return Table{Name: name}
+}
+
+// In returns the table in database db when it names none.
+func (t Table) In(db string) Table {
+	if t.Database == "" {
+		t.Database = db
+	}
+	return t
+}
+
 // Quoted renders the table as `db`.`name`, or `name` when no database is set.
 func (t Table) Quoted() string {
 	if t.Database == "" {

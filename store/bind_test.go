@@ -86,3 +86,22 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTable(t *testing.T) {
+	for in, want := range map[string]Table{
+		"t":     {Name: "t"},
+		"db.t":  {Database: "db", Name: "t"},
+		"db.t.": {Database: "db", Name: "t."},
+		".t":    {Name: ".t"},
+	} {
+		if got := ParseTable(in); got != want {
+			t.Errorf("ParseTable(%q) = %+v, want %+v", in, got, want)
+		}
+	}
+	if got := ParseTable("t").In("db"); got != (Table{Database: "db", Name: "t"}) {
+		t.Errorf("In: %+v", got)
+	}
+	if got := ParseTable("a.t").In("db"); got != (Table{Database: "a", Name: "t"}) {
+		t.Errorf("In keeps the table's database: %+v", got)
+	}
+}

@@ -151,7 +151,8 @@ func (t Tables) Defs() []TableDef {
 	}
 }
 
-// PredictionsDef is the canonical prediction-log table of DESIGN.md.
+// PredictionsDef is the canonical prediction-log table (the columns
+// configs.Columns defaults to; `mlwatch schema apply --predictions`).
 func PredictionsDef(name string) TableDef {
 	return TableDef{
 		Name: name,

@@ -100,7 +100,7 @@ func labelsSQL(opt LabelOptions) (string, []any) {
 		mnames[i], mrisk[i] = x.Name, x.Risk
 	}
 	var q query
-	q.add(fmt.Sprintf("INSERT INTO %s (%s, %s, %s)\n", tableOf(m.LabelsTable()).Quoted(),
+	q.add(fmt.Sprintf("INSERT INTO %s (%s, %s, %s)\n", store.ParseTable(m.LabelsTable()).Quoted(),
 		store.MustIdent(l.Columns.RequestID), store.MustIdent(l.Columns.Label), store.MustIdent(l.Columns.LabeledAt)))
 	q.add("SELECT request_id, fraud, labeled_at FROM (\n")
 	q.add("  SELECT request_id, ts, country,\n")
@@ -119,7 +119,7 @@ func labelsSQL(opt LabelOptions) (string, []any) {
 	q.add(fmt.Sprintf("    %s < %g AS covered\n", u(607), LabelCoverage))
 	c := m.Columns
 	ts := store.MustIdent(c.TS)
-	q.add(fmt.Sprintf("  FROM %s PREWHERE %s >= ? AND %s < ?\n", tableOf(m.Table).Quoted(), ts, ts), opt.From.UTC(), opt.To.UTC())
+	q.add(fmt.Sprintf("  FROM %s PREWHERE %s >= ? AND %s < ?\n", store.ParseTable(m.Table).Quoted(), ts, ts), opt.From.UTC(), opt.To.UTC())
 	q.add(fmt.Sprintf("  WHERE %s = ? AND %s = ?\n)\n", store.MustIdent(c.Model), store.MustIdent(c.Role)), m.ModelValue, m.Shadow.ProductionRole)
 	var stops []string
 	for _, in := range opt.Incidents {

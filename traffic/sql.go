@@ -177,7 +177,7 @@ func insertSQL(opt Options, from time.Time, slots, m0, n int) (string, []any) {
 	c := m.Columns
 	var q query
 	q.add(fmt.Sprintf("INSERT INTO %s (%s, %s, %s, %s, %s, %s, %s, `country`, `merchant_category`, `amount_usd`, %s, %s)\n",
-		tableOf(m.Table).Quoted(), store.MustIdent(c.TS), store.MustIdent(c.RequestID), store.MustIdent(c.Model),
+		store.ParseTable(m.Table).Quoted(), store.MustIdent(c.TS), store.MustIdent(c.RequestID), store.MustIdent(c.Model),
 		store.MustIdent(c.ModelVersion), store.MustIdent(c.Role), store.MustIdent(c.Score), store.MustIdent(c.Decision),
 		store.MustIdent(m.Features.NamesColumn), store.MustIdent(m.Features.ValuesColumn)))
 
@@ -346,11 +346,4 @@ func blockFactor(ins []Incident) (string, []any) {
 		return "1", nil
 	}
 	return strings.Join(parts, " * "), args
-}
-
-func tableOf(name string) store.Table {
-	if i := strings.IndexByte(name, '.'); i > 0 {
-		return store.Table{Database: name[:i], Name: name[i+1:]}
-	}
-	return store.Table{Name: name}
 }

@@ -19,7 +19,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	fromFlag := f.String("from", "", "start, RFC 3339 (required)")
 	toFlag := f.String("to", "", "end, RFC 3339 (required)")
 	stepFlag := f.String("step", "", "evaluate every detector every STEP (e.g. 1h); default: each detector's schedule")
-	format := f.String("format", "text", "output: text or json (one object per line)")
+	format := f.format("(one object per line)")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -36,10 +36,6 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 			fmt.Fprintf(c.stderr, "mlwatch backtest: --step %q: want a duration of at least 1m\n", *stepFlag)
 			return 2
 		}
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch backtest: --format %q: want text or json\n", *format)
-		return 2
 	}
 	cfg, log, db, code := c.setup(ctx, f)
 	if code != 0 {

@@ -81,7 +81,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	m := &cfg.Models[0]
-	if err := store.Apply(schemaCtx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(splitTable(m.Table).Name)}); err != nil {
+	if err := store.Apply(schemaCtx, db, cfg.ClickHouse.Database, []store.TableDef{store.PredictionsDef(store.ParseTable(m.Table).Name)}); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}
@@ -113,7 +113,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch demo: %v (the step's deadline is %s)\n", err, demoStepTimeout)
 		return 1
 	}
-	rows, _ := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted())
+	rows, _ := db.Query(ctx, "SELECT count() FROM "+store.ParseTable(m.Table).Quoted())
 	n := int64(0)
 	if rows != nil && len(rows.Rows) == 1 {
 		n = store.Int(rows.Rows[0][0])

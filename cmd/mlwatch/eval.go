@@ -17,7 +17,7 @@ import (
 func evalCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("eval", c)
 	atFlag := f.String("at", "", "evaluation time, RFC 3339 (default: now)")
-	format := f.String("format", "text", "output: text or json (one alert per line)")
+	format := f.format("(one alert per line)")
 	notify := f.Bool("notify", false, "also send the alerts to their receivers")
 	notifyTimeout := f.Duration("notify-timeout", 60*time.Second, "with --notify: how long to keep retrying (e.g. after a 429's Retry-After) before giving up")
 	if code, ok := f.parse(args); !ok {
@@ -31,10 +31,6 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 			return 2
 		}
 		at = t.UTC()
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch eval: --format %q: want text or json\n", *format)
-		return 2
 	}
 	cfg, log, db, code := c.setup(ctx, f)
 	if code != 0 {

@@ -12,7 +12,7 @@ import (
 
 // TestEvalJSONContract generates a week of traffic with a null spike and a
 // slice block at the same time, then checks `mlwatch eval --format json`
-// against DESIGN.md's contract line by line: every field present, the
+// against its contract (View in alerts/alert.go) line by line: every field present, the
 // right class and owner for each incident, and the product alert standing
 // on its own: the null spike does not move decisions, so it explains
 // nothing.

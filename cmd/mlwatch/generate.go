@@ -96,7 +96,7 @@ func generateCmd(ctx context.Context, c *cli, args []string) int {
 	// added.
 	ts := store.MustIdent(m.Columns.TS)
 	countRange := func() int64 {
-		rows, err := db.Query(ctx, "SELECT count() FROM "+splitTable(m.Table).Quoted()+" WHERE "+ts+" >= ? AND "+ts+" < ?", start, end)
+		rows, err := db.Query(ctx, "SELECT count() FROM "+store.ParseTable(m.Table).Quoted()+" WHERE "+ts+" >= ? AND "+ts+" < ?", start, end)
 		if err != nil || len(rows.Rows) != 1 {
 			return 0
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -86,6 +85,19 @@ type flags struct {
 	*flag.FlagSet
 	config   *string
 	logLevel *string
+	// output is --format, when the command has one (flags.format).
+	output *string
+}
+
+// format adds --format text|json (default text), which parse checks;
+// each describes what one JSON line holds, e.g. "(one alert per line)".
+func (f *flags) format(each string) *string {
+	help := "output: text or json"
+	if each != "" {
+		help += " " + each
+	}
+	f.output = f.String("format", "text", help)
+	return f.output
 }
 
 func newFlags(name string, c *cli) *flags {
@@ -106,7 +118,26 @@ func (f *flags) parse(args []string) (int, bool) {
 		}
 		return 2, false
 	}
+	if f.output != nil && *f.output != "text" && *f.output != "json" {
+		fmt.Fprintf(f.Output(), "%s: --format %q: want text or json\n", f.Name(), *f.output)
+		return 2, false
+	}
 	return 0, true
+}
+
+// subcommand runs args[0] of command name (`mlwatch name sub ...`) from
+// subs, or prints usage.
+func (c *cli) subcommand(ctx context.Context, name, usage string, args []string, subs map[string]func(context.Context, *cli, []string) int) int {
+	if len(args) == 0 {
+		fmt.Fprintln(c.stderr, usage)
+		return 2
+	}
+	run, ok := subs[args[0]]
+	if !ok {
+		fmt.Fprintf(c.stderr, "mlwatch %s: unknown subcommand %q\n%s\n", name, args[0], usage)
+		return 2
+	}
+	return run(ctx, c, args[1:])
 }
 
 func (c *cli) logger(level string) (*zap.Logger, error) {
@@ -170,11 +201,4 @@ func (c *cli) setup(ctx context.Context, f *flags) (*configs.Config, *zap.Logger
 
 func tablesOf(cfg *configs.Config) store.Tables {
 	return store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
-}
-
-func splitTable(name string) store.Table {
-	if i := strings.IndexByte(name, '.'); i > 0 {
-		return store.Table{Database: name[:i], Name: name[i+1:]}
-	}
-	return store.Table{Name: name}
 }

@@ -25,18 +25,9 @@ or --url), and retry sends the API token (server.api_token_env, default MLWATCH_
 // daemon could not deliver, and sending it again once the receiver is
 // fixed.
 func notificationsCmd(ctx context.Context, c *cli, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(c.stderr, notificationsUsage)
-		return 2
-	}
-	switch args[0] {
-	case "list":
-		return notificationsList(ctx, c, args[1:])
-	case "retry":
-		return notificationsRetry(ctx, c, args[1:])
-	}
-	fmt.Fprintf(c.stderr, "mlwatch notifications: unknown subcommand %q\n%s\n", args[0], notificationsUsage)
-	return 2
+	return c.subcommand(ctx, "notifications", notificationsUsage, args, map[string]func(context.Context, *cli, []string) int{
+		"list": notificationsList, "retry": notificationsRetry,
+	})
 }
 
 // daemonAPI is the running daemon's API as the config (or --url) names it.
@@ -96,14 +87,10 @@ func (a daemonAPI) call(ctx context.Context, method, path string, out any) error
 func notificationsList(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("notifications list", c)
 	state := f.String("state", "", "only notifications in this state: pending, sent or dead")
-	format := f.String("format", "text", "output: text or json (one notification per line)")
+	format := f.format("(one notification per line)")
 	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
 	if code, ok := f.parse(args); !ok {
 		return code
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch notifications list: --format %q: want text or json\n", *format)
-		return 2
 	}
 	cfg, ok := c.load(*f.config)
 	if !ok {

@@ -20,13 +20,9 @@ func routesCmd(_ context.Context, c *cli, args []string) int {
 		return 2
 	}
 	f := newFlags("routes test", c)
-	format := f.String("format", "text", "output: text or json")
+	format := f.format("")
 	if code, ok := f.parse(args[1:]); !ok {
 		return code
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch routes test: --format %q: want text or json\n", *format)
-		return 2
 	}
 	labels, err := parseLabels(f.Args())
 	if err != nil {

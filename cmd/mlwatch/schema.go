@@ -35,7 +35,7 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 	fmt.Fprintf(c.stdout, "mlwatch tables ready in %s (%s engine)\n", t.Database, db.Engine())
 	if *predictions {
 		for _, m := range cfg.Models {
-			tbl := splitTable(m.Table)
+			tbl := store.ParseTable(m.Table)
 			database := tbl.Database
 			if database == "" {
 				database = cfg.ClickHouse.Database
@@ -46,7 +46,7 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 			}
 			fmt.Fprintf(c.stdout, "prediction table %s.%s ready for model %s\n", database, tbl.Name, m.Name)
 			if l := m.Labels; l != nil && l.Table != "" {
-				lt := splitTable(m.LabelsTable())
+				lt := store.ParseTable(m.LabelsTable())
 				ldb := lt.Database
 				if ldb == "" {
 					ldb = cfg.ClickHouse.Database
@@ -115,7 +115,7 @@ func backfillRollup(ctx context.Context, db *store.DB, m *configs.Model, r *dete
 		}
 	}
 	ts := store.MustIdent(m.Columns.TS)
-	res, err := db.Query(ctx, "SELECT min("+ts+"), count() FROM "+splitTable(m.Table).Quoted()+" WHERE "+ts+" < ?", cutoff)
+	res, err := db.Query(ctx, "SELECT min("+ts+"), count() FROM "+store.ParseTable(m.Table).Quoted()+" WHERE "+ts+" < ?", cutoff)
 	if err != nil {
 		return 0, err
 	}

@@ -22,20 +22,9 @@ matchers: name=value, name!=value, name=~regex, name!~regex (e.g. model=fraud cl
 // silenceCmd is `mlwatch silence add|list|expire`: silences stored in
 // ClickHouse, which the running daemon picks up at its next evaluation.
 func silenceCmd(ctx context.Context, c *cli, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(c.stderr, silenceUsage)
-		return 2
-	}
-	switch args[0] {
-	case "add":
-		return silenceAdd(ctx, c, args[1:])
-	case "list":
-		return silenceList(ctx, c, args[1:])
-	case "expire":
-		return silenceExpire(ctx, c, args[1:])
-	}
-	fmt.Fprintf(c.stderr, "mlwatch silence: unknown subcommand %q\n%s\n", args[0], silenceUsage)
-	return 2
+	return c.subcommand(ctx, "silence", silenceUsage, args, map[string]func(context.Context, *cli, []string) int{
+		"add": silenceAdd, "list": silenceList, "expire": silenceExpire,
+	})
 }
 
 // silenceStore opens the silences table, creating it if missing.
@@ -119,13 +108,9 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 func silenceList(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence list", c)
 	all := f.Bool("all", false, "include expired silences")
-	format := f.String("format", "text", "output: text or json")
+	format := f.format("")
 	if code, ok := f.parse(args); !ok {
 		return code
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(c.stderr, "mlwatch silence list: --format %q: want text or json\n", *format)
-		return 2
 	}
 	ss, done, code := silenceStore(ctx, c, f)
 	if code != 0 {

@@ -1,0 +1,38 @@
+package detectors
+
+import (
+	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/store"
+)
+
+// kinds builds each detector kind (configs.Kinds) for a Detector: one
+// entry per kind, whose constructor, queries and evaluation live in the
+// kind's own file. A kind's parameters, defaults and checks live in
+// configs/kinds.go.
+var kinds = map[string]func(d *Detector) (kind, error){
+	configs.KindBlockRate:     newBlockRate,     // blockrate.go
+	configs.KindFeatureHealth: newFeatureHealth, // featurehealth.go
+	configs.KindShadow:        newShadow,        // shadow.go
+	configs.KindVolume:        newVolume,        // volume.go
+	configs.KindFreshness:     newFreshness,     // volume.go
+	configs.KindStaleness:     newStaleness,     // staleness.go
+	configs.KindExpectation:   newExpectation,   // expectation.go
+	configs.KindPerformance:   newPerformance,   // performance.go
+}
+
+// kind is what each detector kind provides: its one query for a set of
+// windows, the time ranges that query reads, and the evaluation of its
+// rows into hypotheses.
+type kind interface {
+	query(w windows) *sqlText
+	spans(w windows) []span
+	evaluate(res *store.Result, r *run) error
+}
+
+// rollupKind is a kind that can read the model's minute rollup instead
+// (configs.RollupKinds, source: rollup): rollupQuery returns the columns
+// query does, from the rollup tables (rollup.go).
+type rollupKind interface {
+	kind
+	rollupQuery(w windows) *sqlText
+}

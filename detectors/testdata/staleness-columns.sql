@@ -1,0 +1,2 @@
+SELECT toString(`model_version`) AS version, min(`ts`) AS first, toDateTime(0) AS deployed, countIf(`ts` >= toDateTime(1794744000) AND `ts` < toDateTime(1794830400)) AS n, countIf(`ts` >= toDateTime(1792152000) AND `ts` < toDateTime(1792238400)) AS old FROM `db`.`predictions` PREWHERE ((`ts` >= toDateTime(1792152000) AND `ts` < toDateTime(1792238400)) OR (`ts` >= toDateTime(1794744000) AND `ts` < toDateTime(1794830400)))
+    WHERE `model` = 'fraud' GROUP BY version ORDER BY version
