@@ -89,6 +89,12 @@ type Alert struct {
 	// while it stays active since rolloutAt (consolidate.go).
 	rollout   *detectors.Rollout
 	rolloutAt time.Time
+	// folded: the alert repeats its root's move from another detector of
+	// the same metric; it is shown inside the root's view (consolidate.go).
+	folded bool
+	// foldInto is the alert whose view carries a folded one: its root, or
+	// the alert of its incident it repeats (a sibling of the same slice).
+	foldInto string
 	// SilencedBy lists the IDs of the active silences that match.
 	SilencedBy []string
 	// ack is who acknowledged the current incident (triage.go).
@@ -305,6 +311,10 @@ type View struct {
 	ActiveAt    time.Time         `json:"active_at"`
 	FiredAt     *time.Time        `json:"fired_at,omitempty"`
 	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
+	// Folded are the twins folded into this root: the same metric's move
+	// seen by another detector of the model (consolidate.go), not alerts
+	// of their own.
+	Folded []View `json:"folded,omitempty"`
 	// Change is what a notification says about the alert: new, firing
 	// (still), caused (a child shown under its cause) or resolved. Empty
 	// outside notifications.

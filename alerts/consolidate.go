@@ -3,6 +3,7 @@ package alerts
 import (
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mlwatch/mlwatch/detectors"
@@ -109,6 +110,20 @@ func explains(r, a move) bool {
 		return false
 	}
 	rs, as := r.a.Finding.Slice, a.a.Finding.Slice
+	if twin(r.a, a.a) {
+		// The same metric through another detector's windows (a 12-hour
+		// drift window against a 1-hour seasonal one): extra events are
+		// not comparable, rates are.
+		switch {
+		case detectors.SliceKey(rs) == detectors.SliceKey(as):
+			return true
+		case len(rs) == 0:
+			return a.delta <= broadMove*r.delta
+		case len(as) == 0:
+			return a.delta <= r.delta // a mixture moves less than its part
+		}
+		return false
+	}
 	switch {
 	case detectors.SliceKey(rs) == detectors.SliceKey(as):
 		// The same slice: a's events are r's (a divergence is at most the
@@ -131,8 +146,9 @@ func budget(excess float64) float64 { return explainSlack*excess + 3*math.Sqrt(e
 // "also moves" notes; see consolidate.
 func (m *Manager) inhibit() {
 	byModel := map[string][]*Alert{}
+	closed := m.openIncidents()
 	for _, a := range m.alerts {
-		if a.State == StateFiring || a.State == StatePending {
+		if a.State == StateFiring || a.State == StatePending || closed[a.Fingerprint] {
 			byModel[a.Finding.Model] = append(byModel[a.Finding.Model], a)
 		} else {
 			a.moves = ""
@@ -144,8 +160,30 @@ func (m *Manager) inhibit() {
 	}
 	sort.Strings(models)
 	for _, model := range models {
-		m.consolidate(byModel[model])
+		m.consolidate(byModel[model], closed)
 	}
+}
+
+// openIncidents are the roots that stopped firing while alerts they
+// explain still fire: the incident goes on. Such a root stays known (prune
+// keeps it) and keeps explaining: a new alert of the same incident (its
+// rollout, or a move it explains) joins its thread instead of paging anew.
+// Without this a broad move flaps between its levels: a version rollout's
+// first page is a category (digital_goods, where the new version's extra
+// blocks show first), the next run the overall block rate takes over as
+// the broad move and the category, now part of it, clears; the overall
+// then paged as a new root while the category's thread was still open.
+func (m *Manager) openIncidents() map[string]bool {
+	out := map[string]bool{}
+	for _, a := range m.alerts {
+		if a.CausedBy == "" || (a.State != StateFiring && a.State != StatePending) {
+			continue
+		}
+		if r := m.alerts[a.CausedBy]; r != nil && r.State == StateResolved && r.CausedBy == "" && !a.folded {
+			out[r.Fingerprint] = true
+		}
+	}
+	return out
 }
 
 // consolidate decides the roots among one model's active alerts:
@@ -166,10 +204,14 @@ func (m *Manager) inhibit() {
 //  4. A product alert already notified on its own is not explained by
 //     another product alert, and an explained alert keeps its root while
 //     that root is known: a thread never moves.
+//  5. A root that stopped firing while alerts it explains still fire
+//     keeps the incident open (see openIncidents).
+//  6. A twin (another detector of the same metric) folds into its root
+//     (see twin).
 //
 // Roots are tried in a stable order: earlier first, then drivers, more
 // severe, larger moves, fingerprint.
-func (m *Manager) consolidate(as []*Alert) {
+func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 	moves := make([]move, len(as))
 	for i, a := range as {
 		moves[i] = m.moveOf(a)
@@ -207,6 +249,17 @@ func (m *Manager) consolidate(as []*Alert) {
 	// known (firing, pending or recently resolved: the tail of an incident
 	// does not page anew), and a notified root stays a root.
 	for i, a := range as {
+		if closed[a.Fingerprint] {
+			decided[i] = true // a root that stopped firing stays one
+			continue
+		}
+		if a.folded && a.CausedBy != "" {
+			// A twin is the tail of its root's incident, even once the
+			// root is gone: its window (12 hours for a drift detector)
+			// lags the root's. It stays folded, never notified.
+			root[i], decided[i] = a.CausedBy, true
+			continue
+		}
 		if a.CausedBy != "" {
 			if c := m.alerts[a.CausedBy]; c != nil && c.State != StateInactive {
 				root[i], decided[i] = a.CausedBy, true
@@ -284,6 +337,9 @@ func (m *Manager) consolidate(as []*Alert) {
 		g := groups[k]
 		sort.SliceStable(g, func(x, y int) bool {
 			a, b := moves[g[x]], moves[g[y]]
+			if ca, cb := closed[a.a.Fingerprint], closed[b.a.Fingerprint]; ca != cb {
+				return ca // the incident's root, though it stopped firing
+			}
 			if na, nb := notifiedAsRoot(a.a), notifiedAsRoot(b.a); na != nb {
 				return na
 			}
@@ -333,19 +389,42 @@ func (m *Manager) consolidate(as []*Alert) {
 		}
 	}
 	notes := map[string][]*Alert{}
+	twins := map[string][]*Alert{}
 	for _, i := range order {
 		a := as[i]
 		if root[i] != a.CausedBy {
 			a.CausedBy = root[i]
 			m.dirty[a.Fingerprint] = true
 		}
-		if root[i] != "" {
-			notes[root[i]] = append(notes[root[i]], a)
+		kept := a.folded && root[i] == a.CausedBy
+		a.folded, a.foldInto = false, ""
+		if root[i] == "" {
+			continue
 		}
+		if r := m.alerts[root[i]]; (r != nil && twin(r, a)) || (r == nil && kept) {
+			a.folded, a.foldInto = true, root[i]
+			twins[root[i]] = append(twins[root[i]], a)
+			continue
+		}
+		// A twin of another alert of the same incident, in the same slice
+		// and direction and no more severe (a null spike explains both
+		// block-rate detectors' overall move), folds into that one.
+		if s := m.sibling(as, moves, order, root, i); s != nil {
+			a.folded, a.foldInto = true, s.Fingerprint
+			twins[s.Fingerprint] = append(twins[s.Fingerprint], a)
+			continue
+		}
+		notes[root[i]] = append(notes[root[i]], a)
 	}
 	for _, a := range as {
 		a.moves = ""
-		if ex := notes[a.Fingerprint]; len(ex) > 0 && a.CausedBy == "" {
+		if a.CausedBy != "" {
+			if tw := twins[a.Fingerprint]; len(tw) > 0 && !a.folded {
+				a.moves = seenByText(tw)
+			}
+			continue
+		}
+		if ex := notes[a.Fingerprint]; len(ex) > 0 {
 			metrics := make([]string, len(ex))
 			slices := make([]map[string]string, len(ex))
 			for k, e := range ex {
@@ -353,7 +432,90 @@ func (m *Manager) consolidate(as []*Alert) {
 			}
 			a.moves = detectors.MovesText(a.Finding.Metric, metrics, slices)
 		}
+		if tw := twins[a.Fingerprint]; len(tw) > 0 {
+			a.moves = summaryWith(a.moves, seenByText(tw))
+		}
 	}
+}
+
+// twin says whether explained alert a repeats its root r: another detector
+// of the same model watching the same metric (a drift detector beside the
+// seasonal one on block rate) that saw r's move. Within one detector the
+// slices such a root moved are dropped by attribution
+// (detectors/attribute.go); across two detectors of one metric they are
+// folded into the root: a twin is no alert of its own (no view, no Slack
+// line, not counted among the explained), its figures stay in the
+// evaluations table and on the root's page (View.Folded).
+func twin(r, a *Alert) bool {
+	return r.Finding.Detector != a.Finding.Detector && r.Finding.Model == a.Finding.Model && r.Finding.Kind == a.Finding.Kind &&
+		r.Finding.Metric == a.Finding.Metric && r.Finding.Feature == a.Finding.Feature
+}
+
+// sibling returns the alert of as[i]'s incident (the same root) that
+// as[i] repeats: an earlier one in order, not itself folded, of another
+// detector of the same metric, in the same slice, moving the same way, at
+// least as severe. Nil when there is none.
+func (m *Manager) sibling(as []*Alert, moves []move, order []int, root []string, i int) *Alert {
+	a := as[i]
+	for _, j := range order {
+		if j == i {
+			return nil // only earlier ones: the first of a pair carries it
+		}
+		b := as[j]
+		if root[j] != root[i] || b.folded || !twin(b, a) || moves[j].dir != moves[i].dir ||
+			detectors.SliceKey(b.Finding.Slice) != detectors.SliceKey(a.Finding.Slice) ||
+			severityRank[b.Severity] < severityRank[a.Severity] {
+			continue
+		}
+		return b
+	}
+	return nil
+}
+
+// seenByText names the twins folded into a root: "also seen by
+// fraud-block-rate-drift (overall, country FR)".
+func seenByText(tw []*Alert) string {
+	var dets []string
+	by := map[string][]string{}
+	for _, a := range tw {
+		d := a.Finding.Detector
+		if by[d] == nil {
+			dets = append(dets, d)
+		}
+		s := SliceLabel(a.Finding.Slice)
+		if s == "" {
+			s = "overall"
+		}
+		by[d] = append(by[d], s)
+	}
+	sort.Strings(dets)
+	parts := make([]string, len(dets))
+	for i, d := range dets {
+		sort.Strings(by[d])
+		parts[i] = d + " (" + strings.Join(by[d], ", ") + ")"
+	}
+	return "also seen by " + strings.Join(parts, ", ")
+}
+
+// views renders the alerts the read side shows, in the given order: a
+// folded twin is not an alert of its own but part of its root's view.
+func (m *Manager) views(as []*Alert) []View {
+	folded := map[string][]View{}
+	for _, a := range as {
+		if a.folded && m.alerts[a.foldInto] != nil {
+			folded[a.foldInto] = append(folded[a.foldInto], a.view(m.receiversOf(a)))
+		}
+	}
+	var out []View
+	for _, a := range as {
+		if a.folded && m.alerts[a.foldInto] != nil {
+			continue
+		}
+		v := a.view(m.receiversOf(a))
+		v.Folded = folded[a.Fingerprint]
+		out = append(out, v)
+	}
+	return out
 }
 
 // notifiedAsRoot says whether an alert was notified on its own (not under

@@ -271,3 +271,155 @@ func TestRolloutStaysRoot(t *testing.T) {
 		}
 	}
 }
+
+// driftYAML adds the drift twin to baseYAML: a second block-rate detector
+// of the model (a reference baseline), a ticket.
+var driftYAML = strings.Replace(baseYAML, `  - name: fraud-features
+`, `  - name: fraud-block-rate-drift
+    kind: block_rate
+    model: fraud
+    severity: ticket
+  - name: fraud-features
+`, 1)
+
+// TestDriftTwinFolds: a second detector of the same metric that sees the
+// root's move (the drift twin of a seasonal block rate) is folded into the
+// root: no alert, no Slack line, no count of its own; the root's view
+// carries it and its summary names it. Alone (a slow ramp) it is a ticket.
+func TestDriftTwinFolds(t *testing.T) {
+	cfg := loadConfig(t, driftYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, false)
+	twinF := func(slice string, v, b float64, n uint64) detectors.Finding {
+		f := blockRate(slice, v, b, n)
+		f.Detector = "fraud-block-rate-drift"
+		return f
+	}
+	for run := 0; run < 3; run++ {
+		at := t0.Add(time.Duration(run) * 5 * time.Minute)
+		mustObserve(t, m, "fraud-block-rate", at, blockRate("country=FR", 0.49, 0.006, 600))
+		if run > 0 { // the twin runs hourly: it joins later
+			mustObserve(t, m, "fraud-block-rate-drift", at, twinF("country=FR", 0.4, 0.006, 7000), twinF("", 0.03, 0.01, 90000))
+		}
+		mustProcess(t, m, at.Add(time.Minute))
+		mustDeliver(t, m)
+	}
+	vs := m.Alerts()
+	if len(vs) != 1 {
+		for _, v := range vs {
+			t.Errorf("alert %s %s %s caused_by %q", v.Detector, SliceLabel(v.Slice), v.Severity, v.CausedBy)
+		}
+		t.Fatalf("want one alert (the seasonal root), got %d", len(vs))
+	}
+	root := vs[0]
+	if root.Detector != "fraud-block-rate" || len(root.Folded) != 2 {
+		t.Errorf("root %s with %d folded twins, want fraud-block-rate with 2", root.Detector, len(root.Folded))
+	}
+	if !strings.Contains(root.Summary, "also seen by fraud-block-rate-drift (country=FR, overall)") {
+		t.Errorf("root summary %q does not name the twin", root.Summary)
+	}
+	for _, f := range root.Folded {
+		if _, ok := m.Alert(f.Fingerprint); !ok {
+			t.Errorf("folded twin %s not found by fingerprint", f.Fingerprint)
+		}
+	}
+	for _, n := range rec.all() {
+		for _, v := range n.Alerts {
+			if v.Detector == "fraud-block-rate-drift" {
+				t.Errorf("the twin was notified (%s to %s)", v.Change, n.Receiver)
+			}
+		}
+	}
+	if ns := rec.byReceiver("fraud-product"); len(ns) != 1 {
+		t.Errorf("want the root's one message, got %v", summarize(ns))
+	}
+
+	// A slow ramp: only the twin fires, and it is a ticket of its own.
+	m2 := newManager(t, cfg, clock, &recorder{}, false)
+	mustObserve(t, m2, "fraud-block-rate-drift", t0, twinF("country=US", 0.012, 0.006, 9000))
+	mustProcess(t, m2, t0.Add(time.Minute))
+	vs = m2.Alerts()
+	if len(vs) != 1 || vs[0].Severity != "ticket" || vs[0].CausedBy != "" || len(vs[0].Folded) != 0 {
+		t.Errorf("a ramp only the twin sees must be its own ticket, got %+v", vs)
+	}
+}
+
+// TestIncidentRootStaysWhileItsMovesFire: a version rollout shows first in
+// the riskiest category (digital_goods pages, gaming is its move); the
+// next run the overall block rate carries the broad move and the category,
+// now part of it, clears. The incident goes on (gaming still fires), so
+// the overall joins the category's thread: no second page. Once nothing
+// of the incident fires, a new alert stands on its own.
+func TestIncidentRootStaysWhileItsMovesFire(t *testing.T) {
+	cfg := loadConfig(t, strings.Replace(baseYAML, "slices: [country]", "slices: [country, merchant_category]", 1), nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, false)
+	dg := withRollout(blockRate("merchant_category=digital_goods", 0.049, 0.018, 1476))
+	gaming := withRollout(blockRate("merchant_category=gaming", 0.036, 0.013, 1221))
+	at := t0
+	mustObserve(t, m, "fraud-block-rate", at, dg, gaming)
+	mustProcess(t, m, at.Add(30*time.Second))
+	mustDeliver(t, m)
+	at = at.Add(20 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, gaming, withRollout(blockRate("", 0.018, 0.007, 18929)))
+	mustProcess(t, m, at.Add(30*time.Second))
+	mustDeliver(t, m)
+	dgFP := Fingerprint("fraud-block-rate", "fraud", detectors.ClassModelBehavior, dg.Slice, "")
+	for _, v := range m.Alerts() {
+		if len(v.Slice) == 0 && v.CausedBy != dgFP {
+			t.Errorf("the overall block rate started while digital_goods' incident went on: want it explained by digital_goods, caused_by %q", v.CausedBy)
+		}
+	}
+	var firsts int
+	for _, n := range rec.byReceiver("fraud-product") {
+		if n.Kind == KindFiring {
+			firsts++
+		}
+	}
+	if firsts != 1 {
+		t.Errorf("%d first messages (pages) for one incident, want 1: %v", firsts, summarize(rec.byReceiver("fraud-product")))
+	}
+	// Everything clears; digital_goods is forgotten once its thread is
+	// told; a new FR page later stands.
+	for k := 0; k < 3; k++ {
+		at = at.Add(20 * time.Minute)
+		mustObserve(t, m, "fraud-block-rate", at)
+		mustProcess(t, m, at.Add(30*time.Second))
+		mustDeliver(t, m)
+	}
+	at = at.Add(20 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate", at, blockRate("country=FR", 0.49, 0.006, 600))
+	mustProcess(t, m, at.Add(30*time.Second))
+	for _, v := range m.Alerts() {
+		if v.Slice["country"] == "FR" && v.CausedBy != "" {
+			t.Errorf("FR after the incident closed must stand, caused_by %q", v.CausedBy)
+		}
+	}
+}
+
+// TestDriftTwinFoldsIntoSibling: a null spike explains both block-rate
+// detectors' overall move; the drift twin folds into the seasonal one.
+func TestDriftTwinFoldsIntoSibling(t *testing.T) {
+	cfg := loadConfig(t, driftYAML, nil)
+	clock := newClock()
+	m := newManager(t, cfg, clock, &recorder{}, false)
+	spike := finding("fraud-features", detectors.ClassFeaturePipeline, "fraud", "", 0.9, 0.005, 1e-30)
+	spike.Kind, spike.Metric, spike.Feature = "feature_health", detectors.MetricNullRate, "device_age_days"
+	tw := blockRate("", 0.15, 0.007, 25000)
+	tw.Detector = "fraud-block-rate-drift"
+	mustObserve(t, m, "fraud-features", t0, spike)
+	mustObserve(t, m, "fraud-block-rate", t0, blockRate("", 0.2, 0.007, 19000))
+	mustObserve(t, m, "fraud-block-rate-drift", t0, tw)
+	mustProcess(t, m, t0.Add(time.Minute))
+	vs := m.Alerts()
+	if len(vs) != 2 {
+		t.Fatalf("want the null spike and the seasonal block rate, got %d alerts", len(vs))
+	}
+	for _, v := range vs {
+		if v.Detector == "fraud-block-rate" && (len(v.Folded) != 1 || v.CausedBy == "" || !strings.Contains(v.Summary, "also seen by fraud-block-rate-drift (overall)")) {
+			t.Errorf("seasonal block rate: %d folded, caused_by %q, summary %q", len(v.Folded), v.CausedBy, v.Summary)
+		}
+	}
+}

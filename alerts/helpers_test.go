@@ -116,6 +116,9 @@ func finding(detector, class, model, slice string, value, baseline, p float64) d
 		k, v, _ := strings.Cut(slice, "=")
 		f.Slice = map[string]string{k: v}
 	}
+	if detector == "fraud-shadow" { // what the shadow detector measures
+		f.Kind, f.Metric = "shadow", detectors.MetricProdBlocks
+	}
 	return f
 }
 

@@ -396,8 +396,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // prune forgets, in memory only, alerts that went inactive and resolved
 // alerts whose resolution was notified a while ago, and old outbox entries.
 func (m *Manager) prune(now time.Time) {
+	open := m.openIncidents()
 	for fp, a := range m.alerts {
-		if m.dirty[fp] {
+		if m.dirty[fp] || open[fp] {
 			continue
 		}
 		switch a.State {
@@ -448,6 +449,11 @@ func (m *Manager) Alert(fingerprint string) (View, bool) {
 		if v.Fingerprint == fingerprint {
 			return v, true
 		}
+		for _, f := range v.Folded {
+			if f.Fingerprint == fingerprint {
+				return f, true
+			}
+		}
 	}
 	return View{}, false
 }
@@ -455,7 +461,6 @@ func (m *Manager) Alert(fingerprint string) (View, bool) {
 // publish rebuilds what the read side shows; call it with m.mu held (or
 // before the manager is shared) after alerts or silences changed.
 func (m *Manager) publish() {
-	var out []View
 	var alerts []*Alert
 	for _, a := range m.alerts {
 		if a.State != StateInactive {
@@ -478,10 +483,7 @@ func (m *Manager) publish() {
 		}
 		return alerts[i].Fingerprint < alerts[j].Fingerprint
 	})
-	for _, a := range alerts {
-		out = append(out, a.view(m.receiversOf(a)))
-	}
-	m.pub.Store(&published{views: out, silences: append([]Silence(nil), m.silences...)})
+	m.pub.Store(&published{views: m.views(alerts), silences: append([]Silence(nil), m.silences...)})
 }
 
 var stateRank = map[State]int{StateFiring: 0, StatePending: 1, StateResolved: 2}

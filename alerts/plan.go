@@ -178,8 +178,8 @@ func (p *planner) collect(a *Alert) {
 // of its root that it is not in yet.
 func (p *planner) collectCaused(a *Alert) {
 	cause := p.s.alerts[a.CausedBy]
-	if cause == nil {
-		return
+	if cause == nil || a.folded {
+		return // a folded twin is part of its root's view, never told
 	}
 	for _, r := range sortedKeys(cause.Sent) {
 		cs := cause.Sent[r]
