@@ -87,12 +87,6 @@ func scrubNaN(f detectors.Finding) detectors.Finding {
 	return f
 }
 
-var alertColumns = []string{
-	"fingerprint", "version", "updated_at", "state", "source", "detector", "model", "class", "owner", "severity",
-	"labels", "active_at", "fired_at", "resolved_at", "last_eval_at", "value", "baseline", "p_value",
-	"summary", "caused_by", "silenced_by", "data",
-}
-
 // dt makes a time storable as DateTime: the zero time is the epoch.
 func dt(t time.Time) time.Time {
 	if t.IsZero() || t.Unix() < 0 {
@@ -229,11 +223,6 @@ func (m *Manager) insertStates(ctx context.Context, rows [][]any) error {
 	return nil
 }
 
-var outboxColumns = []string{
-	"id", "version", "seq", "created_at", "receiver", "group_key", "kind", "thread", "payload",
-	"status", "attempts", "next_attempt_at", "last_error", "sent_at", "ref",
-}
-
 // persistEntries writes outbox entries as new versions.
 func (m *Manager) persistEntries(ctx context.Context, es []*entry) error {
 	if m.db == nil {
@@ -276,14 +265,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 	if m.db == nil {
 		return nil
 	}
-	var defs []store.TableDef
-	for _, d := range m.tables.Defs() {
-		switch d.Name {
-		case m.tables.Alerts().Name, m.tables.Silences().Name, m.tables.Outbox().Name:
-			defs = append(defs, d)
-		}
-	}
-	if err := store.Apply(ctx, m.db, m.tables.Database, defs); err != nil {
+	if err := store.Apply(ctx, m.db, m.tables.Database, TableDefs(m.tables)); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	now := m.now()
