@@ -277,8 +277,8 @@ func (m *Manager) observe(name string, at time.Time, findings []detectors.Findin
 
 	type cand struct {
 		f        detectors.Finding
-		owner    string
-		severity string
+		owner    detectors.Owner
+		severity configs.Severity
 	}
 	best := map[string]*cand{}
 	for _, f := range findings {
@@ -299,7 +299,7 @@ func (m *Manager) observe(name string, at time.Time, findings []detectors.Findin
 		if sev == "" {
 			sev = ci.Severity
 		}
-		fp := Fingerprint(f.Detector, f.Model, f.Class, f.Slice, f.Feature)
+		fp := Fingerprint(f.Detector, f.Model, string(f.Class), f.Slice, f.Feature)
 		if b := best[fp]; b != nil && !preferred(m.alerts[fp], &f, &b.f, sev, b.severity) {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -23,8 +24,8 @@ type alertRecord struct {
 	Source          string            `json:"source"`
 	Labels          map[string]string `json:"labels"`
 	Finding         findingRecord     `json:"finding"`
-	Owner           string            `json:"owner"`
-	Severity        string            `json:"severity"`
+	Owner           detectors.Owner   `json:"owner"`
+	Severity        configs.Severity  `json:"severity"`
 	RunbookURL      string            `json:"runbook_url"`
 	State           string            `json:"state"`
 	ActiveAt        time.Time         `json:"active_at"`
@@ -201,7 +202,7 @@ func (m *Manager) takeDirty() ([]string, [][]any, error) {
 		labels, _ := json.Marshal(a.Labels)
 		f := a.Finding
 		rows = append(rows, []any{
-			fp, m.ver.next(), dt(now), a.State.String(), m.sources[fp], f.Detector, f.Model, f.Class, a.Owner, a.Severity,
+			fp, m.ver.next(), dt(now), a.State.String(), m.sources[fp], f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
 			string(labels), dt(a.ActiveAt), dt(a.FiredAt), dt(a.ResolvedAt), dt(a.LastEvalAt),
 			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
 		})

@@ -26,11 +26,15 @@ const (
 	DefaultAPITokenEnv    = "MLWATCH_API_TOKEN"
 )
 
+// Severity is how urgent an alert is: a detector's severity, or its
+// class's default (detectors.Classes).
+type Severity string
+
 // Severities.
 const (
-	SeverityPage   = "page"
-	SeverityTicket = "ticket"
-	SeverityInfo   = "info"
+	SeverityPage   Severity = "page"
+	SeverityTicket Severity = "ticket"
+	SeverityInfo   Severity = "info"
 )
 
 var (

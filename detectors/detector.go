@@ -213,7 +213,7 @@ type Evaluation struct {
 	Metric  string
 	Slice   map[string]string
 	Feature string
-	Class   string // the class it would alert as
+	Class   Class // the class it would alert as
 	Value   float64
 	// Baseline is the comparison figure; BaselineLow/High bound the band
 	// inside which the value does not alert (NaN where there is none).
@@ -267,7 +267,7 @@ func (r *Result) EvaluationRows(source string) [][]any {
 		if e.Firing {
 			firing = 1
 		}
-		rows = append(rows, []any{r.At, r.Detector, r.Kind, r.Model, e.Metric, SliceKey(e.Slice), e.Feature, e.Class,
+		rows = append(rows, []any{r.At, r.Detector, r.Kind, r.Model, e.Metric, SliceKey(e.Slice), e.Feature, string(e.Class),
 			e.Value, e.Baseline, e.BaselineLow, e.BaselineHigh, e.ShadowValue, e.PValue, e.NCurrent, e.NBaseline, firing, source})
 	}
 	return rows
@@ -379,7 +379,7 @@ func (r *run) finding(h *hypothesis) Finding {
 }
 
 // newHyp starts a hypothesis with every optional figure NaN.
-func newHyp(metric string, slice map[string]string, feature, class string) *hypothesis {
+func newHyp(metric string, slice map[string]string, feature string, class Class) *hypothesis {
 	nan := math.NaN()
 	return &hypothesis{
 		Evaluation: Evaluation{
