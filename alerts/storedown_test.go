@@ -76,7 +76,7 @@ func TestStoreDownStillPages(t *testing.T) {
 			if st := mustDeliver(t, m1); st.Sent != 1 {
 				t.Fatalf("deliver with the store down: %+v, want 1 sent", st)
 			}
-			if got := rec.byReceiver("fraud-infra"); len(got) != 1 || got[0].Alerts[0].Class != detectors.ClassMonitoringFailure {
+			if got := rec.byReceiver("fraud-infra"); len(got) != 1 || got[0].Alerts[0].Class != string(detectors.ClassMonitoringFailure) {
 				t.Fatalf("infra got %+v", got)
 			}
 

@@ -14,12 +14,12 @@ type Class string
 // Failure classes (README.md, Alerts).
 const (
 	ClassFeaturePipeline   Class = "feature_pipeline"
-	ClassPipelineOutage          = "pipeline_outage"
-	ClassMonitoringFailure       = "monitoring_failure"
-	ClassModelBehavior           = "model_behavior"
-	ClassPopulationShift         = "population_shift"
-	ClassModelDivergence         = "model_divergence"
-	ClassModelStaleness          = "model_staleness"
+	ClassPipelineOutage    Class = "pipeline_outage"
+	ClassMonitoringFailure Class = "monitoring_failure"
+	ClassModelBehavior     Class = "model_behavior"
+	ClassPopulationShift   Class = "population_shift"
+	ClassModelDivergence   Class = "model_divergence"
+	ClassModelStaleness    Class = "model_staleness"
 )
 
 // Owner is the team a class belongs to (models[].owners names its
