@@ -94,6 +94,10 @@ type Alert struct {
 	SilencedBy []string
 	// Sent records, per receiver, the thread the alert was notified in.
 	Sent map[string]*Sent
+	// source is the run that keeps the alert's lifecycle: the name
+	// Observe was given (a detector, or a detector's failures). Only that
+	// source's runs clear it (observe.go).
+	source string
 }
 
 // Sent is what one receiver was told about one alert: the group (and its
@@ -377,3 +381,7 @@ func (a *Alert) view(receivers []string) View {
 		ResolvedAt:  timePtr(a.ResolvedAt),
 	}
 }
+
+// silenced reports whether an active silence mutes the alert (as of the
+// last mute step).
+func (a *Alert) silenced() bool { return len(a.SilencedBy) > 0 }

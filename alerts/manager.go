@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +90,6 @@ type Manager struct {
 	ver      *versioner
 
 	alerts   map[string]*Alert
-	sources  map[string]string // fingerprint → the name Observe was given
 	dirty    map[string]bool
 	silences []Silence
 	outbox   map[string]*entry
@@ -135,7 +133,6 @@ func New(opt Options) (*Manager, error) {
 		httpc:     opt.HTTPClient,
 		ver:       &versioner{},
 		alerts:    map[string]*Alert{},
-		sources:   map[string]string{},
 		dirty:     map[string]bool{},
 		outbox:    map[string]*entry{},
 		holdoff:   map[string]time.Time{},
@@ -262,136 +259,6 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 	return m.syncStates(ctx)
 }
 
-// observe is Observe's change to the alerts in memory.
-func (m *Manager) observe(name string, at time.Time, findings []detectors.Finding, unchecked []detectors.Unchecked) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	dcfg := m.detectors[name]
-	var forDur, keepFor time.Duration
-	if dcfg != nil {
-		forDur, keepFor = dcfg.For.D(), dcfg.KeepFiringFor.D()
-	}
-	if m.oneShot {
-		forDur = 0
-	}
-
-	type cand struct {
-		f        detectors.Finding
-		owner    detectors.Owner
-		severity configs.Severity
-	}
-	best := map[string]*cand{}
-	for _, f := range findings {
-		if f.Detector == "" {
-			f.Detector = name
-		}
-		fcfg := dcfg
-		if f.Detector != name {
-			fcfg = m.detectors[f.Detector]
-		}
-		ci := detectors.Classes[f.Class]
-		sev := f.Severity
-		// A detector's severity is for its own findings, not for the
-		// monitor's report that the detector keeps failing.
-		if fcfg != nil && fcfg.Severity != "" && f.Kind != KindMonitor {
-			sev = fcfg.Severity
-		}
-		if sev == "" {
-			sev = ci.Severity
-		}
-		fp := Fingerprint(f.Detector, f.Model, string(f.Class), f.Slice, f.Feature)
-		if b := best[fp]; b != nil && !preferred(m.alerts[fp], &f, &b.f, sev, b.severity) {
-			continue
-		}
-		best[fp] = &cand{f: f, owner: ci.Owner, severity: sev}
-	}
-
-	for fp, c := range best {
-		a := m.alerts[fp]
-		if a == nil {
-			a = &Alert{Fingerprint: fp, Sent: map[string]*Sent{}}
-			m.alerts[fp] = a
-		}
-		// Only lifecycle changes are written; fresh figures of an alert
-		// whose state holds stay in memory (a restart shows the last
-		// stored ones until the next run).
-		before := [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt}
-		beforeState, beforeSev := a.State, a.Severity
-		if a.State == StateInactive || a.State == StateResolved {
-			a.State = StatePending
-			a.ActiveAt = at
-			a.FiredAt, a.ResolvedAt = time.Time{}, time.Time{}
-			a.CausedBy = ""
-			for r, s := range a.Sent {
-				if s.Resolved {
-					delete(a.Sent, r)
-				}
-			}
-		}
-		fcfg := m.detectors[c.f.Detector]
-		var extra map[string]string
-		a.RunbookURL = ""
-		if fcfg != nil {
-			extra = fcfg.Labels
-			a.RunbookURL = fcfg.RunbookURL
-		}
-		if mc := m.models[c.f.Model]; a.RunbookURL == "" && mc != nil {
-			a.RunbookURL = mc.RunbookURL
-		}
-		a.Finding = c.f
-		a.Owner, a.Severity = c.owner, c.severity
-		a.Labels = buildLabels(c.f, c.owner, c.severity, extra)
-		a.LastEvalAt = at
-		a.KeepFiringSince = time.Time{}
-		if a.State == StatePending && at.Sub(a.ActiveAt) >= forDur {
-			a.State = StateFiring
-			a.FiredAt = at
-		}
-		if m.sources[fp] != name || a.State != beforeState || a.Severity != beforeSev ||
-			before != [4]time.Time{a.ActiveAt, a.FiredAt, a.KeepFiringSince, a.ResolvedAt} {
-			m.dirty[fp] = true
-		}
-		m.sources[fp] = name
-	}
-
-	hold := make(map[string]bool, len(unchecked))
-	for _, u := range unchecked {
-		hold[u.Key()] = true
-	}
-	for fp, a := range m.alerts {
-		if m.sources[fp] != name || best[fp] != nil {
-			continue
-		}
-		// Not observed is not recovered: hold, unless the alert was already
-		// seen clear (keep_firing_for running) or the hold ran out.
-		if hold[detectors.Unchecked{Slice: a.Finding.Slice, Feature: a.Finding.Feature}.Key()] &&
-			a.KeepFiringSince.IsZero() && at.Sub(a.LastEvalAt) < UncheckedHold {
-			continue
-		}
-		switch a.State {
-		case StatePending:
-			a.State = StateInactive
-			a.LastEvalAt = at
-			m.dirty[fp] = true
-		case StateFiring:
-			a.LastEvalAt = at
-			if keepFor > 0 {
-				if a.KeepFiringSince.IsZero() {
-					a.KeepFiringSince = at
-					m.dirty[fp] = true
-				}
-				if at.Sub(a.KeepFiringSince) < keepFor {
-					continue
-				}
-			}
-			m.dirty[fp] = true
-			a.State = StateResolved
-			a.ResolvedAt = at
-		}
-	}
-	m.publish()
-}
-
 // Process runs the pipeline at now over the current alerts: silences,
 // root-cause inhibition, routing, the settle wait, grouping and repeats.
 // What needs saying goes into the outbox (ClickHouse first, then memory);
@@ -400,8 +267,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refreshSilences(ctx)
-	m.applySilences(now)
-	m.inhibit()
+	m.mute(now)
 	// Delivery results whose write failed earlier.
 	var stale []*entry
 	for _, e := range m.outbox {
@@ -418,7 +284,7 @@ func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, e
 	// first pass go into its thread in the second.
 	var all []Notification
 	for pass := 0; pass < 2; pass++ {
-		notes, effects := m.plan(now)
+		notes, effects := plan(m.planState(), now)
 		if len(notes) == 0 {
 			break
 		}
@@ -473,28 +339,7 @@ func (m *Manager) refreshSilences(ctx context.Context) {
 	m.silences = s
 }
 
-func (m *Manager) applySilences(now time.Time) {
-	for fp, a := range m.alerts {
-		var ids []string
-		for _, s := range m.silences {
-			if s.State(now) == SilenceActive && s.Matches(a.Labels) {
-				ids = append(ids, s.ID)
-			}
-		}
-		sort.Strings(ids)
-		if strings.Join(ids, ",") != strings.Join(a.SilencedBy, ",") {
-			a.SilencedBy = ids
-			m.dirty[fp] = true
-		}
-	}
-}
-
-// effect is what one notification changes in one alert's Sent records.
-type effect struct {
-	fp, receiver, change, group, root string
-	at                                time.Time
-}
-
+// applyEffect records what one notification changed in its alert.
 func (m *Manager) applyEffect(ef effect) {
 	a := m.alerts[ef.fp]
 	if a == nil {
@@ -519,241 +364,6 @@ func (m *Manager) applyEffect(ef effect) {
 	m.dirty[ef.fp] = true
 }
 
-// planItem is one alert's part in one group's next notification.
-type planItem struct {
-	a      *Alert
-	change string
-	group  string
-	root   string
-	labels map[string]string // group labels
-	repeat time.Duration
-}
-
-// plan decides the notifications at now and their effects, without
-// changing anything.
-func (m *Manager) plan(now time.Time) ([]Notification, []effect) {
-	wait := m.cfg.Global.GroupWait.D()
-	if m.oneShot {
-		wait = 0
-	}
-	// Open groups: receiver → group → root, and their members.
-	type gkey struct{ receiver, group, root string }
-	open := map[string]map[string]string{}
-	members := map[gkey][]*Alert{}
-	fps := make([]string, 0, len(m.alerts))
-	for fp := range m.alerts {
-		fps = append(fps, fp)
-	}
-	sort.Strings(fps)
-	for _, fp := range fps {
-		a := m.alerts[fp]
-		for r, s := range a.Sent {
-			if s.Resolved {
-				continue
-			}
-			if open[r] == nil {
-				open[r] = map[string]string{}
-			}
-			open[r][s.Group] = s.Root
-			k := gkey{r, s.Group, s.Root}
-			members[k] = append(members[k], a)
-		}
-	}
-
-	items := map[gkey][]planItem{}
-	add := func(r string, it planItem) {
-		k := gkey{r, it.group, it.root}
-		items[k] = append(items[k], it)
-	}
-	for _, fp := range fps {
-		a := m.alerts[fp]
-		switch a.State {
-		case StateFiring:
-			if len(a.SilencedBy) > 0 {
-				continue
-			}
-			if a.CausedBy != "" {
-				cause := m.alerts[a.CausedBy]
-				if cause == nil {
-					continue
-				}
-				for _, r := range sortedKeys(cause.Sent) {
-					cs := cause.Sent[r]
-					if cs.Resolved {
-						continue
-					}
-					if s := a.Sent[r]; s == nil || s.Resolved || s.Root != cs.Root {
-						add(r, planItem{a: a, change: ChangeCaused, group: cs.Group, root: cs.Root, labels: groupLabels(nil, cause.Labels)})
-					}
-				}
-				continue
-			}
-			for _, d := range m.router.Route(a.Labels) {
-				s := a.Sent[d.Receiver]
-				switch {
-				case s == nil:
-					if now.Sub(a.FiredAt) < wait {
-						continue
-					}
-					g := groupKey(d.GroupBy, a.Labels)
-					add(d.Receiver, planItem{a: a, change: ChangeNew, group: g, root: open[d.Receiver][g], labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
-				case now.Sub(s.At) >= d.RepeatInterval:
-					add(d.Receiver, planItem{a: a, change: ChangeFiring, group: s.Group, root: s.Root, labels: groupLabels(d.GroupBy, a.Labels), repeat: d.RepeatInterval})
-				}
-			}
-		case StateResolved:
-			for _, r := range sortedKeys(a.Sent) {
-				if s := a.Sent[r]; !s.Resolved {
-					add(r, planItem{a: a, change: ChangeResolved, group: s.Group, root: s.Root})
-				}
-			}
-		}
-	}
-
-	keys := make([]gkey, 0, len(items))
-	for k := range items {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].receiver != keys[j].receiver {
-			return keys[i].receiver < keys[j].receiver
-		}
-		if keys[i].group != keys[j].group {
-			return keys[i].group < keys[j].group
-		}
-		return keys[i].root < keys[j].root
-	})
-	var notes []Notification
-	var effects []effect
-	for _, k := range keys {
-		its := items[k]
-		in := map[string]bool{}
-		sending := false
-		for _, it := range its {
-			in[it.a.Fingerprint] = true
-			if it.change != ChangeResolved {
-				sending = true
-			}
-		}
-		// A group that speaks about firing alerts lists all its firing
-		// members, so the thread shows the whole incident and repeats of
-		// its members stay in step.
-		if sending && k.root != "" {
-			for _, a := range members[k] {
-				if in[a.Fingerprint] || a.State != StateFiring || len(a.SilencedBy) > 0 {
-					continue
-				}
-				ch := ChangeFiring
-				if a.CausedBy != "" {
-					ch = ChangeCaused
-				}
-				its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root})
-				in[a.Fingerprint] = true
-			}
-		}
-		id := newID()
-		root := k.root
-		kind := KindUpdate
-		if root == "" {
-			kind = KindFiring
-			root = id
-		} else if groupCloses(members[k], its) {
-			kind = KindResolved
-		}
-		sort.SliceStable(its, func(i, j int) bool {
-			ri, rj := changeRank[its[i].change], changeRank[its[j].change]
-			if ri != rj {
-				return ri < rj
-			}
-			return worse(&its[i].a.Finding, &its[j].a.Finding, its[i].a.Severity, its[j].a.Severity)
-		})
-		n := Notification{
-			ID: id, Receiver: k.receiver, Kind: kind, Status: "firing", GroupKey: k.group,
-			Thread: k.root, ExternalURL: m.cfg.Global.ExternalURL, CreatedAt: now,
-			RepeatInterval: m.cfg.Global.RepeatInterval.D(),
-		}
-		if kind == KindResolved {
-			n.Status = "resolved"
-		}
-		for _, it := range its {
-			if n.GroupLabels == nil && it.labels != nil {
-				n.GroupLabels = it.labels
-			}
-			if it.repeat > 0 {
-				n.RepeatInterval = it.repeat
-			}
-			v := it.a.view([]string{k.receiver})
-			v.Change = it.change
-			n.Alerts = append(n.Alerts, v)
-			effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: now})
-		}
-		// A thread speaks for the group its first message was posted for:
-		// its labels, and on closing the alerts that message showed.
-		if first := m.outbox[k.root]; first != nil && k.root != "" {
-			n.GroupLabels = first.n.GroupLabels
-			if kind == KindResolved {
-				n.RootAlerts = first.n.Alerts
-			}
-		}
-		if n.GroupLabels == nil {
-			n.GroupLabels = groupLabels(m.cfg.Global.GroupBy, its[0].a.Labels)
-		}
-		notes = append(notes, n)
-	}
-	return notes, effects
-}
-
-// groupCloses reports whether a notification closes its open group: no
-// member still fires once its items apply. Every member counts, caused
-// ones included (a product alert attributed to an infra incident lives in
-// that incident's thread), and so do silenced ones: a muted alert still
-// fires, and a firing page must never read RESOLVED.
-func groupCloses(members []*Alert, its []planItem) bool {
-	for _, it := range its {
-		if it.change != ChangeResolved {
-			return false
-		}
-	}
-	for _, a := range members {
-		if a.State == StateFiring && changeOf(its, a.Fingerprint) != ChangeResolved {
-			return false
-		}
-	}
-	return true
-}
-
-var changeRank = map[string]int{ChangeNew: 0, ChangeFiring: 0, ChangeCaused: 1, ChangeResolved: 2}
-
-func changeOf(its []planItem, fp string) string {
-	for _, it := range its {
-		if it.a.Fingerprint == fp {
-			return it.change
-		}
-	}
-	return ""
-}
-
-// groupKey renders the group_by labels' values; alerts with the same key
-// for the same receiver share one notification.
-func groupKey(by []string, labels map[string]string) string {
-	parts := make([]string, len(by))
-	for i, l := range by {
-		parts[i] = l + "=" + labels[l]
-	}
-	return strings.Join(parts, ",")
-}
-
-func groupLabels(by []string, labels map[string]string) map[string]string {
-	if by == nil {
-		by = []string{"model", "class"}
-	}
-	out := make(map[string]string, len(by))
-	for _, l := range by {
-		out[l] = labels[l]
-	}
-	return out
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -773,7 +383,6 @@ func (m *Manager) prune(now time.Time) {
 		switch a.State {
 		case StateInactive:
 			delete(m.alerts, fp)
-			delete(m.sources, fp)
 		case StateResolved:
 			done := true
 			for _, s := range a.Sent {
@@ -783,7 +392,6 @@ func (m *Manager) prune(now time.Time) {
 			}
 			if done && now.Sub(a.ResolvedAt) > resolvedRetention {
 				delete(m.alerts, fp)
-				delete(m.sources, fp)
 			}
 		}
 	}

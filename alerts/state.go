@@ -190,7 +190,7 @@ func (m *Manager) takeDirty() ([]string, [][]any, error) {
 			continue
 		}
 		rec := alertRecord{
-			Fingerprint: a.Fingerprint, Source: m.sources[fp], Labels: a.Labels, Finding: toRecord(a.Finding),
+			Fingerprint: a.Fingerprint, Source: a.source, Labels: a.Labels, Finding: toRecord(a.Finding),
 			Owner: a.Owner, Severity: a.Severity, RunbookURL: a.RunbookURL, State: a.State.String(),
 			ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, LastEvalAt: a.LastEvalAt,
 			KeepFiringSince: a.KeepFiringSince, CausedBy: a.CausedBy, SilencedBy: a.SilencedBy, Sent: a.Sent,
@@ -202,7 +202,7 @@ func (m *Manager) takeDirty() ([]string, [][]any, error) {
 		labels, _ := json.Marshal(a.Labels)
 		f := a.Finding
 		rows = append(rows, []any{
-			fp, m.ver.next(), dt(now), a.State.String(), m.sources[fp], f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
+			fp, m.ver.next(), dt(now), a.State.String(), a.source, f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
 			string(labels), dt(a.ActiveAt), dt(a.FiredAt), dt(a.ResolvedAt), dt(a.LastEvalAt),
 			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
 		})
@@ -259,24 +259,70 @@ func (m *Manager) persistEntries(ctx context.Context, es []*entry) error {
 // records are replayed from the outbox too, so a crash between recording a
 // notification and saving the alert does not send it twice; pending
 // entries are delivered by the next Deliver. Without a store it does
-// nothing.
+// nothing. Its steps: createTables, loadAlerts, loadOutbox, the silences,
+// replay, then retire, mute and store what a lost write may lack.
 func (m *Manager) Restore(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.db == nil {
 		return nil
 	}
-	if err := store.Apply(ctx, m.db, m.tables.Database, TableDefs(m.tables)); err != nil {
+	if err := m.createTables(ctx); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	now := m.now()
-
-	res, err := m.db.Query(ctx, "SELECT version, data FROM "+m.tables.Alerts().Quoted()+" FINAL")
+	alerts, roots, err := m.loadAlerts(ctx)
 	if err != nil {
 		return fmt.Errorf("restore alerts: %w", err)
 	}
+	outbox, err := m.loadOutbox(ctx, now, roots)
+	if err != nil {
+		return fmt.Errorf("restore outbox: %w", err)
+	}
+	var silences []Silence
+	if m.silenceS != nil {
+		if silences, err = m.silenceS.List(ctx); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+	m.alerts, m.outbox, m.silences = alerts, outbox, silences
+	m.dirty = map[string]bool{}
+	m.replay()
+	// Alerts of detectors removed while the daemon was down resolve.
+	m.retireRemoved()
+	// Derived state a lost write may lack: silences and root causes.
+	m.mute(now)
+	m.publish()
+	m.publishOutbox()
+	if err := m.persistAlerts(ctx); err != nil {
+		m.log.Warn("replayed alert states not stored", zap.Error(err))
+	}
+	pending, dead := 0, 0
+	for _, e := range outbox {
+		switch e.status {
+		case statusPending:
+			pending++
+		case statusDead:
+			dead++
+		}
+	}
+	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("outbox_dead", dead), zap.Int("silences", len(silences)))
+	return nil
+}
+
+// createTables creates the alerts, silences and outbox tables if missing.
+func (m *Manager) createTables(ctx context.Context) error {
+	return store.Apply(ctx, m.db, m.tables.Database, TableDefs(m.tables))
+}
+
+// loadAlerts reads the latest state of every alert that is not inactive,
+// and the thread roots their Sent records name.
+func (m *Manager) loadAlerts(ctx context.Context) (map[string]*Alert, []string, error) {
+	res, err := m.db.Query(ctx, "SELECT version, data FROM "+m.tables.Alerts().Quoted()+" FINAL")
+	if err != nil {
+		return nil, nil, err
+	}
 	alerts := map[string]*Alert{}
-	sources := map[string]string{}
 	roots := []string{}
 	for _, r := range res.Rows {
 		m.ver.seen(uint64(store.Int(r[0])))
@@ -298,12 +344,17 @@ func (m *Manager) Restore(ctx context.Context) error {
 			continue
 		}
 		alerts[a.Fingerprint] = a
-		sources[a.Fingerprint] = rec.Source
+		a.source = rec.Source
 		for _, s := range a.Sent {
 			roots = append(roots, s.Root)
 		}
 	}
+	return alerts, roots, nil
+}
 
+// loadOutbox reads the outbox entries of the retention period and the
+// (older) thread roots of open groups.
+func (m *Manager) loadOutbox(ctx context.Context, now time.Time, roots []string) (map[string]*entry, error) {
 	// created_at and id never change between versions of an entry, so
 	// filtering on them before FINAL's merge is safe.
 	q := "SELECT id, version, seq, status, attempts, next_attempt_at, last_error, sent_at, ref, payload FROM " +
@@ -313,9 +364,9 @@ func (m *Manager) Restore(ctx context.Context) error {
 		q += " OR has(?, id)"
 		args = append(args, roots)
 	}
-	res, err = m.db.Query(ctx, q, args...)
+	res, err := m.db.Query(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("restore outbox: %w", err)
+		return nil, err
 	}
 	outbox := map[string]*entry{}
 	for _, r := range res.Rows {
@@ -332,19 +383,15 @@ func (m *Manager) Restore(ctx context.Context) error {
 		m.ver.seen(e.seq)
 		outbox[n.ID] = e
 	}
+	return outbox, nil
+}
 
-	var silences []Silence
-	if m.silenceS != nil {
-		if silences, err = m.silenceS.List(ctx); err != nil {
-			return fmt.Errorf("restore: %w", err)
-		}
-	}
-
-	m.alerts, m.sources, m.outbox, m.silences = alerts, sources, outbox, silences
-	m.dirty = map[string]bool{}
-	// Replay the outbox onto the alerts' Sent records (idempotent).
-	es := make([]*entry, 0, len(outbox))
-	for _, e := range outbox {
+// replay applies the outbox, oldest first, onto the alerts' Sent records
+// (idempotent): a notification recorded but not yet saved on its alerts
+// is not sent again.
+func (m *Manager) replay() {
+	es := make([]*entry, 0, len(m.outbox))
+	for _, e := range m.outbox {
 		es = append(es, e)
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].seq < es[j].seq })
@@ -364,30 +411,6 @@ func (m *Manager) Restore(ctx context.Context) error {
 			m.applyEffect(effect{fp: v.Fingerprint, receiver: e.n.Receiver, change: v.Change, group: e.n.GroupKey, root: root, at: e.n.CreatedAt})
 		}
 	}
-	// Alerts of detectors removed while the daemon was down resolve.
-	m.retireRemoved()
-	// Derived state a lost write may lack: silences and root causes.
-	m.applySilences(now)
-	m.inhibit()
-	m.publish()
-	m.publishOutbox()
-	if err := m.persistAlerts(ctx); err != nil {
-		m.log.Warn("replayed alert states not stored", zap.Error(err))
-	}
-	pending := 0
-	for _, e := range outbox {
-		if e.status == statusPending {
-			pending++
-		}
-	}
-	dead := 0
-	for _, e := range outbox {
-		if e.status == statusDead {
-			dead++
-		}
-	}
-	m.log.Info("alert state restored", zap.Int("alerts", len(alerts)), zap.Int("outbox_pending", pending), zap.Int("outbox_dead", dead), zap.Int("silences", len(silences)))
-	return nil
 }
 
 func undt(t time.Time) time.Time {

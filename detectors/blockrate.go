@@ -207,19 +207,12 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		shadowOK := hasShadow && b.d.enough(scur.N) && b.d.enough(sbase.N)
 
 		// Block rate.
-		h := newHyp(MetricBlockRate, slice, "", ClassModelBehavior)
-		pb := base.Rate()
-		margin := b.d.margin(pb)
 		var spread float64
 		if r.w.seasonal {
 			spread = SeasonalVar(g.days(nb, x, n))
 		}
-		h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: TailBoth})
-		h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
-		band := margin + 2*math.Sqrt(spread+pb*(1-pb)/cur.N)
-		h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
-		h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
-		h.gate = math.Abs(h.effect) >= margin
+		h, margin := b.d.rateChange(MetricBlockRate, slice, "", ClassModelBehavior, cur, base, spread, TailBoth)
+		pb := h.Baseline
 		shadowNote := ", production only; no shadow data"
 		if shadowOK {
 			h.ShadowValue, h.shadowB = scur.Rate(), sbase.Rate()
@@ -247,6 +240,30 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		b.bounds(r, Prop{})
 	}
 	return nil
+}
+
+// rateChange is the hypothesis that a rate moved from base to cur, as
+// block_rate and feature_health test it: the change test at the
+// detector's margin with the seasonal spread, the baseline's band, and
+// the effect-size gate. TailUp tests a rise only (the band's floor is 0).
+// It returns the margin too, which summaries and details show.
+func (d *Detector) rateChange(metric string, slice map[string]string, feature string, class Class, cur, base Prop, spread float64, tail Tail) (*hypothesis, float64) {
+	h := newHyp(metric, slice, feature, class)
+	pb := base.Rate()
+	margin := d.margin(pb)
+	h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: tail})
+	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
+	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
+	sd := 2 * math.Sqrt(spread+pb*(1-pb)/cur.N)
+	if tail == TailUp {
+		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, pb+margin+sd)
+		h.gate = h.effect >= margin
+		return h, margin
+	}
+	band := margin + sd
+	h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
+	h.gate = math.Abs(h.effect) >= margin
+	return h, margin
 }
 
 func (b *blockRate) scorePSI(r *run, g *group, slice map[string]string, nb int, bins, bn, sbins, bsn col, shadowOK bool) {

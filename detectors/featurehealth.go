@@ -176,53 +176,34 @@ func (f *featureHealth) rollupQuery(w windows) *sqlText {
 	return q
 }
 
+// featureRows are feature_health's result columns and each slice's rows
+// (summed over its features) per window, and its blocked rows now.
+type featureRows struct {
+	rows, nn, fills, mn, mx, bins, cnts, blk, nblk, fblk col
+	nb                                                   int
+	counts                                               map[[2]string]map[int]float64
+	blocked                                              map[[2]string]float64
+}
+
+// featureSlice is one feature in one slice: its rows now and in the
+// baseline, its non-null values, and its null rates.
+type featureSlice struct {
+	g                        *group
+	slice                    map[string]string
+	lbl                      string
+	nCur, nBase, vCur, vBase float64
+	curNull, baseNull        Prop
+	spread                   float64 // seasonal variance of the null rate
+}
+
+// evaluate tests each watched feature in each slice, one method per
+// hypothesis, in a fixed order: all NULL, null-rate rise, null rate over
+// the ceiling; then, with enough non-null values, default fill, frozen
+// values and drift. suppressFeatures then keeps one report per break.
 func (f *featureHealth) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "feature")
+	groups, fr, err := f.read(res, r)
 	if err != nil {
 		return err
-	}
-	if groups, err = fold(res, groups, featureFold, f.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, featureCols...)
-	if err != nil {
-		return err
-	}
-	rows, nn, fills, mn, mx, bins, cnts := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-	blk, nblk, fblk := c[7], c[8], c[9]
-	nb := len(r.w.base)
-	// A slice's rows in a window: the sum of rows over its features; its
-	// blocked rows in the current window likewise.
-	counts := map[[2]string]map[int]float64{}
-	blocked := map[[2]string]float64{}
-	for _, g := range groups {
-		k := [2]string{g.col, g.val}
-		if counts[k] == nil {
-			counts[k] = map[int]float64{}
-		}
-		for w := 0; w <= nb; w++ {
-			counts[k][w] += g.num(w, rows)
-		}
-		blocked[k] += g.num(0, blk)
-	}
-	// affected sets DetailAffectedMoved on a pipeline hypothesis: whether
-	// the x blocked of the n affected rows differ from the rest of the
-	// window's rows (a rollup does not keep decisions: not measured).
-	affected := func(h *hypothesis, g *group, x, n float64) {
-		if f.d.cfg.Source == configs.SourceRollup {
-			return
-		}
-		k := [2]string{g.col, g.val}
-		moved, ok := f.decisionsMoved(Prop{x, n}, Prop{blocked[k] - x, counts[k][0] - n})
-		if !ok {
-			return
-		}
-		if h.details == nil {
-			h.details = map[string]float64{}
-		}
-		h.details[DetailAffectedMoved] = moved
-		h.details["affected_block_rate"] = x / n
-		h.details["rest_block_rate"] = (blocked[k] - x) / (counts[k][0] - n)
 	}
 	listed := map[string]bool{}
 	for _, n := range f.names {
@@ -232,154 +213,230 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 		if g.feature == "" || len(listed) > 0 && !listed[g.feature] {
 			continue
 		}
-		rc := counts[[2]string{g.col, g.val}]
-		slice := sliceOf(g.col, g.val)
-		lbl := label(g.col, g.val)
-		if g.col == "" {
-			lbl = "all rows"
-		}
-		nCur, nBase := rc[0], 0.0
-		for w := 1; w <= nb; w++ {
-			nBase += rc[w]
-		}
-		vCur, vBase := g.num(0, nn), g.base(nb, nn)
-		if !f.d.enough(nCur) || !f.d.enough(nBase) {
-			r.skip(slice, g.feature)
+		fs := f.sliceOf(fr, g, r.w.seasonal)
+		if !f.d.enough(fs.nCur) || !f.d.enough(fs.nBase) {
+			r.skip(fs.slice, g.feature)
 			continue
 		}
-		curNull := Prop{nCur - vCur, nCur}
-		baseNull := Prop{nBase - vBase, nBase}
-		days := make([]Prop, nb)
-		for w := 1; w <= nb; w++ {
-			days[w-1] = Prop{rc[w] - g.num(w, nn), rc[w]}
-		}
-		var spread float64
-		if r.w.seasonal {
-			spread = SeasonalVar(days)
-		}
-
-		// All values NULL: the feature is missing.
-		if vBase >= float64(f.d.cfg.MinSamples) {
-			h := newHyp(MetricAllNull, slice, g.feature, ClassFeaturePipeline)
-			q := (baseNull.X + 0.5) / (baseNull.N + 1)
-			h.Value, h.Baseline = curNull.Rate(), baseNull.Rate()
-			h.effect = h.Value - h.Baseline
-			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
-			h.PValue = math.Exp(nCur * math.Log(q))
-			h.gate = vCur == 0
-			h.summary = fmt.Sprintf("feature %s is NULL in every row (%s rows; %s null in the baseline)", g.feature, count(nCur), pct(baseNull.Rate()))
-			if g.col != "" {
-				h.summary = lbl + ": " + h.summary
-			}
-			r.add(h)
-		}
-
-		// Null rate rise.
-		h := newHyp(MetricNullRate, slice, g.feature, ClassFeaturePipeline)
-		margin := f.d.margin(baseNull.Rate())
-		h.PValue = ChangeTest(curNull, baseNull, Change{Margin: margin, Var: spread, Tail: TailUp})
-		h.Value, h.Baseline = curNull.Rate(), baseNull.Rate()
-		h.effect = h.Value - h.Baseline
-		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(spread+h.Baseline*(1-h.Baseline)/nCur))
-		h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
-		h.gate = h.effect >= margin
-		h.summary = fmt.Sprintf("%s: feature %s null rate %s vs %s baseline (n=%s vs %s)", lbl, g.feature, pct(h.Value), pct(h.Baseline), count(nCur), count(nBase))
-		h.details = details("seasonal_sd", math.Sqrt(spread), "margin", margin)
-		affected(h, g, g.num(0, nblk), curNull.X)
-		r.add(h)
-
-		// Null rate above the ceiling (newly: a feature that is always
-		// sparse is not broken).
-		if curNull.Rate() > f.p.NullRateMax && baseNull.Rate() <= f.p.NullRateMax {
-			h := newHyp(MetricNullCeiling, slice, g.feature, ClassFeaturePipeline)
-			h.Value, h.Baseline, h.BaselineHigh = curNull.Rate(), f.p.NullRateMax, f.p.NullRateMax
-			h.effect = h.Value - f.p.NullRateMax
-			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
-			h.PValue = BinomSF(curNull.X, curNull.N, f.p.NullRateMax)
-			h.gate = true
-			h.summary = fmt.Sprintf("%s: feature %s null rate %s is above the ceiling %s (baseline %s, n=%s)", lbl, g.feature, pct(h.Value), pct(f.p.NullRateMax), pct(baseNull.Rate()), count(nCur))
-			affected(h, g, g.num(0, nblk), curNull.X)
-			r.add(h)
-		}
-
-		if !f.d.enough(vCur) || !f.d.enough(vBase) {
+		f.allNull(r, fs)
+		f.nullRate(r, fr, fs)
+		f.nullCeiling(r, fr, fs)
+		if !f.d.enough(fs.vCur) || !f.d.enough(fs.vBase) {
 			continue
 		}
-		curH := g.hist(0, bins, cnts)
-		dayH := make([]Hist, nb)
-		baseH := Hist{}
-		for w := 1; w <= nb; w++ {
-			dayH[w-1] = g.hist(w, bins, cnts)
-			baseH.Add(dayH[w-1])
-		}
-
-		// Default-value fill among non-null values.
-		def := *f.p.DefaultValue
-		if v, ok := f.p.Defaults[g.feature]; ok {
-			def = v
-		}
-		curFill, baseFill := Prop{g.num(0, fills), vCur}, Prop{g.base(nb, fills), vBase}
-		fdays := make([]Prop, nb)
-		for w := 1; w <= nb; w++ {
-			fdays[w-1] = Prop{g.num(w, fills), g.num(w, nn)}
-		}
-		fspread := 0.0
-		if r.w.seasonal {
-			fspread = SeasonalVar(fdays)
-		}
-		h = newHyp(MetricFillRate, slice, g.feature, ClassFeaturePipeline)
-		margin = f.d.margin(baseFill.Rate())
-		h.PValue = ChangeTest(curFill, baseFill, Change{Margin: margin, Var: fspread, Tail: TailUp})
-		h.Value, h.Baseline = curFill.Rate(), baseFill.Rate()
-		h.effect = h.Value - h.Baseline
-		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(fspread+h.Baseline*(1-h.Baseline)/vCur))
-		h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
-		h.gate = h.effect >= margin
-		h.summary = fmt.Sprintf("%s: feature %s equals the default %s in %s of values vs %s baseline (n=%s vs %s)", lbl, g.feature, fnum(def), pct(h.Value), pct(h.Baseline), count(vCur), count(vBase))
-		affected(h, g, g.num(0, fblk), curFill.X)
-		r.add(h)
-
-		// Frozen: one value now, several in the baseline. The p-value is
-		// the chance that every current value lands in that value's
-		// baseline bin.
-		cmin, cmax := g.num(0, mn), g.num(0, mx)
-		bmin, bmax := math.Inf(1), math.Inf(-1)
-		for w := 1; w <= nb; w++ {
-			if g.num(w, nn) > 0 {
-				bmin, bmax = math.Min(bmin, g.num(w, mn)), math.Max(bmax, g.num(w, mx))
-			}
-		}
-		// Extremes are not additive: the (other) slice has none.
-		if g.has(0, mn) && cmin == cmax && bmin < bmax {
-			share := baseH[math.Float64bits(cmin+0)>>49] / baseH.Total()
-			h := newHyp(MetricFrozen, slice, g.feature, ClassFeaturePipeline)
-			h.Value, h.Baseline = cmin, share
-			h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
-			h.PValue = math.Exp(vCur * math.Log(share))
-			h.gate = true
-			h.details = details("value", cmin, "baseline_share", share, "fill", def)
-			h.summary = fmt.Sprintf("%s: feature %s is frozen at %s in all %s values (baseline: %s of values in its bin, range %s..%s)", lbl, g.feature, fnum(cmin), count(vCur), pct(share), fnum(bmin), fnum(bmax))
-			r.add(h)
-		}
-
-		// Drift of the non-null values.
-		if f.p.Drift != nil && *f.p.Drift {
-			dr := histDrift(curH, dayH)
-			if !math.IsNaN(dr.psi) {
-				h := newHyp(MetricFeaturePSI, slice, g.feature, ClassPopulationShift)
-				h.Value, h.Baseline, h.PValue = dr.psi, dr.excess, dr.p
-				h.BaselineLow, h.BaselineHigh = 0, dr.excess+f.p.PSIAlert
-				h.effect = dr.psi - dr.excess
-				h.NCurrent, h.NBaseline = uint64(vCur), uint64(vBase)
-				h.gate = h.effect >= f.p.PSIAlert
-				h.details = details("js", dr.js, "day_to_day_psi", dr.excess)
-				h.summary = fmt.Sprintf("%s: feature %s distribution PSI %s (JS %s, day-to-day %s) over %d baseline decile bins (n=%s vs %s)", lbl, g.feature, fnum(dr.psi), fnum(dr.js), fnum(dr.excess), dr.bins, count(vCur), count(vBase))
-				r.add(h)
-			}
-		}
+		f.fillRate(r, fr, fs)
+		f.frozen(r, fr, fs)
+		f.drift(r, fr, fs)
 	}
 	r.suppress = suppressFeatures
 	return nil
+}
+
+// read folds the result's rows into groups and sums each slice's rows.
+func (f *featureHealth) read(res *store.Result, r *run) ([]*group, *featureRows, error) {
+	groups, err := groupRows(res, "feature")
+	if err != nil {
+		return nil, nil, err
+	}
+	if groups, err = fold(res, groups, featureFold, f.d.cfg.TopK); err != nil {
+		return nil, nil, err
+	}
+	c, err := cols(res, featureCols...)
+	if err != nil {
+		return nil, nil, err
+	}
+	fr := &featureRows{
+		rows: c[0], nn: c[1], fills: c[2], mn: c[3], mx: c[4], bins: c[5], cnts: c[6], blk: c[7], nblk: c[8], fblk: c[9],
+		nb: len(r.w.base), counts: map[[2]string]map[int]float64{}, blocked: map[[2]string]float64{},
+	}
+	// A slice's rows in a window: the sum of rows over its features; its
+	// blocked rows in the current window likewise.
+	for _, g := range groups {
+		k := [2]string{g.col, g.val}
+		if fr.counts[k] == nil {
+			fr.counts[k] = map[int]float64{}
+		}
+		for w := 0; w <= fr.nb; w++ {
+			fr.counts[k][w] += g.num(w, fr.rows)
+		}
+		fr.blocked[k] += g.num(0, fr.blk)
+	}
+	return groups, fr, nil
+}
+
+// sliceOf gathers one group's counts.
+func (f *featureHealth) sliceOf(fr *featureRows, g *group, seasonal bool) *featureSlice {
+	rc := fr.counts[[2]string{g.col, g.val}]
+	fs := &featureSlice{g: g, slice: sliceOf(g.col, g.val), lbl: label(g.col, g.val), nCur: rc[0]}
+	if g.col == "" {
+		fs.lbl = "all rows"
+	}
+	for w := 1; w <= fr.nb; w++ {
+		fs.nBase += rc[w]
+	}
+	fs.vCur, fs.vBase = g.num(0, fr.nn), g.base(fr.nb, fr.nn)
+	fs.curNull = Prop{fs.nCur - fs.vCur, fs.nCur}
+	fs.baseNull = Prop{fs.nBase - fs.vBase, fs.nBase}
+	if seasonal {
+		days := make([]Prop, fr.nb)
+		for w := 1; w <= fr.nb; w++ {
+			days[w-1] = Prop{rc[w] - g.num(w, fr.nn), rc[w]}
+		}
+		fs.spread = SeasonalVar(days)
+	}
+	return fs
+}
+
+// affected sets DetailAffectedMoved on a pipeline hypothesis: whether
+// the x blocked of the n affected rows differ from the rest of the
+// window's rows (a rollup does not keep decisions: not measured).
+func (f *featureHealth) affected(h *hypothesis, fr *featureRows, g *group, x, n float64) {
+	if f.d.cfg.Source == configs.SourceRollup {
+		return
+	}
+	k := [2]string{g.col, g.val}
+	blocked, rows := fr.blocked[k], fr.counts[k][0]
+	moved, ok := f.decisionsMoved(Prop{x, n}, Prop{blocked - x, rows - n})
+	if !ok {
+		return
+	}
+	if h.details == nil {
+		h.details = map[string]float64{}
+	}
+	h.details[DetailAffectedMoved] = moved
+	h.details["affected_block_rate"] = x / n
+	h.details["rest_block_rate"] = (blocked - x) / (rows - n)
+}
+
+// allNull: every value NULL, the feature is missing.
+func (f *featureHealth) allNull(r *run, fs *featureSlice) {
+	if fs.vBase < float64(f.d.cfg.MinSamples) {
+		return
+	}
+	g := fs.g
+	h := newHyp(MetricAllNull, fs.slice, g.feature, ClassFeaturePipeline)
+	q := (fs.baseNull.X + 0.5) / (fs.baseNull.N + 1)
+	h.Value, h.Baseline = fs.curNull.Rate(), fs.baseNull.Rate()
+	h.effect = h.Value - h.Baseline
+	h.NCurrent, h.NBaseline = uint64(fs.nCur), uint64(fs.nBase)
+	h.PValue = math.Exp(fs.nCur * math.Log(q))
+	h.gate = fs.vCur == 0
+	h.summary = fmt.Sprintf("feature %s is NULL in every row (%s rows; %s null in the baseline)", g.feature, count(fs.nCur), pct(fs.baseNull.Rate()))
+	if g.col != "" {
+		h.summary = fs.lbl + ": " + h.summary
+	}
+	r.add(h)
+}
+
+// nullRate: the null rate rose.
+func (f *featureHealth) nullRate(r *run, fr *featureRows, fs *featureSlice) {
+	g := fs.g
+	h, margin := f.d.rateChange(MetricNullRate, fs.slice, g.feature, ClassFeaturePipeline, fs.curNull, fs.baseNull, fs.spread, TailUp)
+	h.summary = fmt.Sprintf("%s: feature %s null rate %s vs %s baseline (n=%s vs %s)", fs.lbl, g.feature, pct(h.Value), pct(h.Baseline), count(fs.nCur), count(fs.nBase))
+	h.details = details("seasonal_sd", math.Sqrt(fs.spread), "margin", margin)
+	f.affected(h, fr, g, g.num(0, fr.nblk), fs.curNull.X)
+	r.add(h)
+}
+
+// nullCeiling: the null rate is above the ceiling, newly (a feature that
+// is always sparse is not broken).
+func (f *featureHealth) nullCeiling(r *run, fr *featureRows, fs *featureSlice) {
+	ceil := f.p.NullRateMax
+	if !(fs.curNull.Rate() > ceil && fs.baseNull.Rate() <= ceil) {
+		return
+	}
+	g := fs.g
+	h := newHyp(MetricNullCeiling, fs.slice, g.feature, ClassFeaturePipeline)
+	h.Value, h.Baseline, h.BaselineHigh = fs.curNull.Rate(), ceil, ceil
+	h.effect = h.Value - ceil
+	h.NCurrent, h.NBaseline = uint64(fs.nCur), uint64(fs.nBase)
+	h.PValue = BinomSF(fs.curNull.X, fs.curNull.N, ceil)
+	h.gate = true
+	h.summary = fmt.Sprintf("%s: feature %s null rate %s is above the ceiling %s (baseline %s, n=%s)", fs.lbl, g.feature, pct(h.Value), pct(ceil), pct(fs.baseNull.Rate()), count(fs.nCur))
+	f.affected(h, fr, g, g.num(0, fr.nblk), fs.curNull.X)
+	r.add(h)
+}
+
+// defaultOf is the default value of a feature.
+func (f *featureHealth) defaultOf(feature string) float64 {
+	if v, ok := f.p.Defaults[feature]; ok {
+		return v
+	}
+	return *f.p.DefaultValue
+}
+
+// fillRate: more non-null values equal the feature's default.
+func (f *featureHealth) fillRate(r *run, fr *featureRows, fs *featureSlice) {
+	g := fs.g
+	curFill, baseFill := Prop{g.num(0, fr.fills), fs.vCur}, Prop{g.base(fr.nb, fr.fills), fs.vBase}
+	spread := 0.0
+	if r.w.seasonal {
+		days := make([]Prop, fr.nb)
+		for w := 1; w <= fr.nb; w++ {
+			days[w-1] = Prop{g.num(w, fr.fills), g.num(w, fr.nn)}
+		}
+		spread = SeasonalVar(days)
+	}
+	h, _ := f.d.rateChange(MetricFillRate, fs.slice, g.feature, ClassFeaturePipeline, curFill, baseFill, spread, TailUp)
+	h.summary = fmt.Sprintf("%s: feature %s equals the default %s in %s of values vs %s baseline (n=%s vs %s)", fs.lbl, g.feature, fnum(f.defaultOf(g.feature)), pct(h.Value), pct(h.Baseline), count(fs.vCur), count(fs.vBase))
+	f.affected(h, fr, g, g.num(0, fr.fblk), curFill.X)
+	r.add(h)
+}
+
+// frozen: one value now, several in the baseline. The p-value is the
+// chance that every current value lands in that value's baseline bin.
+func (f *featureHealth) frozen(r *run, fr *featureRows, fs *featureSlice) {
+	g := fs.g
+	cmin, cmax := g.num(0, fr.mn), g.num(0, fr.mx)
+	bmin, bmax := math.Inf(1), math.Inf(-1)
+	for w := 1; w <= fr.nb; w++ {
+		if g.num(w, fr.nn) > 0 {
+			bmin, bmax = math.Min(bmin, g.num(w, fr.mn)), math.Max(bmax, g.num(w, fr.mx))
+		}
+	}
+	// Extremes are not additive: the (other) slice has none.
+	if !(g.has(0, fr.mn) && cmin == cmax && bmin < bmax) {
+		return
+	}
+	baseH := Hist{}
+	for w := 1; w <= fr.nb; w++ {
+		baseH.Add(g.hist(w, fr.bins, fr.cnts))
+	}
+	share := baseH[math.Float64bits(cmin+0)>>49] / baseH.Total()
+	h := newHyp(MetricFrozen, fs.slice, g.feature, ClassFeaturePipeline)
+	h.Value, h.Baseline = cmin, share
+	h.NCurrent, h.NBaseline = uint64(fs.vCur), uint64(fs.vBase)
+	h.PValue = math.Exp(fs.vCur * math.Log(share))
+	h.gate = true
+	h.details = details("value", cmin, "baseline_share", share, "fill", f.defaultOf(g.feature))
+	h.summary = fmt.Sprintf("%s: feature %s is frozen at %s in all %s values (baseline: %s of values in its bin, range %s..%s)", fs.lbl, g.feature, fnum(cmin), count(fs.vCur), pct(share), fnum(bmin), fnum(bmax))
+	r.add(h)
+}
+
+// drift: the distribution of the non-null values moved (the world
+// changing, not the pipeline breaking).
+func (f *featureHealth) drift(r *run, fr *featureRows, fs *featureSlice) {
+	if f.p.Drift == nil || !*f.p.Drift {
+		return
+	}
+	g := fs.g
+	dayH := make([]Hist, fr.nb)
+	for w := 1; w <= fr.nb; w++ {
+		dayH[w-1] = g.hist(w, fr.bins, fr.cnts)
+	}
+	dr := histDrift(g.hist(0, fr.bins, fr.cnts), dayH)
+	if math.IsNaN(dr.psi) {
+		return
+	}
+	h := newHyp(MetricFeaturePSI, fs.slice, g.feature, ClassPopulationShift)
+	h.Value, h.Baseline, h.PValue = dr.psi, dr.excess, dr.p
+	h.BaselineLow, h.BaselineHigh = 0, dr.excess+f.p.PSIAlert
+	h.effect = dr.psi - dr.excess
+	h.NCurrent, h.NBaseline = uint64(fs.vCur), uint64(fs.vBase)
+	h.gate = h.effect >= f.p.PSIAlert
+	h.details = details("js", dr.js, "day_to_day_psi", dr.excess)
+	h.summary = fmt.Sprintf("%s: feature %s distribution PSI %s (JS %s, day-to-day %s) over %d baseline decile bins (n=%s vs %s)", fs.lbl, g.feature, fnum(dr.psi), fnum(dr.js), fnum(dr.excess), dr.bins, count(fs.vCur), count(fs.vBase))
+	r.add(h)
 }
 
 // suppressFeatures reports each broken feature once: all-NULL explains
