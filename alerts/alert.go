@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 )
 
@@ -66,8 +67,8 @@ type Alert struct {
 	// the detector's configured labels.
 	Labels   map[string]string
 	Finding  detectors.Finding
-	Owner    string
-	Severity string
+	Owner    detectors.Owner
+	Severity configs.Severity
 	// RunbookURL comes from the detector's config, else the model's.
 	RunbookURL string
 
@@ -153,7 +154,7 @@ func SliceLabel(slice map[string]string) string {
 }
 
 // buildLabels assembles an alert's labels from its finding.
-func buildLabels(f detectors.Finding, owner, severity string, extra map[string]string) map[string]string {
+func buildLabels(f detectors.Finding, owner detectors.Owner, severity configs.Severity, extra map[string]string) map[string]string {
 	l := map[string]string{}
 	for k, v := range extra {
 		if !reservedLabels[k] {
@@ -172,9 +173,9 @@ func buildLabels(f detectors.Finding, owner, severity string, extra map[string]s
 	}
 	set("detector", f.Detector)
 	set("kind", f.Kind)
-	set("class", f.Class)
-	set("owner", owner)
-	set("severity", severity)
+	set("class", string(f.Class))
+	set("owner", string(owner))
+	set("severity", string(severity))
 	set("model", f.Model)
 	set("feature", f.Feature)
 	set("metric", f.Metric)
@@ -189,25 +190,25 @@ func CompleteLabels(labels map[string]string) map[string]string {
 	for k, v := range labels {
 		out[k] = v
 	}
-	if ci, ok := detectors.Classes[out["class"]]; ok {
+	if ci, ok := detectors.Classes[detectors.Class(out["class"])]; ok {
 		if out["owner"] == "" {
-			out["owner"] = ci.Owner
+			out["owner"] = string(ci.Owner)
 		}
 		if out["severity"] == "" {
-			out["severity"] = ci.Severity
+			out["severity"] = string(ci.Severity)
 		}
 	}
 	return out
 }
 
-var severityRank = map[string]int{detectors.SeverityPage: 3, detectors.SeverityTicket: 2, detectors.SeverityInfo: 1}
+var severityRank = map[configs.Severity]int{configs.SeverityPage: 3, configs.SeverityTicket: 2, configs.SeverityInfo: 1}
 
 // preferred says whether finding a rather than b speaks for alert al (nil
 // when new) when both share its fingerprint (a slice's block rate and its
 // score distribution): the more severe, then the metric the alert already
 // shows, so that its thread and its resolution tell one story, then the
 // worse.
-func preferred(al *Alert, a, b *detectors.Finding, sevA, sevB string) bool {
+func preferred(al *Alert, a, b *detectors.Finding, sevA, sevB configs.Severity) bool {
 	if ra, rb := severityRank[sevA], severityRank[sevB]; ra != rb {
 		return ra > rb
 	}
@@ -221,7 +222,7 @@ func preferred(al *Alert, a, b *detectors.Finding, sevA, sevB string) bool {
 
 // worse orders findings worst first: severity, then the smaller p-value,
 // then the larger relative effect.
-func worse(a, b *detectors.Finding, sevA, sevB string) bool {
+func worse(a, b *detectors.Finding, sevA, sevB configs.Severity) bool {
 	if ra, rb := severityRank[sevA], severityRank[sevB]; ra != rb {
 		return ra > rb
 	}
@@ -364,9 +365,9 @@ func (a *Alert) view(receivers []string) View {
 		State:       a.State.String(),
 		Detector:    f.Detector,
 		Kind:        f.Kind,
-		Class:       f.Class,
-		Owner:       a.Owner,
-		Severity:    a.Severity,
+		Class:       string(f.Class),
+		Owner:       string(a.Owner),
+		Severity:    string(a.Severity),
 		Receiver:    strings.Join(receivers, ","),
 		Receivers:   receivers,
 		Model:       f.Model,

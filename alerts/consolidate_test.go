@@ -252,7 +252,7 @@ func TestRolloutStaysRoot(t *testing.T) {
 	at := t0.Add(80 * time.Minute)
 	mustObserve(t, m, "fraud-block-rate", at, agg, blockRate("country=IN", 0.033, 0.007, 736))
 	mustProcess(t, m, at.Add(time.Minute))
-	aggFP := Fingerprint("fraud-block-rate", "fraud", detectors.ClassModelBehavior, nil, "")
+	aggFP := Fingerprint("fraud-block-rate", "fraud", string(detectors.ClassModelBehavior), nil, "")
 	for _, v := range m.Alerts() {
 		if v.Slice["country"] == "IN" && v.CausedBy != aggFP {
 			t.Errorf("IN started with the rollout's incident open: want it explained by the aggregate, got caused_by %q", v.CausedBy)
@@ -366,7 +366,7 @@ func TestIncidentRootStaysWhileItsMovesFire(t *testing.T) {
 	mustObserve(t, m, "fraud-block-rate", at, gaming, withRollout(blockRate("", 0.018, 0.007, 18929)))
 	mustProcess(t, m, at.Add(30*time.Second))
 	mustDeliver(t, m)
-	dgFP := Fingerprint("fraud-block-rate", "fraud", detectors.ClassModelBehavior, dg.Slice, "")
+	dgFP := Fingerprint("fraud-block-rate", "fraud", string(detectors.ClassModelBehavior), dg.Slice, "")
 	for _, v := range m.Alerts() {
 		if len(v.Slice) == 0 && v.CausedBy != dgFP {
 			t.Errorf("the overall block rate started while digital_goods' incident went on: want it explained by digital_goods, caused_by %q", v.CausedBy)

@@ -105,7 +105,7 @@ func loadConfig(t *testing.T, text string, env map[string]string) *configs.Confi
 }
 
 // finding builds a finding; slice is "col=value" or "" for the aggregate.
-func finding(detector, class, model, slice string, value, baseline, p float64) detectors.Finding {
+func finding(detector string, class detectors.Class, model, slice string, value, baseline, p float64) detectors.Finding {
 	f := detectors.Finding{
 		Detector: detector, Kind: "block_rate", Class: class, Model: model, Metric: "block_rate",
 		Value: value, Baseline: baseline, PValue: p, Effect: value - baseline,

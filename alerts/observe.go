@@ -3,6 +3,7 @@ package alerts
 import (
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 )
 
@@ -20,8 +21,8 @@ func failureSource(detector string) string { return "monitor/" + detector }
 // and severity it is routed by.
 type candidate struct {
 	f        detectors.Finding
-	owner    string
-	severity string
+	owner    detectors.Owner
+	severity configs.Severity
 }
 
 // observe is Observe's change to the alerts in memory.
@@ -67,7 +68,7 @@ func (m *Manager) pick(name string, findings []detectors.Finding) map[string]*ca
 		if sev == "" {
 			sev = ci.Severity
 		}
-		fp := Fingerprint(f.Detector, f.Model, f.Class, f.Slice, f.Feature)
+		fp := Fingerprint(f.Detector, f.Model, string(f.Class), f.Slice, f.Feature)
 		if b := best[fp]; b != nil && !preferred(m.alerts[fp], &f, &b.f, sev, b.severity) {
 			continue
 		}

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -38,7 +38,7 @@ func IncidentsFrom(notes []Notification) []Incident {
 				continue
 			}
 			key := v.Fingerprint + "@" + v.ActiveAt.UTC().Truncate(time.Second).Format(time.RFC3339)
-			paged := v.Severity == detectors.SeverityPage && v.Change == ChangeNew && v.CausedBy == ""
+			paged := v.Severity == string(configs.SeverityPage) && v.Change == ChangeNew && v.CausedBy == ""
 			if i, ok := seen[key]; ok {
 				out[i].Paged = out[i].Paged || paged
 				continue

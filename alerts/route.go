@@ -150,15 +150,15 @@ func (n *routeNode) match(labels map[string]string) []Destination {
 func (r *Router) ownerReceiver(labels map[string]string) string {
 	owner := labels["owner"]
 	if owner == "" {
-		owner = detectors.Classes[labels["class"]].Owner
+		owner = string(detectors.Classes[detectors.Class(labels["class"])].Owner)
 	}
 	o := r.owners[labels["model"]]
 	switch owner {
-	case detectors.OwnerProduct:
+	case string(detectors.OwnerProduct):
 		if o.Product != "" {
 			return o.Product
 		}
-	case detectors.OwnerInfra:
+	case string(detectors.OwnerInfra):
 		if o.Infra != "" {
 			return o.Infra
 		}

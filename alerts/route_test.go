@@ -18,7 +18,7 @@ func receivers(ds []Destination) []string {
 func TestRouteByClassOwner(t *testing.T) {
 	cfg := loadConfig(t, baseYAML, nil)
 	r := NewRouter(cfg)
-	want := map[string]string{
+	want := map[detectors.Class]string{
 		detectors.ClassFeaturePipeline:   "fraud-infra",
 		detectors.ClassPipelineOutage:    "fraud-infra",
 		detectors.ClassMonitoringFailure: "fraud-infra",
@@ -31,8 +31,8 @@ func TestRouteByClassOwner(t *testing.T) {
 		t.Fatalf("table covers %d classes, detectors.Classes has %d", len(want), len(detectors.Classes))
 	}
 	for class, recv := range want {
-		t.Run(class, func(t *testing.T) {
-			labels := CompleteLabels(map[string]string{"class": class, "model": "fraud"})
+		t.Run(string(class), func(t *testing.T) {
+			labels := CompleteLabels(map[string]string{"class": string(class), "model": "fraud"})
 			ds := r.Route(labels)
 			if got := receivers(ds); !reflect.DeepEqual(got, []string{recv}) {
 				t.Fatalf("class %s: receivers %v, want [%s]", class, got, recv)

@@ -123,8 +123,6 @@ func NewSilences(db store.Store, t store.Tables) *Silences {
 	return &Silences{db: db, table: t.Silences(), ver: &versioner{}}
 }
 
-var silenceColumns = []string{"id", "version", "matchers", "starts_at", "ends_at", "created_by", "comment", "updated_at"}
-
 // Add stores a new silence and returns it with its ID.
 func (s *Silences) Add(ctx context.Context, sil Silence, now time.Time) (Silence, error) {
 	if err := sil.Validate(); err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/mlwatch/mlwatch/configs"
-	"github.com/mlwatch/mlwatch/detectors"
 )
 
 // maxSlackAlerts bounds the alerts listed in one message (Slack allows 50
@@ -275,7 +274,7 @@ func (s *Slack) tokenSource() string {
 	return "the receiver's token_env"
 }
 
-var severityEmoji = map[string]string{detectors.SeverityPage: ":rotating_light:", detectors.SeverityTicket: ":warning:", detectors.SeverityInfo: ":information_source:"}
+var severityEmoji = map[configs.Severity]string{configs.SeverityPage: ":rotating_light:", configs.SeverityTicket: ":warning:", configs.SeverityInfo: ":information_source:"}
 
 // rootView is what the edit of a closed group's first message shows: the
 // alerts that message was posted for, now resolved, under its own title
@@ -318,13 +317,13 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	case n.Kind == KindUpdate:
 		title = fmt.Sprintf("Update · %s · %s", class, model)
 	default:
-		title = fmt.Sprintf("%s %s · %s · %s", severityEmoji[sev], strings.ToUpper(sev), class, model)
+		title = fmt.Sprintf("%s %s · %s · %s", severityEmoji[configs.Severity(sev)], strings.ToUpper(sev), class, model)
 	}
 	text := fallbackText(n, strings.ToUpper(sev), class, model, firing, resolved, root)
 	blocks := []slack.Block{slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(title, 150), true, false))}
 
 	intro := fmt.Sprintf("Model *%s* · class `%s` · owner *%s* · severity *%s*", esc(model), esc(class), esc(top.Owner), esc(sev))
-	if n.Kind == KindFiring && sev == detectors.SeverityPage && len(s.rc.Mentions) > 0 {
+	if n.Kind == KindFiring && configs.Severity(sev) == configs.SeverityPage && len(s.rc.Mentions) > 0 {
 		intro += "\n" + mentions(s.rc.Mentions)
 	}
 	if root {

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -23,8 +24,8 @@ type alertRecord struct {
 	Source          string            `json:"source"`
 	Labels          map[string]string `json:"labels"`
 	Finding         findingRecord     `json:"finding"`
-	Owner           string            `json:"owner"`
-	Severity        string            `json:"severity"`
+	Owner           detectors.Owner   `json:"owner"`
+	Severity        configs.Severity  `json:"severity"`
 	RunbookURL      string            `json:"runbook_url"`
 	State           string            `json:"state"`
 	ActiveAt        time.Time         `json:"active_at"`
@@ -85,12 +86,6 @@ func scrubNaN(f detectors.Finding) detectors.Finding {
 		fv.Set(clean)
 	}
 	return f
-}
-
-var alertColumns = []string{
-	"fingerprint", "version", "updated_at", "state", "source", "detector", "model", "class", "owner", "severity",
-	"labels", "active_at", "fired_at", "resolved_at", "last_eval_at", "value", "baseline", "p_value",
-	"summary", "caused_by", "silenced_by", "data",
 }
 
 // dt makes a time storable as DateTime: the zero time is the epoch.
@@ -208,7 +203,7 @@ func (m *Manager) takeDirty() ([]string, [][]any, error) {
 		labels, _ := json.Marshal(a.Labels)
 		f := a.Finding
 		rows = append(rows, []any{
-			fp, m.ver.next(), dt(now), a.State.String(), a.source, f.Detector, f.Model, f.Class, a.Owner, a.Severity,
+			fp, m.ver.next(), dt(now), a.State.String(), a.source, f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
 			string(labels), dt(a.ActiveAt), dt(a.FiredAt), dt(a.ResolvedAt), dt(a.LastEvalAt),
 			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
 		})
@@ -228,11 +223,6 @@ func (m *Manager) insertStates(ctx context.Context, rows [][]any) error {
 		return fmt.Errorf("store alert states: %w", err)
 	}
 	return nil
-}
-
-var outboxColumns = []string{
-	"id", "version", "seq", "created_at", "receiver", "group_key", "kind", "thread", "payload",
-	"status", "attempts", "next_attempt_at", "last_error", "sent_at", "ref",
 }
 
 // persistEntries writes outbox entries as new versions.
@@ -323,14 +313,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 
 // createTables creates the alerts, silences and outbox tables if missing.
 func (m *Manager) createTables(ctx context.Context) error {
-	var defs []store.TableDef
-	for _, d := range m.tables.Defs() {
-		switch d.Name {
-		case m.tables.Alerts().Name, m.tables.Silences().Name, m.tables.Outbox().Name:
-			defs = append(defs, d)
-		}
-	}
-	return store.Apply(ctx, m.db, m.tables.Database, defs)
+	return store.Apply(ctx, m.db, m.tables.Database, TableDefs(m.tables))
 }
 
 // loadAlerts reads the latest state of every alert that is not inactive,

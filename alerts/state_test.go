@@ -169,7 +169,7 @@ func TestSilencesInClickHouse(t *testing.T) {
 		t.Run(eng.Name, func(t *testing.T) {
 			ctx := context.Background()
 			tables := store.Tables{Database: eng.Database, Prefix: "mlwatch_"}
-			if err := store.Apply(ctx, eng.DB, eng.Database, tables.Defs()); err != nil {
+			if err := store.Apply(ctx, eng.DB, eng.Database, TableDefs(tables)); err != nil {
 				t.Fatal(err)
 			}
 			s := NewSilences(eng.DB, tables)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
@@ -58,7 +59,7 @@ func TestStoreDownStillPages(t *testing.T) {
 
 			db.down.Store(true)
 			f := detectors.Finding{
-				Detector: "fraud-volume", Kind: KindMonitor, Class: detectors.ClassMonitoringFailure, Severity: detectors.SeverityTicket,
+				Detector: "fraud-volume", Kind: KindMonitor, Class: detectors.ClassMonitoringFailure, Severity: configs.SeverityTicket,
 				Model: "fraud", Metric: "consecutive_failures", Value: 3, PValue: nanValue(), ShadowValue: nanValue(), ShadowBaseline: nanValue(),
 				Summary: "detector fraud-volume failed 3 runs in a row",
 			}
@@ -75,7 +76,7 @@ func TestStoreDownStillPages(t *testing.T) {
 			if st := mustDeliver(t, m1); st.Sent != 1 {
 				t.Fatalf("deliver with the store down: %+v, want 1 sent", st)
 			}
-			if got := rec.byReceiver("fraud-infra"); len(got) != 1 || got[0].Alerts[0].Class != detectors.ClassMonitoringFailure {
+			if got := rec.byReceiver("fraud-infra"); len(got) != 1 || got[0].Alerts[0].Class != string(detectors.ClassMonitoringFailure) {
 				t.Fatalf("infra got %+v", got)
 			}
 

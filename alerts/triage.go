@@ -61,8 +61,7 @@ func NewTriageLog(db store.Store, t store.Tables) *TriageLog {
 	return &TriageLog{db: db, table: t.Triage()}
 }
 
-var triageColumns = []string{"at", "id", "action", "fingerprint", "alert_active_at", "detector", "model", "class", "severity",
-	"user_id", "user_name", "transport", "receiver", "silence_id", "silence_for", "reason"}
+var triageColumns = triageTable.ColumnNames()
 
 // Record stores one action; its ID is made when empty.
 func (l *TriageLog) Record(ctx context.Context, a Action) (Action, error) {

@@ -287,7 +287,7 @@ type Detector struct {
 
 	For           Duration          `yaml:"for"`
 	KeepFiringFor Duration          `yaml:"keep_firing_for"`
-	Severity      string            `yaml:"severity"`
+	Severity      Severity          `yaml:"severity"`
 	Labels        map[string]string `yaml:"labels"`
 	RunbookURL    string            `yaml:"runbook_url"`
 	Timeout       Duration          `yaml:"timeout"`

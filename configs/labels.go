@@ -79,19 +79,9 @@ func (v *validator) labels(path string, m *Model) {
 	if l.Table != "" {
 		v.table(path+".table", l.Table)
 	}
-	for _, f := range []struct {
-		p        *string
-		def, key string
-	}{
-		{&l.Columns.RequestID, m.Columns.RequestID, "request_id"},
-		{&l.Columns.Label, "label", "label"},
-		{&l.Columns.LabeledAt, "labeled_at", "labeled_at"},
-	} {
-		if *f.p == "" {
-			*f.p = f.def
-		}
-		v.ident(path+".columns."+f.key, *f.p)
-	}
+	v.column(path+".columns.request_id", &l.Columns.RequestID, m.Columns.RequestID)
+	v.column(path+".columns.label", &l.Columns.Label, "label")
+	v.column(path+".columns.labeled_at", &l.Columns.LabeledAt, "labeled_at")
 	if _, set := v.lines[path+".maturity"]; l.Maturity == 0 && !set {
 		l.Maturity = Duration(30 * 24 * time.Hour)
 	}

@@ -28,11 +28,15 @@ const (
 	DefaultSigningEnv     = "SLACK_SIGNING_SECRET"
 )
 
+// Severity is how urgent an alert is: a detector's severity, or its
+// class's default (detectors.Classes).
+type Severity string
+
 // Severities.
 const (
-	SeverityPage   = "page"
-	SeverityTicket = "ticket"
-	SeverityInfo   = "info"
+	SeverityPage   Severity = "page"
+	SeverityTicket Severity = "ticket"
+	SeverityInfo   Severity = "info"
 )
 
 var (
@@ -122,6 +126,14 @@ func (v *validator) ident(path, name string) {
 	if err := store.ValidateIdent(name); err != nil {
 		v.errf(path, "%v", err)
 	}
+}
+
+// column fills an unset column name with def and checks it.
+func (v *validator) column(path string, name *string, def string) {
+	if *name == "" {
+		*name = def
+	}
+	v.ident(path, *name)
 }
 
 // table checks a table written "name" or "database.name".
@@ -399,19 +411,14 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 		m.ModelValue = m.Name
 	}
 	c := &m.Columns
-	for _, f := range []struct {
-		p   *string
-		def string
-		key string
+	for _, col := range []struct {
+		p    *string
+		name string // the key and the default
 	}{
-		{&c.TS, "ts", "ts"}, {&c.RequestID, "request_id", "request_id"}, {&c.Model, "model", "model"},
-		{&c.ModelVersion, "model_version", "model_version"}, {&c.Role, "role", "role"},
-		{&c.Score, "score", "score"}, {&c.Decision, "decision", "decision"},
+		{&c.TS, "ts"}, {&c.RequestID, "request_id"}, {&c.Model, "model"}, {&c.ModelVersion, "model_version"},
+		{&c.Role, "role"}, {&c.Score, "score"}, {&c.Decision, "decision"},
 	} {
-		if *f.p == "" {
-			*f.p = f.def
-		}
-		v.ident(path+".columns."+f.key, *f.p)
+		v.column(path+".columns."+col.name, col.p, col.name)
 	}
 	if c.DeployedAt != "" {
 		v.ident(path+".columns.deployed_at", c.DeployedAt)
@@ -423,8 +430,7 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	if m.Rollup != nil {
 		if m.Rollup.Table == "" {
 			v.errf(path+".rollup.table", "table is required")
-		}
-		if m.Rollup.Table != "" {
+		} else {
 			v.table(path+".rollup.table", m.Rollup.Table)
 		}
 	}
@@ -435,14 +441,8 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 		f.Layout = LayoutArrays
 		fallthrough
 	case LayoutArrays:
-		if f.NamesColumn == "" {
-			f.NamesColumn = "feature_names"
-		}
-		if f.ValuesColumn == "" {
-			f.ValuesColumn = "feature_values"
-		}
-		v.ident(path+".features.names_column", f.NamesColumn)
-		v.ident(path+".features.values_column", f.ValuesColumn)
+		v.column(path+".features.names_column", &f.NamesColumn, "feature_names")
+		v.column(path+".features.values_column", &f.ValuesColumn, "feature_values")
 	case LayoutColumns:
 		if len(f.Names) == 0 {
 			v.errf(path+".features.names", "the columns layout needs the list of feature columns")
@@ -476,14 +476,8 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 			v.errf(path+".shadow.shadow_role", "shadow_role must differ from production_role")
 		}
 	case ShadowColumns:
-		if s.ScoreColumn == "" {
-			s.ScoreColumn = "shadow_score"
-		}
-		if s.DecisionColumn == "" {
-			s.DecisionColumn = "shadow_decision"
-		}
-		v.ident(path+".shadow.score_column", s.ScoreColumn)
-		v.ident(path+".shadow.decision_column", s.DecisionColumn)
+		v.column(path+".shadow.score_column", &s.ScoreColumn, "shadow_score")
+		v.column(path+".shadow.decision_column", &s.DecisionColumn, "shadow_decision")
 	case ShadowNone:
 	default:
 		v.errf(path+".shadow.mode", "mode %q: want rows, columns or none", s.Mode)

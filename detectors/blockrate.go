@@ -270,7 +270,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 // detector's margin with the seasonal spread, the baseline's band, and
 // the effect-size gate. TailUp tests a rise only (the band's floor is 0).
 // It returns the margin too, which summaries and details show.
-func (d *Detector) rateChange(metric string, slice map[string]string, feature, class string, cur, base Prop, spread float64, tail Tail) (*hypothesis, float64) {
+func (d *Detector) rateChange(metric string, slice map[string]string, feature string, class Class, cur, base Prop, spread float64, tail Tail) (*hypothesis, float64) {
 	h := newHyp(metric, slice, feature, class)
 	pb := base.Rate()
 	margin := d.margin(pb)

@@ -1,8 +1,8 @@
 // Package detectors decides, from a model's prediction log in ClickHouse,
 // what changed and which team owns it. There is one file per detector
 // kind (blockrate.go, featurehealth.go, shadow.go, volume.go with
-// freshness, staleness.go, expectation.go) and the statistics they share
-// (stats.go).
+// freshness, staleness.go, expectation.go, performance.go), listed once in
+// kinds.go, and the statistics they share (stats.go).
 //
 // # API
 //
@@ -213,7 +213,7 @@ type Evaluation struct {
 	Metric  string
 	Slice   map[string]string
 	Feature string
-	Class   string // the class it would alert as
+	Class   Class // the class it would alert as
 	Value   float64
 	// Baseline is the comparison figure; BaselineLow/High bound the band
 	// inside which the value does not alert (NaN where there is none).
@@ -227,10 +227,36 @@ type Evaluation struct {
 	Firing       bool
 }
 
+// EvaluationsTable is the evaluations table (store.Tables.Evaluations),
+// one row per decision a detector made: the figures behind every finding
+// and every checked slice, for charts and backtests.
+var EvaluationsTable = store.TableDef{
+	Columns: [][2]string{
+		{"at", "DateTime"},
+		{"detector", "String"},
+		{"kind", "String"},
+		{"model", "String"},
+		{"metric", "String"},
+		{"slice", "String"}, // canonical JSON of slice column → value; "{}" for aggregate
+		{"feature", "String"},
+		{"class", "String"},
+		{"value", "Float64"},
+		{"baseline", "Float64"},
+		{"baseline_low", "Float64"},
+		{"baseline_high", "Float64"},
+		{"shadow_value", "Float64"},
+		{"p_value", "Float64"},
+		{"n_current", "UInt64"},
+		{"n_baseline", "UInt64"},
+		{"firing", "UInt8"},
+		{"source", "String"}, // run | backtest
+	},
+	Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, metric, at)",
+}
+
 // EvaluationColumns are the evaluations table's columns in the order of
 // Result.EvaluationRows.
-var EvaluationColumns = []string{"at", "detector", "kind", "model", "metric", "slice", "feature", "class",
-	"value", "baseline", "baseline_low", "baseline_high", "shadow_value", "p_value", "n_current", "n_baseline", "firing", "source"}
+var EvaluationColumns = EvaluationsTable.ColumnNames()
 
 // EvaluationRows renders the evaluations as rows for store.Insert into the
 // evaluations table; source is "run" or "backtest".
@@ -241,7 +267,7 @@ func (r *Result) EvaluationRows(source string) [][]any {
 		if e.Firing {
 			firing = 1
 		}
-		rows = append(rows, []any{r.At, r.Detector, r.Kind, r.Model, e.Metric, SliceKey(e.Slice), e.Feature, e.Class,
+		rows = append(rows, []any{r.At, r.Detector, r.Kind, r.Model, e.Metric, SliceKey(e.Slice), e.Feature, string(e.Class),
 			e.Value, e.Baseline, e.BaselineLow, e.BaselineHigh, e.ShadowValue, e.PValue, e.NCurrent, e.NBaseline, firing, source})
 	}
 	return rows
@@ -353,7 +379,7 @@ func (r *run) finding(h *hypothesis) Finding {
 }
 
 // newHyp starts a hypothesis with every optional figure NaN.
-func newHyp(metric string, slice map[string]string, feature, class string) *hypothesis {
+func newHyp(metric string, slice map[string]string, feature string, class Class) *hypothesis {
 	nan := math.NaN()
 	return &hypothesis{
 		Evaluation: Evaluation{

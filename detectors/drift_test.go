@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
@@ -57,7 +58,7 @@ func TestDriftFindsSlowRamp(t *testing.T) {
 			if drift == nil {
 				t.Fatal("the example config has no fraud-block-rate-drift detector")
 			}
-			if drift.Config().Severity != detectors.SeverityTicket {
+			if drift.Config().Severity != configs.SeverityTicket {
 				t.Errorf("drift severity %q, want ticket", drift.Config().Severity)
 			}
 			eval := func(at time.Time) *detectors.Result {
@@ -79,7 +80,7 @@ func TestDriftFindsSlowRamp(t *testing.T) {
 				res := eval(at)
 				for _, f := range res.Findings {
 					if f.Slice["country"] == "US" && f.Metric == detectors.MetricBlockRate {
-						if f.Class != detectors.ClassModelBehavior || f.Severity != detectors.SeverityTicket {
+						if f.Class != detectors.ClassModelBehavior || f.Severity != configs.SeverityTicket {
 							t.Errorf("ramp found as %s %s, want a model_behavior ticket: %s", f.Class, f.Severity, f.Summary)
 						}
 						found = at

@@ -340,7 +340,7 @@ func checkFindings(t *testing.T, out *Result, want []string, summary string) {
 	t.Helper()
 	var got []string
 	for _, f := range out.Findings {
-		got = append(got, f.Class+":"+f.Metric+":"+firstValue(f.Slice)+featureSuffix(f.Feature))
+		got = append(got, string(f.Class)+":"+f.Metric+":"+firstValue(f.Slice)+featureSuffix(f.Feature))
 		if f.Severity != Classes[f.Class].Severity {
 			t.Errorf("severity %s for class %s", f.Severity, f.Class)
 		}

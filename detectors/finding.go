@@ -4,50 +4,52 @@ import (
 	"encoding/json"
 	"sort"
 	"time"
+
+	"github.com/mlwatch/mlwatch/configs"
 )
 
-// Failure classes (README.md, Alerts): the class decides the owner.
+// Class is a failure class; the class decides the owner.
+type Class string
+
+// Failure classes (README.md, Alerts).
 const (
-	ClassFeaturePipeline   = "feature_pipeline"
-	ClassPipelineOutage    = "pipeline_outage"
-	ClassMonitoringFailure = "monitoring_failure"
-	ClassModelBehavior     = "model_behavior"
-	ClassPopulationShift   = "population_shift"
-	ClassModelDivergence   = "model_divergence"
-	ClassModelStaleness    = "model_staleness"
+	ClassFeaturePipeline   Class = "feature_pipeline"
+	ClassPipelineOutage    Class = "pipeline_outage"
+	ClassMonitoringFailure Class = "monitoring_failure"
+	ClassModelBehavior     Class = "model_behavior"
+	ClassPopulationShift   Class = "population_shift"
+	ClassModelDivergence   Class = "model_divergence"
+	ClassModelStaleness    Class = "model_staleness"
 )
+
+// Owner is the team a class belongs to (models[].owners names its
+// receiver).
+type Owner string
 
 // Owners.
 const (
-	OwnerProduct = "product"
-	OwnerInfra   = "infra"
-)
-
-// Severities.
-const (
-	SeverityPage   = "page"
-	SeverityTicket = "ticket"
-	SeverityInfo   = "info"
+	OwnerProduct Owner = "product"
+	OwnerInfra   Owner = "infra"
 )
 
 // ClassInfo is what a failure class implies.
 type ClassInfo struct {
-	Owner    string
-	Severity string // default severity
+	Owner    Owner
+	Severity configs.Severity // default severity
 	// Cause marks infra classes that explain product-class alerts of the
 	// same model (root-cause inhibition).
 	Cause bool
 }
 
 // Classes maps each failure class to its owner and default severity.
-var Classes = map[string]ClassInfo{
-	ClassFeaturePipeline:   {OwnerInfra, SeverityPage, true},
-	ClassPipelineOutage:    {OwnerInfra, SeverityPage, true},
-	ClassMonitoringFailure: {OwnerInfra, SeverityTicket, false},
-	ClassModelBehavior:     {OwnerProduct, SeverityPage, false},
-	ClassPopulationShift:   {OwnerProduct, SeverityInfo, false},
-	ClassModelDivergence:   {OwnerProduct, SeverityTicket, false},
-	ClassModelStaleness:    {OwnerProduct, SeverityTicket, false},
+var Classes = map[Class]ClassInfo{
+	ClassFeaturePipeline:   {OwnerInfra, configs.SeverityPage, true},
+	ClassPipelineOutage:    {OwnerInfra, configs.SeverityPage, true},
+	ClassMonitoringFailure: {OwnerInfra, configs.SeverityTicket, false},
+	ClassModelBehavior:     {OwnerProduct, configs.SeverityPage, false},
+	ClassPopulationShift:   {OwnerProduct, configs.SeverityInfo, false},
+	ClassModelDivergence:   {OwnerProduct, configs.SeverityTicket, false},
+	ClassModelStaleness:    {OwnerProduct, configs.SeverityTicket, false},
 }
 
 // Finding is one change a detector decided is real, with the figures that
@@ -55,8 +57,8 @@ var Classes = map[string]ClassInfo{
 type Finding struct {
 	Detector string            `json:"detector"`
 	Kind     string            `json:"kind"`
-	Class    string            `json:"class"`
-	Severity string            `json:"severity"`
+	Class    Class             `json:"class"`
+	Severity configs.Severity  `json:"severity"`
 	Model    string            `json:"model"`
 	Slice    map[string]string `json:"slice"` // slice column → value; empty for the aggregate
 	Feature  string            `json:"feature"`

@@ -272,11 +272,11 @@ func testOneQuery(t *testing.T, ds *dataset) {
 
 func testIncidents(t *testing.T, ds *dataset) {
 	type want struct {
-		class  string // a finding of this class must exist ...
-		metric string // ... with this metric
+		class  detectors.Class // a finding of this class must exist ...
+		metric string          // ... with this metric
 		slice  map[string]string
 		feat   string
-		pages  string // the only class allowed to page ("" none)
+		pages  detectors.Class // the only class allowed to page ("" none)
 	}
 	cases := map[string]want{
 		"slice_block":       {detectors.ClassModelBehavior, detectors.MetricBlockRate, map[string]string{"country": "FR"}, "", detectors.ClassModelBehavior},
@@ -303,7 +303,7 @@ func testIncidents(t *testing.T, ds *dataset) {
 					}
 					t.Logf("found (%s owner): %s", detectors.Classes[f.Class].Owner, f.Summary)
 				}
-				if f.Severity == detectors.SeverityPage && f.Class != w.pages {
+				if f.Severity == configs.SeverityPage && f.Class != w.pages {
 					t.Errorf("unexpected page: %s %s %s: %s", f.Detector, f.Class, f.Metric, f.Summary)
 				}
 			}
@@ -345,7 +345,7 @@ func testIncidents(t *testing.T, ds *dataset) {
 	})
 	t.Run("staleness", func(t *testing.T) {
 		fs := findings(ds.evaluate(t, day14.Add(9*time.Hour), func(d *configs.Detector) bool { return d.Kind == configs.KindStaleness }))
-		if len(fs) != 1 || fs[0].Detector != "test-stale" || fs[0].Class != detectors.ClassModelStaleness || fs[0].Severity != detectors.SeverityTicket {
+		if len(fs) != 1 || fs[0].Detector != "test-stale" || fs[0].Class != detectors.ClassModelStaleness || fs[0].Severity != configs.SeverityTicket {
 			t.Errorf("want one model_staleness ticket from test-stale, got\n%s", list(fs))
 		}
 	})
@@ -358,7 +358,7 @@ func testIncidents(t *testing.T, ds *dataset) {
 				}
 			}
 			for _, f := range r.Findings {
-				if f.Severity == detectors.SeverityPage {
+				if f.Severity == configs.SeverityPage {
 					t.Errorf("unexpected page: %s", f.Summary)
 				}
 			}
@@ -411,13 +411,13 @@ func testQuietWeek(t *testing.T, ds *dataset) {
 	}
 	close(next)
 	wg.Wait()
-	counts := map[string]int{}
+	counts := map[configs.Severity]int{}
 	total, pages := 0, 0
 	for i, at := range ats {
 		for _, f := range results[i] {
 			total++
 			counts[f.Severity]++
-			if f.Severity == detectors.SeverityPage {
+			if f.Severity == configs.SeverityPage {
 				pages++
 				t.Errorf("page in a quiet week at %s: %s %s %s: %s", at.Format(time.RFC3339), f.Detector, f.Class, f.Metric, f.Summary)
 			} else {
@@ -426,7 +426,7 @@ func testQuietWeek(t *testing.T, ds *dataset) {
 		}
 	}
 	fmt.Printf("quiet week (%s engine, %d of the 168 hourly evaluations of %d detectors): %d alerts of any severity (%d page, %d ticket, %d info) in %s\n",
-		ds.eng.Name, len(ats), countExample(ds), total, pages, counts[detectors.SeverityTicket], counts[detectors.SeverityInfo], time.Since(start).Round(time.Millisecond))
+		ds.eng.Name, len(ats), countExample(ds), total, pages, counts[configs.SeverityTicket], counts[configs.SeverityInfo], time.Since(start).Round(time.Millisecond))
 }
 
 func countExample(ds *dataset) int {

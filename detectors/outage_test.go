@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
@@ -77,7 +78,7 @@ func TestCountryOutageBelowMinSamples(t *testing.T) {
 			for _, f := range res.Findings {
 				if f.Metric == detectors.MetricVolume {
 					found[f.Slice["country"]] = true
-					if f.Class != detectors.ClassPipelineOutage || f.Severity != detectors.SeverityPage {
+					if f.Class != detectors.ClassPipelineOutage || f.Severity != configs.SeverityPage {
 						t.Errorf("%s: %s %s", f.Summary, f.Class, f.Severity)
 					}
 					t.Logf("found: %s", f.Summary)

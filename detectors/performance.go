@@ -143,7 +143,7 @@ type rateCheck struct {
 	metric, what string
 	x, n         func(g *group, w int, shadow bool) float64
 	tail         Tail
-	class        string
+	class        Class
 }
 
 func (pf *performance) evaluate(res *store.Result, r *run) error {

@@ -114,7 +114,7 @@ func TestPerformance(t *testing.T) {
 				}
 				return res
 			}
-			has := func(res *detectors.Result, metric, class string) bool {
+			has := func(res *detectors.Result, metric string, class detectors.Class) bool {
 				for _, f := range res.Findings {
 					if f.Metric == metric && f.Class == class && len(f.Slice) == 0 {
 						return true

@@ -218,3 +218,24 @@ func TestCounts(t *testing.T) {
 		t.Errorf("CountTest with no baseline = %v, want NaN", got)
 	}
 }
+
+// betaInc against closed forms: I_x(1, b) = 1-(1-x)^b, I_x(a, 1) = x^a,
+// and the binomial tail it serves, I_p(k, n-k+1) = P(Bin(n, p) >= k).
+func TestBetaInc(t *testing.T) {
+	for _, c := range []struct{ a, b, x, want float64 }{
+		{1, 3, 0.2, 1 - math.Pow(0.8, 3)},
+		{2.5, 1, 0.7, math.Pow(0.7, 2.5)},
+		{3, 3, 0.5, 0.5},
+		{2, 4, 0.3, 1 - (math.Pow(0.7, 5) + 5*0.3*math.Pow(0.7, 4))}, // P(Bin(5, .3) >= 2)
+		{40, 60, 0.45, 0},
+	} {
+		got := betaInc(c.a, c.b, c.x)
+		if c.want == 0 {
+			// symmetry: I_x(a, b) = 1 - I_{1-x}(b, a)
+			c.want = 1 - betaInc(c.b, c.a, 1-c.x)
+		}
+		if math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("betaInc(%g, %g, %g) = %.15g, want %.15g", c.a, c.b, c.x, got, c.want)
+		}
+	}
+}

@@ -374,7 +374,7 @@ func TestValidityShadowColumnsOnBothEngines(t *testing.T) {
 			var got []string
 			for _, name := range []string{"br", "sh"} {
 				for _, f := range results[name].Findings {
-					got = append(got, name+" "+f.Class+" "+f.Metric)
+					got = append(got, name+" "+string(f.Class)+" "+f.Metric)
 				}
 			}
 			// (100 + 100) of 1,000 production and 900 shadow decisions.

@@ -51,7 +51,7 @@ func TestBacktest(t *testing.T) {
 				t.Fatal(err)
 			}
 			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(tables.Defs(), store.PredictionsDef("predictions"))); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
 				t.Fatal(err)
 			}
 			in, _ := traffic.ParseIncident("slice_block:+6h:+8h:FR", from)

@@ -85,7 +85,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	}
 	d.warnModelRows(ctx, cfg)
 	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
-	if err := store.Apply(ctx, d.db, tables.Database, tables.Defs()); err != nil {
+	if err := store.Apply(ctx, d.db, tables.Database, TableDefs(tables)); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
 	}
 	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log, OnDelivery: d.metrics.Notification})

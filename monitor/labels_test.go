@@ -50,7 +50,7 @@ func TestLabelsTableMissing(t *testing.T) {
 				t.Fatal(err)
 			}
 			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(tables.Defs(), store.PredictionsDef("predictions"))); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
 				t.Fatal(err)
 			}
 			ws := LabelWarnings(ctx, e.DB, cfg)

@@ -258,8 +258,37 @@ func (m *Monitor) Missed(name string) {
 // not hold a failed run (and the next fire times) for query_timeout.
 const recordTimeout = 5 * time.Second
 
+// RunsTable is the runs table (store.Tables.Runs), one row per detector
+// run: query text, duration, rows read, error.
+var RunsTable = store.TableDef{
+	Columns: [][2]string{
+		{"at", "DateTime"},
+		{"started", "DateTime"},
+		{"detector", "String"},
+		{"duration_ms", "Float64"},
+		{"rows_read", "UInt64"},
+		{"bytes_read", "UInt64"},
+		{"findings", "UInt32"},
+		{"skipped", "UInt32"},
+		{"query", "String"},
+		{"error", "String"},
+	},
+	Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, at)",
+}
+
 // runColumns are the runs table's columns, in the order writeRun uses.
-var runColumns = []string{"at", "started", "detector", "duration_ms", "rows_read", "bytes_read", "findings", "skipped", "query", "error"}
+var runColumns = RunsTable.ColumnNames()
+
+// TableDefs are all of mlwatch's own tables, named under t, for
+// store.Apply.
+func TableDefs(t store.Tables) []store.TableDef {
+	return append([]store.TableDef{EvaluationsDef(t), RunsTable.Named(t.Runs())}, alerts.TableDefs(t)...)
+}
+
+// EvaluationsDef is the evaluations table named under t.
+func EvaluationsDef(t store.Tables) store.TableDef {
+	return detectors.EvaluationsTable.Named(t.Evaluations())
+}
 
 func (m *Monitor) writeRun(ctx context.Context, r Run) {
 	if m.record == nil {

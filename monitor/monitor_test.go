@@ -58,7 +58,7 @@ func TestMonitoringFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(tables.Defs(), store.PredictionsDef("predictions"))); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
 				t.Fatal(err)
 			}
 			clock := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)

@@ -226,7 +226,8 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 			children[v.CausedBy] = append(children[v.CausedBy], v)
 		}
 	}
-	sections := map[string]*ownerSection{detectors.OwnerInfra: {Owner: detectors.OwnerInfra}, detectors.OwnerProduct: {Owner: detectors.OwnerProduct}}
+	infra, product := string(detectors.OwnerInfra), string(detectors.OwnerProduct)
+	sections := map[string]*ownerSection{infra: {Owner: infra}, product: {Owner: product}}
 	for _, v := range views {
 		if v.State != "firing" {
 			data.Others = append(data.Others, v)
@@ -246,7 +247,7 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		sec.Alerts = append(sec.Alerts, c)
 	}
-	for _, o := range []string{detectors.OwnerInfra, detectors.OwnerProduct} {
+	for _, o := range []string{infra, product} {
 		data.Owners = append(data.Owners, *sections[o])
 		delete(sections, o)
 	}

@@ -27,7 +27,7 @@ func TestQualityFromBacktest(t *testing.T) {
 				t.Fatal(err)
 			}
 			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(tables.Defs(), store.PredictionsDef("predictions"))); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
 				t.Fatal(err)
 			}
 			in1, _ := traffic.ParseIncident("slice_block:+4h:+6h:FR", from)

@@ -124,7 +124,7 @@ func newRig(t *testing.T, eng storetest.Engine) *rig {
 	}
 	cfg.State.Database = eng.Database
 	tables := store.Tables{Database: eng.Database, Prefix: cfg.State.TablePrefix}
-	if err := store.Apply(ctx, eng.DB, eng.Database, tables.Defs()); err != nil {
+	if err := store.Apply(ctx, eng.DB, eng.Database, monitor.TableDefs(tables)); err != nil {
 		t.Fatal(err)
 	}
 	mgr, err := alerts.New(alerts.Options{Config: cfg, Store: eng.DB, Now: c.Now, Sleep: c.Sleep})

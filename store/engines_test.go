@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
@@ -245,7 +246,7 @@ func TestApplyIsIdempotentAndAddsColumns(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			tables := store.Tables{Database: e.Database, Prefix: "mlwatch_"}
 			for i := 0; i < 2; i++ {
-				if err := store.Apply(ctx, e.DB, e.Database, tables.Defs()); err != nil {
+				if err := store.Apply(ctx, e.DB, e.Database, monitor.TableDefs(tables)); err != nil {
 					t.Fatalf("apply %d: %v", i, err)
 				}
 			}
@@ -274,14 +275,14 @@ func TestInsertRoundTrip(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			tables := store.Tables{Database: e.Database, Prefix: "mlwatch_"}
-			if err := store.Apply(ctx, e.DB, e.Database, tables.Defs()); err != nil {
+			if err := store.Apply(ctx, e.DB, e.Database, monitor.TableDefs(tables)); err != nil {
 				t.Fatal(err)
 			}
 			at := time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
 			row := []any{at, "det'1", "block_rate", "fraud", "block_rate", `{"country":"FR"}`, "", "model_behavior",
 				0.487, 0.006, 0.004, 0.008, math.NaN(), 1e-30, uint64(903), uint64(61008), uint8(1), "run"}
 			cols := make([]string, 0, len(row))
-			for _, c := range tables.Defs()[0].Columns {
+			for _, c := range monitor.TableDefs(tables)[0].Columns {
 				cols = append(cols, c[0])
 			}
 			if err := e.DB.Insert(ctx, tables.Evaluations(), cols, [][]any{row}); err != nil {

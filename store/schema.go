@@ -15,7 +15,10 @@ type TableDef struct {
 	Engine  string
 }
 
-// Tables names mlwatch's own tables under a database and prefix.
+// Tables names mlwatch's own tables under a database and prefix. Each
+// table's columns are declared by the package that writes it
+// (detectors.EvaluationsTable, monitor.RunsTable, alerts.Tables);
+// monitor.TableDefs lists them all.
 type Tables struct {
 	Database string
 	Prefix   string
@@ -41,141 +44,20 @@ func (t Tables) Outbox() Table { return Table{t.Database, t.Prefix + "outbox"} }
 // acknowledgements, silences and feedback, one row per action.
 func (t Tables) Triage() Table { return Table{t.Database, t.Prefix + "triage"} }
 
-// Defs returns the DDL of every own table.
-func (t Tables) Defs() []TableDef {
-	return []TableDef{
-		{
-			Name: t.Evaluations().Name,
-			Columns: [][2]string{
-				{"at", "DateTime"},
-				{"detector", "String"},
-				{"kind", "String"},
-				{"model", "String"},
-				{"metric", "String"},
-				{"slice", "String"}, // canonical JSON of slice column → value; "{}" for aggregate
-				{"feature", "String"},
-				{"class", "String"},
-				{"value", "Float64"},
-				{"baseline", "Float64"},
-				{"baseline_low", "Float64"},
-				{"baseline_high", "Float64"},
-				{"shadow_value", "Float64"},
-				{"p_value", "Float64"},
-				{"n_current", "UInt64"},
-				{"n_baseline", "UInt64"},
-				{"firing", "UInt8"},
-				{"source", "String"}, // run | backtest
-			},
-			Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, metric, at)",
-		},
-		{
-			Name: t.Runs().Name,
-			Columns: [][2]string{
-				{"at", "DateTime"},
-				{"started", "DateTime"},
-				{"detector", "String"},
-				{"duration_ms", "Float64"},
-				{"rows_read", "UInt64"},
-				{"bytes_read", "UInt64"},
-				{"findings", "UInt32"},
-				{"skipped", "UInt32"},
-				{"query", "String"},
-				{"error", "String"},
-			},
-			Engine: "MergeTree PARTITION BY toYYYYMMDD(at) ORDER BY (detector, at)",
-		},
-		{
-			// One row per alert fingerprint; the latest version wins.
-			// data holds the whole alert (finding, timestamps, what each
-			// receiver was sent); the other columns are for people and SQL.
-			Name: t.Alerts().Name,
-			Columns: [][2]string{
-				{"fingerprint", "String"},
-				{"version", "UInt64"},
-				{"updated_at", "DateTime"},
-				{"state", "String"},  // pending | firing | resolved | inactive
-				{"source", "String"}, // the run name that observed it
-				{"detector", "String"},
-				{"model", "String"},
-				{"class", "String"},
-				{"owner", "String"},
-				{"severity", "String"},
-				{"labels", "String"}, // JSON object
-				{"active_at", "DateTime"},
-				{"fired_at", "DateTime"},
-				{"resolved_at", "DateTime"},
-				{"last_eval_at", "DateTime"},
-				{"value", "Float64"},
-				{"baseline", "Float64"},
-				{"p_value", "Float64"},
-				{"summary", "String"},
-				{"caused_by", "String"},
-				{"silenced_by", "String"}, // comma-separated silence IDs
-				{"data", "String"},        // JSON of the whole alert
-			},
-			Engine: "ReplacingMergeTree(version) ORDER BY fingerprint",
-		},
-		{
-			Name: t.Silences().Name,
-			Columns: [][2]string{
-				{"id", "String"},
-				{"version", "UInt64"},
-				{"matchers", "String"}, // JSON list of {name, op, value}
-				{"starts_at", "DateTime"},
-				{"ends_at", "DateTime"},
-				{"created_by", "String"},
-				{"comment", "String"},
-				{"updated_at", "DateTime"},
-			},
-			Engine: "ReplacingMergeTree(version) ORDER BY id",
-		},
-		{
-			// One row per notification, written (pending) before it is
-			// sent and versioned after each attempt.
-			Name: t.Outbox().Name,
-			Columns: [][2]string{
-				{"id", "String"},
-				{"version", "UInt64"},
-				{"seq", "UInt64"}, // delivery order
-				{"created_at", "DateTime"},
-				{"receiver", "String"},
-				{"group_key", "String"},
-				{"kind", "String"},    // firing | update | resolved
-				{"thread", "String"},  // id of the group's first message; "" for a first message
-				{"payload", "String"}, // JSON of the notification
-				{"status", "String"},  // pending | sent | dead
-				{"attempts", "UInt32"},
-				{"next_attempt_at", "DateTime"},
-				{"last_error", "String"},
-				{"sent_at", "DateTime"},
-				{"ref", "String"}, // what the receiver returned (Slack CHANNEL/TS)
-			},
-			Engine: "ReplacingMergeTree(version) PARTITION BY toYYYYMM(created_at) ORDER BY id",
-		},
-		{
-			// One row per triage action (alerts/triage.go).
-			Name: t.Triage().Name,
-			Columns: [][2]string{
-				{"at", "DateTime"},
-				{"id", "String"},
-				{"action", "String"}, // ack | silence | false_positive | expected
-				{"fingerprint", "String"},
-				{"alert_active_at", "DateTime"}, // the incident the action is about
-				{"detector", "String"},
-				{"model", "String"},
-				{"class", "String"},
-				{"severity", "String"},
-				{"user_id", "String"},
-				{"user_name", "String"},
-				{"transport", "String"}, // socket_mode | http | api
-				{"receiver", "String"},
-				{"silence_id", "String"},
-				{"silence_for", "String"}, // 1h | 4h | 24h | until_resolved
-				{"reason", "String"},
-			},
-			Engine: "MergeTree PARTITION BY toYYYYMM(at) ORDER BY (fingerprint, at)",
-		},
+// Named returns the table def named t (its database is the caller's to
+// give to Apply).
+func (d TableDef) Named(t Table) TableDef {
+	d.Name = t.Name
+	return d
+}
+
+// ColumnNames are the def's column names in order, for Insert.
+func (d TableDef) ColumnNames() []string {
+	out := make([]string, len(d.Columns))
+	for i, c := range d.Columns {
+		out[i] = c[0]
 	}
+	return out
 }
 
 // PredictionsDef is the canonical prediction-log table (the columns

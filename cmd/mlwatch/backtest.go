@@ -44,7 +44,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	defer db.Close()
 	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, t.Defs()); err != nil {
+	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch backtest: %v\n", err)
 		return 1
 	}

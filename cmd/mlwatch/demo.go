@@ -91,7 +91,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	schemaCtx, cancel := context.WithTimeout(ctx, demoStepTimeout)
 	defer cancel()
 	t := tablesOf(cfg)
-	if err := store.Apply(schemaCtx, db, t.Database, t.Defs()); err != nil {
+	if err := store.Apply(schemaCtx, db, t.Database, monitor.TableDefs(t)); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}

@@ -60,7 +60,7 @@ func reportCmd(ctx context.Context, c *cli, args []string) int {
 // actions on them, and computes alert quality.
 func QualityReport(ctx context.Context, db store.Store, cfg *configs.Config, from, to time.Time) ([]alerts.QualityRow, error) {
 	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, t.Defs()); err != nil {
+	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
 		return nil, err
 	}
 	return monitor.ComputeQuality(ctx, db, t, cfg.Path, from, to)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
@@ -27,7 +28,7 @@ func TestReportCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables := store.Tables{Database: e.Database, Prefix: "mlwatch_"}
-	if err := store.Apply(ctx, e.DB, e.Database, tables.Defs()); err != nil {
+	if err := store.Apply(ctx, e.DB, e.Database, monitor.TableDefs(tables)); err != nil {
 		t.Fatal(err)
 	}
 	fired := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -34,7 +35,7 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	defer db.Close()
 	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, t.Defs()); err != nil {
+	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch: schema apply: %v\n", err)
 		return 1
 	}

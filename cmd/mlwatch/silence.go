@@ -36,7 +36,7 @@ func silenceStore(ctx context.Context, c *cli, f *flags) (*alerts.Silences, func
 	}
 	t := tablesOf(cfg)
 	var defs []store.TableDef
-	for _, d := range t.Defs() {
+	for _, d := range alerts.TableDefs(t) {
 		if d.Name == t.Silences().Name {
 			defs = append(defs, d)
 		}
