@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -253,12 +254,21 @@ func relEffect(f *detectors.Finding) float64 {
 // missing p-value prints as null instead of failing the encoder.
 type Number float64
 
-// MarshalJSON writes null for NaN and infinities.
+// numberDigits is how many significant digits a Number keeps in JSON.
+// ClickHouse sums floats in parallel threads, in no fixed order, so the
+// same rows can give figures that differ in the 16th digit from one run
+// to the next; ten digits are more than any reader uses and keep the
+// output of an evaluation the same bytes every time.
+const numberDigits = 10
+
+// MarshalJSON writes null for NaN and infinities and rounds the others
+// to numberDigits significant digits.
 func (n Number) MarshalJSON() ([]byte, error) {
 	f := float64(n)
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return []byte("null"), nil
 	}
+	f, _ = strconv.ParseFloat(strconv.FormatFloat(f, 'g', numberDigits, 64), 64)
 	return json.Marshal(f)
 }
 
