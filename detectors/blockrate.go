@@ -139,8 +139,7 @@ func (b *blockRate) query(w windows) *sqlText {
 	inner.add("      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
 	inner.add("      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd\n")
 	inner.add("    FROM (\n")
-	inner.add(level.b.String(), level.args...)
-	inner.err = level.err
+	inner.addQuery(level)
 	inner.add("\n    )\n    GROUP BY _si, sv, w")
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
