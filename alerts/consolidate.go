@@ -212,14 +212,48 @@ func (m *Manager) openIncidents() map[string]bool {
 // Roots are tried in a stable order: earlier first, then drivers, more
 // severe, larger moves, fingerprint.
 func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
-	moves := make([]move, len(as))
+	c := m.newConsolidation(as, closed)
+	// The rules, walked in this order; each decides some alerts' roots
+	// and leaves the others to the next.
+	for _, rule := range []func(){
+		c.keepLinks,    // 4, 5, 6: kept links, open incidents, twins
+		c.infraCauses,  // 1
+		c.rollouts,     // 3
+		c.productRoots, // 2
+		c.chainRoots,
+	} {
+		rule()
+	}
+	notes, twins := c.link()
+	c.summarize(notes, twins)
+}
+
+// consolidation is one model's consolidate: its active alerts, their
+// moves, the stable order roots are tried in, and each alert's root
+// (root[i], "" for a root) once decided[i].
+type consolidation struct {
+	m       *Manager
+	as      []*Alert
+	moves   []move
+	order   []int
+	byFP    map[string]int
+	closed  map[string]bool
+	root    []string
+	decided []bool
+}
+
+// newConsolidation reads the alerts' moves and orders them: earlier
+// first, then drivers, more severe, narrower, larger moves, fingerprint.
+func (m *Manager) newConsolidation(as []*Alert, closed map[string]bool) *consolidation {
+	c := &consolidation{m: m, as: as, moves: make([]move, len(as)), order: make([]int, len(as)), byFP: map[string]int{},
+		closed: closed, root: make([]string, len(as)), decided: make([]bool, len(as))}
 	for i, a := range as {
-		moves[i] = m.moveOf(a)
+		c.moves[i] = m.moveOf(a)
 	}
-	order := make([]int, len(as))
-	for i := range order {
-		order[i] = i
+	for i := range c.order {
+		c.order[i] = i
 	}
+	moves, order := c.moves, c.order
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := moves[order[i]], moves[order[j]]
 		if !a.a.ActiveAt.Equal(b.a.ActiveAt) {
@@ -239,63 +273,102 @@ func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 		}
 		return a.a.Fingerprint < b.a.Fingerprint
 	})
-	byFP := map[string]int{}
 	for i, a := range as {
-		byFP[a.Fingerprint] = i
+		c.byFP[a.Fingerprint] = i
 	}
-	root := make([]string, len(as))
-	decided := make([]bool, len(as))
-	// Kept links: an explained alert keeps its root while that root is
-	// known (firing, pending or recently resolved: the tail of an incident
-	// does not page anew), and a notified root stays a root.
-	for i, a := range as {
-		if closed[a.Fingerprint] {
-			decided[i] = true // a root that stopped firing stays one
+	return c
+}
+
+// keepLinks: an explained alert keeps its root while that root is known
+// (firing, pending or recently resolved: the tail of an incident does not
+// page anew), and a notified root stays a root. Alerts not owned by
+// product keep no root.
+func (c *consolidation) keepLinks() {
+	for i, a := range c.as {
+		if c.closed[a.Fingerprint] {
+			c.decided[i] = true // a root that stopped firing stays one
 			continue
 		}
 		if a.folded && a.CausedBy != "" {
 			// A twin is the tail of its root's incident, even once the
 			// root is gone: its window (12 hours for a drift detector)
 			// lags the root's. It stays folded, never notified.
-			root[i], decided[i] = a.CausedBy, true
+			c.root[i], c.decided[i] = a.CausedBy, true
 			continue
 		}
 		if a.CausedBy != "" {
-			if c := m.alerts[a.CausedBy]; c != nil && c.State != StateInactive {
-				root[i], decided[i] = a.CausedBy, true
+			if r := c.m.alerts[a.CausedBy]; r != nil && r.State != StateInactive {
+				c.root[i], c.decided[i] = a.CausedBy, true
 				continue
 			}
 		}
 		if a.Owner != detectors.OwnerProduct {
-			decided[i] = true
+			c.decided[i] = true
 		}
 	}
-	// 1. Infra causes.
-	for _, i := range order {
-		a := as[i]
-		if decided[i] || a.Finding.Kind == KindMonitor {
+}
+
+// infraCauses: an infra cause that affects decisions explains a product
+// alert that started no earlier than it (rule 1).
+func (c *consolidation) infraCauses() {
+	for _, i := range c.order {
+		a := c.as[i]
+		if c.decided[i] || a.Finding.Kind == KindMonitor {
 			continue
 		}
-		for _, j := range order {
-			c := as[j]
-			if i == j || !detectors.Classes[c.Finding.Class].Cause || !startedBy(c, a, moves[i].period) || !affectsDecisions(c) {
+		for _, j := range c.order {
+			r := c.as[j]
+			if i == j || !detectors.Classes[r.Finding.Class].Cause || !startedBy(r, a, c.moves[i].period) || !affectsDecisions(r) {
 				continue
 			}
-			root[i], decided[i] = c.Fingerprint, true
+			c.root[i], c.decided[i] = r.Fingerprint, true
 			break
 		}
 	}
-	// 2. A rollout is the root of the model's simultaneous moves: the
-	// product alerts whose window holds the same version change
-	// (Finding.Rollout) are one incident, told by the most telling of
-	// them (a driver, the most severe, the broadest) unless one of them
-	// already speaks for it.
-	// An alert keeps the rollout it was first seen with (a finding names
-	// it only while the switch is inside its window), and an alert that
-	// starts while the rollout's incident is open (one of its alerts
-	// still active) joins it: the rollout stays the root after its hour.
+}
+
+// rollouts: a rollout is the root of the model's simultaneous moves (rule
+// 3): the product alerts whose window holds the same version change
+// (Finding.Rollout) are one incident, told by the most telling of them (a
+// driver, the most severe, the broadest) unless one of them already
+// speaks for it.
+func (c *consolidation) rollouts() {
+	open := c.openRollouts()
+	groups := map[string][]int{}
+	var keys []string
+	for _, i := range c.order {
+		a := c.as[i]
+		r := rolloutOf(a, open)
+		if r == nil || c.root[i] != "" || a.Owner != detectors.OwnerProduct || a.Finding.Kind == KindMonitor ||
+			a.ActiveAt.Before(r.At.Add(-c.moves[i].period)) {
+			continue
+		}
+		k := r.Role + "\x00" + r.To + "\x00" + r.At.UTC().Format(time.RFC3339)
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		sort.SliceStable(g, func(x, y int) bool { return c.tellsRollout(c.moves[g[x]], c.moves[g[y]]) })
+		c.decided[g[0]] = true
+		for _, i := range g[1:] {
+			if !c.decided[i] && !notifiedAsRoot(c.as[i]) {
+				c.root[i], c.decided[i] = c.as[g[0]].Fingerprint, true
+			}
+		}
+	}
+}
+
+// openRollouts are the rollouts of the model's open incidents, latest
+// first. An alert keeps the rollout it was first seen with (a finding
+// names it only while the switch is inside its window), and an alert that
+// starts while the rollout's incident is open (one of its alerts still
+// active) joins it: the rollout stays the root after its hour.
+func (c *consolidation) openRollouts() []*detectors.Rollout {
 	var open []*detectors.Rollout
-	for _, a := range as {
+	for _, a := range c.as {
 		if r := a.Finding.Rollout; r != nil && (a.rollout == nil || !a.rolloutAt.Equal(a.ActiveAt)) {
 			a.rollout, a.rolloutAt = r, a.ActiveAt
 		}
@@ -307,116 +380,117 @@ func (m *Manager) consolidate(as []*Alert, closed map[string]bool) {
 		}
 	}
 	sort.SliceStable(open, func(i, j int) bool { return open[i].At.After(open[j].At) })
-	rolloutOf := func(i int) *detectors.Rollout {
-		if r := as[i].rollout; r != nil {
-			return r
-		}
-		for _, r := range open {
-			if r.Model == as[i].Finding.Model && !as[i].ActiveAt.Before(r.At) {
-				return r // the latest rollout before it started
-			}
-		}
-		return nil
+	return open
+}
+
+// rolloutOf is the rollout alert a belongs to: its own, else the latest
+// open one of its model before it started; nil when none.
+func rolloutOf(a *Alert, open []*detectors.Rollout) *detectors.Rollout {
+	if r := a.rollout; r != nil {
+		return r
 	}
-	groups := map[string][]int{}
-	var keys []string
-	for _, i := range order {
-		a := as[i]
-		r := rolloutOf(i)
-		if r == nil || root[i] != "" || a.Owner != detectors.OwnerProduct || a.Finding.Kind == KindMonitor ||
-			a.ActiveAt.Before(r.At.Add(-moves[i].period)) {
-			continue
-		}
-		k := r.Role + "\x00" + r.To + "\x00" + r.At.UTC().Format(time.RFC3339)
-		if groups[k] == nil {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], i)
-	}
-	for _, k := range keys {
-		g := groups[k]
-		sort.SliceStable(g, func(x, y int) bool {
-			a, b := moves[g[x]], moves[g[y]]
-			if ca, cb := closed[a.a.Fingerprint], closed[b.a.Fingerprint]; ca != cb {
-				return ca // the incident's root, though it stopped firing
-			}
-			if na, nb := notifiedAsRoot(a.a), notifiedAsRoot(b.a); na != nb {
-				return na
-			}
-			if a.driver != b.driver {
-				return a.driver
-			}
-			if sa, sb := severityRank[a.a.Severity], severityRank[b.a.Severity]; sa != sb {
-				return sa > sb
-			}
-			if la, lb := len(a.a.Finding.Slice), len(b.a.Finding.Slice); la != lb {
-				return la < lb // the broadest: a rollout moves everything
-			}
-			return a.a.Fingerprint < b.a.Fingerprint
-		})
-		decided[g[0]] = true
-		for _, i := range g[1:] {
-			if !decided[i] && !notifiedAsRoot(as[i]) {
-				root[i], decided[i] = as[g[0]].Fingerprint, true
-			}
+	for _, r := range open {
+		if r.Model == a.Finding.Model && !a.ActiveAt.Before(r.At) {
+			return r // the latest rollout before it started
 		}
 	}
-	// 3. Product roots, decided in order: only a root explains.
-	for _, i := range order {
-		if decided[i] || as[i].Finding.Kind == KindMonitor {
+	return nil
+}
+
+// tellsRollout says whether a speaks for a rollout before b: the
+// incident's root though it stopped firing, a notified root, a driver,
+// the more severe, the broader, then by fingerprint.
+func (c *consolidation) tellsRollout(a, b move) bool {
+	if ca, cb := c.closed[a.a.Fingerprint], c.closed[b.a.Fingerprint]; ca != cb {
+		return ca // the incident's root, though it stopped firing
+	}
+	if na, nb := notifiedAsRoot(a.a), notifiedAsRoot(b.a); na != nb {
+		return na
+	}
+	if a.driver != b.driver {
+		return a.driver
+	}
+	if sa, sb := severityRank[a.a.Severity], severityRank[b.a.Severity]; sa != sb {
+		return sa > sb
+	}
+	if la, lb := len(a.a.Finding.Slice), len(b.a.Finding.Slice); la != lb {
+		return la < lb // the broadest: a rollout moves everything
+	}
+	return a.a.Fingerprint < b.a.Fingerprint
+}
+
+// productRoots: product roots, decided in order; only a root explains
+// (rule 2), and a notified root is explained by no other (rule 4).
+func (c *consolidation) productRoots() {
+	for _, i := range c.order {
+		if c.decided[i] || c.as[i].Finding.Kind == KindMonitor {
 			continue
 		}
-		decided[i] = true
-		if notifiedAsRoot(as[i]) {
+		c.decided[i] = true
+		if notifiedAsRoot(c.as[i]) {
 			continue
 		}
-		for _, j := range order {
-			if j == i || root[j] != "" || as[j].Owner != detectors.OwnerProduct || !explains(moves[j], moves[i]) {
+		for _, j := range c.order {
+			if j == i || c.root[j] != "" || c.as[j].Owner != detectors.OwnerProduct || !explains(c.moves[j], c.moves[i]) {
 				continue
 			}
-			root[i] = as[j].Fingerprint
+			c.root[i] = c.as[j].Fingerprint
 			break
 		}
 	}
-	// Links point at the root of a chain.
-	for i := range as {
-		for k := 0; k < len(as) && root[i] != ""; k++ {
-			j, ok := byFP[root[i]]
+}
+
+// chainRoots makes links point at the root of a chain.
+func (c *consolidation) chainRoots() {
+	root := c.root
+	for i := range c.as {
+		for k := 0; k < len(c.as) && root[i] != ""; k++ {
+			j, ok := c.byFP[root[i]]
 			if !ok || root[j] == "" {
 				break
 			}
 			root[i] = root[j]
 		}
 	}
-	notes := map[string][]*Alert{}
-	twins := map[string][]*Alert{}
-	for _, i := range order {
-		a := as[i]
-		if root[i] != a.CausedBy {
-			a.CausedBy = root[i]
-			m.dirty[a.Fingerprint] = true
+}
+
+// link sets every alert's CausedBy and folds twins (rule 6); it returns
+// the explained alerts and the folded twins by root fingerprint.
+func (c *consolidation) link() (notes, twins map[string][]*Alert) {
+	notes, twins = map[string][]*Alert{}, map[string][]*Alert{}
+	for _, i := range c.order {
+		a := c.as[i]
+		if c.root[i] != a.CausedBy {
+			a.CausedBy = c.root[i]
+			c.m.dirty[a.Fingerprint] = true
 		}
-		kept := a.folded && root[i] == a.CausedBy
+		kept := a.folded && c.root[i] == a.CausedBy
 		a.folded, a.foldInto = false, ""
-		if root[i] == "" {
+		if c.root[i] == "" {
 			continue
 		}
-		if r := m.alerts[root[i]]; (r != nil && twin(r, a)) || (r == nil && kept) {
-			a.folded, a.foldInto = true, root[i]
-			twins[root[i]] = append(twins[root[i]], a)
+		if r := c.m.alerts[c.root[i]]; (r != nil && twin(r, a)) || (r == nil && kept) {
+			a.folded, a.foldInto = true, c.root[i]
+			twins[c.root[i]] = append(twins[c.root[i]], a)
 			continue
 		}
 		// A twin of another alert of the same incident, in the same slice
 		// and direction and no more severe (a null spike explains both
 		// block-rate detectors' overall move), folds into that one.
-		if s := m.sibling(as, moves, order, root, i); s != nil {
+		if s := c.m.sibling(c.as, c.moves, c.order, c.root, i); s != nil {
 			a.folded, a.foldInto = true, s.Fingerprint
 			twins[s.Fingerprint] = append(twins[s.Fingerprint], a)
 			continue
 		}
-		notes[root[i]] = append(notes[root[i]], a)
+		notes[c.root[i]] = append(notes[c.root[i]], a)
 	}
-	for _, a := range as {
+	return notes, twins
+}
+
+// summarize writes the roots' "also moves" notes and the "also seen by"
+// of the twins folded into an alert.
+func (c *consolidation) summarize(notes, twins map[string][]*Alert) {
+	for _, a := range c.as {
 		a.moves = ""
 		if a.CausedBy != "" {
 			if tw := twins[a.Fingerprint]; len(tw) > 0 && !a.folded {

@@ -324,7 +324,7 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 
 	intro := fmt.Sprintf("Model *%s* · class `%s` · owner *%s* · severity *%s*", esc(model), esc(class), esc(top.Owner), esc(sev))
 	if n.Kind == KindFiring && configs.Severity(sev) == configs.SeverityPage && len(s.rc.Mentions) > 0 {
-		intro += "\n" + mentions(s.rc.Mentions)
+		intro += "\n" + Mentions(s.rc.Mentions)
 	}
 	if root {
 		intro += fmt.Sprintf("\nAll alerts of this group resolved at %s.", n.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
@@ -523,8 +523,8 @@ func fmtNum(f float64) string {
 	return strconv.FormatFloat(f, 'g', 4, 64)
 }
 
-// mentions renders user (U…/W…) and user-group (S…) IDs as Slack mentions.
-func mentions(ids []string) string {
+// Mentions renders user (U…/W…) and user-group (S…) IDs as Slack mentions.
+func Mentions(ids []string) string {
 	parts := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if strings.HasPrefix(id, "S") {

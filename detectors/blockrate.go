@@ -139,8 +139,7 @@ func (b *blockRate) query(w windows) *sqlText {
 	inner.add("      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
 	inner.add("      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd\n")
 	inner.add("    FROM (\n")
-	inner.add(level.b.String(), level.args...)
-	inner.err = level.err
+	inner.addQuery(level)
 	inner.add("\n    )\n    GROUP BY _si, sv, w")
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
@@ -238,10 +237,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		pb := h.Baseline
 		shadowNote := ", production only; no shadow data"
 		if shadowOK {
-			h.ShadowValue, h.shadowB = scur.Rate(), sbase.Rate()
-			ds := scur.Rate() - sbase.Rate()
-			if ds*h.effect > 0 && math.Abs(ds) >= b.p.ShadowShare*math.Abs(h.effect) {
-				h.Class = ClassPopulationShift
+			if h.shadowMoved(scur, sbase, b.p.ShadowShare) {
 				shadowNote = fmt.Sprintf("; shadow moved too: %s vs %s", pct(scur.Rate()), pct(sbase.Rate()))
 			} else {
 				shadowNote = fmt.Sprintf(", production only; shadow %s", pct(scur.Rate()))
@@ -349,22 +345,12 @@ func (b *blockRate) bounds(r *run, cur Prop) {
 		} else {
 			rate := cur.Rate()
 			if b.p.MinRate != nil {
-				h := newHyp(MetricRateBound, agg, "", ClassModelBehavior)
-				h.Value, h.Baseline, h.BaselineLow = rate, *b.p.MinRate, *b.p.MinRate
-				h.NCurrent = uint64(cur.N)
-				h.PValue = BinomCDF(cur.X, cur.N, *b.p.MinRate)
-				h.effect = rate - *b.p.MinRate
-				h.gate = rate < *b.p.MinRate
+				h := rateBound(MetricRateBound, agg, cur, *b.p.MinRate, false)
 				h.summary = fmt.Sprintf("overall block rate %s is below the minimum %s (n=%s, %s)", pct(rate), pct(*b.p.MinRate), count(cur.N), pval(h.PValue))
 				r.add(h)
 			}
 			if b.p.MaxRate != nil {
-				h := newHyp(MetricRateBound, agg, "", ClassModelBehavior)
-				h.Value, h.Baseline, h.BaselineHigh = rate, *b.p.MaxRate, *b.p.MaxRate
-				h.NCurrent = uint64(cur.N)
-				h.PValue = BinomSF(cur.X, cur.N, *b.p.MaxRate)
-				h.effect = rate - *b.p.MaxRate
-				h.gate = rate > *b.p.MaxRate
+				h := rateBound(MetricRateBound, agg, cur, *b.p.MaxRate, true)
 				h.summary = fmt.Sprintf("overall block rate %s is above the maximum %s (n=%s, %s)", pct(rate), pct(*b.p.MaxRate), count(cur.N), pval(h.PValue))
 				r.add(h)
 			}
@@ -388,6 +374,26 @@ func (b *blockRate) bounds(r *run, cur Prop) {
 		h.summary = fmt.Sprintf("overall %s blocked in the window, expected at most %s (n=%s)", count(cur.X), count(max), count(cur.N))
 		r.add(h)
 	}
+}
+
+// rateBound tests a block rate against a minimum (upper false) or a
+// maximum, exactly (binomial): a rate sitting on the bound does not flap.
+// The caller writes the summary.
+func rateBound(metric string, slice map[string]string, cur Prop, bound float64, upper bool) *hypothesis {
+	rate := cur.Rate()
+	h := newHyp(metric, slice, "", ClassModelBehavior)
+	h.Value, h.Baseline, h.NCurrent = rate, bound, uint64(cur.N)
+	h.effect = rate - bound
+	if upper {
+		h.BaselineHigh = bound
+		h.PValue = BinomSF(cur.X, cur.N, bound)
+		h.gate = rate > bound
+	} else {
+		h.BaselineLow = bound
+		h.PValue = BinomCDF(cur.X, cur.N, bound)
+		h.gate = rate < bound
+	}
+	return h
 }
 
 func (b *blockRate) spans(w windows) []span { return w.all() }

@@ -378,6 +378,19 @@ func (r *run) finding(h *hypothesis) Finding {
 	}
 }
 
+// shadowMoved records the shadow's rates beside h's and says whether the
+// shadow moved the same way by at least share of production's change: the
+// population moved, not the model, and h becomes a population shift.
+func (h *hypothesis) shadowMoved(scur, sbase Prop, share float64) bool {
+	h.ShadowValue, h.shadowB = scur.Rate(), sbase.Rate()
+	ds := scur.Rate() - sbase.Rate()
+	if ds*h.effect > 0 && math.Abs(ds) >= share*math.Abs(h.effect) {
+		h.Class = ClassPopulationShift
+		return true
+	}
+	return false
+}
+
 // newHyp starts a hypothesis with every optional figure NaN.
 func newHyp(metric string, slice map[string]string, feature string, class Class) *hypothesis {
 	nan := math.NaN()

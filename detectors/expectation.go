@@ -103,19 +103,10 @@ func (e *expectation) evaluate(res *store.Result, r *run) error {
 		}
 		rate := cur.Rate()
 		check := func(bound float64, below bool) {
-			h := newHyp(MetricExpected, sliceOf(g.col, g.val), "", ClassModelBehavior)
-			h.Value, h.Baseline, h.NCurrent = rate, bound, uint64(cur.N)
-			h.effect = rate - bound
+			h := rateBound(MetricExpected, sliceOf(g.col, g.val), cur, bound, !below)
 			side := "above the maximum"
 			if below {
-				h.BaselineLow = bound
-				h.PValue = BinomCDF(cur.X, cur.N, bound)
-				h.gate = rate < bound
 				side = "below the minimum"
-			} else {
-				h.BaselineHigh = bound
-				h.PValue = BinomSF(cur.X, cur.N, bound)
-				h.gate = rate > bound
 			}
 			where := ""
 			if g.col != "" {

@@ -148,8 +148,7 @@ func (f *featureHealth) query(w windows) *sqlText {
 	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,\n")
 	inner.add("      sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk\n")
 	inner.add("    FROM (\n")
-	inner.add(level.b.String(), level.args...)
-	inner.err = level.err
+	inner.addQuery(level)
 	inner.add("\n    )\n    GROUP BY _si, sv, feature, w")
 	q := &sqlText{}
 	s.ranked(q, inner, true, featureCols, "rows")

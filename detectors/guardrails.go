@@ -345,8 +345,23 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 	if err != nil {
 		return nil, err
 	}
-	n, b, mat, lab, f, lb, tp := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-	z := normalQuantile(0.5 + lim.Confidence/2)
+	gc := guardrailColumns{n: c[0], b: c[1], mat: c[2], lab: c[3], f: c[4], lb: c[5], tp: c[6]}
+	agg := aggregateGroup(groups)
+	guardrailCoverage(r, agg, gc, cand, o, l)
+	ps, idx := runGuardrailChecks(r, groups, guardrailSpecs(lim, gc, l == nil), normalQuantile(0.5+lim.Confidence/2))
+	failGuardrailChecks(r, ps, idx)
+	guardrailVerdict(r)
+	return r, nil
+}
+
+// guardrailColumns are the columns of a guardrail query (guardrailCols):
+// rows, blocks, matured rows, labelled rows, fraud labels, labelled blocks
+// and true positives, each per window (0 production, 1 the candidate).
+type guardrailColumns struct{ n, b, mat, lab, f, lb, tp col }
+
+// aggregateGroup is the group of all rows (an empty one when there are
+// none).
+func aggregateGroup(groups []*group) *group {
 	var agg *group
 	for _, g := range groups {
 		if g.col == "" {
@@ -356,23 +371,31 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 	if agg == nil {
 		agg = &group{byW: map[int][]any{}}
 	}
-	if np, nc := agg.num(0, n), agg.num(1, n); np < float64(lim.MinSamples) || nc < float64(lim.MinSamples) {
+	return agg
+}
+
+// guardrailCoverage notes what the decision lacks (too few rows) and what
+// it can say about labels: matured share, label coverage and the Labels
+// sentence.
+func guardrailCoverage(r *GuardrailReport, agg *group, c guardrailColumns, cand string, o GuardrailOptions, l *configs.Labels) {
+	lim := r.Limits
+	if np, nc := agg.num(0, c.n), agg.num(1, c.n); np < float64(lim.MinSamples) || nc < float64(lim.MinSamples) {
 		r.Missing = append(r.Missing, fmt.Sprintf("block rate: production has %s rows and the candidate (%s) %s in %s .. %s; a decision needs %s of each (guardrails.min_samples)",
 			count(np), cand, count(nc), r.From.Format(time.RFC3339), r.To.Format(time.RFC3339), count(float64(lim.MinSamples))))
 	}
-	if np := agg.num(0, n); np > 0 {
-		r.MaturedShare = agg.num(0, mat) / np
+	if np := agg.num(0, c.n); np > 0 {
+		r.MaturedShare = agg.num(0, c.mat) / np
 	}
-	if m := agg.num(0, mat); m > 0 {
-		r.LabelCoverage = agg.num(0, lab) / m
+	if m := agg.num(0, c.mat); m > 0 {
+		r.LabelCoverage = agg.num(0, c.lab) / m
 	}
-	fraud := math.Min(agg.num(0, f), agg.num(1, f))
+	fraud := math.Min(agg.num(0, c.f), agg.num(1, c.f))
 	switch {
 	case o.Model.Labels == nil:
 		r.Labels = "no labels configured (models[].labels): decided on block rates alone"
 	case l == nil:
 		r.Labels = fmt.Sprintf("labels table %s is missing: decided on block rates alone", o.Model.LabelsTable())
-	case agg.num(0, mat) == 0:
+	case agg.num(0, c.mat) == 0:
 		r.Labels = fmt.Sprintf("no matured predictions (a prediction matures %s after it was made, none in the period is older than %s): decided on block rates alone",
 			lim.Maturity, r.At.Add(-l.Maturity.D()).Format(time.RFC3339))
 	case fraud < float64(lim.MinLabeled):
@@ -380,26 +403,39 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 			count(fraud), lim.MinLabeled, pct(r.LabelCoverage), pct(r.MaturedShare))
 	default:
 		r.Labels = fmt.Sprintf("matured labels: %s of the period's rows are older than the %s maturity, %s of those are labelled (%s fraud)",
-			pct(r.MaturedShare), lim.Maturity, pct(r.LabelCoverage), count(agg.num(0, f)))
+			pct(r.MaturedShare), lim.Maturity, pct(r.LabelCoverage), count(agg.num(0, c.f)))
 	}
-	type spec struct {
-		metric   string
-		x, d     col
-		min      float64
-		limit    float64
-		tail     Tail
-		what     string
-		disabled bool
-	}
-	specs := []spec{
-		{MetricBlockRate, b, n, float64(lim.MinSamples), lim.MaxBlockRateRise, TailUp, "rows", false},
-		{MetricRecall, tp, f, float64(lim.MinLabeled), -lim.MaxRecallDrop, TailDown, "matured fraud labels", l == nil},
+}
+
+// guardrailSpec is one guardrail: a rate x/d whose candidate change must
+// stay within limit.
+type guardrailSpec struct {
+	metric   string
+	x, d     col
+	min      float64
+	limit    float64
+	tail     Tail
+	what     string
+	disabled bool
+}
+
+// guardrailSpecs are the guardrails checked, in order: block rate, recall
+// and, when limited, precision (the label ones off without labels).
+func guardrailSpecs(lim GuardrailLimits, c guardrailColumns, noLabels bool) []guardrailSpec {
+	specs := []guardrailSpec{
+		{MetricBlockRate, c.b, c.n, float64(lim.MinSamples), lim.MaxBlockRateRise, TailUp, "rows", false},
+		{MetricRecall, c.tp, c.f, float64(lim.MinLabeled), -lim.MaxRecallDrop, TailDown, "matured fraud labels", noLabels},
 	}
 	if lim.MaxPrecisionDrop != nil {
-		specs = append(specs, spec{MetricPrecision, tp, lb, float64(lim.MinLabeled), -*lim.MaxPrecisionDrop, TailDown, "matured labelled blocks", l == nil})
+		specs = append(specs, guardrailSpec{MetricPrecision, c.tp, c.lb, float64(lim.MinLabeled), -*lim.MaxPrecisionDrop, TailDown, "matured labelled blocks", noLabels})
 	}
-	var ps []float64
-	var idx []int
+	return specs
+}
+
+// runGuardrailChecks adds every group's check of every guardrail to r,
+// skipped or passing; it returns the tested checks' p-values and their
+// indices in r.Checks.
+func runGuardrailChecks(r *GuardrailReport, groups []*group, specs []guardrailSpec, z float64) (ps []float64, idx []int) {
 	for _, g := range groups {
 		for _, sp := range specs {
 			if sp.disabled {
@@ -427,6 +463,13 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 			idx = append(idx, len(r.Checks)-1)
 		}
 	}
+	return ps, idx
+}
+
+// failGuardrailChecks fails the tested checks that Benjamini-Hochberg
+// rejects at the report's FDR.
+func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
+	lim := r.Limits
 	for i, rej := range BH(ps, lim.FDR) {
 		ck := &r.Checks[idx[i]]
 		if !rej {
@@ -441,6 +484,11 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), signedPoints(ck.Limit))
 		r.Failed = append(r.Failed, ck.SliceLabel()+": "+ck.Reason)
 	}
+}
+
+// guardrailVerdict: fail on a failed check, not enough data on a missing
+// one, ship otherwise.
+func guardrailVerdict(r *GuardrailReport) {
 	switch {
 	case len(r.Failed) > 0:
 		r.Verdict, r.ExitCode = VerdictFail, 1
@@ -449,7 +497,6 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 	default:
 		r.Verdict, r.ExitCode = VerdictShip, 0
 	}
-	return r, nil
 }
 
 // diffInterval is a - b with its Agresti–Caffo interval (one success and

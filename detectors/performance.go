@@ -244,10 +244,7 @@ func (pf *performance) check(r *run, g *group, ck rateCheck, withShadow bool) {
 		scur := Prop{ck.x(g, 0, true), ck.n(g, 0, true)}
 		sbase := Prop{sumW(ck.x, g, 1, nb, true), sumW(ck.n, g, 1, nb, true)}
 		if pf.d.enough(scur.N) && pf.d.enough(sbase.N) {
-			h.ShadowValue, h.shadowB = scur.Rate(), sbase.Rate()
-			ds := scur.Rate() - sbase.Rate()
-			if ds*h.effect > 0 && math.Abs(ds) >= pf.p.ShadowShare*math.Abs(h.effect) {
-				h.Class = ClassPopulationShift
+			if h.shadowMoved(scur, sbase, pf.p.ShadowShare) {
 				note = fmt.Sprintf("; the shadow's moved too: %s vs %s", pct(scur.Rate()), pct(sbase.Rate()))
 			} else {
 				note = fmt.Sprintf(", production only; shadow %s vs %s", pct(scur.Rate()), pct(sbase.Rate()))

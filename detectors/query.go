@@ -100,6 +100,15 @@ func (q *sqlText) add(fragment string, args ...any) *sqlText {
 	return q
 }
 
+// addQuery appends a subquery's text and arguments, and its error.
+func (q *sqlText) addQuery(sub *sqlText) *sqlText {
+	q.add(sub.b.String(), sub.args...)
+	if sub.err != nil {
+		q.err = sub.err
+	}
+	return q
+}
+
 func (q *sqlText) bind() (string, error) {
 	if q.err != nil {
 		return "", q.err
@@ -350,10 +359,7 @@ func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, 
 		q.add(", " + c)
 	}
 	q.add(")) AS _es\n  FROM (\n")
-	q.add(inner.b.String(), inner.args...)
-	if inner.err != nil {
-		q.err = inner.err
-	}
+	q.addQuery(inner)
 	q.add("\n  )\n  GROUP BY sc, sv\n  ORDER BY sc, _rank DESC, sv\n  LIMIT ? BY sc\n) ARRAY JOIN _es AS _e", s.d.TopK)
 	q.add("\nORDER BY " + keys + ", w")
 }
@@ -388,8 +394,7 @@ func (s source) counted(w windows, slices []string, defs []rowDef, aggs, sums []
 		inner.add(", _" + c + " AS " + c)
 	}
 	inner.add("\n    FROM (\n")
-	inner.add(level.b.String(), level.args...)
-	inner.err = level.err
+	inner.addQuery(level)
 	inner.add("\n    )")
 	q := &sqlText{}
 	s.ranked(q, inner, false, sums, sums[0])

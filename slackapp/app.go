@@ -433,19 +433,7 @@ func (a *App) maySilence(ctx context.Context, receiver, user string) (bool, stri
 			return true, ""
 		}
 	}
-	return false, alertsMentions(rc.Silencers)
-}
-
-func alertsMentions(ids []string) string {
-	parts := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if strings.HasPrefix(id, "S") {
-			parts = append(parts, "<!subteam^"+id+">")
-		} else {
-			parts = append(parts, "<@"+id+">")
-		}
-	}
-	return strings.Join(parts, " ")
+	return false, alerts.Mentions(rc.Silencers)
 }
 
 func (a *App) inGroup(ctx context.Context, receiver, group, user string) bool {

@@ -181,42 +181,19 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 	if o.fillOnly {
 		return r, nil
 	}
-	dets := make([]*detectors.Detector, 0, len(cfg.Detectors))
-	for i := range cfg.Detectors {
-		d, err := detectors.New(cfg, &cfg.Detectors[i])
-		if err != nil {
-			return r, err
-		}
-		dets = append(dets, d)
+	dets, err := newDetectors(cfg)
+	if err != nil {
+		return r, err
+	}
+	for _, d := range dets {
 		r.perDetectorOrder = append(r.perDetectorOrder, d.Config().Name)
 	}
 	// The cycle, reps times (one warm-up first: the daemon runs warm).
-	var cycles []time.Duration
-	per := map[string][]time.Duration{}
-	for i := 0; i <= o.reps; i++ {
-		var total time.Duration
-		var read, bytes uint64
-		for _, d := range dets {
-			start := time.Now()
-			res, err := d.Evaluate(ctx, db, evalAt)
-			if err != nil {
-				return r, err
-			}
-			el := time.Since(start)
-			total += el
-			read += res.Stats.RowsRead
-			bytes += res.Stats.BytesRead
-			per[d.Config().Name] = append(per[d.Config().Name], el)
-		}
-		if i > 0 {
-			cycles = append(cycles, total)
-		}
-		r.read, r.bytes = read, bytes
+	tm, err := timeCycles(ctx, db, dets, evalAt, o.reps)
+	if err != nil {
+		return r, err
 	}
-	r.cycle = median(cycles)
-	for k, v := range per {
-		r.perDetector[k] = median(v[1:])
-	}
+	r.cycle, r.perDetector, r.read, r.bytes = tm.cycle, tm.per, tm.read, tm.bytes
 	// The floor: the union of the detectors' ranges, every column once.
 	floorSQL, err := floorQuery(cfg, dets, table)
 	if err != nil {
@@ -251,43 +228,73 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 		if err != nil {
 			return r, err
 		}
-		var rdets []*detectors.Detector
-		for i := range rcfg.Detectors {
-			d, err := detectors.New(rcfg, &rcfg.Detectors[i])
-			if err != nil {
-				return r, err
-			}
-			rdets = append(rdets, d)
+		rdets, err := newDetectors(rcfg)
+		if err != nil {
+			return r, err
 		}
-		var rc []time.Duration
-		rper := map[string][]time.Duration{}
-		for i := 0; i <= o.reps; i++ {
-			var total time.Duration
-			var read uint64
-			for _, d := range rdets {
-				start := time.Now()
-				res, err := d.Evaluate(ctx, db, evalAt)
-				if err != nil {
-					return r, err
-				}
-				el := time.Since(start)
-				total += el
-				read += res.Stats.RowsRead
-				if i > 0 {
-					rper[d.Config().Name] = append(rper[d.Config().Name], el)
-				}
-			}
-			if i > 0 {
-				rc = append(rc, total)
-			}
-			r.rollupRead = read
+		tm, err := timeCycles(ctx, db, rdets, evalAt, o.reps)
+		if err != nil {
+			return r, err
 		}
-		r.rollup = median(rc)
-		for k, v := range rper {
-			r.perRollup[k] = median(v)
-		}
+		r.rollup, r.perRollup, r.rollupRead = tm.cycle, tm.per, tm.read
 	}
 	return r, nil
+}
+
+// newDetectors builds the config's detectors, in its order.
+func newDetectors(cfg *configs.Config) ([]*detectors.Detector, error) {
+	dets := make([]*detectors.Detector, 0, len(cfg.Detectors))
+	for i := range cfg.Detectors {
+		d, err := detectors.New(cfg, &cfg.Detectors[i])
+		if err != nil {
+			return nil, err
+		}
+		dets = append(dets, d)
+	}
+	return dets, nil
+}
+
+// timing is what timeCycles measured: the median cycle and the median of
+// each detector, and the rows and bytes the last cycle read.
+type timing struct {
+	cycle       time.Duration
+	per         map[string]time.Duration
+	read, bytes uint64
+}
+
+// timeCycles evaluates every detector at evalAt, reps times after one
+// warm-up cycle that is not counted.
+func timeCycles(ctx context.Context, db *store.DB, dets []*detectors.Detector, evalAt time.Time, reps int) (timing, error) {
+	tm := timing{per: map[string]time.Duration{}}
+	var cycles []time.Duration
+	per := map[string][]time.Duration{}
+	for i := 0; i <= reps; i++ {
+		var total time.Duration
+		var read, bytes uint64
+		for _, d := range dets {
+			start := time.Now()
+			res, err := d.Evaluate(ctx, db, evalAt)
+			if err != nil {
+				return tm, err
+			}
+			el := time.Since(start)
+			total += el
+			read += res.Stats.RowsRead
+			bytes += res.Stats.BytesRead
+			if i > 0 {
+				per[d.Config().Name] = append(per[d.Config().Name], el)
+			}
+		}
+		if i > 0 {
+			cycles = append(cycles, total)
+		}
+		tm.read, tm.bytes = read, bytes
+	}
+	tm.cycle = median(cycles)
+	for k, v := range per {
+		tm.per[k] = median(v)
+	}
+	return tm, nil
 }
 
 // benchConfig is the config with the model's table (and rollup) replaced.
