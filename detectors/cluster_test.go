@@ -38,7 +38,10 @@ func TestClusterMatchesSingleNode(t *testing.T) {
 	c := storetest.NewCluster(t)
 	ctx := context.Background()
 	node := c.Nodes[0]
-	if err := store.Apply(ctx, node, c.Database, []store.TableDef{store.PredictionsDef("single")}); err != nil {
+	// The example's performance detector reads fraud_labels (empty here:
+	// it then checks nothing, on one node as on the cluster).
+	labels := store.LabelsDef("fraud_labels", "request_id", "label", "labeled_at")
+	if err := store.Apply(ctx, node, c.Database, []store.TableDef{store.PredictionsDef("single"), labels}); err != nil {
 		t.Fatal(err)
 	}
 	dist := store.PredictionsDef("predictions")
