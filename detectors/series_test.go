@@ -145,10 +145,13 @@ func TestSeriesMatchesEvaluations(t *testing.T) {
 			for _, c := range cases {
 				t.Run(c.det, func(t *testing.T) {
 					d := dets[c.det]
+					began := time.Now()
 					s, err := d.Series(ctx, e.DB, c.metric, c.slice, c.from, c.to)
 					if err != nil {
 						t.Fatal(err)
 					}
+					t.Logf("%s %v over %s: %d points every %s, buckets of %s, %d rows read in %s", c.metric, c.slice, c.to.Sub(c.from),
+						len(s.Points), s.Step, s.Bucket, s.Stats.RowsRead, time.Since(began).Round(time.Millisecond))
 					if s.Step != c.step {
 						t.Errorf("step %s, want the schedule's %s", s.Step, c.step)
 					}
