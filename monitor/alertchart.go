@@ -43,6 +43,9 @@ func (s *server) alertChart(r *http.Request, v alerts.View, width int, span time
 		title += " · from mlwatch's evaluations"
 	}
 	opt := ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), ValueLabel: v.Metric}
+	if fromLog {
+		opt.Empty = "no rows of this slice in the prediction log over this range"
+	}
 	if strings.HasPrefix(v.Metric, "disagreement_") {
 		// The shadow detector's shadow figure is the score correlation.
 		opt.ShadowLabel, opt.ShadowAxis = "score correlation", true

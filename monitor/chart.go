@@ -36,6 +36,9 @@ type ChartOptions struct {
 	// right: a figure of another kind (a divergence chart's score
 	// correlation, ≈0.97, beside a 2.5% disagreement rate).
 	ShadowAxis bool
+	// Empty is what a chart without points says (default "no evaluations
+	// yet").
+	Empty string
 }
 
 // Marker is one event on a chart's time axis.
@@ -71,7 +74,10 @@ func Chart(points []Point, opt ChartOptions) string {
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#fff"/>`, opt.Width, opt.Height)
 	fmt.Fprintf(&b, `<text x="%g" y="14" font-size="12" font-family="sans-serif" fill="#333">%s</text>`, left, html.EscapeString(opt.Title))
 	if len(points) == 0 {
-		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" font-family="sans-serif" fill="#888">no evaluations yet</text></svg>`, left, top+ph/2)
+		if opt.Empty == "" {
+			opt.Empty = "no evaluations yet"
+		}
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" font-family="sans-serif" fill="#888">%s</text></svg>`, left, top+ph/2, html.EscapeString(opt.Empty))
 		return b.String()
 	}
 	t0, t1 := points[0].At, points[len(points)-1].At
