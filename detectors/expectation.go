@@ -89,7 +89,14 @@ func (e *expectation) spec() countedSpec {
 }
 
 // partial is the expectation's query in partial form (incremental.go).
-func (e *expectation) partial() partialSpec { return e.src.countedPartial(e.spec()) }
+func (e *expectation) partial() partialSpec {
+	p := e.src.countedPartial(e.spec())
+	p.windows = func(w windows) windows {
+		w.base = nil
+		return w
+	}
+	return p
+}
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {
 	groups, err := groupRows(res, "")

@@ -136,6 +136,9 @@ type partialSpec struct {
 	// the late-row counts.
 	allRoles bool
 	extra    func(*sqlText)
+	// windows, when set, are the windows the kind's query reads of an
+	// evaluation's (the expectation reads only the current one).
+	windows func(w windows) windows
 	// level aggregates the rows of spans, w rendered by win; outer is the
 	// rest of the query over level's rows.
 	level func(win func(*sqlText), spans []span) *sqlText
@@ -160,7 +163,11 @@ func (c *Incremental) Evaluate(ctx context.Context, d *Detector, at time.Time) (
 		return d.Evaluate(ctx, c.db, at)
 	}
 	spec := pk.partial()
-	w := newWindows(d.cfg, at)
+	full := newWindows(d.cfg, at)
+	w := full
+	if spec.windows != nil {
+		w = spec.windows(w)
+	}
 	p := c.plan(d, w)
 	if len(p.cached) == 0 {
 		return d.Evaluate(ctx, c.db, at)
@@ -173,7 +180,7 @@ func (c *Incremental) Evaluate(ctx context.Context, d *Detector, at time.Time) (
 		res := &Result{Detector: d.cfg.Name, Kind: d.cfg.Kind, Model: d.model.Name, At: w.at, WindowStart: w.cur.from, WindowEnd: w.cur.to}
 		return res, fmt.Errorf("%s %s: partials: %w", d.cfg.Kind, d.cfg.Name, err)
 	}
-	return d.evaluateSQL(ctx, c.db, w, spec.outer(c.merged(newSource(d), spec, key, w, p)))
+	return d.evaluateSQL(ctx, c.db, full, spec.outer(c.merged(newSource(d), spec, key, w, p)))
 }
 
 // plan is what one evaluation reads: the closed buckets inside its windows
