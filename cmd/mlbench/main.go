@@ -174,6 +174,17 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 		}
 	}
 	r.rows = have
+	if l := cfg.Models[0].Labels; l != nil && l.Table != "" {
+		// The performance detector reads the labels table; the generated
+		// 8 days hold no matured label, so an empty one is the truth.
+		lt := store.ParseTable(l.Table)
+		if lt.Database == "" {
+			lt.Database = table.Database
+		}
+		if err := store.Apply(ctx, db, lt.Database, []store.TableDef{store.LabelsDef(lt.Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt)}); err != nil {
+			return r, err
+		}
+	}
 	if o.rollups {
 		src := store.Table{Database: o.database, Name: "predictions_10m"}
 		if k := n / 10_000_000; n > 10_000_000 && n%10_000_000 == 0 && exists(ctx, db, store.Table{Database: o.database, Name: src.Name + "_1m"}) {
