@@ -53,6 +53,11 @@ type Options struct {
 	Source string
 	// HistorySize is how many runs per detector the history keeps.
 	HistorySize int
+	// Incremental, when set, evaluates the detectors it covers from
+	// partial aggregates of closed time buckets (detectors.Incremental:
+	// the same findings, each row read once); nil: every query reads the
+	// rows.
+	Incremental *detectors.Incremental
 }
 
 // Monitor runs detectors and hands their findings to the alert pipeline.
@@ -66,6 +71,7 @@ type Monitor struct {
 	log     *zap.Logger
 	source  string
 	vstate  *versionState
+	inc     *detectors.Incremental
 
 	guards guardrailState
 
@@ -87,7 +93,7 @@ func New(opt Options) (*Monitor, error) {
 		opt.HistorySize = 20
 	}
 	m := &Monitor{db: opt.Store, record: opt.Record, alerts: opt.Alerts, metrics: opt.Metrics,
-		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState()}
+		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState(), inc: opt.Incremental}
 	if err := m.SetConfig(opt.Config); err != nil {
 		return nil, err
 	}
@@ -162,7 +168,13 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 	rctx, cancel := context.WithTimeout(ctx, dc.Timeout.D())
 	defer cancel()
 	started := time.Now()
-	res, err := det.Evaluate(rctx, m.db, at)
+	var res *detectors.Result
+	var err error
+	if m.inc != nil {
+		res, err = m.inc.Evaluate(rctx, det, at)
+	} else {
+		res, err = det.Evaluate(rctx, m.db, at)
+	}
 	run := Run{Detector: name, At: at, Started: started, Duration: time.Since(started)}
 	if res != nil {
 		run.Queries = []string{res.Query}
