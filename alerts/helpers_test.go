@@ -107,9 +107,12 @@ func loadConfig(t *testing.T, text string, env map[string]string) *configs.Confi
 // finding builds a finding; slice is "col=value" or "" for the aggregate.
 func finding(detector string, class detectors.Class, model, slice string, value, baseline, p float64) detectors.Finding {
 	f := detectors.Finding{
-		Detector: detector, Kind: "block_rate", Class: class, Model: model, Metric: "block_rate",
-		Value: value, Baseline: baseline, PValue: p, Effect: value - baseline,
-		NCurrent: 1000, NBaseline: 7000, ShadowValue: math.NaN(), ShadowBaseline: math.NaN(),
+		Detector: detector, Kind: "block_rate", Model: model,
+		Evaluation: detectors.Evaluation{
+			Class: class, Metric: "block_rate", Value: value, Baseline: baseline, PValue: p,
+			NCurrent: 1000, NBaseline: 7000, ShadowValue: math.NaN(),
+		},
+		Effect: value - baseline, ShadowBaseline: math.NaN(),
 		Summary: fmt.Sprintf("%s %s moved", model, slice),
 	}
 	if slice != "" {

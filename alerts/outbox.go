@@ -507,33 +507,35 @@ func (m *Manager) publishOutbox() {
 // receiver is free: after the token or channel was fixed. A sent one is
 // refused.
 func (m *Manager) Retry(ctx context.Context, id string) (NotificationStatus, error) {
-	if err := m.retry(id); err != nil {
+	st, err := m.retry(id)
+	if err != nil {
 		return NotificationStatus{}, err
 	}
 	if err := m.persist(context.WithoutCancel(ctx)); err != nil {
 		m.log.Warn("alert states not stored", zap.Error(err))
 	}
+	return st, nil
+}
+
+// retry sends one entry back to pending under the lock and returns its
+// status as of then (see Retry).
+func (m *Manager) retry(id string) (NotificationStatus, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.outbox[id]
+	if e == nil {
+		return NotificationStatus{}, fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
+	}
+	if e.status == statusSent {
+		return NotificationStatus{}, fmt.Errorf("retry %s: already delivered to %s", id, e.n.Receiver)
+	}
+	m.revive([]*entry{e})
 	for _, s := range *m.pubOutbox.Load() {
 		if s.ID == id {
 			return s, nil
 		}
 	}
 	return NotificationStatus{}, fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
-}
-
-// retry sends one entry back to pending under the lock (see Retry).
-func (m *Manager) retry(id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.outbox[id]
-	if e == nil {
-		return fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
-	}
-	if e.status == statusSent {
-		return fmt.Errorf("retry %s: already delivered to %s", id, e.n.Receiver)
-	}
-	m.revive([]*entry{e})
-	return nil
 }
 
 // revive sends entries back to pending, due now; call it with m.mu held,

@@ -2,11 +2,14 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
@@ -173,6 +176,86 @@ func TestPlanCallsTheMuters(t *testing.T) {
 			got := told(tc.mu)
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("told %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// oldAlertData is an alert row's data as versions before Finding embedded
+// detectors.Evaluation wrote it (flat finding keys, no baseline_low,
+// baseline_high or firing): an FR block-rate page fired at t0 and
+// already notified to fraud-product. %s are its fingerprint and labels.
+const oldAlertData = `{"fingerprint":"%s","source":"fraud-block-rate","labels":%s,` +
+	`"finding":{"detector":"fraud-block-rate","kind":"block_rate","class":"model_behavior","severity":"page","model":"fraud",` +
+	`"slice":{"country":"FR"},"feature":"","metric":"block_rate","value":0.3,"baseline":0.05,"p_value":1e-9,"effect":0.25,` +
+	`"n_current":1000,"n_baseline":7000,"shadow_value":null,"shadow_baseline":null,"summary":"fraud FR moved",` +
+	`"window_start":"2026-03-02T09:00:00Z","at":"2026-03-02T10:00:00Z","window_end":"2026-03-02T10:00:00Z"},` +
+	`"owner":"product","severity":"page","runbook_url":"https://runbooks.example.com/fraud","state":"firing",` +
+	`"active_at":"2026-03-02T10:00:00Z","fired_at":"2026-03-02T10:00:00Z","resolved_at":"0001-01-01T00:00:00Z",` +
+	`"last_eval_at":"2026-03-02T10:00:00Z","keep_firing_since":"0001-01-01T00:00:00Z","caused_by":"","silenced_by":null,` +
+	`"sent":{"fraud-product":{"group":"model=fraud,class=model_behavior","root":"n-old-1","at":"2026-03-02T10:01:00Z","resolved":false}}}`
+
+// TestRestoresAlertStoredBeforeFindingEmbeddedEvaluation: an alert row in
+// the previous shape restores with its figures (what it lacks keeps its
+// meaning: firing, no band) and its Sent record, so the page it already
+// made is not made again.
+func TestRestoresAlertStoredBeforeFindingEmbeddedEvaluation(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := loadConfig(t, baseYAML+fmt.Sprintf("state: {database: %s}\n", eng.Database), nil)
+			clock := newClock()
+			f := finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+			fp := Fingerprint("fraud-block-rate", "fraud", "model_behavior", f.Slice, "")
+			// The labels the manager gives this finding.
+			mem := newManager(t, cfg, clock, &recorder{}, false)
+			mustObserve(t, mem, "fraud-block-rate", clock.Now(), f)
+			labels, err := json.Marshal(mem.alerts[fp].Labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			rec := &recorder{}
+			durableManager(t, cfg, eng.DB, clock, rec) // creates the tables
+			tables := store.Tables{Database: eng.Database, Prefix: cfg.State.TablePrefix}
+			row := []any{fp, uint64(1), t0, "firing", "fraud-block-rate", "fraud-block-rate", "fraud", "model_behavior", "product", "page",
+				string(labels), t0, t0, time.Unix(0, 0).UTC(), t0, 0.3, 0.05, 1e-9, "fraud FR moved", "", "", fmt.Sprintf(oldAlertData, fp, labels)}
+			if err := eng.DB.Insert(ctx, tables.Alerts(), alertColumns, [][]any{row}); err != nil {
+				t.Fatal(err)
+			}
+
+			m := durableManager(t, cfg, eng.DB, clock, rec)
+			a := m.alerts[fp]
+			if a == nil {
+				t.Fatalf("old-shape alert not restored; alerts: %v", m.alerts)
+			}
+			got := a.Finding
+			if got.Class != detectors.ClassModelBehavior || got.Metric != "block_rate" || got.Slice["country"] != "FR" ||
+				got.Value != 0.3 || got.Baseline != 0.05 || got.PValue != 1e-9 || got.Effect != 0.25 || got.NCurrent != 1000 ||
+				got.NBaseline != 7000 || !math.IsNaN(got.ShadowValue) || !math.IsNaN(got.ShadowBaseline) || got.Summary != "fraud FR moved" {
+				t.Fatalf("restored finding %+v", got)
+			}
+			if !got.Firing || !math.IsNaN(got.BaselineLow) || !math.IsNaN(got.BaselineHigh) {
+				t.Errorf("fields the old shape lacks: firing %v, band [%v, %v]; want firing, no band (NaN)", got.Firing, got.BaselineLow, got.BaselineHigh)
+			}
+			if a.State != StateFiring || a.Sent["fraud-product"] == nil {
+				t.Fatalf("restored state %v, sent %v", a.State, a.Sent)
+			}
+			// Still firing an hour later (now with a band): the page it
+			// made is not repeated.
+			at := clock.Advance(time.Hour)
+			f.BaselineLow, f.BaselineHigh, f.Firing = 0.01, 0.09, true
+			mustObserve(t, m, "fraud-block-rate", at, f)
+			if ns := mustProcess(t, m, at); len(ns) != 0 {
+				t.Fatalf("the restored page was made again: %+v", ns)
+			}
+			// It clears: written back in the new shape, it restores the same.
+			mustObserve(t, m, "fraud-block-rate", clock.Advance(5*time.Minute))
+			m2 := durableManager(t, cfg, eng.DB, clock, rec)
+			a2 := m2.alerts[fp]
+			if a2 == nil || a2.State != StateResolved || a2.Finding.Value != 0.3 || !a2.Finding.Firing ||
+				a2.Finding.BaselineLow != 0.01 || a2.Finding.BaselineHigh != 0.09 || a2.Finding.Slice["country"] != "FR" || a2.Sent["fraud-product"] == nil {
+				t.Fatalf("rewritten alert restored as %+v", a2)
 			}
 		})
 	}

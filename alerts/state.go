@@ -40,11 +40,16 @@ type alertRecord struct {
 
 // findingRecord is a detectors.Finding whose NaNs survive JSON: its float
 // fields are shadowed by Numbers (the outer field wins in encoding/json);
-// fields the detectors add later are carried by the embedded Finding.
+// fields the detectors add later are carried by the embedded Finding. The
+// JSON keys are the Finding's, flat, as before Finding embedded
+// detectors.Evaluation: rows stored by earlier versions restore (they
+// lack baseline_low, baseline_high and firing; see newAlertRecord).
 type findingRecord struct {
 	detectors.Finding
 	Value          Number `json:"value"`
 	Baseline       Number `json:"baseline"`
+	BaselineLow    Number `json:"baseline_low"`
+	BaselineHigh   Number `json:"baseline_high"`
 	PValue         Number `json:"p_value"`
 	Effect         Number `json:"effect"`
 	ShadowValue    Number `json:"shadow_value"`
@@ -52,19 +57,30 @@ type findingRecord struct {
 }
 
 func toRecord(f detectors.Finding) findingRecord {
-	r := findingRecord{
+	return findingRecord{
 		Finding: scrubNaN(f),
-		Value:   Number(f.Value), Baseline: Number(f.Baseline), PValue: Number(f.PValue), Effect: Number(f.Effect),
+		Value:   Number(f.Value), Baseline: Number(f.Baseline), BaselineLow: Number(f.BaselineLow), BaselineHigh: Number(f.BaselineHigh),
+		PValue: Number(f.PValue), Effect: Number(f.Effect),
 		ShadowValue: Number(f.ShadowValue), ShadowBaseline: Number(f.ShadowBaseline),
 	}
-	return r
 }
 
 func (r findingRecord) finding() detectors.Finding {
 	f := r.Finding
 	f.Value, f.Baseline, f.PValue, f.Effect = float64(r.Value), float64(r.Baseline), float64(r.PValue), float64(r.Effect)
+	f.BaselineLow, f.BaselineHigh = float64(r.BaselineLow), float64(r.BaselineHigh)
 	f.ShadowValue, f.ShadowBaseline = float64(r.ShadowValue), float64(r.ShadowBaseline)
 	return f
+}
+
+// newAlertRecord is the record a stored row decodes into: what rows of
+// earlier versions lack keeps its meaning (a finding was firing, with no
+// band).
+func newAlertRecord() alertRecord {
+	nan := Number(math.NaN())
+	var rec alertRecord
+	rec.Finding.BaselineLow, rec.Finding.BaselineHigh, rec.Finding.Firing = nan, nan, true
+	return rec
 }
 
 // scrubNaN returns a copy of f whose float64 maps (second figures) hold no
@@ -375,7 +391,7 @@ func (m *Manager) loadAlerts(ctx context.Context) (map[string]*Alert, []string, 
 	roots := []string{}
 	for _, r := range res.Rows {
 		m.ver.seen(uint64(store.Int(r[0])))
-		var rec alertRecord
+		rec := newAlertRecord()
 		if err := json.Unmarshal([]byte(store.Str(r[1])), &rec); err != nil {
 			m.log.Warn("alert state unreadable, skipped", zap.Error(err))
 			continue

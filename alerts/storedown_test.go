@@ -59,9 +59,12 @@ func TestStoreDownStillPages(t *testing.T) {
 
 			db.down.Store(true)
 			f := detectors.Finding{
-				Detector: "fraud-volume", Kind: KindMonitor, Class: detectors.ClassMonitoringFailure, Severity: configs.SeverityTicket,
-				Model: "fraud", Metric: "consecutive_failures", Value: 3, PValue: nanValue(), ShadowValue: nanValue(), ShadowBaseline: nanValue(),
-				Summary: "detector fraud-volume failed 3 runs in a row",
+				Detector: "fraud-volume", Kind: KindMonitor, Severity: configs.SeverityTicket, Model: "fraud",
+				Evaluation: detectors.Evaluation{
+					Class: detectors.ClassMonitoringFailure, Metric: "consecutive_failures", Value: 3, PValue: nanValue(), ShadowValue: nanValue(),
+				},
+				ShadowBaseline: nanValue(),
+				Summary:        "detector fraud-volume failed 3 runs in a row",
 			}
 			if err := m1.ObserveFailure(context.Background(), "fraud-volume", clock.Now(), f); err == nil {
 				t.Fatal("observe with the store down: want the write error reported")

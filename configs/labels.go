@@ -95,18 +95,8 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 	if g == nil {
 		return
 	}
-	if g.MinSamples == 0 {
-		g.MinSamples = 1000
-	}
-	if g.MinSamples < 1 {
-		v.errf(path+".min_samples", "min_samples must be at least 1")
-	}
-	if g.MinLabeled == 0 {
-		g.MinLabeled = 50
-	}
-	if g.MinLabeled < 1 {
-		v.errf(path+".min_labeled", "min_labeled must be at least 1")
-	}
+	v.count(path, "min_samples", &g.MinSamples, 1000)
+	v.count(path, "min_labeled", &g.MinLabeled, 50)
 	if g.MaxBlockRateRise == nil {
 		x := 0.005
 		g.MaxBlockRateRise = &x

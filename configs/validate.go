@@ -72,6 +72,17 @@ func (v *validator) errf(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{File: v.file, Line: lineOf(v.lines, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// count sets an unset (zero) count at path.key to def and reports a
+// negative one.
+func (v *validator) count(path, key string, p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+	if *p < 1 {
+		v.errf(path+"."+key, "%s must be at least 1", key)
+	}
+}
+
 // reference parses and checks a reference baseline's from and to: both
 // absolute or both offsets, from before to, spanning 1 to 60 days, with a
 // window of at most a day (its time of day is matched on each day).
@@ -574,12 +585,7 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	if d.TopK < 1 || d.TopK > 10000 {
 		v.errf(path+".top_k", "top_k must be between 1 and 10000")
 	}
-	if d.MinSamples == 0 {
-		d.MinSamples = 200
-	}
-	if d.MinSamples < 1 {
-		v.errf(path+".min_samples", "min_samples must be at least 1")
-	}
+	v.count(path, "min_samples", &d.MinSamples, 200)
 	if d.FDR == 0 {
 		d.FDR = 0.05
 	}

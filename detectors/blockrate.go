@@ -13,17 +13,14 @@ import (
 // data the shadow model is the control: a move the shadow shares is the
 // world changing (population_shift), one it does not is the model
 // (model_behavior).
-type blockRate struct {
-	d   *Detector
-	src source
-	p   *configs.BlockRateParams
-}
+type blockRate struct{ base[configs.BlockRateParams] }
 
 func newBlockRate(d *Detector) (kind, error) {
-	if d.cfg.BlockRate == nil {
-		return nil, fmt.Errorf("block_rate parameters missing (load the config with configs.Load)")
+	b, err := newBase(d, configs.KindBlockRate, d.cfg.BlockRate)
+	if err != nil {
+		return nil, err
 	}
-	return &blockRate{d: d, src: newSource(d), p: d.cfg.BlockRate}, nil
+	return &blockRate{b}, nil
 }
 
 // Metrics of block_rate.

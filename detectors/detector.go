@@ -216,21 +216,21 @@ type Result struct {
 // Evaluation is one checked hypothesis with its figures, firing or not:
 // the row shape of the evaluations table (store.Tables.Evaluations).
 type Evaluation struct {
-	Metric  string
-	Slice   map[string]string
-	Feature string
-	Class   Class // the class it would alert as
-	Value   float64
+	Metric  string            `json:"metric"`
+	Slice   map[string]string `json:"slice"` // slice column → value; empty for the aggregate
+	Feature string            `json:"feature"`
+	Class   Class             `json:"class"` // the class it would alert as
+	Value   float64           `json:"value"`
 	// Baseline is the comparison figure; BaselineLow/High bound the band
 	// inside which the value does not alert (NaN where there is none).
-	Baseline     float64
-	BaselineLow  float64
-	BaselineHigh float64
-	ShadowValue  float64 // NaN without shadow figures
-	PValue       float64 // NaN where no test applies
-	NCurrent     uint64
-	NBaseline    uint64
-	Firing       bool
+	Baseline     float64 `json:"baseline"`
+	BaselineLow  float64 `json:"baseline_low"`
+	BaselineHigh float64 `json:"baseline_high"`
+	ShadowValue  float64 `json:"shadow_value"` // NaN without shadow figures
+	PValue       float64 `json:"p_value"`      // NaN where no test applies
+	NCurrent     uint64  `json:"n_current"`
+	NBaseline    uint64  `json:"n_baseline"`
+	Firing       bool    `json:"firing"`
 }
 
 // EvaluationsTable is the evaluations table (store.Tables.Evaluations),
@@ -355,26 +355,17 @@ func (r *run) finding(h *hypothesis) Finding {
 	if sev == "" {
 		sev = Classes[h.Class].Severity
 	}
-	slice := h.Slice
-	if slice == nil {
-		slice = map[string]string{}
+	ev := h.Evaluation
+	if ev.Slice == nil {
+		ev.Slice = map[string]string{}
 	}
 	return Finding{
 		Detector:       r.d.cfg.Name,
 		Kind:           r.d.cfg.Kind,
-		Class:          h.Class,
 		Severity:       sev,
 		Model:          r.d.model.Name,
-		Slice:          slice,
-		Feature:        h.Feature,
-		Metric:         h.Metric,
-		Value:          h.Value,
-		Baseline:       h.Baseline,
-		PValue:         h.PValue,
+		Evaluation:     ev,
 		Effect:         h.effect,
-		NCurrent:       h.NCurrent,
-		NBaseline:      h.NBaseline,
-		ShadowValue:    h.ShadowValue,
 		ShadowBaseline: h.shadowB,
 		Summary:        h.summary,
 		WindowStart:    r.w.cur.from,

@@ -13,9 +13,7 @@ import (
 // block rate within [min_rate, max_rate]. A breach, significant by an
 // exact binomial test against the bound, is model_behavior.
 type expectation struct {
-	d   *Detector
-	src source
-	p   *configs.ExpectationParams
+	base[configs.ExpectationParams]
 }
 
 // MetricExpected is the matched rows' block rate.
@@ -33,7 +31,8 @@ func newExpectation(d *Detector) (kind, error) {
 			return nil, fmt.Errorf("unknown match op %q", m.Op)
 		}
 	}
-	return &expectation{d: d, src: newSource(d), p: p}, nil
+	b, err := newBase(d, configs.KindExpectation, p)
+	return &expectation{b}, err
 }
 
 // match renders the matchers as bound conditions on toString(column).

@@ -17,9 +17,7 @@ import (
 // changing (population_shift, info) and is only reported when none of the
 // pipeline checks explains it.
 type featureHealth struct {
-	d     *Detector
-	src   source
-	p     *configs.FeatureHealthParams
+	base[configs.FeatureHealthParams]
 	names []string // features to watch; empty: every name in the data (arrays layout)
 }
 
@@ -41,11 +39,11 @@ const (
 const DetailAffectedMoved = "affected_blocks_moved"
 
 func newFeatureHealth(d *Detector) (kind, error) {
-	p := d.cfg.FeatureHealth
-	if p == nil || p.DefaultValue == nil {
+	b, err := newBase(d, configs.KindFeatureHealth, d.cfg.FeatureHealth)
+	if err != nil || b.p.DefaultValue == nil {
 		return nil, fmt.Errorf("feature_health parameters missing (load the config with configs.Load)")
 	}
-	f := &featureHealth{d: d, src: newSource(d), p: p, names: p.Features}
+	f := &featureHealth{base: b, names: b.p.Features}
 	if len(f.names) == 0 {
 		f.names = d.model.Features.Names
 	}

@@ -52,28 +52,21 @@ var Classes = map[Class]ClassInfo{
 	ClassModelStaleness:    {OwnerProduct, configs.SeverityTicket, false},
 }
 
-// Finding is one change a detector decided is real, with the figures that
-// show it.
+// Finding is one change a detector decided is real: the Evaluation that
+// fired (its metric, slice, feature, class and figures) with the
+// detector, the window and the words that show it.
 type Finding struct {
-	Detector string            `json:"detector"`
-	Kind     string            `json:"kind"`
-	Class    Class             `json:"class"`
-	Severity configs.Severity  `json:"severity"`
-	Model    string            `json:"model"`
-	Slice    map[string]string `json:"slice"` // slice column → value; empty for the aggregate
-	Feature  string            `json:"feature"`
-	Metric   string            `json:"metric"`
-
-	Value    float64 `json:"value"`
-	Baseline float64 `json:"baseline"`
-	// PValue is NaN where the decision has no test (absolute bounds, lag).
-	PValue    float64 `json:"p_value"`
-	Effect    float64 `json:"effect"` // value - baseline
-	NCurrent  uint64  `json:"n_current"`
-	NBaseline uint64  `json:"n_baseline"`
-	// ShadowValue/ShadowBaseline are the shadow model's figures where the
+	Detector string           `json:"detector"`
+	Kind     string           `json:"kind"`
+	Severity configs.Severity `json:"severity"`
+	Model    string           `json:"model"`
+	// Evaluation is the decision (Firing is set). Its PValue is NaN where
+	// the decision has no test (absolute bounds, lag); its ShadowValue,
+	// with ShadowBaseline below, the shadow model's figures where the
 	// detector compared them (NaN otherwise).
-	ShadowValue    float64 `json:"shadow_value"`
+	Evaluation
+
+	Effect         float64 `json:"effect"` // value - baseline
 	ShadowBaseline float64 `json:"shadow_baseline"`
 
 	Summary string `json:"summary"`

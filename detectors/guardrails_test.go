@@ -2,15 +2,12 @@ package detectors_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
-	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -18,23 +15,7 @@ import (
 // guardConfig is a model with labels and the default guardrails.
 func guardConfig(t *testing.T, database, labels string) *configs.Config {
 	t.Helper()
-	text := fmt.Sprintf(`
-models:
-  - name: fraud
-    table: %s.predictions
-    slices: [country, merchant_category]
-    labels: {table: %s, maturity: 30d}
-    guardrails: {}
-    owners: {product: team, infra: team}
-receivers:
-  - name: team
-    webhook: {url: "http://127.0.0.1:9999/hook"}
-`, database, labels)
-	cfg, err := configs.Parse("guard.yaml", []byte(text), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return labeledConfig(t, "guard.yaml", database, labels, "country, merchant_category", "    guardrails: {}\n", "")
 }
 
 // TestGuardrails generates two days with labels: on the first the shadow
@@ -51,10 +32,7 @@ func TestGuardrails(t *testing.T) {
 			ctx := context.Background()
 			cfg := guardConfig(t, e.Database, "labels")
 			m := &cfg.Models[0]
-			defs := []store.TableDef{store.PredictionsDef("predictions"), store.LabelsDef("labels", "request_id", "label", "labeled_at")}
-			if err := store.Apply(ctx, e.DB, e.Database, defs); err != nil {
-				t.Fatal(err)
-			}
+			applyLabeled(t, e, "labels")
 			block, err := traffic.ParseIncident("shadow_country_block:+0h:+1d:FR", day0)
 			if err != nil {
 				t.Fatal(err)
@@ -66,20 +44,10 @@ func TestGuardrails(t *testing.T) {
 			if err := traffic.GenerateLabels(ctx, e.DB, traffic.LabelOptions{Model: m, From: day0, To: day0.Add(2 * day), Incidents: ins}); err != nil {
 				t.Fatal(err)
 			}
-			var mu sync.Mutex
-			queries := 0
-			storetest.Listen(t, func(ev store.QueryEvent) {
-				if strings.Contains(ev.SQL, e.Database+".") || strings.Contains(ev.SQL, "`"+e.Database+"`") {
-					mu.Lock()
-					queries++
-					mu.Unlock()
-				}
-			})
+			queries := countQueries(t, e)
 			run := func(t *testing.T, o detectors.GuardrailOptions) *detectors.GuardrailReport {
 				t.Helper()
-				mu.Lock()
-				queries = 0
-				mu.Unlock()
+				queries.take()
 				if o.Model == nil {
 					o.Model, o.Limits = m, m.Guardrails
 				}
@@ -88,11 +56,9 @@ func TestGuardrails(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mu.Lock()
-				if queries != 1 {
-					t.Errorf("%d queries, want one pushed-down aggregation", queries)
+				if n := queries.take(); n != 1 {
+					t.Errorf("%d queries, want one pushed-down aggregation", n)
 				}
-				mu.Unlock()
 				t.Logf("%s: verdict %s (exit %d); labels: %s; failed %v; missing %v", e.Name, r.Verdict, r.ExitCode, r.Labels, r.Failed, r.Missing)
 				return r
 			}
@@ -169,9 +135,7 @@ func TestGuardrails(t *testing.T) {
 				}
 			})
 			t.Run("labels not matured", func(t *testing.T) {
-				mu.Lock()
-				queries = 0
-				mu.Unlock()
+				queries.take()
 				r, err := detectors.RunGuardrails(ctx, e.DB, detectors.GuardrailOptions{Model: m, Limits: m.Guardrails, From: day0, To: day0.Add(day), At: day0.Add(3 * day)})
 				if err != nil {
 					t.Fatal(err)

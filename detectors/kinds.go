@@ -1,6 +1,8 @@
 package detectors
 
 import (
+	"fmt"
+
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -35,4 +37,21 @@ type kind interface {
 type rollupKind interface {
 	kind
 	rollupQuery(w windows) *sqlText
+}
+
+// base is what every kind keeps: its detector, the source it reads (raw
+// table or rollup) and its parameter block P (configs/kinds.go).
+type base[P any] struct {
+	d   *Detector
+	src source
+	p   *P
+}
+
+// newBase starts a kind named name over d with its parameter block p,
+// which configs.Load always sets (with the kind's defaults).
+func newBase[P any](d *Detector, name string, p *P) (base[P], error) {
+	if p == nil {
+		return base[P]{}, fmt.Errorf("%s parameters missing (load the config with configs.Load)", name)
+	}
+	return base[P]{d: d, src: newSource(d), p: p}, nil
 }

@@ -24,9 +24,7 @@ import (
 // is population_shift; coverage collapsing is feature_pipeline (the
 // labels feed broke, an infra matter).
 type performance struct {
-	d      *Detector
-	src    source
-	p      *configs.PerformanceParams
+	base[configs.PerformanceParams]
 	labels *configs.Labels
 }
 
@@ -43,11 +41,11 @@ func newPerformance(d *Detector) (kind, error) {
 	if d.model.Labels == nil {
 		return nil, fmt.Errorf("model %s has no labels block", d.model.Name)
 	}
-	p := d.cfg.Performance
-	if p == nil {
-		return nil, fmt.Errorf("performance parameters missing (load the config with configs.Load)")
+	b, err := newBase(d, configs.KindPerformance, d.cfg.Performance)
+	if err != nil {
+		return nil, err
 	}
-	return &performance{d: d, src: newSource(d), p: p, labels: d.model.Labels}, nil
+	return &performance{base: b, labels: d.model.Labels}, nil
 }
 
 // performanceCols are performance's result columns after sc, sv, w, all

@@ -2,15 +2,12 @@ package detectors_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
-	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -19,29 +16,13 @@ import (
 // one-day windows against the two days before, judged 30 days later.
 func perfConfig(t *testing.T, database, labels string) *configs.Config {
 	t.Helper()
-	text := fmt.Sprintf(`
-models:
-  - name: fraud
-    table: %s.predictions
-    slices: [country]
-    labels: {table: %s, maturity: 30d}
-    owners: {product: team, infra: team}
-detectors:
+	return labeledConfig(t, "perf.yaml", database, labels, "country", "", `detectors:
   - name: perf
     kind: performance
     model: fraud
     window: 1d
     baseline: {mode: previous, span: 2d}
-    min_samples: 100
-receivers:
-  - name: team
-    webhook: {url: "http://127.0.0.1:9999/hook"}
-`, database, labels)
-	cfg, err := configs.Parse("perf.yaml", []byte(text), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+    min_samples: 100`)
 }
 
 // TestPerformance generates five days at a low rate: three quiet, a day
@@ -57,11 +38,7 @@ func TestPerformance(t *testing.T) {
 			ctx := context.Background()
 			cfg := perfConfig(t, e.Database, "labels")
 			m := &cfg.Models[0]
-			defs := []store.TableDef{store.PredictionsDef("predictions"), store.LabelsDef("labels", "request_id", "label", "labeled_at"),
-				store.LabelsDef("no_labels", "request_id", "label", "labeled_at")}
-			if err := store.Apply(ctx, e.DB, e.Database, defs); err != nil {
-				t.Fatal(err)
-			}
+			applyLabeled(t, e, "labels", "no_labels")
 			blind, err := traffic.ParseIncident("model_blind:+3d:+4d", day0)
 			if err != nil {
 				t.Fatal(err)
@@ -86,29 +63,17 @@ func TestPerformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var mu sync.Mutex
-			queries := 0
-			storetest.Listen(t, func(ev store.QueryEvent) {
-				if strings.Contains(ev.SQL, e.Database) && strings.Contains(ev.SQL, "ANY LEFT JOIN") {
-					mu.Lock()
-					queries++
-					mu.Unlock()
-				}
-			})
+			queries := countQueries(t, e, "ANY LEFT JOIN")
 			eval := func(at time.Time) *detectors.Result {
 				t.Helper()
-				mu.Lock()
-				queries = 0
-				mu.Unlock()
+				queries.take()
 				res, err := d.Evaluate(ctx, e.DB, at)
 				if err != nil {
 					t.Fatalf("%v\n%s", err, res.Query)
 				}
-				mu.Lock()
-				if queries != 1 {
-					t.Errorf("at %s: %d queries, want one pushed-down aggregation", at.Format(time.RFC3339), queries)
+				if n := queries.take(); n != 1 {
+					t.Errorf("at %s: %d queries, want one pushed-down aggregation", at.Format(time.RFC3339), n)
 				}
-				mu.Unlock()
 				for _, f := range res.Findings {
 					t.Logf("%s at %s: %s %s %s", e.Name, at.Format("01-02"), f.Class, f.Metric, f.Summary)
 				}

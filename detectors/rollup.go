@@ -142,7 +142,7 @@ func Rollup(m *configs.Model) (*RollupDDL, error) {
 		{"n", "AggregateFunction(count)"}, {"nn", "AggregateFunction(sum, UInt64)"}, {"zeros", "AggregateFunction(sum, UInt64)"},
 		{"vmin", "AggregateFunction(min, Float64)"}, {"vmax", "AggregateFunction(max, Float64)"}, {"hist", histType},
 	}, Engine: "AggregatingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (model_value, minute, feature)"})
-	f := &featureHealth{src: s, names: m.Features.Names}
+	f := &featureHealth{base: base[configs.FeatureHealthParams]{src: s}, names: m.Features.Names}
 	q = &sqlText{}
 	fin := "ifNull(isFinite(toFloat64(_v)), 0)"
 	q.add("SELECT toString(" + s.col(c.Model) + ") AS model_value, toStartOfMinute(" + s.ts() + ") AS minute, _f AS feature,\n")

@@ -13,11 +13,7 @@ import (
 // shadow passes, and the reverse) per slice against its baseline, with the
 // score correlation of the pairs as a second figure. A divergence is a
 // ticket for the product team: one of the two models changed.
-type shadow struct {
-	d   *Detector
-	src source
-	p   *configs.ShadowParams
-}
+type shadow struct{ base[configs.ShadowParams] }
 
 // Metrics of shadow.
 const (
@@ -35,7 +31,8 @@ func newShadow(d *Detector) (kind, error) {
 	if p == nil {
 		p = &configs.ShadowParams{}
 	}
-	return &shadow{d: d, src: newSource(d), p: p}, nil
+	b, err := newBase(d, configs.KindShadow, p)
+	return &shadow{b}, err
 }
 
 // pairedDrop: the share of requests logged with both their production

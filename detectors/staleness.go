@@ -13,20 +13,17 @@ import (
 // staleness reports when the newest model version serving production in
 // the window was deployed (the deploy-time column) or first seen longer
 // than max_age ago: nobody shipped a fresh model (model_staleness).
-type staleness struct {
-	d   *Detector
-	src source
-	p   *configs.StalenessParams
-}
+type staleness struct{ base[configs.StalenessParams] }
 
 // MetricVersionAge is the serving version's age in seconds.
 const MetricVersionAge = "version_age_seconds"
 
 func newStaleness(d *Detector) (kind, error) {
-	if d.cfg.Staleness == nil {
-		return nil, fmt.Errorf("staleness parameters missing (load the config with configs.Load)")
+	b, err := newBase(d, configs.KindStaleness, d.cfg.Staleness)
+	if err != nil {
+		return nil, err
 	}
-	return &staleness{d: d, src: newSource(d), p: d.cfg.Staleness}, nil
+	return &staleness{b}, nil
 }
 
 // probe is the window max_age before the current one: a version that

@@ -14,11 +14,7 @@ import (
 // the expected count, decided by a Poisson test at that ratio (negative
 // binomial when the baseline days spread more than Poisson), is the
 // logging path or the pipeline failing.
-type volume struct {
-	d   *Detector
-	src source
-	p   *configs.VolumeParams
-}
+type volume struct{ base[configs.VolumeParams] }
 
 // Metrics of volume and freshness.
 const (
@@ -27,10 +23,11 @@ const (
 )
 
 func newVolume(d *Detector) (kind, error) {
-	if d.cfg.Volume == nil {
-		return nil, fmt.Errorf("volume parameters missing (load the config with configs.Load)")
+	b, err := newBase(d, configs.KindVolume, d.cfg.Volume)
+	if err != nil {
+		return nil, err
 	}
-	return &volume{d: d, src: newSource(d), p: d.cfg.Volume}, nil
+	return &volume{b}, nil
 }
 
 func (v *volume) query(w windows) *sqlText {
@@ -153,17 +150,14 @@ func (v *volume) band(expect float64) (low, high float64) {
 // at the evaluation time: logging stopped (pipeline_outage). Rows stamped
 // after the evaluation time are ignored, so a backtest sees what the
 // daemon saw.
-type freshness struct {
-	d   *Detector
-	src source
-	p   *configs.FreshnessParams
-}
+type freshness struct{ base[configs.FreshnessParams] }
 
 func newFreshness(d *Detector) (kind, error) {
-	if d.cfg.Freshness == nil {
-		return nil, fmt.Errorf("freshness parameters missing (load the config with configs.Load)")
+	b, err := newBase(d, configs.KindFreshness, d.cfg.Freshness)
+	if err != nil {
+		return nil, err
 	}
-	return &freshness{d: d, src: newSource(d), p: d.cfg.Freshness}, nil
+	return &freshness{b}, nil
 }
 
 // lookback is how far back the newest row is looked for: no row within it

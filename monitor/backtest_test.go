@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
@@ -47,14 +46,7 @@ func TestBacktest(t *testing.T) {
 	from := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("backtest.yaml", []byte(strings.ReplaceAll(backtestYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
-				t.Fatal(err)
-			}
+			cfg, tables := engineConfig(t, e, "backtest.yaml", backtestYAML, true)
 			in, _ := traffic.ParseIncident("slice_block:+6h:+8h:FR", from)
 			if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: from, To: from.Add(11 * time.Hour), Rate: 300, Seed: 3, Incidents: []traffic.Incident{in}}); err != nil {
 				t.Fatal(err)

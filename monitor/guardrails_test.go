@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
-	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -47,13 +45,7 @@ func TestGuardrailStatus(t *testing.T) {
 	day0 := time.Date(2026, 10, 12, 0, 0, 0, 0, time.UTC)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("guard.yaml", []byte(strings.ReplaceAll(guardYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
-				t.Fatal(err)
-			}
+			cfg, _ := engineConfig(t, e, "guard.yaml", guardYAML, false)
 			in, err := traffic.ParseIncident("shadow_country_block:+0h:+1d:FR", day0)
 			if err != nil {
 				t.Fatal(err)

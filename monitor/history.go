@@ -1,7 +1,8 @@
 package monitor
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -113,10 +114,5 @@ func (h *History) Status(detector string) (runs []Run, fails, missed int) {
 func (h *History) Names() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	names := make([]string, 0, len(h.runs))
-	for n := range h.runs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(h.runs))
 }

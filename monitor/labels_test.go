@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
@@ -45,14 +44,7 @@ func TestLabelsTableMissing(t *testing.T) {
 	ctx := context.Background()
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("labels.yaml", []byte(strings.ReplaceAll(labelsYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
-				t.Fatal(err)
-			}
+			cfg, _ := engineConfig(t, e, "labels.yaml", labelsYAML, true)
 			ws := LabelWarnings(ctx, e.DB, cfg)
 			if len(ws) != 1 || !strings.Contains(ws[0], "labels table "+e.Database+".fraud_labels does not exist") {
 				t.Errorf("warnings %q: want the missing table named", ws)

@@ -8,8 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,12 +144,7 @@ func (m *Monitor) Config() *configs.Config {
 func (m *Monitor) Names() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	names := make([]string, 0, len(m.dets))
-	for n := range m.dets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(m.dets))
 }
 
 // History returns the run history.
@@ -235,11 +231,14 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 // failureFinding is the monitoring_failure a failing detector raises.
 func failureFinding(dc *configs.Detector, fails int, err error, at time.Time) detectors.Finding {
 	info := detectors.Classes[detectors.ClassMonitoringFailure]
+	nan := math.NaN()
 	return detectors.Finding{
-		Detector: dc.Name, Kind: KindMonitor, Class: detectors.ClassMonitoringFailure, Severity: info.Severity,
-		Model: dc.Model, Slice: map[string]string{}, Metric: "consecutive_failures",
-		Value: float64(fails), Baseline: 0, PValue: math.NaN(), Effect: float64(fails),
-		ShadowValue: math.NaN(), ShadowBaseline: math.NaN(),
+		Detector: dc.Name, Kind: KindMonitor, Severity: info.Severity, Model: dc.Model,
+		Evaluation: detectors.Evaluation{
+			Metric: "consecutive_failures", Slice: map[string]string{}, Class: detectors.ClassMonitoringFailure,
+			Value: float64(fails), Baseline: 0, BaselineLow: nan, BaselineHigh: nan, ShadowValue: nan, PValue: nan, Firing: true,
+		},
+		Effect: float64(fails), ShadowBaseline: nan,
 		Summary: fmt.Sprintf("detector %s failed %d runs in a row; last error: %v", dc.Name, fails, err),
 		At:      at, WindowStart: at.Add(-dc.Window.D()), WindowEnd: at,
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
@@ -53,14 +52,7 @@ func TestMonitoringFailure(t *testing.T) {
 	ctx := context.Background()
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("monitor.yaml", []byte(strings.ReplaceAll(monitorYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
-				t.Fatal(err)
-			}
+			cfg, tables := engineConfig(t, e, "monitor.yaml", monitorYAML, true)
 			clock := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 			mgr, err := alerts.New(alerts.Options{Config: cfg, Now: func() time.Time { return clock }})
 			if err != nil {

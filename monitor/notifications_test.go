@@ -62,9 +62,9 @@ func TestDeadNotificationsAPIPageAndMetrics(t *testing.T) {
 		Token: func() string { return "s3cret" }, Now: func() time.Time { return at }}))
 	defer srv.Close()
 
-	f := detectors.Finding{Detector: "fraud-block-rate", Kind: "block_rate", Class: detectors.ClassModelBehavior, Model: "fraud",
-		Metric: "block_rate", Value: 0.3, Baseline: 0.05, PValue: 1e-9, NCurrent: 1000, NBaseline: 7000, Summary: "FR moved",
-		Slice: map[string]string{"country": "FR"}}
+	f := detectors.Finding{Detector: "fraud-block-rate", Kind: "block_rate", Model: "fraud", Summary: "FR moved",
+		Evaluation: detectors.Evaluation{Class: detectors.ClassModelBehavior, Metric: "block_rate", Value: 0.3, Baseline: 0.05, PValue: 1e-9,
+			NCurrent: 1000, NBaseline: 7000, Slice: map[string]string{"country": "FR"}}}
 	ctx := context.Background()
 	if err := mgr.Observe(ctx, "fraud-block-rate", at, []detectors.Finding{f}); err != nil {
 		t.Fatal(err)

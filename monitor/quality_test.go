@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
-	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -22,14 +20,7 @@ func TestQualityFromBacktest(t *testing.T) {
 	from := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("backtest.yaml", []byte(strings.ReplaceAll(backtestYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			tables := store.Tables{Database: e.Database, Prefix: cfg.State.TablePrefix}
-			if err := store.Apply(ctx, e.DB, e.Database, append(TableDefs(tables), store.PredictionsDef("predictions"))); err != nil {
-				t.Fatal(err)
-			}
+			cfg, tables := engineConfig(t, e, "backtest.yaml", backtestYAML, true)
 			in1, _ := traffic.ParseIncident("slice_block:+4h:+6h:FR", from)
 			in2, _ := traffic.ParseIncident("slice_block:+11h:+13h:FR", from)
 			if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: from, To: from.Add(17 * time.Hour), Rate: 300, Seed: 3, Incidents: []traffic.Incident{in1, in2}}); err != nil {

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
-	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -46,13 +44,7 @@ func TestRunMarksRollouts(t *testing.T) {
 	start := time.Date(2026, 11, 18, 8, 0, 0, 0, time.UTC)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			cfg, err := configs.Parse("rollout.yaml", []byte(strings.ReplaceAll(rolloutYAML, "%DB%", e.Database)), func(string) (string, bool) { return "", false })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
-				t.Fatal(err)
-			}
+			cfg, _ := engineConfig(t, e, "rollout.yaml", rolloutYAML, false)
 			in, _ := traffic.ParseIncident("version_rollout:+1h42m:+3h:fraud-v8", start)
 			if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: start, To: start.Add(2*time.Hour + 15*time.Minute), Rate: 300, Seed: 9, Incidents: []traffic.Incident{in}}); err != nil {
 				t.Fatal(err)

@@ -87,9 +87,12 @@ receivers:
 
 func finding(country string, value float64) detectors.Finding {
 	return detectors.Finding{
-		Detector: "fraud-block-rate", Kind: "block_rate", Class: "model_behavior", Model: "fraud", Metric: "block_rate",
-		Slice: map[string]string{"country": country}, Value: value, Baseline: 0.05, PValue: 1e-9, Effect: value - 0.05,
-		NCurrent: 1000, NBaseline: 7000, ShadowValue: math.NaN(), ShadowBaseline: math.NaN(),
+		Detector: "fraud-block-rate", Kind: "block_rate", Model: "fraud",
+		Evaluation: detectors.Evaluation{
+			Class: "model_behavior", Metric: "block_rate", Slice: map[string]string{"country": country}, Value: value, Baseline: 0.05,
+			PValue: 1e-9, NCurrent: 1000, NBaseline: 7000, ShadowValue: math.NaN(),
+		},
+		Effect: value - 0.05, ShadowBaseline: math.NaN(),
 		Summary: "fraud block rate moved in " + country,
 	}
 }

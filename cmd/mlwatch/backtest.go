@@ -12,7 +12,6 @@ import (
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/monitor"
-	"github.com/mlwatch/mlwatch/store"
 )
 
 func backtestCmd(ctx context.Context, c *cli, args []string) int {
@@ -43,8 +42,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 		return code
 	}
 	defer db.Close()
-	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
+	if _, err := applyTables(ctx, db, cfg); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch backtest: %v\n", err)
 		return 1
 	}

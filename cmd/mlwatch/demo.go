@@ -90,8 +90,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 	defer db.Close()
 	schemaCtx, cancel := context.WithTimeout(ctx, demoStepTimeout)
 	defer cancel()
-	t := tablesOf(cfg)
-	if err := store.Apply(schemaCtx, db, t.Database, monitor.TableDefs(t)); err != nil {
+	if _, err := applyTables(schemaCtx, db, cfg); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch demo: schema: %v\n", err)
 		return 1
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -203,4 +204,14 @@ func (c *cli) setup(ctx context.Context, f *flags) (*configs.Config, *zap.Logger
 
 func tablesOf(cfg *configs.Config) store.Tables {
 	return store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+}
+
+// applyTables creates mlwatch's own tables (monitor.TableDefs) where the
+// config keeps them, if missing, and returns their names.
+func applyTables(ctx context.Context, db store.Store, cfg *configs.Config) (store.Tables, error) {
+	t := tablesOf(cfg)
+	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
+		return t, fmt.Errorf("mlwatch tables in %s: %w", t.Database, err)
+	}
+	return t, nil
 }

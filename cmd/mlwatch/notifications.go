@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,11 +51,36 @@ func newDaemonAPI(cfg *configs.Config, override string) daemonAPI {
 	return daemonAPI{base: strings.TrimSuffix(base, "/"), token: cfg.Server.APIToken, hc: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// call does one API request and decodes the envelope's data into out.
+// call does one API request without a body and decodes the envelope's
+// data into out.
 func (a daemonAPI) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, nil)
+	return a.do(ctx, method, path, nil, out)
+}
+
+// postJSON sends body to a mutating API call and decodes the envelope's
+// data into out.
+func (a daemonAPI) postJSON(ctx context.Context, path string, body, out any) error {
+	return a.do(ctx, http.MethodPost, path, body, out)
+}
+
+// do is one API request: body (when not nil) as JSON, the token on
+// mutating calls, and the envelope's data decoded into out (when not
+// nil); a failure says what answered, or that nothing did.
+func (a daemonAPI) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if method != http.MethodGet && a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
@@ -68,15 +95,15 @@ func (a daemonAPI) call(ctx context.Context, method, path string, out any) error
 		Data   json.RawMessage `json:"data"`
 		Error  string          `json:"error"`
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return fmt.Errorf("%s %s: HTTP %d: not mlwatch's API (%.80q)", method, path, resp.StatusCode, body)
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return fmt.Errorf("%s %s: HTTP %d: not mlwatch's API (%.80q)", method, path, resp.StatusCode, raw)
 	}
 	if env.Status != "success" {
-		return fmt.Errorf("%s", env.Error)
+		return errors.New(env.Error)
 	}
 	if out == nil {
 		return nil

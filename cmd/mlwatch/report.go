@@ -59,8 +59,8 @@ func reportCmd(ctx context.Context, c *cli, args []string) int {
 // QualityReport reads the incidents notified in [from, to) and the triage
 // actions on them, and computes alert quality.
 func QualityReport(ctx context.Context, db store.Store, cfg *configs.Config, from, to time.Time) ([]alerts.QualityRow, error) {
-	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
+	t, err := applyTables(ctx, db, cfg)
+	if err != nil {
 		return nil, err
 	}
 	return monitor.ComputeQuality(ctx, db, t, cfg.Path, from, to)

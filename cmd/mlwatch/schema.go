@@ -7,7 +7,6 @@ import (
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
-	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -34,8 +33,8 @@ func schemaCmd(ctx context.Context, c *cli, args []string) int {
 		return code
 	}
 	defer db.Close()
-	t := tablesOf(cfg)
-	if err := store.Apply(ctx, db, t.Database, monitor.TableDefs(t)); err != nil {
+	t, err := applyTables(ctx, db, cfg)
+	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch: schema apply: %v\n", err)
 		return 1
 	}

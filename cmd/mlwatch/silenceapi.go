@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,41 +27,6 @@ func (a daemonAPI) daemonAlerts(ctx context.Context) ([]alerts.View, error) {
 		return nil, errNoDaemon
 	}
 	return vs, err
-}
-
-// postJSON sends body to a mutating API call with the token and decodes
-// the envelope's data into out.
-func (a daemonAPI) postJSON(ctx context.Context, path string, body, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Status string          `json:"status"`
-		Data   json.RawMessage `json:"data"`
-		Error  string          `json:"error"`
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return fmt.Errorf("POST %s: HTTP %d: not mlwatch's API (%.80q)", path, resp.StatusCode, raw)
-	}
-	if env.Status != "success" {
-		return errors.New(env.Error)
-	}
-	return json.Unmarshal(env.Data, out)
 }
 
 // readObviousForms reads `slice=FR` (a slice value without its column) as

@@ -30,8 +30,9 @@ func TestSilenceThroughDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Now().UTC().Truncate(time.Minute)
-	f := detectors.Finding{Detector: cfg.Detectors[0].Name, Kind: cfg.Detectors[0].Kind, Class: "model_behavior", Model: "fraud", Metric: "block_rate",
-		Slice: map[string]string{"country": "FR"}, Value: 0.3, Baseline: 0.05, PValue: 1e-9, ShadowValue: math.NaN(), ShadowBaseline: math.NaN()}
+	f := detectors.Finding{Detector: cfg.Detectors[0].Name, Kind: cfg.Detectors[0].Kind, Model: "fraud", ShadowBaseline: math.NaN(),
+		Evaluation: detectors.Evaluation{Class: "model_behavior", Metric: "block_rate",
+			Slice: map[string]string{"country": "FR"}, Value: 0.3, Baseline: 0.05, PValue: 1e-9, ShadowValue: math.NaN()}}
 	if err := mgr.Observe(context.Background(), cfg.Detectors[0].Name, at, []detectors.Finding{f}); err != nil {
 		t.Fatal(err)
 	}
