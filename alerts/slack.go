@@ -376,7 +376,7 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 		}
 	}
 	if len(explained) > 0 {
-		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, truncate(s.explainedSummary(explained, roots), 2900), false, false)))
+		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, truncate(s.explainedSummary(explained, roots, false), 2900), false, false)))
 	}
 	var links []string
 	if top.RunbookURL != "" {

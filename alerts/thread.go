@@ -128,7 +128,7 @@ func plural(n int, one, many string) string {
 // explainedSummary is the line under a message's roots: how many alerts
 // they explain, the first few named, and the page that lists them all
 // (the root's alert page).
-func (s *Slack) explainedSummary(vs []View, roots []View) string {
+func (s *Slack) explainedSummary(vs []View, roots []View, more bool) string {
 	if len(vs) == 0 {
 		return ""
 	}
@@ -147,7 +147,11 @@ func (s *Slack) explainedSummary(vs []View, roots []View) string {
 			}
 		}
 	}
-	line := fmt.Sprintf(":link: %s explained by %s: %s", plural(len(vs), "alert", "alerts"), by, namesOf(vs, maxExplainedNamed))
+	count := plural(len(vs), "alert", "alerts")
+	if more {
+		count = plural(len(vs), "more alert", "more alerts")
+	}
+	line := fmt.Sprintf(":link: %s explained by %s: %s", count, by, namesOf(vs, maxExplainedNamed))
 	if s.external != "" && rootFP != "" {
 		line += fmt.Sprintf(" — <%s/alerts/%s|all listed on the alert page>", s.external, rootFP)
 	} else {
@@ -224,7 +228,7 @@ func (s *Slack) renderUpdate(n *Notification) ([]slack.Block, string) {
 		context(fmt.Sprintf("…and %d more", more))
 	}
 	if len(tp.newExplained) > 0 {
-		context(s.explainedSummary(tp.newExplained, nil))
+		context(s.explainedSummary(tp.newExplained, nil, true))
 	}
 	if len(tp.goneExplained) > 0 {
 		context(fmt.Sprintf(":white_check_mark: %s no longer firing: %s", plural(len(tp.goneExplained), "explained alert", "explained alerts"), namesOf(tp.goneExplained, maxExplainedNamed)))
@@ -319,19 +323,23 @@ func incidentSpan(n *Notification) (from, to time.Time) {
 // is edited to RESOLVED): how long the incident lasted and what resolved.
 func (s *Slack) resolvedLine(n *Notification) ([]slack.Block, string) {
 	from, to := incidentSpan(n)
-	roots := n.RootAlerts
-	if len(roots) == 0 {
-		roots = n.Alerts
+	var roots []View
+	for _, v := range n.RootAlerts {
+		if v.CausedBy == "" {
+			roots = append(roots, v)
+		}
 	}
 	explained := 0
 	for _, v := range n.Alerts {
 		if v.CausedBy != "" {
 			explained++
+		} else if len(n.RootAlerts) == 0 {
+			roots = append(roots, v)
 		}
 	}
 	what := namesOf(roots, maxExplainedNamed)
 	if explained > 0 {
-		what += fmt.Sprintf(" (%s)", plural(explained, "explained alert", "explained alerts"))
+		what += fmt.Sprintf(", with the %s", plural(explained, "alert it explained", "alerts it explained"))
 	}
 	line := ":white_check_mark: *Resolved*"
 	plain := "[RESOLVED] " + n.GroupLabels["class"] + " " + n.GroupLabels["model"]
