@@ -31,6 +31,16 @@ func (a daemonAPI) daemonAlerts(ctx context.Context) ([]alerts.View, error) {
 	return vs, err
 }
 
+// get reads an API path into out (nil: only whether it answers);
+// errNoDaemon when nothing listens there.
+func (a daemonAPI) get(ctx context.Context, path string, out any) error {
+	err := a.call(ctx, http.MethodGet, path, out)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return errNoDaemon
+	}
+	return err
+}
+
 // postJSON sends body to a mutating API call with the token and decodes
 // the envelope's data into out.
 func (a daemonAPI) postJSON(ctx context.Context, path string, body, out any) error {
