@@ -105,10 +105,13 @@ func daemonRoots(t *testing.T, cfg *configs.Config, db store.Store, times []time
 
 // TestRootsAgreeAcrossEvalBacktestDaemon (issue 11 item 6): for incidents
 // whose consequences are explained by a root (a null spike's cascade, a
-// category block, a version rollout), `eval`, `backtest` and the daemon's
-// pipeline (state in ClickHouse, restarted midway) name the same roots
-// and the same caused_by for every alert that fires in them, on both
-// engines. AGREE_CASE=name runs one case, AGREE_DEBUG=1 logs the
+// category block, a version rollout), the daemon's pipeline (state in
+// ClickHouse, with and without a restart midway) and `backtest` over the
+// same times name the same roots and caused_by for every alert that
+// fires, and `eval` (one run, no history) names the same wherever the
+// root still fires; a root that stopped firing while its moves go on
+// keeps its incident (the rollout that showed first in electronics),
+// which only a history shows. Both engines. AGREE_CASE=name runs one case, AGREE_DEBUG=1 logs the
 // daemon's alerts after each run. About 2 minutes a case on a busy
 // machine (the generated days dominate).
 func TestRootsAgreeAcrossEvalBacktestDaemon(t *testing.T) {
