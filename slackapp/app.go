@@ -85,8 +85,8 @@ type App struct {
 	// the Socket Mode connection depends on (transport.go).
 	socketChanged chan struct{}
 	groups        map[string]groupMembers // user-group ID → members, cached
-	pending map[string]alerts.Action
-	seen    map[string]time.Time // HTTP signatures seen (replays)
+	pending       map[string]alerts.Action
+	seen          map[string]time.Time // HTTP signatures seen (replays)
 }
 
 type groupMembers struct {
