@@ -31,7 +31,7 @@ func (p *planner) attachExplained() {
 	byCause := map[string][]*Alert{}
 	for _, fp := range p.fps {
 		a := p.s.alerts[fp]
-		if a.State == StateFiring && a.CausedBy != "" && !a.silenced() && !a.folded {
+		if a.State == StateFiring && !a.folded && p.s.mutes.of(a) == mutedByInhibition {
 			byCause[a.CausedBy] = append(byCause[a.CausedBy], a)
 		}
 	}
