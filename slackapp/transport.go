@@ -192,9 +192,6 @@ func (a *App) runSocket(ctx context.Context, s socketSettings) error {
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return nil
 	}
-	if err == nil {
-		err = errors.New("connection ended")
-	}
 	return err
 }
 
