@@ -53,6 +53,9 @@ type Options struct {
 	Source string
 	// HistorySize is how many runs per detector the history keeps.
 	HistorySize int
+	// Onsets, when set, dates the incidents of alerts a run keeps active
+	// from the prediction log (the daemon; onset.go).
+	Onsets OnsetKeeper
 }
 
 // Monitor runs detectors and hands their findings to the alert pipeline.
@@ -66,6 +69,8 @@ type Monitor struct {
 	log     *zap.Logger
 	source  string
 	vstate  *versionState
+	onsets  OnsetKeeper
+	charts  seriesCache
 
 	guards guardrailState
 
@@ -87,7 +92,7 @@ func New(opt Options) (*Monitor, error) {
 		opt.HistorySize = 20
 	}
 	m := &Monitor{db: opt.Store, record: opt.Record, alerts: opt.Alerts, metrics: opt.Metrics,
-		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState()}
+		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState(), onsets: opt.Onsets}
 	if err := m.SetConfig(opt.Config); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,7 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 		if err := m.alerts.Observe(ctx, name, at, res.Findings, res.Unchecked...); err != nil {
 			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
 		}
+		m.markOnsets(ctx, det, res)
 	}
 	return res, nil
 }
