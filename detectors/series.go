@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -191,7 +190,7 @@ func (d *Detector) plan(from, to time.Time) (seriesPlan, error) {
 		p.wins = append(p.wins, w)
 		all = append(all, w.all()...)
 	}
-	p.ranges = mergeSpans(all, p.bucket)
+	p.ranges = mergeSpans(widenSpans(all, p.bucket))
 	var n time.Duration
 	for _, r := range p.ranges {
 		n += r.to.Sub(r.from)
@@ -225,9 +224,9 @@ func gcd(a, b int64) int64 {
 	return a
 }
 
-// mergeSpans widens spans to whole buckets and merges the overlapping
-// ones, sorted.
-func mergeSpans(spans []span, b time.Duration) []span {
+// widenSpans widens spans to whole buckets of b (mergeSpans then joins
+// the overlapping ones).
+func widenSpans(spans []span, b time.Duration) []span {
 	out := make([]span, 0, len(spans))
 	for _, s := range spans {
 		to := s.to.Truncate(b)
@@ -236,18 +235,7 @@ func mergeSpans(spans []span, b time.Duration) []span {
 		}
 		out = append(out, span{s.from.Truncate(b), to})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].from.Before(out[j].from) })
-	merged := out[:0]
-	for _, s := range out {
-		if n := len(merged); n > 0 && !s.from.After(merged[n-1].to) {
-			if s.to.After(merged[n-1].to) {
-				merged[n-1].to = s.to
-			}
-			continue
-		}
-		merged = append(merged, s)
-	}
-	return merged
+	return out
 }
 
 // seriesSQL renders the series query of metric for one slice over plan p:

@@ -37,6 +37,11 @@ func (v *volume) query(w windows) *sqlText {
 	return v.src.counted(w, v.d.slices(), nil, []string{"count()"}, []string{"n"}, false, nil)
 }
 
+// partial is volume's query in partial form (incremental.go).
+func (v *volume) partial() partialSpec {
+	return v.src.countedPartial(countedSpec{slices: v.d.slices(), aggs: []string{"count()"}, sums: []string{"n"}})
+}
+
 // rollupQuery is volume's query over the rollup's production rows.
 func (v *volume) rollupQuery(w windows) *sqlText {
 	s := v.src
