@@ -337,6 +337,10 @@ type View struct {
 	// (still), caused (a child shown under its cause) or resolved. Empty
 	// outside notifications.
 	Change string `json:"change,omitempty"`
+	// Carried marks an alert a notification lists because it belongs to
+	// the thread's incident, not because it changed (Slack counts these
+	// instead of repeating them).
+	Carried bool `json:"carried,omitempty"`
 	// Ack is who acknowledged the alert's current incident, if anyone.
 	Ack *Ack `json:"ack,omitempty"`
 }

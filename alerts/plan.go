@@ -66,6 +66,9 @@ type planItem struct {
 	root   string
 	labels map[string]string // group labels
 	repeat time.Duration
+	// carried: listed because it belongs to the thread's incident, not
+	// because it changed (withFiringMembers).
+	carried bool
 }
 
 // groupID names a group's thread: its receiver, its group key and the ID
@@ -93,6 +96,7 @@ func plan(s planState, now time.Time) ([]Notification, []effect) {
 	for _, fp := range p.fps {
 		p.collect(s.alerts[fp])
 	}
+	p.attachExplained() // thread.go
 	keys := make([]groupID, 0, len(p.items))
 	for k := range p.items {
 		keys = append(keys, k)
@@ -230,7 +234,7 @@ func (p *planner) render(k groupID) (Notification, []effect) {
 			n.RepeatInterval = it.repeat
 		}
 		v := it.a.view([]string{k.receiver})
-		v.Change = it.change
+		v.Change, v.Carried = it.change, it.carried
 		n.Alerts = append(n.Alerts, v)
 		effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: p.now})
 	}
@@ -250,19 +254,15 @@ func (p *planner) render(k groupID) (Notification, []effect) {
 	return n, effects
 }
 
-// withFiringMembers: a group that speaks about firing alerts lists all its
-// firing members, so the thread shows the whole incident and repeats of
-// its members stay in step.
+// withFiringMembers: a message in an open thread lists all the group's
+// firing members (carried), so it shows the whole incident (Slack counts
+// them) and repeats of its members stay in step.
 func (p *planner) withFiringMembers(k groupID, its []planItem) []planItem {
 	in := map[string]bool{}
-	sending := false
 	for _, it := range its {
 		in[it.a.Fingerprint] = true
-		if it.change != ChangeResolved {
-			sending = true
-		}
 	}
-	if !sending || k.root == "" {
+	if k.root == "" {
 		return its
 	}
 	for _, a := range p.members[k] {
@@ -274,7 +274,7 @@ func (p *planner) withFiringMembers(k groupID, its []planItem) []planItem {
 		if how == mutedByInhibition {
 			ch = ChangeCaused
 		}
-		its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root})
+		its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root, carried: true})
 		in[a.Fingerprint] = true
 	}
 	return its

@@ -113,7 +113,7 @@ func (s *Slack) Notify(ctx context.Context, n *Notification) (string, bool, erro
 		}
 		channel = id
 	}
-	blocks, text := s.render(n, false)
+	blocks, text := s.message(n, ts != "")
 	if ts == "" {
 		// A group's first message (or a thread whose first message was lost).
 		if err := s.pacer.wait(ctx, channel); err != nil {
@@ -292,6 +292,21 @@ func rootView(n *Notification) *Notification {
 	return &r
 }
 
+// message builds what Notify posts: a group's first message in full (also
+// when its thread is lost), a thread reply with what changed (thread.go),
+// or a closing group's one-line reply.
+func (s *Slack) message(n *Notification, threaded bool) ([]slack.Block, string) {
+	switch {
+	case !threaded || len(n.Alerts) == 0:
+		return s.render(n, false)
+	case n.Kind == KindUpdate:
+		return s.renderUpdate(n)
+	case n.Kind == KindResolved:
+		return s.resolvedLine(n)
+	}
+	return s.render(n, false)
+}
+
 // render builds the Block Kit message of a notification; root renders the
 // group's first message as it should read once resolved.
 func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
@@ -327,7 +342,12 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 		intro += "\n" + Mentions(s.rc.Mentions)
 	}
 	if root {
-		intro += fmt.Sprintf("\nAll alerts of this group resolved at %s.", n.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+		from, to := incidentSpan(n)
+		intro += fmt.Sprintf("\nAll alerts of this group resolved at %s", to.UTC().Format("2006-01-02 15:04 UTC"))
+		if !from.IsZero() {
+			intro += " after " + FormatSpan(to.Sub(from))
+		}
+		intro += "."
 	}
 	if f := n.FallbackFor; f != nil && !root {
 		intro += fmt.Sprintf("\n:warning: Sent here because receiver *%s* could not take it: %s", esc(f.Receiver), esc(truncate(f.Error, 500)))
@@ -335,12 +355,12 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, intro, false, false), nil, nil))
 	blocks = append(blocks, slack.NewDividerBlock())
 	// Roots only: the alerts a root explains (caused) are one line that
-	// counts them; they are listed on the root's alert page.
-	var roots []View
-	explained := 0
+	// counts them and names the first few; they are listed on the root's
+	// alert page.
+	var roots, explained []View
 	for _, a := range n.Alerts {
-		if a.Change == ChangeCaused {
-			explained++
+		if a.Change == ChangeCaused || a.CausedBy != "" {
+			explained = append(explained, a)
 			continue
 		}
 		roots = append(roots, a)
@@ -355,8 +375,8 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 			blocks = append(blocks, s.triageBlocks(a)...)
 		}
 	}
-	if explained > 0 {
-		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, explainedLine(explained), false, false)))
+	if len(explained) > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, truncate(s.explainedSummary(explained, roots, false), 2900), false, false)))
 	}
 	var links []string
 	if top.RunbookURL != "" {
@@ -368,14 +388,6 @@ func (s *Slack) render(n *Notification, root bool) ([]slack.Block, string) {
 	links = append(links, "mlwatch")
 	blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, strings.Join(links, " · "), false, false)))
 	return blocks, text
-}
-
-// explainedLine counts the firing alerts a thread's roots explain.
-func explainedLine(n int) string {
-	if n == 1 {
-		return ":link: 1 more alert is explained by this incident (see the alert page)"
-	}
-	return fmt.Sprintf(":link: %d more alerts are explained by this incident (see the alert page)", n)
 }
 
 var changeTag = map[string]string{

@@ -107,7 +107,7 @@ func TestSlackThreadsRepeatsAndResolve(t *testing.T) {
 		t.Fatalf("chat.update: %+v", updates)
 	}
 	posts = fake.Calls("chat.postMessage")
-	if len(posts) != 3 || posts[2].ThreadTS != "1772445600.000001" || !strings.Contains(posts[2].Blocks, "resolved") {
+	if len(posts) != 3 || posts[2].ThreadTS != "1772445600.000001" || !strings.Contains(posts[2].Blocks, "Resolved* after 4h05m") {
 		t.Fatalf("resolution reply: %+v", posts[2:])
 	}
 	// The channel name was resolved once, not per message.
@@ -219,7 +219,10 @@ func TestSlackPacesEachChannel(t *testing.T) {
 	mustObserve(t, m, "fraud-block-rate", now,
 		finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9),
 		finding("fraud-block-rate", "population_shift", "fraud", "country=DE", 0.3, 0.05, 1e-9))
-	mustObserve(t, m, "fraud-shadow", now, finding("fraud-shadow", "model_divergence", "fraud", "", 0.3, 0.05, 1e-9))
+	// (A divergence would be explained by FR and told in FR's message.)
+	stale := finding("fraud-shadow", "model_staleness", "fraud", "", 30, 7, 1e-9)
+	stale.Metric = "model_age_days"
+	mustObserve(t, m, "fraud-shadow", now, stale)
 	mustObserve(t, m, "fraud-volume", now, finding("fraud-volume", "monitoring_failure", "fraud", "", 0, 0, 1))
 	mustProcess(t, m, clock.Advance(30*time.Second))
 	if st := mustDeliver(t, m); st.Sent != 4 {

@@ -49,7 +49,7 @@ type daemon struct {
 	mon     *Monitor
 	triage  *alerts.TriageLog
 	quality qualityCache
-	slack   *slackapp.App // nil without slack.interactivity
+	slack   *slackapp.App
 	ready   atomic.Bool
 	token   atomic.Value // string
 	kick    chan struct{}
@@ -96,11 +96,11 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("restore alert state: %w", err)
 	}
 	d.triage = alerts.NewTriageLog(d.db, tables)
-	if cfg.Slack.Interactivity != nil {
-		d.slack = slackapp.New(slackapp.Options{Config: cfg, Alerts: d.mgr, Silences: d.mgr, Log: d.triage, Logger: log})
-		if err := d.slack.Restore(ctx); err != nil {
-			return fmt.Errorf("restore triage: %w", err)
-		}
+	// Always built: a reload may set slack.interactivity or its secrets
+	// (each transport starts and stops with its secret; slackapp).
+	d.slack = slackapp.New(slackapp.Options{Config: cfg, Alerts: d.mgr, Silences: d.mgr, Log: d.triage, Logger: log})
+	if err := d.slack.Restore(ctx); err != nil {
+		return fmt.Errorf("restore triage: %w", err)
 	}
 	d.mon, err = New(Options{Config: cfg, Store: d.db, Record: d.db, Alerts: d.mgr, Onsets: d.mgr, Metrics: d.metrics, Logger: log})
 	if err != nil {
@@ -125,9 +125,8 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 		Triage: d.triage.List, Quality: d.quality.get, StoredAlert: d.mgr.StoredAlert,
 	}
-	if d.slack != nil && d.slack.HTTPEnabled() {
-		srvOpt.SlackInteractions = d.slack
-	}
+	// The endpoint answers 404 while no signing secret is set.
+	srvOpt.SlackInteractions = d.slack
 	srv := &http.Server{Handler: Handler(srvOpt), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Server.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)

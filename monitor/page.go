@@ -109,6 +109,9 @@ type alertCard struct {
 	CauseName string
 	// Actions are the triage actions on the alert (alert page only).
 	Actions []alerts.Action
+	// Explained are the alerts this one explains (alert page only): the
+	// page a Slack thread's summary line links to.
+	Explained []alerts.View
 	// Week is the alert page's second chart: the last 7 days.
 	Week template.HTML
 }
@@ -290,6 +293,11 @@ var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 {{with .View.Ack}}<tr><th>acknowledged</th><td>acked by @{{.UserName}} at {{ts .At}}</td></tr>{{end}}
 <tr><th>fingerprint</th><td><code>{{.View.Fingerprint}}</code></td></tr>
 </table>
+{{if .Explained}}<h2 id="explained">Explained by this alert ({{len .Explained}})</h2>
+<p class="muted">Alerts this one's cause explains: they route with it and are not notified on their own.</p>
+<table><tr><th>state</th><th>alert</th><th>value</th><th>baseline</th><th>since</th></tr>
+{{range .Explained}}<tr><td>{{.State}}</td><td><a href="{{.Fingerprint}}">{{.Class}} · {{slice .Slice}}{{with .Feature}} · feature {{.}}{{end}} · {{.Metric}}</a></td><td>{{num .Value}}</td><td>{{num .Baseline}}</td><td>{{ts .ActiveAt}}</td></tr>{{end}}
+</table>{{end}}
 {{if .Actions}}<h2>Triage</h2><table><tr><th>when</th><th>action</th><th>by</th><th>via</th><th>detail</th></tr>
 {{range .Actions}}<tr><td>{{ts .At}}</td><td>{{.Action}}</td><td>@{{.UserName}}</td><td>{{.Transport}}</td><td>{{.SilenceFor}} {{.Reason}}</td></tr>{{end}}
 </table>{{end}}</body></html>
@@ -336,6 +344,11 @@ func causeName(v alerts.View) string {
 func (s *server) renderAlertPage(w http.ResponseWriter, r *http.Request, v alerts.View) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	card := s.card(r, v, 900)
+	for _, o := range s.opt.Alerts.Alerts() {
+		if o.CausedBy == v.Fingerprint && o.Fingerprint != v.Fingerprint {
+			card.Explained = append(card.Explained, o)
+		}
+	}
 	card.Week = s.alertChart(r, v, 900, chartWeek)
 	if s.opt.Triage != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

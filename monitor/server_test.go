@@ -198,6 +198,14 @@ func TestStatusPage(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "<svg") || !strings.Contains(body, "population_shift") {
 		t.Errorf("alert page: %d", code)
 	}
+	// The root's page lists what it explains (Slack's summary line links here).
+	code, body = do(t, "GET", srv.URL+"/alerts/infra1", "", "")
+	if code != 200 || !strings.Contains(body, "Explained by this alert (1)") || !strings.Contains(body, `<a href="prod1">model_behavior · country=FR · block_rate</a>`) {
+		t.Errorf("root page does not list the alert it explains: %d\n%s", code, body)
+	}
+	if _, body = do(t, "GET", srv.URL+"/alerts/prod2", "", ""); strings.Contains(body, "Explained by this alert") {
+		t.Error("an alert that explains nothing lists explained alerts")
+	}
 	if code, _ := do(t, "GET", srv.URL+"/alerts/nope", "", ""); code != 404 {
 		t.Errorf("unknown alert: %d", code)
 	}

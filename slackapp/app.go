@@ -80,10 +80,13 @@ type App struct {
 	log *zap.Logger
 	cfg atomic.Pointer[configs.Config]
 
-	mu      sync.Mutex
-	groups  map[string]groupMembers // user-group ID → members, cached
-	pending map[string]alerts.Action
-	seen    map[string]time.Time // HTTP signatures seen (replays)
+	mu sync.Mutex
+	// socketChanged is closed (and replaced) when a reload changes what
+	// the Socket Mode connection depends on (transport.go).
+	socketChanged chan struct{}
+	groups        map[string]groupMembers // user-group ID → members, cached
+	pending       map[string]alerts.Action
+	seen          map[string]time.Time // HTTP signatures seen (replays)
 }
 
 type groupMembers struct {
@@ -106,22 +109,55 @@ func New(opt Options) *App {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
-	a := &App{opt: opt, log: opt.Logger, groups: map[string]groupMembers{}, pending: map[string]alerts.Action{}, seen: map[string]time.Time{}}
+	a := &App{opt: opt, log: opt.Logger, groups: map[string]groupMembers{}, pending: map[string]alerts.Action{}, seen: map[string]time.Time{},
+		socketChanged: make(chan struct{})}
 	a.cfg.Store(opt.Config)
-	if i := opt.Config.Slack.Interactivity; i != nil {
-		if i.AppToken == "" {
-			a.log.Warn("slack socket mode disabled: app-level token not set", zap.String("env", i.AppTokenEnv))
-		}
-		if i.SigningSecret == "" {
-			a.log.Warn("slack interactivity endpoint disabled: signing secret not set", zap.String("env", i.SigningSecretEnv))
-		}
-	}
+	a.warnTransports(nil, opt.Config)
 	return a
 }
 
-// SetConfig swaps in a reloaded config (receivers, silencers, tokens);
-// the transports keep the secrets they started with.
-func (a *App) SetConfig(cfg *configs.Config) { a.cfg.Store(cfg) }
+// SetConfig swaps in a reloaded config (receivers, silencers, secrets).
+// The HTTP endpoint checks each request with the signing secret in force;
+// a changed app-level token or API URL makes Socket Mode reconnect with
+// the new one (transport.go). A transport whose secret the reload unset
+// stops, with one warning; one whose secret it set starts.
+func (a *App) SetConfig(cfg *configs.Config) {
+	a.mu.Lock()
+	old := a.cfg.Load()
+	a.cfg.Store(cfg)
+	if socketOf(old) != socketOf(cfg) {
+		close(a.socketChanged)
+		a.socketChanged = make(chan struct{})
+	}
+	a.mu.Unlock()
+	a.warnTransports(old, cfg)
+}
+
+// warnTransports logs once for each transport that is off in cfg and was
+// not already off in old (nil at start), and says which came back on.
+func (a *App) warnTransports(old, cfg *configs.Config) {
+	i := cfg.Slack.Interactivity
+	if i == nil {
+		return
+	}
+	var was *configs.Interactivity
+	if old != nil {
+		was = old.Slack.Interactivity
+	}
+	wasSocket, wasHTTP := old == nil || (was != nil && was.AppToken != ""), old == nil || (was != nil && was.SigningSecret != "")
+	switch {
+	case i.AppToken == "" && wasSocket:
+		a.log.Warn("slack socket mode disabled: app-level token not set", zap.String("env", i.AppTokenEnv), zap.String("file", i.AppTokenFile))
+	case i.AppToken != "" && !wasSocket:
+		a.log.Info("slack socket mode enabled by reload")
+	}
+	switch {
+	case i.SigningSecret == "" && wasHTTP:
+		a.log.Warn("slack interactivity endpoint disabled: signing secret not set", zap.String("env", i.SigningSecretEnv), zap.String("file", i.SigningSecretFile))
+	case i.SigningSecret != "" && !wasHTTP:
+		a.log.Info("slack interactivity endpoint enabled by reload")
+	}
+}
 
 // Restore applies the stored acks to the restored alerts and picks up the
 // silences "until resolved" still to be ended.

@@ -12,6 +12,8 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/configs"
 )
 
 // maxInteractionBody bounds an interaction request; Slack's are a few KB.
@@ -104,26 +106,77 @@ func (a *App) replayed(sig string) bool {
 	return false
 }
 
-// RunSocketMode connects to Slack over Socket Mode with the app-level
-// token and handles interactions until ctx ends; each envelope is
-// acknowledged once handled. Without a token it returns at once.
-func (a *App) RunSocketMode(ctx context.Context) error {
-	cfg := a.cfg.Load()
+// socketSettings are what a Socket Mode connection depends on.
+type socketSettings struct{ token, api string }
+
+func socketOf(cfg *configs.Config) socketSettings {
 	i := cfg.Slack.Interactivity
 	if i == nil || i.AppToken == "" {
-		return nil
+		return socketSettings{}
 	}
 	api := cfg.Slack.APIURL
 	if api == "" {
 		api = "https://slack.com/api/"
 	}
-	client := socketmode.New(slack.New("", slack.OptionAppLevelToken(i.AppToken), slack.OptionAPIURL(api), slack.OptionHTTPClient(a.opt.HTTPClient)))
+	return socketSettings{token: i.AppToken, api: api}
+}
+
+// RunSocketMode connects to Slack over Socket Mode with the app-level
+// token and handles interactions until ctx ends; each envelope is
+// acknowledged once handled. A reload that changes the token (or the API
+// URL) closes the connection and opens one with the new token; without
+// a token it waits for a reload that sets one. A connection that fails
+// for good (a revoked token) is logged and waits for a reload too.
+func (a *App) RunSocketMode(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		changed := a.socketChanged
+		a.mu.Unlock()
+		s := socketOf(a.cfg.Load())
+		if s.token == "" {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				continue
+			}
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- a.runSocket(runCtx, s) }()
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-errc
+			return nil
+		case <-changed:
+			cancel()
+			<-errc
+			a.log.Info("slack socket mode reconnecting: its settings changed on reload")
+		case err := <-errc:
+			cancel()
+			a.log.Error("slack socket mode stopped; a reload that changes its app-level token starts it again", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			}
+		}
+	}
+}
+
+// runSocket is one Socket Mode connection with settings s, until ctx ends
+// or the connection fails for good.
+func (a *App) runSocket(ctx context.Context, s socketSettings) error {
+	client := socketmode.New(slack.New("", slack.OptionAppLevelToken(s.token), slack.OptionAPIURL(s.api), slack.OptionHTTPClient(a.opt.HTTPClient)))
+	events, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			select {
-			case <-ctx.Done():
+			case <-events.Done():
 				return
 			case evt, ok := <-client.Events:
 				if !ok {
@@ -134,6 +187,7 @@ func (a *App) RunSocketMode(ctx context.Context) error {
 		}
 	}()
 	err := client.RunContext(ctx)
+	stop() // the event loop ends with the connection
 	<-done
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return nil

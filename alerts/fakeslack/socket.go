@@ -55,6 +55,13 @@ func (f *Server) Opens() int {
 	return f.opens
 }
 
+// Conns counts the Socket Mode connections open now.
+func (f *Server) Conns() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns)
+}
+
 func (f *Server) connectionsOpen(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	f.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,13 +17,16 @@ import (
 )
 
 const silenceUsage = `usage:
-  mlwatch silence add    --config FILE --comment TEXT [--author NAME] [--start RFC3339] [--duration 2h | --end RFC3339] matcher...
-  mlwatch silence list   --config FILE [--all] [--format text|json]
-  mlwatch silence expire --config FILE ID...
+  mlwatch silence add    --config FILE --comment TEXT [--author NAME] [--start RFC3339] [--duration 2h | --end RFC3339] [--url URL] matcher...
+  mlwatch silence list   --config FILE [--all] [--format text|json] [--url URL]
+  mlwatch silence expire --config FILE [--url URL] ID...
 matchers: name=value, name!=value, name=~regex, name!~regex (e.g. model=fraud class=model_behavior country=~"FR|BE")`
 
 // silenceCmd is `mlwatch silence add|list|expire`: silences stored in
-// ClickHouse, which the running daemon picks up at its next evaluation.
+// ClickHouse. Each goes through the running daemon's API when one answers
+// at --url or server.listen_address (the embedded engine lets one
+// process hold its data path), else to the table directly, which the
+// daemon picks up at its next evaluation.
 func silenceCmd(ctx context.Context, c *cli, args []string) int {
 	return c.subcommand(ctx, "silence", silenceUsage, args, map[string]func(context.Context, *cli, []string) int{
 		"add": silenceAdd, "list": silenceList, "expire": silenceExpire,
@@ -133,54 +138,83 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 	return 0
 }
 
+// silenceRow is a silence with its state, as the daemon's API lists it.
+type silenceRow struct {
+	alerts.Silence
+	State string `json:"state"`
+}
+
 func silenceList(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence list", c)
 	all := f.Bool("all", false, "include expired silences")
 	format := f.format("")
+	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the table is read directly")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
-	ss, done, code := silenceStore(ctx, c, f)
-	if code != 0 {
-		return code
-	}
-	defer done()
-	list, err := ss.List(ctx)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "mlwatch silence list: %v\n", err)
+	// A running daemon owns the tables (the embedded engine locks its
+	// data path): ask its API first.
+	var rows []silenceRow
+	cfg, ok := c.load(*f.config)
+	if !ok {
 		return 1
 	}
-	now := time.Now()
+	api := newDaemonAPI(cfg, *base)
+	err := api.get(ctx, "/api/v1/silences", &rows)
+	switch {
+	case err == nil:
+	case !errors.Is(err, errNoDaemon) && *base != "":
+		fmt.Fprintf(c.stderr, "mlwatch silence list: through the running daemon at %s: %v\n", api.base, err)
+		return 1
+	default:
+		ss, done, code := silenceStore(ctx, c, f)
+		if code != 0 {
+			return code
+		}
+		defer done()
+		list, err := ss.List(ctx)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch silence list: %v\n", err)
+			return 1
+		}
+		now := time.Now()
+		for _, s := range list {
+			rows = append(rows, silenceRow{s, s.State(now)})
+		}
+	}
+	printSilences(c, rows, *all, *format)
+	return 0
+}
+
+// printSilences writes silences as a table or one JSON object a line;
+// expired ones only with all.
+func printSilences(c *cli, rows []silenceRow, all bool, format string) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	if *format == "text" {
+	if format == "text" {
 		fmt.Fprintln(tw, "ID\tSTATE\tMATCHERS\tSTARTS\tENDS\tAUTHOR\tCOMMENT")
 	}
-	for _, s := range list {
-		state := s.State(now)
-		if state == alerts.SilenceExpired && !*all {
+	for _, r := range rows {
+		if r.State == alerts.SilenceExpired && !all {
 			continue
 		}
-		if *format == "json" {
-			b, _ := json.Marshal(struct {
-				alerts.Silence
-				State string `json:"state"`
-			}{s, state})
+		if format == "json" {
+			b, _ := json.Marshal(r)
 			fmt.Fprintln(c.stdout, string(b))
 			continue
 		}
-		ms := make([]string, len(s.Matchers))
-		for i, m := range s.Matchers {
+		ms := make([]string, len(r.Matchers))
+		for i, m := range r.Matchers {
 			ms[i] = m.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, state, strings.Join(ms, " "),
-			s.StartsAt.UTC().Format(time.RFC3339), s.EndsAt.UTC().Format(time.RFC3339), s.CreatedBy, s.Comment)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, strings.Join(ms, " "),
+			r.StartsAt.UTC().Format(time.RFC3339), r.EndsAt.UTC().Format(time.RFC3339), r.CreatedBy, r.Comment)
 	}
 	tw.Flush()
-	return 0
 }
 
 func silenceExpire(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence expire", c)
+	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the table is written directly")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -188,15 +222,35 @@ func silenceExpire(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintln(c.stderr, "mlwatch silence expire: give the silence IDs to expire")
 		return 2
 	}
-	ss, done, code := silenceStore(ctx, c, f)
-	if code != 0 {
-		return code
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return 1
 	}
-	defer done()
+	// Through the running daemon when one answers (it needs the API
+	// token, server.api_token_env), else on the table directly.
+	api := newDaemonAPI(cfg, *base)
+	expire := func(id string) error {
+		return api.call(ctx, http.MethodDelete, "/api/v1/silences/"+url.PathEscape(id), nil)
+	}
+	if err := api.get(ctx, "/api/v1/silences", nil); err != nil {
+		if !errors.Is(err, errNoDaemon) && *base != "" {
+			fmt.Fprintf(c.stderr, "mlwatch silence expire: through the running daemon at %s: %v\n", api.base, err)
+			return 1
+		}
+		ss, done, code := silenceStore(ctx, c, f)
+		if code != 0 {
+			return code
+		}
+		defer done()
+		expire = func(id string) error {
+			_, err := ss.Expire(ctx, id, time.Now().UTC().Truncate(time.Second))
+			return err
+		}
+	}
 	failed := 0
 	for _, id := range f.Args() {
-		if _, err := ss.Expire(ctx, id, time.Now().UTC().Truncate(time.Second)); err != nil {
-			fmt.Fprintf(c.stderr, "mlwatch silence expire: %v\n", err)
+		if err := expire(id); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch silence expire: %s: %v\n", id, err)
 			failed++
 			continue
 		}

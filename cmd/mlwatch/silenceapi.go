@@ -29,6 +29,16 @@ func (a daemonAPI) daemonAlerts(ctx context.Context) ([]alerts.View, error) {
 	return vs, err
 }
 
+// get reads an API path into out (nil: only whether it answers);
+// errNoDaemon when nothing listens there.
+func (a daemonAPI) get(ctx context.Context, path string, out any) error {
+	err := a.call(ctx, http.MethodGet, path, out)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return errNoDaemon
+	}
+	return err
+}
+
 // readObviousForms reads `slice=FR` (a slice value without its column) as
 // the slice label the current alerts carry (`slice="country=FR"`) when
 // exactly one matches; it says so on w.
