@@ -346,6 +346,15 @@ func (c *Incremental) fills(ctx context.Context, key uint64, spans []span) (map[
 	q.add(fmt.Sprintf(" PREWHERE hash = %d AND ", key))
 	bucketRanges(q, spans)
 	q.add(" GROUP BY bucket")
+	return c.bucketRows(ctx, q)
+}
+
+func (c *Incremental) fillsTable() store.Table {
+	return store.Table{Database: c.opt.Partials.Database, Name: c.opt.Partials.Name + "_fills"}
+}
+
+// bucketRows runs q, whose rows are (bucket, row count), into a map.
+func (c *Incremental) bucketRows(ctx context.Context, q *sqlText) (map[time.Time]uint64, error) {
 	sql, err := q.bind()
 	if err != nil {
 		return nil, err
@@ -359,10 +368,6 @@ func (c *Incremental) fills(ctx context.Context, key uint64, spans []span) (map[
 		out[store.Time(row[0]).UTC()] = uint64(store.Int(row[1]))
 	}
 	return out, nil
-}
-
-func (c *Incremental) fillsTable() store.Table {
-	return store.Table{Database: c.opt.Partials.Database, Name: c.opt.Partials.Name + "_fills"}
 }
 
 // bucketRanges renders (bucket in any of spans).
@@ -390,19 +395,7 @@ func (c *Incremental) counts(ctx context.Context, d *Detector, spec partialSpec,
 		spec.extra(q)
 	}
 	q.add(" GROUP BY bucket")
-	sql, err := q.bind()
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.db.Query(ctx, sql)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[time.Time]uint64, len(res.Rows))
-	for _, row := range res.Rows {
-		out[store.Time(row[0]).UTC()] = uint64(store.Int(row[1]))
-	}
-	return out, nil
+	return c.bucketRows(ctx, q)
 }
 
 // recheck, at most every RecheckEvery per key, counts the rows of the

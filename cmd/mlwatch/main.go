@@ -113,6 +113,24 @@ func newFlags(name string, c *cli) *flags {
 	}
 }
 
+// parseIDs parses the command line of a command that takes IDs after
+// its flags (saying what to give when none is) and loads the config; it
+// returns false (and the exit code) when the command cannot go on.
+func (f *flags) parseIDs(c *cli, args []string, missing string) (*configs.Config, int, bool) {
+	if code, ok := f.parse(args); !ok {
+		return nil, code, false
+	}
+	if f.NArg() == 0 {
+		fmt.Fprintf(c.stderr, "%s: %s\n", f.Name(), missing)
+		return nil, 2, false
+	}
+	cfg, ok := c.load(*f.config)
+	if !ok {
+		return nil, 1, false
+	}
+	return cfg, 0, true
+}
+
 // parse parses args; it returns false (and the exit code) on a bad command line.
 func (f *flags) parse(args []string) (int, bool) {
 	if err := f.Parse(args); err != nil {

@@ -150,19 +150,12 @@ func notificationsList(ctx context.Context, c *cli, args []string) int {
 func notificationsRetry(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("notifications retry", c)
 	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
-	if code, ok := f.parse(args); !ok {
+	cfg, code, ok := f.parseIDs(c, args, "give the IDs to retry (mlwatch notifications list --state dead)")
+	if !ok {
 		return code
 	}
-	if f.NArg() == 0 {
-		fmt.Fprintln(c.stderr, "mlwatch notifications retry: give the IDs to retry (mlwatch notifications list --state dead)")
-		return 2
-	}
-	cfg, ok := c.load(*f.config)
-	if !ok {
-		return 1
-	}
 	api := newDaemonAPI(cfg, *base)
-	code := 0
+	code = 0
 	for _, id := range f.Args() {
 		var n alerts.NotificationStatus
 		if err := api.call(ctx, http.MethodPost, "/api/v1/notifications/"+url.PathEscape(id)+"/retry", &n); err != nil {

@@ -215,16 +215,9 @@ func printSilences(c *cli, rows []silenceRow, all bool, format string) {
 func silenceExpire(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence expire", c)
 	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the table is written directly")
-	if code, ok := f.parse(args); !ok {
-		return code
-	}
-	if f.NArg() == 0 {
-		fmt.Fprintln(c.stderr, "mlwatch silence expire: give the silence IDs to expire")
-		return 2
-	}
-	cfg, ok := c.load(*f.config)
+	cfg, code, ok := f.parseIDs(c, args, "give the silence IDs to expire")
 	if !ok {
-		return 1
+		return code
 	}
 	// Through the running daemon when one answers (it needs the API
 	// token, server.api_token_env), else on the table directly.
