@@ -92,8 +92,10 @@ type Alert struct {
 	rollout   *detectors.Rollout
 	rolloutAt time.Time
 	// folded: the alert repeats its root's move from another detector of
-	// the same metric; it is shown inside the root's view (consolidate.go).
-	folded bool
+	// the same metric, or is a slice of the root's own detector that
+	// moved with it (ownMove); it is shown inside the root's view
+	// (consolidate.go).
+	folded, ownMove bool
 	// foldInto is the alert whose view carries a folded one: its root, or
 	// the alert of its incident it repeats (a sibling of the same slice).
 	foldInto string
