@@ -49,3 +49,8 @@ func withBroad(h, agg *hypothesis) bool {
 	return relOf(h) <= broadFactor*relOf(agg) ||
 		attributable[h.Metric] && math.Abs(h.Value-h.Baseline) <= broadFactor*math.Abs(agg.Value-agg.Baseline)
 }
+
+// BroadRate says whether metric is a rate whose slices a broad move
+// carries (BroadBeyond applies): block rate, disagreement, null and
+// fill rates. Counts and distributions (volume, PSI) are not.
+func BroadRate(metric string) bool { return attributable[metric] && metric != MetricExpected }
