@@ -408,7 +408,3 @@ func (a *Alert) view(receivers []string) View {
 		Ack:         a.ackView(),
 	}
 }
-
-// silenced reports whether an active silence mutes the alert (as of the
-// last mute step).
-func (a *Alert) silenced() bool { return len(a.SilencedBy) > 0 }

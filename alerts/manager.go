@@ -28,10 +28,11 @@ const (
 	backoffMax      = 5 * time.Minute
 	// deliveryMaxAge gives up on a notification its receiver never took.
 	deliveryMaxAge = 24 * time.Hour
-	// stateTimeout bounds each read or write of mlwatch's own tables. The
-	// manager holds its lock meanwhile: a frozen ClickHouse must stall
-	// the API and the pipeline for seconds, not query_timeout (60 s) per
-	// write. A write that times out stays dirty and is retried.
+	// stateTimeout bounds each read or write of mlwatch's own tables: a
+	// frozen ClickHouse must stall a detector run or a delivery for
+	// seconds, not query_timeout (60 s) per write. Writes run outside
+	// the manager's lock (persist); one that times out stays dirty and is
+	// retried.
 	stateTimeout = 5 * time.Second
 )
 
@@ -103,7 +104,7 @@ type Manager struct {
 	pubOutbox    atomic.Pointer[[]NotificationStatus]
 	pubReceivers atomic.Pointer[[]string]
 
-	// writeMu serialises the alert-state writes of syncStates.
+	// writeMu serialises the writes of persist.
 	writeMu     sync.Mutex
 	stateWrites atomic.Int64
 }
@@ -230,6 +231,17 @@ func (m *Manager) newNotifier(cfg *configs.Config, r *configs.Receiver) (Notifie
 // keeping every alert's state; the alerts of removed detectors resolve. A config that cannot be applied leaves the
 // old one running.
 func (m *Manager) Reload(cfg *configs.Config) error {
+	if err := m.reload(cfg); err != nil {
+		return err
+	}
+	// Revived notifications and retired alerts are written outside the lock.
+	if err := m.persist(context.Background()); err != nil {
+		m.log.Warn("alert states not stored after reload", zap.Error(err))
+	}
+	return nil
+}
+
+func (m *Manager) reload(cfg *configs.Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := m.cfg
@@ -258,7 +270,7 @@ const UncheckedHold = 6 * time.Hour
 func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findings []detectors.Finding, unchecked ...detectors.Unchecked) error {
 	m.observe(name, at, findings, unchecked)
 	m.observe(failureSource(name), at, nil, nil)
-	return m.syncStates(ctx)
+	return m.persist(ctx)
 }
 
 // ObserveFailure records a failed run of detector name at `at` that
@@ -267,66 +279,43 @@ func (m *Manager) Observe(ctx context.Context, name string, at time.Time, findin
 // successful Observe resolves it.
 func (m *Manager) ObserveFailure(ctx context.Context, name string, at time.Time, f detectors.Finding) error {
 	m.observe(failureSource(name), at, []detectors.Finding{f}, nil)
-	return m.syncStates(ctx)
+	return m.persist(ctx)
 }
 
 // Process runs the pipeline at now over the current alerts: silences,
 // root-cause inhibition, routing, the settle wait, grouping and repeats.
-// What needs saying goes into the outbox (ClickHouse first, then memory);
-// Deliver sends it. It returns the notifications it queued.
+// What needs saying goes into the outbox, held back from delivery until
+// its write to ClickHouse was tried; Deliver sends it. It returns the
+// notifications it queued.
 func (m *Manager) Process(ctx context.Context, now time.Time) ([]Notification, error) {
 	all := m.process(ctx, now)
-	// The alert states the pass changed are written outside the lock,
+	// The outbox entries and alert states the pass changed (and delivery
+	// results whose write failed earlier) are written outside the lock,
 	// batched with the writes of concurrent detector runs.
-	if err := m.syncStates(ctx); err != nil {
+	if err := m.persist(ctx); err != nil {
 		return all, err
 	}
 	return all, nil
 }
 
-// process is Process's pass under the lock: mute, plan (twice), queue in
-// the outbox, apply the effects.
+// process is Process's pass under the lock: mute, then plan (twice),
+// queue the notifications in the outbox and apply their effects. It
+// writes nothing; Process persists afterwards.
 func (m *Manager) process(ctx context.Context, now time.Time) []Notification {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refreshSilences(ctx)
-	m.mute(now)
-	// Delivery results whose write failed earlier.
-	var stale []*entry
-	for _, e := range m.outbox {
-		if e.dirty {
-			stale = append(stale, e)
-		}
-	}
-	if len(stale) > 0 {
-		if err := m.persistEntries(ctx, stale); err != nil {
-			m.log.Warn("outbox updates still not stored", zap.Int("entries", len(stale)), zap.Error(err))
-		}
-	}
+	mutes := m.mute(now)
 	// Two passes: alerts caused by an infra alert first notified in the
 	// first pass go into its thread in the second.
 	var all []Notification
 	for pass := 0; pass < 2; pass++ {
-		notes, effects := plan(m.planState(), now)
+		notes, effects := plan(m.planState(mutes), now)
 		if len(notes) == 0 {
 			break
 		}
-		entries := make([]*entry, len(notes))
 		for i := range notes {
-			entries[i] = &entry{n: notes[i], seq: m.ver.next(), status: statusPending}
-		}
-		if err := m.persistEntries(ctx, entries); err != nil {
-			// ClickHouse, which holds the outbox, may be the very thing
-			// that is down (monitoring_failure is then the page): deliver
-			// from memory and store the entries once it is back. A crash
-			// before then can repeat a message; it cannot lose one that a
-			// restart would not raise again.
-			m.log.Warn("outbox not stored; delivering from memory until it can be", zap.Int("entries", len(entries)), zap.Error(err))
-			for _, e := range entries {
-				e.dirty = true
-			}
-		}
-		for _, e := range entries {
+			e := m.newEntry(notes[i])
 			m.outbox[e.n.ID] = e
 		}
 		for _, ef := range effects {
@@ -341,6 +330,16 @@ func (m *Manager) process(ctx context.Context, now time.Time) []Notification {
 		m.wake()
 	}
 	return all
+}
+
+// newEntry makes a pending outbox entry for n, to be written by the next
+// persist before it is delivered (ClickHouse, which holds the outbox,
+// may be the very thing that is down: monitoring_failure is then the
+// page; a failed write releases it to be delivered from memory, and it is
+// stored once ClickHouse is back. A crash before then can repeat a
+// message; it cannot lose one that a restart would not raise again).
+func (m *Manager) newEntry(n Notification) *entry {
+	return &entry{n: n, seq: m.ver.next(), status: statusPending, dirty: true, unwritten: m.db != nil}
 }
 
 // refreshSilences reloads silences from ClickHouse so that silences added

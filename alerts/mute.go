@@ -7,10 +7,11 @@ import (
 )
 
 // The mute step: what holds back an alert's own notifications, as
-// Alertmanager's inhibit/ and silence/ do. Each stage is a Muter; mute
-// applies them in one pass over the alerts, in a fixed order (silences,
-// then inhibition), and records the outcome on the alert (SilencedBy,
-// CausedBy), where plan, the API and the stored state read it.
+// Alertmanager's inhibit/ and silence/ do. Each stage is a Muter; plan
+// calls them, in a fixed order (silences, then inhibition), for every
+// alert it considers (mutes.of). Manager.mute builds the stages at one
+// time and records their outcome on the alerts (SilencedBy, CausedBy) for
+// the API and the stored state; plan never reads those records.
 
 // Muter is one stage of the mute step.
 type Muter interface {
@@ -54,16 +55,45 @@ type inhibitor struct{}
 // Mutes reports whether the alert has a root.
 func (inhibitor) Mutes(a *Alert) bool { return a.CausedBy != "" }
 
+// mutes is the mute step as plan applies it, one stage after the other:
+// an alert the silence stage mutes says nothing; one the inhibition stage
+// mutes speaks only in its root's threads.
+type mutes struct {
+	silence Muter
+	inhibit Muter
+}
+
+// muting is the stage of the mute step that holds an alert back.
+type muting int
+
+const (
+	notMuted muting = iota
+	mutedBySilence
+	mutedByInhibition
+)
+
+// of runs the stages over a in order and returns the first that mutes it.
+func (s mutes) of(a *Alert) muting {
+	switch {
+	case s.silence != nil && s.silence.Mutes(a):
+		return mutedBySilence
+	case s.inhibit != nil && s.inhibit.Mutes(a):
+		return mutedByInhibition
+	}
+	return notMuted
+}
+
 // Interface checks.
 var (
 	_ Muter = (*silencer)(nil)
 	_ Muter = inhibitor{}
 )
 
-// mute runs the mute step at now over every alert: the active silences
-// set each alert's SilencedBy, then inhibition decides each active
-// alert's root (CausedBy). The caller holds m.mu.
-func (m *Manager) mute(now time.Time) {
+// mute prepares the mute step at now: inhibition decides each active
+// alert's root (CausedBy, consolidate.go), and each alert records the
+// active silences that select it (SilencedBy, for the API and the stored
+// state). It returns the stages plan calls. The caller holds m.mu.
+func (m *Manager) mute(now time.Time) mutes {
 	sil := newSilencer(m.silences, now)
 	for fp, a := range m.alerts {
 		ids := sil.mutedBy(a)
@@ -73,4 +103,5 @@ func (m *Manager) mute(now time.Time) {
 		}
 	}
 	m.inhibit()
+	return mutes{silence: sil, inhibit: inhibitor{}}
 }

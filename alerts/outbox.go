@@ -36,8 +36,12 @@ type entry struct {
 	// revived is when Retry or a reload sent a dead entry back to
 	// pending (memory only): the give-up age counts from there.
 	revived time.Time
-	// dirty marks an entry whose latest state did not reach ClickHouse.
+	// dirty marks an entry whose latest state did not reach ClickHouse
+	// (Manager.persist writes it).
 	dirty bool
+	// unwritten marks a new entry whose first write was not tried yet:
+	// it is not delivered before (recorded before it is sent).
+	unwritten bool
 }
 
 // DeliverStats counts what one Deliver call did.
@@ -215,7 +219,10 @@ func (m *Manager) DeliverTo(ctx context.Context, receiver string) DeliverStats {
 		} else {
 			ref, retryable, err = notifier.Notify(ctx, &n)
 		}
-		if m.record(ctx, e, ref, retryable, err, &st) {
+		held := m.record(ctx, e, ref, retryable, err, &st)
+		// The attempt's outcome is written outside the lock.
+		_ = m.persist(context.WithoutCancel(ctx))
+		if held {
 			return st
 		}
 	}
@@ -272,7 +279,7 @@ func (m *Manager) record(ctx context.Context, e *entry, ref string, retryable bo
 		m.log.Error("notification dead: not delivered", zap.String("receiver", n.Receiver), zap.String("id", n.ID),
 			zap.Int("attempts", e.attempts), zap.String("fallback_receiver", fb), zap.String("error", e.lastErr))
 		if fb != "" {
-			f := &entry{n: *n, seq: m.ver.next(), status: statusPending}
+			f := m.newEntry(*n)
 			f.n.ID, f.n.Receiver, f.n.Kind, f.n.Thread, f.n.ThreadRef, f.n.CreatedAt = newID(), fb, KindFiring, "", "", now
 			f.n.FallbackFor = &Fallback{ID: n.ID, Receiver: n.Receiver, Error: e.lastErr}
 			m.outbox[f.n.ID] = f
@@ -285,9 +292,6 @@ func (m *Manager) record(ctx context.Context, e *entry, ref string, retryable bo
 	m.countDelivery(n.Receiver, outcome)
 	for _, c := range changed {
 		c.dirty = true
-	}
-	if perr := m.persistEntries(context.WithoutCancel(ctx), changed); perr != nil {
-		m.log.Warn("outbox update not stored", zap.String("id", n.ID), zap.Error(perr))
 	}
 	m.publishOutbox()
 	return held
@@ -334,7 +338,7 @@ func (m *Manager) nextDue(receiver string, tried map[string]bool) (*entry, Notif
 		}
 	}
 	now := m.now()
-	if e == nil || tried[e.n.ID] || e.next.After(now) || m.holdoff[receiver].After(now) {
+	if e == nil || e.unwritten || tried[e.n.ID] || e.next.After(now) || m.holdoff[receiver].After(now) {
 		return nil, Notification{}, nil
 	}
 	n := e.n
@@ -503,16 +507,12 @@ func (m *Manager) publishOutbox() {
 // receiver is free: after the token or channel was fixed. A sent one is
 // refused.
 func (m *Manager) Retry(ctx context.Context, id string) (NotificationStatus, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.outbox[id]
-	if e == nil {
-		return NotificationStatus{}, fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
+	if err := m.retry(id); err != nil {
+		return NotificationStatus{}, err
 	}
-	if e.status == statusSent {
-		return NotificationStatus{}, fmt.Errorf("retry %s: already delivered to %s", id, e.n.Receiver)
+	if err := m.persist(context.WithoutCancel(ctx)); err != nil {
+		m.log.Warn("alert states not stored", zap.Error(err))
 	}
-	m.revive(ctx, []*entry{e})
 	for _, s := range *m.pubOutbox.Load() {
 		if s.ID == id {
 			return s, nil
@@ -521,9 +521,24 @@ func (m *Manager) Retry(ctx context.Context, id string) (NotificationStatus, err
 	return NotificationStatus{}, fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
 }
 
-// revive sends entries back to pending, due now, and stores them; call it
-// with m.mu held.
-func (m *Manager) revive(ctx context.Context, es []*entry) {
+// retry sends one entry back to pending under the lock (see Retry).
+func (m *Manager) retry(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.outbox[id]
+	if e == nil {
+		return fmt.Errorf("retry %s: %w", id, ErrNotificationNotFound)
+	}
+	if e.status == statusSent {
+		return fmt.Errorf("retry %s: already delivered to %s", id, e.n.Receiver)
+	}
+	m.revive([]*entry{e})
+	return nil
+}
+
+// revive sends entries back to pending, due now; call it with m.mu held,
+// and Manager.persist after releasing it.
+func (m *Manager) revive(es []*entry) {
 	if len(es) == 0 {
 		return
 	}
@@ -531,9 +546,6 @@ func (m *Manager) revive(ctx context.Context, es []*entry) {
 	for _, e := range es {
 		e.status, e.attempts, e.next, e.revived, e.dirty = statusPending, 0, time.Time{}, now, true
 		delete(m.holdoff, e.n.Receiver)
-	}
-	if err := m.persistEntries(context.WithoutCancel(ctx), es); err != nil {
-		m.log.Warn("outbox update not stored", zap.Int("entries", len(es)), zap.Error(err))
 	}
 	m.publishOutbox()
 	m.wake()
@@ -562,5 +574,5 @@ func (m *Manager) reviveChanged(old *configs.Config) {
 	if len(es) > 0 {
 		m.log.Info("receiver changed: retrying its dead notifications", zap.Int("notifications", len(es)))
 	}
-	m.revive(context.Background(), es)
+	m.revive(es)
 }

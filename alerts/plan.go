@@ -28,11 +28,13 @@ type planState struct {
 	first func(id string) *Notification
 	// newID names a new notification.
 	newID func() string
+	// mutes are the mute step's stages (mute.go), called for each alert.
+	mutes mutes
 }
 
-// planState is the snapshot of the manager's state plan reads. The
-// caller holds m.mu while plan runs.
-func (m *Manager) planState() planState {
+// planState is the snapshot of the manager's state plan reads, with the
+// mute step's stages. The caller holds m.mu while plan runs.
+func (m *Manager) planState(mu mutes) planState {
 	wait := m.cfg.Global.GroupWait.D()
 	if m.oneShot {
 		wait = 0
@@ -46,7 +48,7 @@ func (m *Manager) planState() planState {
 			}
 			return nil
 		},
-		newID: newID,
+		newID: newID, mutes: mu,
 	}
 }
 
@@ -145,10 +147,10 @@ func (p *planner) add(r string, it planItem) {
 func (p *planner) collect(a *Alert) {
 	switch a.State {
 	case StateFiring:
-		if a.silenced() {
+		switch p.s.mutes.of(a) {
+		case mutedBySilence:
 			return
-		}
-		if a.CausedBy != "" {
+		case mutedByInhibition:
 			p.collectCaused(a)
 			return
 		}
@@ -264,11 +266,12 @@ func (p *planner) withFiringMembers(k groupID, its []planItem) []planItem {
 		return its
 	}
 	for _, a := range p.members[k] {
-		if in[a.Fingerprint] || a.State != StateFiring || a.silenced() {
+		how := p.s.mutes.of(a)
+		if in[a.Fingerprint] || a.State != StateFiring || how == mutedBySilence {
 			continue
 		}
 		ch := ChangeFiring
-		if a.CausedBy != "" {
+		if how == mutedByInhibition {
 			ch = ChangeCaused
 		}
 		its = append(its, planItem{a: a, change: ch, group: k.group, root: k.root})

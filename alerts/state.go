@@ -126,33 +126,48 @@ func (m *Manager) persistAlerts(ctx context.Context) error {
 	return nil
 }
 
-// syncStates writes the dirty alerts without holding m.mu during the
-// write, batching concurrent callers (group commit): while one INSERT is
-// under way, the alerts other detector runs change pile up, and the next
-// caller writes all of them in one INSERT. Every caller returns once what
-// was dirty when it called has been written, or with the error of the
-// write that failed (its alerts stay dirty for the next write). Observe
-// and Process both write this way, after their change under the lock.
-// 500 detectors firing at once made 500
-// INSERTs, each holding the manager's lock while it waited for a pooled
-// connection; now they make a handful.
-func (m *Manager) syncStates(ctx context.Context) error {
+// persist writes what changed under m.mu without holding it during the
+// writes: the dirty outbox entries first, then the dirty alert states, so
+// an alert's Sent record never reaches ClickHouse ahead of the
+// notification it records (Restore replays the outbox onto the alerts for
+// the opposite gap). Concurrent callers are batched (group commit): while
+// one write is under way, what other detector runs, Process passes and
+// deliveries change piles up, and the next caller writes all of it. Every
+// caller returns once what was dirty when it called has been written, or
+// with the error of the alert-state write that failed (its alerts stay
+// dirty for the next write). An outbox write that fails is logged and its
+// entries stay dirty for the next call; they are delivered from memory
+// meanwhile (ClickHouse, which holds the outbox, may be what is down).
+// 500 detectors firing at once made 500 INSERTs, each holding the
+// manager's lock while it waited for a pooled connection; now they make a
+// handful, and no write holds the lock.
+func (m *Manager) persist(ctx context.Context) error {
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
 	m.mu.Lock()
-	if len(m.dirty) == 0 {
-		// A write that ran while this caller waited took its alerts.
-		m.mu.Unlock()
-		return nil
-	}
 	if m.db == nil {
 		m.dirty = map[string]bool{}
+		for _, e := range m.outbox {
+			e.dirty, e.unwritten = false, false
+		}
 		m.mu.Unlock()
 		return nil
 	}
-	fps, rows, err := m.takeDirty()
+	es, erows, eerr := m.takeEntries()
+	var (
+		fps  []string
+		rows [][]any
+		err  error
+	)
+	if len(m.dirty) > 0 {
+		fps, rows, err = m.takeDirty()
+	}
 	m.mu.Unlock()
-	if err != nil {
+	if eerr == nil && len(erows) > 0 {
+		eerr = m.insertEntries(ctx, erows)
+	}
+	m.settleEntries(es, eerr)
+	if err != nil || len(fps) == 0 {
 		return err
 	}
 	m.stateWrites.Add(1)
@@ -225,34 +240,67 @@ func (m *Manager) insertStates(ctx context.Context, rows [][]any) error {
 	return nil
 }
 
-// persistEntries writes outbox entries as new versions.
-func (m *Manager) persistEntries(ctx context.Context, es []*entry) error {
-	if m.db == nil {
-		for _, e := range es {
-			e.dirty = false
+// takeEntries encodes every dirty outbox entry as a row (a new version)
+// and clears its dirty mark. The caller holds m.mu.
+func (m *Manager) takeEntries() ([]*entry, [][]any, error) {
+	var es []*entry
+	for _, e := range m.outbox {
+		if e.dirty {
+			es = append(es, e)
 		}
-		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
-	defer cancel()
+	sort.Slice(es, func(i, j int) bool { return es[i].seq < es[j].seq })
 	rows := make([][]any, 0, len(es))
 	for _, e := range es {
 		payload, err := encodePayload(&e.n)
 		if err != nil {
-			return err
+			return es, nil, err
 		}
 		rows = append(rows, []any{
 			e.n.ID, m.ver.next(), e.seq, dt(e.n.CreatedAt), e.n.Receiver, e.n.GroupKey, e.n.Kind, e.n.Thread, payload,
 			e.status, uint32(e.attempts), dt(e.next), e.lastErr, dt(e.sentAt), e.ref,
 		})
 	}
-	if err := m.db.Insert(ctx, m.tables.Outbox(), outboxColumns, rows); err != nil {
-		return err
-	}
 	for _, e := range es {
 		e.dirty = false
 	}
+	return es, rows, nil
+}
+
+// insertEntries writes outbox rows within stateTimeout.
+func (m *Manager) insertEntries(ctx context.Context, rows [][]any) error {
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	if err := m.db.Insert(ctx, m.tables.Outbox(), outboxColumns, rows); err != nil {
+		return fmt.Errorf("store outbox: %w", err)
+	}
 	return nil
+}
+
+// settleEntries records the outcome of writing es: on failure they are
+// dirty again (written by the next persist). Either way new entries may
+// now be delivered, from memory if their write failed.
+func (m *Manager) settleEntries(es []*entry, err error) {
+	if len(es) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	released := false
+	for _, e := range es {
+		if err != nil {
+			e.dirty = true
+		}
+		if e.unwritten {
+			e.unwritten, released = false, true
+		}
+	}
+	if err != nil {
+		m.log.Warn("outbox not stored; delivering from memory until it can be", zap.Int("entries", len(es)), zap.Error(err))
+	}
+	if released {
+		m.wake()
+	}
 }
 
 // Restore creates mlwatch's alert tables if missing and loads what a

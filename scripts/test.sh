@@ -26,4 +26,7 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 echo "test: go test" >&2
-go test -count=1 -timeout 25m "$@" ./...
+# -timeout is each package's guard against a hang, not a speed target:
+# idle, the slowest package (detectors) takes about 10 min on 2 cores;
+# with two busy loops beside it, 20 min.
+go test -count=1 -timeout 40m "$@" ./...
