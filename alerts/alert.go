@@ -324,9 +324,10 @@ type View struct {
 	ActiveAt    time.Time         `json:"active_at"`
 	FiredAt     *time.Time        `json:"fired_at,omitempty"`
 	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
-	// Folded are the twins folded into this root: the same metric's move
-	// seen by another detector of the model (consolidate.go), not alerts
-	// of their own.
+	// Folded are the alerts folded into this root, not alerts of their
+	// own (consolidate.go): twins (the same metric's move seen by another
+	// detector of the model) and the slices of its own detector that
+	// moved with a broad root.
 	Folded []View `json:"folded,omitempty"`
 	// Change is what a notification says about the alert: new, firing
 	// (still), caused (a child shown under its cause) or resolved. Empty
