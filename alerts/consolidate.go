@@ -356,7 +356,10 @@ func (c *consolidation) rollouts() {
 		sort.SliceStable(g, func(x, y int) bool { return c.tellsRollout(c.moves[g[x]], c.moves[g[y]]) })
 		c.decided[g[0]] = true
 		for _, i := range g[1:] {
-			if !c.decided[i] && !notifiedAsRoot(c.as[i]) {
+			// A speaker kept for its thread (a drift ticket notified
+			// first) does not hold back a more severe alert of the
+			// rollout: a page is never explained by a ticket.
+			if !c.decided[i] && !notifiedAsRoot(c.as[i]) && severityRank[c.as[g[0]].Severity] >= severityRank[c.as[i].Severity] {
 				c.root[i], c.decided[i] = c.as[g[0]].Fingerprint, true
 			}
 		}

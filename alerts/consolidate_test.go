@@ -497,3 +497,43 @@ func TestBroadRootFoldsItsSlices(t *testing.T) {
 		}
 	})
 }
+
+// TestRolloutPageNotHiddenUnderTicket: a rollout's drift ticket (a 12-hour
+// window sees it first) is notified as the incident's root; when the
+// seasonal block rate pages for the same rollout a run later, the page is
+// not explained by (nor folded into) the ticket: it pages.
+func TestRolloutPageNotHiddenUnderTicket(t *testing.T) {
+	cfg := loadConfig(t, driftYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, false)
+	tw := withRollout(blockRate("", 0.013, 0.007, 14412))
+	tw.Detector, tw.Severity = "fraud-block-rate-drift", "ticket"
+	mustObserve(t, m, "fraud-block-rate-drift", t0, tw)
+	mustProcess(t, m, t0.Add(time.Minute))
+	mustDeliver(t, m)
+	later := t0.Add(20 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate-drift", later, tw)
+	mustObserve(t, m, "fraud-block-rate", later, withRollout(blockRate("", 0.016, 0.007, 14663)))
+	mustProcess(t, m, later.Add(time.Minute))
+	mustDeliver(t, m)
+	var page *View
+	vs := m.Alerts()
+	for i := range vs {
+		if vs[i].Detector == "fraud-block-rate" {
+			page = &vs[i]
+		}
+	}
+	if page == nil || page.CausedBy != "" || page.Severity != "page" {
+		t.Fatalf("want the seasonal page as a root of its own, got %+v", vs)
+	}
+	paged := false
+	for _, n := range rec.all() {
+		for _, v := range n.Alerts {
+			paged = paged || v.Detector == "fraud-block-rate" && v.Severity == "page"
+		}
+	}
+	if !paged {
+		t.Errorf("the rollout's page was never notified: %v", summarize(rec.all()))
+	}
+}
