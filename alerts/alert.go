@@ -103,6 +103,10 @@ type Alert struct {
 	SilencedBy []string
 	// ack is who acknowledged the current incident (triage.go).
 	ack *Ack
+	// onset is when the incident that became active at onsetActive began
+	// according to the prediction log (onset.go).
+	onset, onsetActive time.Time
+	onsetChecked       bool
 	// Sent records, per receiver, the thread the alert was notified in.
 	Sent map[string]*Sent
 	// source is the run that keeps the alert's lifecycle: the name
@@ -322,8 +326,11 @@ type View struct {
 	WindowStart time.Time         `json:"window_start"`
 	At          time.Time         `json:"at"`
 	ActiveAt    time.Time         `json:"active_at"`
-	FiredAt     *time.Time        `json:"fired_at,omitempty"`
-	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
+	// Onset is when the incident began according to the prediction log,
+	// when that is earlier than ActiveAt (a daemon started during it).
+	Onset      *time.Time `json:"onset,omitempty"`
+	FiredAt    *time.Time `json:"fired_at,omitempty"`
+	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
 	// Folded are the alerts folded into this root, not alerts of their
 	// own (consolidate.go): twins (the same metric's move seen by another
 	// detector of the model) and the slices of its own detector that
@@ -404,6 +411,7 @@ func (a *Alert) view(receivers []string) View {
 		WindowStart: f.WindowStart,
 		At:          f.At,
 		ActiveAt:    a.ActiveAt,
+		Onset:       timePtr(a.onsetFor()),
 		FiredAt:     timePtr(a.FiredAt),
 		ResolvedAt:  timePtr(a.ResolvedAt),
 		Ack:         a.ackView(),

@@ -423,8 +423,12 @@ func (s *Slack) alertLine(a View, now time.Time) string {
 	return b.String()
 }
 
-// since is when the alert's incident began: when it became active.
+// since is when the alert's incident began: its onset in the log when
+// one was found, else when it became active.
 func (v View) since() time.Time {
+	if v.Onset != nil {
+		return *v.Onset
+	}
 	if !v.ActiveAt.IsZero() {
 		return v.ActiveAt
 	}

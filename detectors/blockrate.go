@@ -111,8 +111,14 @@ var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, 
 // bin (the slice arrayJoin numbers slices, see expand); the next collects
 // the bins.
 func (b *blockRate) query(w windows) *sqlText {
+	return b.outer(b.level(b.src.windowOf(w), w.all()))
+}
+
+// level is block_rate's aggregation over the rows of spans: per slice
+// number _si, value sv, w (rendered by win) and score bin _bin (and role
+// _r in the columns shadow mode), the counts _n, _x, _h, _sn, _sx, _sh.
+func (b *blockRate) level(win func(*sqlText), spans []span) *sqlText {
 	s := b.src
-	slices := b.d.slices()
 	level := &sqlText{}
 	level.add("      SELECT ")
 	keys := "_si, sv, w, _bin"
@@ -121,19 +127,26 @@ func (b *blockRate) query(w windows) *sqlText {
 		level.add("_r, ")
 		keys += ", _r"
 	}
-	expand(level, s.sliceExprs(slices))
+	expand(level, s.sliceExprs(b.d.slices()))
 	level.add(", ")
-	s.window(level, w)
+	win(level)
 	level.add(" AS w, " + scoreBin("_score") + " AS _bin,\n")
 	level.add(fmt.Sprintf("        countIf(_role = 0 AND _dec < %d) AS _n, countIf(_role = 0 AND _dec = 1) AS _x, countIf(_role = 0) AS _h,\n", decInvalid))
 	level.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh\n", decInvalid))
 	level.add("      FROM " + s.table + "\n     ")
-	s.filter(level, w.all(), true)
+	s.filter(level, spans, true)
 	level.add("\n      GROUP BY " + keys)
 	inline(level, s.roles()...)
+	return level
+}
+
+// outer sums level's rows per slice and window, collects the score bins
+// and keeps the top K.
+func (b *blockRate) outer(level *sqlText) *sqlText {
+	s := b.src
 	inner := &sqlText{}
 	inner.add("    SELECT ")
-	sliceName(inner, slices)
+	sliceName(inner, b.d.slices())
 	inner.add(", sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
 	inner.add("      groupArrayIf(_bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n")
 	inner.add("      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
@@ -144,6 +157,21 @@ func (b *blockRate) query(w windows) *sqlText {
 	q := &sqlText{}
 	s.ranked(q, inner, false, blockRateCols, b.rank())
 	return q
+}
+
+// partial is block_rate's query in partial form (incremental.go).
+func (b *blockRate) partial() partialSpec {
+	keys := []pcol{{"_si", "UInt8"}, {"sv", "String"}, {"_bin", "UInt64"}}
+	if b.src.m.Shadow.Mode == configs.ShadowColumns {
+		keys = append(keys, pcol{"_r", "String"})
+	}
+	return partialSpec{
+		keys:     keys,
+		sums:     []string{"_n", "_x", "_h", "_sn", "_sx", "_sh"},
+		allRoles: true,
+		level:    b.level,
+		outer:    b.outer,
+	}
 }
 
 // rollupQuery is block_rate's query over the rollup: states merged per

@@ -156,6 +156,12 @@ func (d *Detector) Ranges(at time.Time) [][2]time.Time {
 // wrapped, with the partial Result still carrying the query text.
 func (d *Detector) Evaluate(ctx context.Context, q Querier, at time.Time) (*Result, error) {
 	w := newWindows(d.cfg, at)
+	return d.evaluateSQL(ctx, q, w, d.sql(w))
+}
+
+// evaluateSQL runs query, the detector's query for windows w (raw, rollup
+// or incremental), and decides its hypotheses.
+func (d *Detector) evaluateSQL(ctx context.Context, q Querier, w windows, query *sqlText) (*Result, error) {
 	res := &Result{
 		Detector:    d.cfg.Name,
 		Kind:        d.cfg.Kind,
@@ -164,7 +170,7 @@ func (d *Detector) Evaluate(ctx context.Context, q Querier, at time.Time) (*Resu
 		WindowStart: w.cur.from,
 		WindowEnd:   w.cur.to,
 	}
-	sql, err := d.sql(w).bind()
+	sql, err := query.bind()
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
 	}

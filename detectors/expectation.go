@@ -76,8 +76,26 @@ func (e *expectation) query(w windows) *sqlText {
 	w.base = nil
 	// A decision other than 0 and 1 is neither a block nor a pass: it
 	// stays out of the rate (block_rate reports it).
+	c := e.spec()
+	return e.src.counted(w, c.slices, c.defs, c.aggs, c.sums, false, c.extra)
+}
+
+// spec is what the expectation counts: valid and blocked decisions of
+// the matched rows.
+func (e *expectation) spec() countedSpec {
 	dec := def("_dec", decision(e.src.col(e.src.m.Columns.Decision)))
-	return e.src.counted(w, e.d.slices(), []rowDef{dec}, []string{fmt.Sprintf("countIf(_dec < %d)", decInvalid), "countIf(_dec = 1)"}, []string{"n", "x"}, false, e.match)
+	return countedSpec{slices: e.d.slices(), defs: []rowDef{dec}, aggs: []string{fmt.Sprintf("countIf(_dec < %d)", decInvalid), "countIf(_dec = 1)"},
+		sums: []string{"n", "x"}, extra: e.match}
+}
+
+// partial is the expectation's query in partial form (incremental.go).
+func (e *expectation) partial() partialSpec {
+	p := e.src.countedPartial(e.spec())
+	p.windows = func(w windows) windows {
+		w.base = nil
+		return w
+	}
+	return p
 }
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {

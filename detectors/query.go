@@ -265,6 +265,11 @@ func (s source) window(q *sqlText, w windows) {
 	q.add("255)")
 }
 
+// windowOf is window as a renderer, for the levels that take one.
+func (s source) windowOf(w windows) func(*sqlText) {
+	return func(q *sqlText) { s.window(q, w) }
+}
+
 // sliceValue renders a slice column's value as a string, NULL and empty
 // as NullSlice, and a real value that starts with '(' with one more '('
 // in front, so that no real value reads as NullSlice (sliceLabel undoes
@@ -370,35 +375,75 @@ func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, 
 // inline), and ranked keeps the top K. extra may add " AND ..." row
 // conditions.
 func (s source) counted(w windows, slices []string, defs []rowDef, aggs, sums []string, allRoles bool, extra func(*sqlText)) *sqlText {
+	c := countedSpec{slices: slices, defs: defs, aggs: aggs, sums: sums, allRoles: allRoles, extra: extra}
+	return s.countedOuter(c, s.countedLevel(c, s.windowOf(w), w.all()))
+}
+
+// countedSpec is what counted aggregates: see counted.
+type countedSpec struct {
+	slices     []string
+	defs       []rowDef
+	aggs, sums []string
+	allRoles   bool
+	extra      func(*sqlText)
+}
+
+// countedLevel is counted's aggregation over the rows of spans: per slice
+// number _si, value sv and w (rendered by win: the window, or a time
+// bucket for incremental.go), the sums named with a leading '_'.
+func (s source) countedLevel(c countedSpec, win func(*sqlText), spans []span) *sqlText {
 	level := &sqlText{}
 	level.add("      SELECT _si, sv, ")
-	s.window(level, w)
+	win(level)
 	level.add(" AS w")
-	for i, c := range sums {
-		level.add(", " + aggs[i] + " AS _" + c)
+	for i, col := range c.sums {
+		level.add(", " + c.aggs[i] + " AS _" + col)
 	}
 	level.add(", ")
-	expand(level, s.sliceExprs(slices))
+	expand(level, s.sliceExprs(c.slices))
 	level.add("\n      FROM " + s.table + "\n     ")
-	s.filter(level, w.all(), allRoles)
-	if extra != nil {
-		extra(level)
+	s.filter(level, spans, c.allRoles)
+	if c.extra != nil {
+		c.extra(level)
 	}
 	level.add("\n      GROUP BY _si, sv, w")
-	inline(level, defs...)
+	inline(level, c.defs...)
+	return level
+}
+
+// countedOuter names the slices of countedLevel's rows and keeps the top
+// K.
+func (s source) countedOuter(c countedSpec, level *sqlText) *sqlText {
 	inner := &sqlText{}
 	inner.add("    SELECT ")
-	sliceName(inner, slices)
+	sliceName(inner, c.slices)
 	inner.add(", sv, w")
-	for _, c := range sums {
-		inner.add(", _" + c + " AS " + c)
+	for _, col := range c.sums {
+		inner.add(", _" + col + " AS " + col)
 	}
 	inner.add("\n    FROM (\n")
 	inner.addQuery(level)
 	inner.add("\n    )")
 	q := &sqlText{}
-	s.ranked(q, inner, false, sums, sums[0])
+	s.ranked(q, inner, false, c.sums, c.sums[0])
 	return q
+}
+
+// countedPartial is countedLevel's partial form (incremental.go): keys
+// _si and sv, the sums as additive columns.
+func (s source) countedPartial(c countedSpec) partialSpec {
+	sums := make([]string, len(c.sums))
+	for i, col := range c.sums {
+		sums[i] = "_" + col
+	}
+	return partialSpec{
+		keys:     []pcol{{"_si", "UInt8"}, {"sv", "String"}},
+		sums:     sums,
+		allRoles: c.allRoles,
+		extra:    c.extra,
+		level:    func(win func(*sqlText), spans []span) *sqlText { return s.countedLevel(c, win, spans) },
+		outer:    func(level *sqlText) *sqlText { return s.countedOuter(c, level) },
+	}
 }
 
 // sliceExprs are the slice values of the given columns as expressions of

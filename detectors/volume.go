@@ -37,6 +37,11 @@ func (v *volume) query(w windows) *sqlText {
 	return v.src.counted(w, v.d.slices(), nil, []string{"count()"}, []string{"n"}, false, nil)
 }
 
+// partial is volume's query in partial form (incremental.go).
+func (v *volume) partial() partialSpec {
+	return v.src.countedPartial(countedSpec{slices: v.d.slices(), aggs: []string{"count()"}, sums: []string{"n"}})
+}
+
 // rollupQuery is volume's query over the rollup's production rows.
 func (v *volume) rollupQuery(w windows) *sqlText {
 	s := v.src
@@ -73,22 +78,11 @@ func (v *volume) evaluate(res *store.Result, r *run) error {
 	}
 	for _, g := range groups {
 		x := g.num(0, n)
-		var expect, expectVar, extra float64
-		if r.w.seasonal {
-			days := make([]float64, nb)
-			for w := 1; w <= nb; w++ {
-				days[w-1] = g.num(w, n)
-			}
-			expect = g.base(nb, n) / float64(nb)
-			extra = CountVar(days)
-			// A new day's count spreads by the day-to-day excess, and the
-			// mean of nb days is itself uncertain.
-			expectVar = extra*(1+1/float64(nb)) + expect/float64(nb)
-		} else {
-			scale := float64(v.d.cfg.Window.D()) / float64(v.d.cfg.Baseline.Span.D())
-			expect = g.base(nb, n) * scale
-			expectVar = g.base(nb, n) * scale * scale
+		days := make([]float64, nb)
+		for w := 1; w <= nb; w++ {
+			days[w-1] = g.num(w, n)
 		}
+		expect, expectVar, extra := v.expected(days, r.w.seasonal)
 		// min_samples applies to what was expected: the current count may
 		// be zero, that is the point.
 		if !v.d.enough(expect) {
@@ -97,11 +91,7 @@ func (v *volume) evaluate(res *store.Result, r *run) error {
 		}
 		h := newHyp(MetricVolume, sliceOf(g.col, g.val), "", ClassPipelineOutage)
 		h.Value, h.Baseline = x, expect
-		h.BaselineLow = expect * v.p.DropRatio
-		h.BaselineHigh = math.Inf(1)
-		if v.p.SpikeRatio > 0 {
-			h.BaselineHigh = expect * v.p.SpikeRatio
-		}
+		h.BaselineLow, h.BaselineHigh = v.band(expect)
 		h.effect = x - expect
 		h.NCurrent, h.NBaseline = uint64(x), uint64(g.base(nb, n))
 		ratio := x / expect
@@ -124,6 +114,39 @@ func (v *volume) evaluate(res *store.Result, r *run) error {
 		r.add(h)
 	}
 	return nil
+}
+
+// expected is the count a window should hold given the baseline
+// windows' counts (days: one per seasonal day, or the previous span), the
+// variance of that expectation and the day-to-day excess variance.
+func (v *volume) expected(days []float64, seasonal bool) (expect, expectVar, extra float64) {
+	var sum float64
+	for _, d := range days {
+		sum += d
+	}
+	if seasonal {
+		nb := float64(len(days))
+		if nb == 0 {
+			return math.NaN(), math.NaN(), 0 // no baseline day: nothing expected, skipped
+		}
+		expect = sum / nb
+		extra = CountVar(days)
+		// A new day's count spreads by the day-to-day excess, and the
+		// mean of nb days is itself uncertain.
+		return expect, extra*(1+1/nb) + expect/nb, extra
+	}
+	scale := float64(v.d.cfg.Window.D()) / float64(v.d.cfg.Baseline.Span.D())
+	return sum * scale, sum * scale * scale, 0
+}
+
+// band is the range of counts that does not alert: drop_ratio and
+// spike_ratio (none: unbounded) of the expected count.
+func (v *volume) band(expect float64) (low, high float64) {
+	low, high = expect*v.p.DropRatio, math.Inf(1)
+	if v.p.SpikeRatio > 0 {
+		high = expect * v.p.SpikeRatio
+	}
+	return low, high
 }
 
 // freshness reports when the newest production row is older than max_lag

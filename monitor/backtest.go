@@ -11,6 +11,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -29,6 +30,9 @@ type BacktestOptions struct {
 	// Progress, when set, is told how far the replay got.
 	Progress func(at time.Time, done, total int)
 	Logger   *zap.Logger
+	// Incremental, when set, is the daemon's incremental evaluation: the
+	// replay takes the same path (see monitor.Options).
+	Incremental *detectors.Incremental
 }
 
 // DetectorSummary is one detector's share of a backtest: the alert-fatigue
@@ -91,7 +95,7 @@ func Backtest(ctx context.Context, opt BacktestOptions) (*BacktestReport, error)
 	if err != nil {
 		return nil, err
 	}
-	mon, err := New(Options{Config: cfg, Store: opt.Store, Record: opt.Record, Alerts: mgr, Logger: opt.Logger, Source: SourceBacktest})
+	mon, err := New(Options{Config: cfg, Store: opt.Store, Record: opt.Record, Alerts: mgr, Logger: opt.Logger, Source: SourceBacktest, Incremental: opt.Incremental})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
@@ -81,6 +82,26 @@ func TestBacktest(t *testing.T) {
 			}
 			if len(rep.Detectors) != 1 || rep.Detectors[0].Runs != 9 || rep.Detectors[0].Pages < 1 || rep.Detectors[0].Failed != 0 {
 				t.Errorf("summary: %+v", rep.Detectors)
+			}
+			// The same replay through incremental evaluation: the same
+			// notifications.
+			if err := store.Apply(ctx, e.DB, e.Database, detectors.IncrementalTables(store.Table{Name: "partials"})); err != nil {
+				t.Fatal(err)
+			}
+			inc, err := detectors.NewIncremental(e.DB, detectors.IncrementalOptions{Partials: store.Table{Database: e.Database, Name: "partials"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			irep, err := Backtest(ctx, BacktestOptions{Config: cfg, Store: e.DB, From: from.Add(2 * time.Hour), To: from.Add(11 * time.Hour), Incremental: inc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ikinds []string
+			for _, n := range irep.Notifications {
+				ikinds = append(ikinds, n.CreatedAt.Format("15:04")+" "+n.Kind)
+			}
+			if g := strings.Join(ikinds, ", "); g != got {
+				t.Errorf("incremental backtest notifications: %s; raw: %s", g, got)
 			}
 			res, err := e.DB.Query(ctx, "SELECT count(), countIf(firing = 1) FROM "+tables.Evaluations().Quoted()+" WHERE source = 'backtest'")
 			if err != nil || store.Int(res.Rows[0][0]) == 0 || store.Int(res.Rows[0][1]) == 0 {

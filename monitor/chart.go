@@ -36,12 +36,18 @@ type ChartOptions struct {
 	// right: a figure of another kind (a divergence chart's score
 	// correlation, ≈0.97, beside a 2.5% disagreement rate).
 	ShadowAxis bool
+	// Empty is what a chart without points says (default "no evaluations
+	// yet").
+	Empty string
 }
 
 // Marker is one event on a chart's time axis.
 type Marker struct {
 	At    time.Time
 	Label string
+	// Class is the marker's SVG class (default "marker"): "alert-start"
+	// for the alert's start.
+	Class string
 }
 
 // Chart renders points as a self-contained SVG: the current value as a
@@ -68,7 +74,10 @@ func Chart(points []Point, opt ChartOptions) string {
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#fff"/>`, opt.Width, opt.Height)
 	fmt.Fprintf(&b, `<text x="%g" y="14" font-size="12" font-family="sans-serif" fill="#333">%s</text>`, left, html.EscapeString(opt.Title))
 	if len(points) == 0 {
-		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" font-family="sans-serif" fill="#888">no evaluations yet</text></svg>`, left, top+ph/2)
+		if opt.Empty == "" {
+			opt.Empty = "no evaluations yet"
+		}
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" font-family="sans-serif" fill="#888">%s</text></svg>`, left, top+ph/2, html.EscapeString(opt.Empty))
 		return b.String()
 	}
 	t0, t1 := points[0].At, points[len(points)-1].At
@@ -151,8 +160,11 @@ func Chart(points []Point, opt ChartOptions) string {
 		if math.IsNaN(p.Low) || math.IsNaN(p.High) {
 			continue
 		}
-		upper = append(upper, fmt.Sprintf("%.1f,%.1f", x(p.At), y(p.High)))
-		lower = append([]string{fmt.Sprintf("%.1f,%.1f", x(p.At), y(p.Low))}, lower...)
+		// An unbounded side (a volume band without spike_ratio) ends at
+		// the plot's edge.
+		high, low := math.Min(p.High, hi), math.Max(p.Low, lo)
+		upper = append(upper, fmt.Sprintf("%.1f,%.1f", x(p.At), y(high)))
+		lower = append([]string{fmt.Sprintf("%.1f,%.1f", x(p.At), y(low))}, lower...)
 	}
 	if len(upper) > 1 {
 		fmt.Fprintf(&b, `<polygon class="band" points="%s" fill="#cfe3ff" fill-opacity="0.6" stroke="none"/>`, strings.Join(append(upper, lower...), " "))
@@ -189,8 +201,12 @@ func Chart(points []Point, opt ChartOptions) string {
 			continue
 		}
 		mx := x(mk.At)
-		fmt.Fprintf(&b, `<line class="marker" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#6a1b9a" stroke-dasharray="2 2"/>`, mx, top, mx, top+ph)
-		fmt.Fprintf(&b, `<text class="marker" x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="#6a1b9a">%s</text>`, mx+3, top+10, html.EscapeString(mk.Label))
+		class, color, ty := "marker", "#6a1b9a", top+10
+		if mk.Class != "" {
+			class, color, ty = html.EscapeString(mk.Class), "#c0392b", top+ph-4
+		}
+		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="2 2"/>`, class, mx, top, mx, top+ph, color)
+		fmt.Fprintf(&b, `<text class="%s" x="%.1f" y="%.1f" font-size="10" font-family="sans-serif" fill="%s">%s</text>`, class, mx+3, ty, color, html.EscapeString(mk.Label))
 	}
 	for _, p := range points {
 		if p.Firing && !math.IsNaN(p.Value) {
@@ -229,6 +245,20 @@ func legend(b *strings.Builder, points []Point, opt ChartOptions, x, y float64) 
 	}
 	if has(func(p Point) float64 { return p.Shadow }) {
 		items = append(items, item{"#8a6d00", "1 2", shadow})
+	}
+	var version, start bool
+	for _, mk := range opt.Markers {
+		if mk.At.Before(points[0].At) || mk.At.After(points[len(points)-1].At) {
+			continue
+		}
+		version = version || mk.Class == ""
+		start = start || mk.Class != ""
+	}
+	if version {
+		items = append(items, item{"#6a1b9a", "2 2", "version change"})
+	}
+	if start {
+		items = append(items, item{"#c0392b", "2 2", "alert start"})
 	}
 	b.WriteString(`<g class="legend">`)
 	for _, it := range items {

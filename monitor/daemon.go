@@ -102,7 +102,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 			return fmt.Errorf("restore triage: %w", err)
 		}
 	}
-	d.mon, err = New(Options{Config: cfg, Store: d.db, Record: d.db, Alerts: d.mgr, Metrics: d.metrics, Logger: log})
+	d.mon, err = New(Options{Config: cfg, Store: d.db, Record: d.db, Alerts: d.mgr, Onsets: d.mgr, Metrics: d.metrics, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srvOpt := ServerOptions{
-		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, Models: d.mon.Models, Guardrails: d.mon.Guardrails, Reload: d.reload,
+		Alerts: d.mgr, Silencer: d.mgr, Outbox: d.mgr, Detectors: d.mon.Statuses, Series: d.mon.Series, LogSeries: d.mon.LogSeries, VersionChanges: d.mon.VersionChanges, Models: d.mon.Models, Guardrails: d.mon.Guardrails, Reload: d.reload,
 		Ready: d.ready.Load, Metrics: d.metrics, Token: func() string { return d.token.Load().(string) }, Logger: log,
 		Triage: d.triage.List, Quality: d.quality.get, StoredAlert: d.mgr.StoredAlert,
 	}

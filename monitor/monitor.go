@@ -53,6 +53,14 @@ type Options struct {
 	Source string
 	// HistorySize is how many runs per detector the history keeps.
 	HistorySize int
+	// Onsets, when set, dates the incidents of alerts a run keeps active
+	// from the prediction log (the daemon; onset.go).
+	Onsets OnsetKeeper
+	// Incremental, when set, evaluates the detectors it covers from
+	// partial aggregates of closed time buckets (detectors.Incremental:
+	// the same findings, each row read once); nil: every query reads the
+	// rows.
+	Incremental *detectors.Incremental
 }
 
 // Monitor runs detectors and hands their findings to the alert pipeline.
@@ -66,6 +74,9 @@ type Monitor struct {
 	log     *zap.Logger
 	source  string
 	vstate  *versionState
+	onsets  OnsetKeeper
+	charts  seriesCache
+	inc     *detectors.Incremental
 
 	guards guardrailState
 
@@ -87,7 +98,7 @@ func New(opt Options) (*Monitor, error) {
 		opt.HistorySize = 20
 	}
 	m := &Monitor{db: opt.Store, record: opt.Record, alerts: opt.Alerts, metrics: opt.Metrics,
-		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState()}
+		history: NewHistory(opt.HistorySize), log: opt.Logger, source: opt.Source, vstate: newVersionState(), onsets: opt.Onsets, inc: opt.Incremental}
 	if err := m.SetConfig(opt.Config); err != nil {
 		return nil, err
 	}
@@ -162,7 +173,13 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 	rctx, cancel := context.WithTimeout(ctx, dc.Timeout.D())
 	defer cancel()
 	started := time.Now()
-	res, err := det.Evaluate(rctx, m.db, at)
+	var res *detectors.Result
+	var err error
+	if m.inc != nil {
+		res, err = m.inc.Evaluate(rctx, det, at)
+	} else {
+		res, err = det.Evaluate(rctx, m.db, at)
+	}
 	run := Run{Detector: name, At: at, Started: started, Duration: time.Since(started)}
 	if res != nil {
 		run.Queries = []string{res.Query}
@@ -210,6 +227,7 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 		if err := m.alerts.Observe(ctx, name, at, res.Findings, res.Unchecked...); err != nil {
 			return res, fmt.Errorf("detector %s: alert pipeline: %w", name, err)
 		}
+		m.markOnsets(ctx, det, res)
 	}
 	return res, nil
 }

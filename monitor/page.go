@@ -61,7 +61,7 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 {{end}}
 {{if .Others}}<h2>Pending and recently resolved</h2>
 <table><tr><th>state</th><th>alert</th><th>value</th><th>baseline</th><th>since</th></tr>
-{{range .Others}}<tr><td>{{.State}}</td><td><a href="alerts/{{.Fingerprint}}">{{.Class}} · {{.Model}} {{slice .Slice}} {{.Feature}} {{.Metric}}</a></td><td>{{num .Value}}</td><td>{{num .Baseline}}</td><td>{{ts .ActiveAt}}</td></tr>{{end}}
+{{range .Others}}<tr><td>{{.State}}</td><td><a href="alerts/{{.Fingerprint}}">{{.Class}} · {{.Model}} {{slice .Slice}} {{.Feature}} {{.Metric}}</a></td><td>{{num .Value}}</td><td>{{num .Baseline}}</td><td>{{ts .Since}}</td></tr>{{end}}
 </table>{{end}}
 {{with .Guardrails}}<h2 id="guardrails">Promotion guardrails</h2>
 <p class="muted">Is the shadow safe to ship? Candidate vs production per slice over each model's guardrails.period, computed on guardrails.schedule; <code>mlwatch guardrails</code> answers the same for any period.</p>
@@ -90,7 +90,7 @@ and will not be retried until the receiver is fixed (a reload that changes it re
 <strong><a href="alerts/{{.View.Fingerprint}}">{{.View.Class}}</a></strong><span class="badge">{{.View.Severity}}</span>{{if .View.Silenced}}<span class="badge">silenced</span>{{end}}{{with .View.Ack}}<span class="badge ack">acked by @{{.UserName}} {{clock .At}}</span>{{end}}
 <span class="muted">· model {{.View.Model}} · {{slice .View.Slice}}{{with .View.Feature}} · feature {{.}}{{end}} · {{.View.Detector}} · to {{.View.Receiver}}</span>
 <div>{{.View.Summary}}</div>
-<div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}) · since {{ts .View.ActiveAt}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{$.CauseName}}</a>{{end}}</div>
+<div class="muted">{{.View.Metric}} {{num .View.Value}} vs baseline {{num .View.Baseline}} (n={{.View.NCurrent}} vs {{.View.NBaseline}}) · since {{ts .View.Since}}{{with .View.CausedBy}} · caused by <a href="#{{.}}">{{$.CauseName}}</a>{{end}}</div>
 {{.Chart}}
 {{range .Children}}{{template "alert" .}}{{end}}
 </div>{{end}}
@@ -109,6 +109,8 @@ type alertCard struct {
 	CauseName string
 	// Actions are the triage actions on the alert (alert page only).
 	Actions []alerts.Action
+	// Week is the alert page's second chart: the last 7 days.
+	Week template.HTML
 }
 
 type ownerSection struct {
@@ -167,23 +169,7 @@ func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {
 			}
 		}
 	}
-	var pts []Point
-	if s.opt.Series != nil {
-		var err error
-		if pts, err = s.opt.Series(r.Context(), v); err != nil {
-			s.opt.Logger.Warn("chart series failed", zap.String("fingerprint", v.Fingerprint), zap.Error(err))
-		}
-	}
-	title := fmt.Sprintf("%s · %s", v.Metric, sliceText(v.Slice))
-	if v.Feature != "" {
-		title += " · " + v.Feature
-	}
-	opt := ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), Markers: s.rolloutMarkers(v.Model), ValueLabel: v.Metric}
-	if strings.HasPrefix(v.Metric, "disagreement_") {
-		// The shadow detector's shadow figure is the score correlation.
-		opt.ShadowLabel, opt.ShadowAxis = "score correlation", true
-	}
-	c.Chart = template.HTML(Chart(pts, opt)) // Chart escapes its text
+	c.Chart = s.alertChart(r, v, width, chartDay)
 	return c
 }
 
@@ -287,7 +273,9 @@ var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 <h1>{{.View.Class}} <span class="muted">({{.View.Severity}}, {{.View.State}})</span></h1>
 <p>{{.View.Summary}}</p>
 {{.Chart}}
+{{.Week}}
 <table>
+<tr><th>since</th><td>{{ts .View.Since}}{{with .View.Onset}} <span class="muted">(onset in the prediction log; active in this daemon since {{ts $.View.ActiveAt}})</span>{{end}}</td></tr>
 <tr><th>model</th><td>{{.View.Model}}</td></tr>
 <tr><th>slice</th><td>{{slice .View.Slice}}</td></tr>
 {{with .View.Feature}}<tr><th>feature</th><td>{{.}}</td></tr>{{end}}
@@ -348,6 +336,7 @@ func causeName(v alerts.View) string {
 func (s *server) renderAlertPage(w http.ResponseWriter, r *http.Request, v alerts.View) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	card := s.card(r, v, 900)
+	card.Week = s.alertChart(r, v, 900, chartWeek)
 	if s.opt.Triage != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		card.Actions, _ = s.opt.Triage(ctx, v.ActiveAt.Add(-time.Second), v.Fingerprint)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 )
 
 // AlertLister is what the read side of the API needs from the alert pipeline.
@@ -45,8 +46,16 @@ type ServerOptions struct {
 	Outbox Outbox
 	// Detectors returns every detector's status for /api/v1/detectors and the page.
 	Detectors func() []DetectorStatus
-	// Series returns the points of an alert's chart.
+	// Series returns the points of an alert's chart from mlwatch's
+	// evaluations: the chart of metrics without a log series.
 	Series func(ctx context.Context, a alerts.View) ([]Point, error)
+	// LogSeries returns an alert's metric over span ending now from the
+	// prediction log (Monitor.LogSeries); nil or detectors.ErrNoSeries:
+	// Series draws it.
+	LogSeries func(ctx context.Context, a alerts.View, span time.Duration, now time.Time) ([]Point, error)
+	// VersionChanges lists a model's version switches over span ending at
+	// end from the log, for the charts' markers (nil: Models' rollouts).
+	VersionChanges func(ctx context.Context, model string, span time.Duration, end time.Time) ([]detectors.VersionChange, error)
 	// Models lists each model's versions and recent rollouts for
 	// /api/v1/models and the charts' markers (nil: none).
 	Models func() []ModelVersions

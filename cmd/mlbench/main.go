@@ -61,6 +61,8 @@ type options struct {
 	sizes                            []int64
 	reps                             int
 	rollups, client, regen, fillOnly bool
+	incremental                      bool
+	meter                            *readMeter
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -81,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.client, "client", true, "run the client-side baseline")
 	fs.BoolVar(&o.regen, "regen", false, "regenerate tables even when they hold the right rows")
 	fs.BoolVar(&o.fillOnly, "fill-only", false, "generate (and roll up) the tables, measure nothing")
+	fs.BoolVar(&o.incremental, "incremental", true, "measure the cold-start and steady-state cycles of incremental evaluation")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,6 +105,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer db.Close()
+	o.meter = &readMeter{}
+	db.AddHook(o.meter.hook)
 	if err := db.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+store.MustIdent(o.database)); err != nil {
 		fmt.Fprintf(stderr, "mlbench: %v\n", err)
 		return 1
@@ -120,6 +125,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "mlbench: %s, cycle of %s evaluated at %s, median of %d; load average %s at the start, %s at the end (%d cores)\n\n",
 		o.addr, o.config, evalAt.Format(time.RFC3339), o.reps, load0, loadavg(), runtime.NumCPU())
 	printTable(stdout, rows)
+	fmt.Fprintln(stdout)
+	printIncremental(stdout, rows)
 	return 0
 }
 
@@ -138,6 +145,7 @@ type row struct {
 	perDetector      map[string]time.Duration
 	perRollup        map[string]time.Duration
 	perDetectorOrder []string
+	inc              incResult
 }
 
 func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Writer) (row, error) {
@@ -166,6 +174,17 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 		}
 	}
 	r.rows = have
+	if l := cfg.Models[0].Labels; l != nil && l.Table != "" {
+		// The performance detector reads the labels table; the generated
+		// 8 days hold no matured label, so an empty one is the truth.
+		lt := store.ParseTable(l.Table)
+		if lt.Database == "" {
+			lt.Database = table.Database
+		}
+		if err := store.Apply(ctx, db, lt.Database, []store.TableDef{store.LabelsDef(lt.Name, l.Columns.RequestID, l.Columns.Label, l.Columns.LabeledAt)}); err != nil {
+			return r, err
+		}
+	}
 	if o.rollups {
 		src := store.Table{Database: o.database, Name: "predictions_10m"}
 		if k := n / 10_000_000; n > 10_000_000 && n%10_000_000 == 0 && exists(ctx, db, store.Table{Database: o.database, Name: src.Name + "_1m"}) {
@@ -194,6 +213,11 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 		return r, err
 	}
 	r.cycle, r.perDetector, r.read, r.bytes = tm.cycle, tm.per, tm.read, tm.bytes
+	if o.incremental {
+		if r.inc, err = measureIncremental(ctx, db, o.meter, o.database, table, dets, o.reps); err != nil {
+			return r, err
+		}
+	}
 	// The floor: the union of the detectors' ranges, every column once.
 	floorSQL, err := floorQuery(cfg, dets, table)
 	if err != nil {

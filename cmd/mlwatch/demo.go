@@ -191,7 +191,7 @@ func demoCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	srv := &http.Server{Handler: monitor.Handler(monitor.ServerOptions{
-		Alerts: report.Manager, Silencer: report.Manager, Detectors: report.Monitor.Statuses, Series: report.Monitor.Series, Models: report.Monitor.Models,
+		Alerts: report.Manager, Silencer: report.Manager, Detectors: report.Monitor.Statuses, Series: report.Monitor.Series, LogSeries: report.Monitor.LogSeries, VersionChanges: report.Monitor.VersionChanges, Models: report.Monitor.Models,
 		Guardrails: guards, Ready: func() bool { return true }, Logger: log, Now: func() time.Time { return end },
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -1,0 +1,67 @@
+package monitor
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/detectors"
+)
+
+// OnsetKeeper dates incidents: which active alerts still need their
+// onset read from the log, and where to record it (*alerts.Manager).
+type OnsetKeeper interface {
+	NeedsOnset(fingerprint string) (activeAt time.Time, ok bool)
+	SetOnset(fingerprint string, activeAt, onset time.Time)
+}
+
+// OnsetLookback is how far back the onset of an incident is looked for:
+// the chart's span. An incident older than that is dated at its start.
+const OnsetLookback = 24 * time.Hour
+
+// markOnsets dates, after a run, the alerts its findings keep active that
+// have no onset yet in this process (new, or restored at start-up): the
+// detector's series over the last OnsetLookback, walked back from the run
+// to where the metric left its band. Alerts of metrics without a series
+// keep ActiveAt.
+func (m *Monitor) markOnsets(ctx context.Context, det *detectors.Detector, res *detectors.Result) {
+	if m.onsets == nil {
+		return
+	}
+	for _, f := range res.Findings {
+		fp := alerts.Fingerprint(f.Detector, f.Model, string(f.Class), f.Slice, f.Feature)
+		activeAt, ok := m.onsets.NeedsOnset(fp)
+		if !ok {
+			continue
+		}
+		var onset time.Time
+		if f.Feature == "" && det.HasSeries(f.Metric) {
+			pts, err := m.logSeries(ctx, f.Detector, f.Metric, f.Slice, f.Feature, OnsetLookback, res.At)
+			if err != nil {
+				m.log.Warn("onset not read from the log", zap.String("detector", f.Detector), zap.String("fingerprint", fp), zap.Error(err))
+			}
+			onset = onsetOf(pts, res.At)
+		}
+		if !onset.IsZero() && !onset.Before(activeAt) {
+			onset = time.Time{}
+		}
+		m.onsets.SetOnset(fp, activeAt, onset)
+	}
+}
+
+// onsetOf is detectors.Onset over chart points (zero when none).
+func onsetOf(pts []Point, at time.Time) time.Time {
+	sp := make([]detectors.SeriesPoint, len(pts))
+	for i, p := range pts {
+		sp[i] = detectors.SeriesPoint{At: p.At, Value: p.Value, Low: p.Low, High: p.High, Baseline: p.Baseline}
+		sp[i].HasBand = !math.IsNaN(p.Low) && !math.IsNaN(p.High)
+	}
+	on, ok := detectors.Onset(sp, at)
+	if !ok {
+		return time.Time{}
+	}
+	return on
+}
