@@ -92,8 +92,10 @@ type Alert struct {
 	rollout   *detectors.Rollout
 	rolloutAt time.Time
 	// folded: the alert repeats its root's move from another detector of
-	// the same metric; it is shown inside the root's view (consolidate.go).
-	folded bool
+	// the same metric, or is a slice of the root's own detector that
+	// moved with it (ownMove); it is shown inside the root's view
+	// (consolidate.go).
+	folded, ownMove bool
 	// foldInto is the alert whose view carries a folded one: its root, or
 	// the alert of its incident it repeats (a sibling of the same slice).
 	foldInto string
@@ -329,9 +331,10 @@ type View struct {
 	Onset      *time.Time `json:"onset,omitempty"`
 	FiredAt    *time.Time `json:"fired_at,omitempty"`
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
-	// Folded are the twins folded into this root: the same metric's move
-	// seen by another detector of the model (consolidate.go), not alerts
-	// of their own.
+	// Folded are the alerts folded into this root, not alerts of their
+	// own (consolidate.go): twins (the same metric's move seen by another
+	// detector of the model) and the slices of its own detector that
+	// moved with a broad root.
 	Folded []View `json:"folded,omitempty"`
 	// Change is what a notification says about the alert: new, firing
 	// (still), caused (a child shown under its cause) or resolved. Empty

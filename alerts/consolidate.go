@@ -179,7 +179,9 @@ func (m *Manager) openIncidents() map[string]bool {
 		if a.CausedBy == "" || (a.State != StateFiring && a.State != StatePending) {
 			continue
 		}
-		if r := m.alerts[a.CausedBy]; r != nil && r.State == StateResolved && r.CausedBy == "" && !a.folded {
+		// A twin lags its root (a 12-hour window) and holds nothing open;
+		// a slice that moved with its root is the incident going on.
+		if r := m.alerts[a.CausedBy]; r != nil && r.State == StateResolved && r.CausedBy == "" && (!a.folded || a.ownMove) {
 			out[r.Fingerprint] = true
 		}
 	}
@@ -354,7 +356,10 @@ func (c *consolidation) rollouts() {
 		sort.SliceStable(g, func(x, y int) bool { return c.tellsRollout(c.moves[g[x]], c.moves[g[y]]) })
 		c.decided[g[0]] = true
 		for _, i := range g[1:] {
-			if !c.decided[i] && !notifiedAsRoot(c.as[i]) {
+			// A speaker kept for its thread (a drift ticket notified
+			// first) does not hold back a more severe alert of the
+			// rollout: a page is never explained by a ticket.
+			if !c.decided[i] && !notifiedAsRoot(c.as[i]) && severityRank[c.as[g[0]].Severity] >= severityRank[c.as[i].Severity] {
 				c.root[i], c.decided[i] = c.as[g[0]].Fingerprint, true
 			}
 		}
@@ -431,7 +436,8 @@ func (c *consolidation) productRoots() {
 			continue
 		}
 		for _, j := range c.order {
-			if j == i || c.root[j] != "" || c.as[j].Owner != detectors.OwnerProduct || !explains(c.moves[j], c.moves[i]) {
+			if j == i || c.root[j] != "" || c.as[j].Owner != detectors.OwnerProduct ||
+				!explains(c.moves[j], c.moves[i]) && !c.m.movesWith(c.as[j], c.as[i], c.moves[i].period) {
 				continue
 			}
 			c.root[i] = c.as[j].Fingerprint
@@ -464,14 +470,22 @@ func (c *consolidation) link() (notes, twins map[string][]*Alert) {
 			a.CausedBy = c.root[i]
 			c.m.dirty[a.Fingerprint] = true
 		}
-		kept := a.folded && c.root[i] == a.CausedBy
-		a.folded, a.foldInto = false, ""
+		kept := a.folded && !a.ownMove && c.root[i] == a.CausedBy
+		a.folded, a.ownMove, a.foldInto = false, false, ""
 		if c.root[i] == "" {
 			continue
 		}
 		if r := c.m.alerts[c.root[i]]; (r != nil && twin(r, a)) || (r == nil && kept) {
 			a.folded, a.foldInto = true, c.root[i]
 			twins[c.root[i]] = append(twins[c.root[i]], a)
+			continue
+		}
+		// A slice of the root's own detector that moved with a broad root
+		// (a rollout's, or the aggregate's) is the root's move: folded
+		// into it, and named in its "also moves".
+		if r := c.m.alerts[c.root[i]]; r != nil && c.m.movesWith(r, a, c.moves[i].period) {
+			a.folded, a.ownMove, a.foldInto = true, true, c.root[i]
+			notes[c.root[i]] = append(notes[c.root[i]], a)
 			continue
 		}
 		// A twin of another alert of the same incident, in the same slice
@@ -485,6 +499,47 @@ func (c *consolidation) link() (notes, twins map[string][]*Alert) {
 		notes[c.root[i]] = append(notes[c.root[i]], a)
 	}
 	return notes, twins
+}
+
+// movesWith says whether explained alert a, a slice, is the move of its
+// broad root r in r's own detector, as attribution drops such slices
+// within one run (detectors.BroadBeyond): the same detector, metric and
+// feature; r the aggregate or a rollout's root; the same direction;
+// started with r, not before it (one period of grace); and not
+// significantly beyond twice r's change (p above the detector's fdr),
+// small or not. A rollout that shows first in digital_goods then moves
+// AR and MX in later runs: they are its move, not alerts of their own.
+// An aggregate root evaluated in the same run as a already decided it in
+// attribution: a slice that fires beside it is beyond it.
+func (m *Manager) movesWith(r, a *Alert, period time.Duration) bool {
+	rf, af := &r.Finding, &a.Finding
+	if rf.Detector != af.Detector || rf.Metric != af.Metric || rf.Feature != af.Feature || len(af.Slice) == 0 || !detectors.BroadRate(af.Metric) ||
+		detectors.SliceKey(rf.Slice) == detectors.SliceKey(af.Slice) || (len(rf.Slice) > 0 && r.rollout == nil) {
+		return false
+	}
+	if len(rf.Slice) == 0 && rf.At.Equal(af.At) {
+		return false
+	}
+	dr, da := rf.Value-rf.Baseline, af.Value-af.Baseline
+	if math.IsNaN(dr) || math.IsNaN(da) || dr == 0 || math.Signbit(dr) != math.Signbit(da) || a.ActiveAt.Before(r.ActiveAt.Add(-period)) {
+		return false
+	}
+	sd := af.Details["seasonal_sd"]
+	if math.IsNaN(sd) {
+		sd = 0
+	}
+	p := detectors.BroadBeyond(detectors.RateMove{Value: af.Value, Baseline: af.Baseline,
+		NCurrent: float64(af.NCurrent), NBaseline: float64(af.NBaseline), Spread: sd * sd},
+		math.Abs(dr)/math.Max(rf.Baseline, 1e-4), dr)
+	return !math.IsNaN(p) && p > m.fdr(af.Detector)
+}
+
+// fdr is a detector's false discovery rate (0.05 when unknown).
+func (m *Manager) fdr(detector string) float64 {
+	if d := m.detectors[detector]; d != nil && d.FDR > 0 {
+		return d.FDR
+	}
+	return 0.05
 }
 
 // summarize writes the roots' "also moves" notes and the "also seen by"

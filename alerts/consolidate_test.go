@@ -425,3 +425,117 @@ func TestDriftTwinFoldsIntoSibling(t *testing.T) {
 		}
 	}
 }
+
+// TestBroadRootFoldsItsSlices: a broad root (a rollout's, or the
+// aggregate's from an earlier run) folds the slices of its own detector
+// that moved with it, small or not: they are part of its view and its
+// "also moves", not alerts. A slice far beyond it, or moving against it,
+// stays an alert of its own.
+func TestBroadRootFoldsItsSlices(t *testing.T) {
+	cfg := loadConfig(t, strings.Replace(baseYAML, "slices: [country]", "slices: [country, merchant_category]", 1), nil)
+	at := func(f detectors.Finding, when time.Time) detectors.Finding {
+		f.At = when
+		return f
+	}
+	t.Run("rollout root in a category", func(t *testing.T) {
+		m := newManager(t, cfg, newClock(), &recorder{}, false)
+		dg := withRollout(blockRate("merchant_category=digital_goods", 0.049, 0.018, 1476))
+		// AR: 18 blocks of 270 where the rollout's move predicts about
+		// 10 (2.7 times 1%): beyond twice the root's relative change only
+		// by noise. FR blocks half its traffic: an incident of its own.
+		// US blocks less: against the rollout.
+		ar := withRollout(blockRate("country=AR", 0.067, 0.010, 270))
+		ar.NBaseline = 1849
+		fr := withRollout(blockRate("country=FR", 0.49, 0.006, 600))
+		us := withRollout(blockRate("country=US", 0.002, 0.012, 4000))
+		mustObserve(t, m, "fraud-block-rate", t0, at(dg, t0), at(ar, t0), at(fr, t0), at(us, t0))
+		mustProcess(t, m, t0.Add(time.Minute))
+		got := map[string]View{}
+		for _, v := range m.Alerts() {
+			got[SliceLabel(v.Slice)] = v
+		}
+		root, ok := got["merchant_category=digital_goods"]
+		if !ok || root.CausedBy != "" {
+			t.Fatalf("want digital_goods as the root, got %v", got)
+		}
+		if _, ok := got["country=AR"]; ok {
+			t.Errorf("AR moved with the rollout: want it folded into the root, got an alert")
+		}
+		if len(root.Folded) != 1 || root.Folded[0].Slice["country"] != "AR" {
+			t.Errorf("root's folded %v, want AR", root.Folded)
+		}
+		if !strings.Contains(root.Summary, "also moves block rate in country AR") {
+			t.Errorf("root summary %q does not name AR", root.Summary)
+		}
+		for _, s := range []string{"country=FR", "country=US"} {
+			if _, ok := got[s]; !ok {
+				t.Errorf("%s (far beyond, or against, the rollout) must stay an alert", s)
+			}
+		}
+	})
+	t.Run("aggregate root of an earlier run", func(t *testing.T) {
+		m := newManager(t, cfg, newClock(), &recorder{}, false)
+		agg := blockRate("", 0.021, 0.007, 23534)
+		mustObserve(t, m, "fraud-block-rate", t0, at(agg, t0))
+		mustProcess(t, m, t0.Add(time.Minute))
+		later := t0.Add(20 * time.Minute)
+		// The aggregate still fires (its last finding is from t0's run in
+		// this hand-made sequence); MX joins later, noisy but with it: 20
+		// blocks of 404 where twice the overall's move predicts 14.
+		mx := blockRate("country=MX", 0.0495, 0.007, 404)
+		mx.NBaseline = 3077
+		br := blockRate("country=BR", 0.3, 0.01, 1000)
+		mustObserve(t, m, "fraud-block-rate", later, at(agg, t0), at(mx, later), at(br, later))
+		mustProcess(t, m, later.Add(time.Minute))
+		n := 0
+		for _, v := range m.Alerts() {
+			n++
+			if v.Slice["country"] == "MX" {
+				t.Errorf("MX moved with the overall root: want it folded, got an alert caused by %q", v.CausedBy)
+			}
+		}
+		if n != 2 {
+			t.Errorf("want the overall root and BR (far beyond it), got %d alerts", n)
+		}
+	})
+}
+
+// TestRolloutPageNotHiddenUnderTicket: a rollout's drift ticket (a 12-hour
+// window sees it first) is notified as the incident's root; when the
+// seasonal block rate pages for the same rollout a run later, the page is
+// not explained by (nor folded into) the ticket: it pages.
+func TestRolloutPageNotHiddenUnderTicket(t *testing.T) {
+	cfg := loadConfig(t, driftYAML, nil)
+	clock := newClock()
+	rec := &recorder{}
+	m := newManager(t, cfg, clock, rec, false)
+	tw := withRollout(blockRate("", 0.013, 0.007, 14412))
+	tw.Detector, tw.Severity = "fraud-block-rate-drift", "ticket"
+	mustObserve(t, m, "fraud-block-rate-drift", t0, tw)
+	mustProcess(t, m, t0.Add(time.Minute))
+	mustDeliver(t, m)
+	later := t0.Add(20 * time.Minute)
+	mustObserve(t, m, "fraud-block-rate-drift", later, tw)
+	mustObserve(t, m, "fraud-block-rate", later, withRollout(blockRate("", 0.016, 0.007, 14663)))
+	mustProcess(t, m, later.Add(time.Minute))
+	mustDeliver(t, m)
+	var page *View
+	vs := m.Alerts()
+	for i := range vs {
+		if vs[i].Detector == "fraud-block-rate" {
+			page = &vs[i]
+		}
+	}
+	if page == nil || page.CausedBy != "" || page.Severity != "page" {
+		t.Fatalf("want the seasonal page as a root of its own, got %+v", vs)
+	}
+	paged := false
+	for _, n := range rec.all() {
+		for _, v := range n.Alerts {
+			paged = paged || v.Detector == "fraud-block-rate" && v.Severity == "page"
+		}
+	}
+	if !paged {
+		t.Errorf("the rollout's page was never notified: %v", summarize(rec.all()))
+	}
+}

@@ -256,11 +256,16 @@ func (at *attribution) explainingSet(h *hypothesis, eh float64, cands []*hypothe
 }
 
 // broadMove: the aggregate fires and nothing narrower explains it;
-// slices that moved no more than it did are that same move, seen
-// through a narrower window. For rates "no more" holds relatively (a
-// model that triples its blocks everywhere) or absolutely (a shadow
-// that flips a fifth of all decisions adds the same share to every
-// slice, whatever its baseline).
+// slices that moved with it are that same move, seen through a narrower
+// window. Plainly so when they moved no more than broadFactor times it
+// (withBroad): relatively (a model that triples its blocks everywhere)
+// or absolutely (a shadow that flips a fifth of all decisions adds the
+// same share to every slice, whatever its baseline). A rate slice that
+// moved further stays only when that is significantly beyond the bound
+// (BroadBeyond, Benjamini–Hochberg at the detector's fdr over those
+// slices): a small country's 18 blocks where the rollout predicts 13 are
+// noise on the rollout, not an incident of its own; FR blocking half its
+// traffic during it is one.
 func (at *attribution) broadMove(_ attrKey, hs []*hypothesis) {
 	var agg *hypothesis
 	for _, h := range hs {
@@ -271,12 +276,24 @@ func (at *attribution) broadMove(_ attrKey, hs []*hypothesis) {
 	if agg == nil || at.explainedBy[agg] != nil || excessOf(agg) == 0 {
 		return
 	}
+	var tested []*hypothesis
+	var ps []float64
 	for _, h := range hs {
 		if h == agg || at.explainedBy[h] != nil || math.Signbit(excessOf(h)) != math.Signbit(excessOf(agg)) {
 			continue
 		}
-		if relOf(h) <= broadFactor*relOf(agg) ||
-			attributable[h.Metric] && math.Abs(h.Value-h.Baseline) <= broadFactor*math.Abs(agg.Value-agg.Baseline) {
+		if withBroad(h, agg) {
+			at.explainedBy[h] = agg
+			continue
+		}
+		if attributable[h.Metric] {
+			tested = append(tested, h)
+			ps = append(ps, BroadBeyond(rateMove(h), relOf(agg), agg.Value-agg.Baseline))
+		}
+	}
+	beyond := BH(ps, at.r.d.cfg.FDR)
+	for i, h := range tested {
+		if !beyond[i] && !math.IsNaN(ps[i]) {
 			at.explainedBy[h] = agg
 		}
 	}

@@ -297,7 +297,7 @@ func (d *Detector) rateChange(metric string, slice map[string]string, feature st
 	margin := d.margin(pb)
 	h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: tail})
 	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
-	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
+	h.NCurrent, h.NBaseline, h.spread = uint64(cur.N), uint64(base.N), spread
 	sd := 2 * math.Sqrt(spread+pb*(1-pb)/cur.N)
 	if tail == TailUp {
 		h.BaselineLow, h.BaselineHigh = 0, math.Min(1, pb+margin+sd)

@@ -288,6 +288,9 @@ type hypothesis struct {
 	gate    bool
 	effect  float64
 	shadowB float64
+	// spread is the baseline's day-to-day variance the change test used
+	// (0 without a seasonal baseline): the broad-move test reads it too.
+	spread  float64
 	summary string
 	details map[string]float64
 }

@@ -237,6 +237,43 @@ func TestBlockRateEvaluate(t *testing.T) {
 			want: []string{"model_behavior:block_rate:", "model_behavior:block_rate:BR"},
 		},
 		{
+			// A rollout triples every slice's blocks; AR, a small risky
+			// country, reads 6.7% (20 blocks of 300) where three times its
+			// 1% gives 3% and twice the aggregate's move 5%: beyond the
+			// plain bound, but not significantly (about 15 expected). It is
+			// the rollout's move, small or not.
+			name: "a small slice's noise on a broad move is the move",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 360, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "DE", week(brWin{n: 3000, x: 90, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("country", "AR", week(brWin{n: 300, x: 20, sn: 300, sx: 3}, steady(300, 3))...),
+			),
+			want:    []string{"model_behavior:block_rate:"},
+			summary: "also moves country AR and DE",
+		},
+		{
+			// The same rollout while AR blocks 15% (45 of 300): far beyond
+			// what the broad move lets it, an incident of its own.
+			name: "a small slice far beyond a broad move stays",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 385, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "DE", week(brWin{n: 3000, x: 90, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("country", "AR", week(brWin{n: 300, x: 45, sn: 300, sx: 3}, steady(300, 3))...),
+			),
+			want: []string{"model_behavior:block_rate:", "model_behavior:block_rate:AR"},
+		},
+		{
+			// A broad rise while one country's blocks fall: it moved
+			// against the root and stays.
+			name: "a slice moving against a broad move stays",
+			rows: concat(
+				brRows("", "", week(brWin{n: 12000, x: 360, sn: 12000, sx: 120}, steady(12000, 120))...),
+				brRows("country", "DE", week(brWin{n: 3000, x: 100, sn: 3000, sx: 30}, steady(3000, 30))...),
+				brRows("country", "US", week(brWin{n: 3000, x: 2, sn: 3000, sx: 60}, steady(3000, 60))...),
+			),
+			want: []string{"model_behavior:block_rate:", "model_behavior:block_rate:US"},
+		},
+		{
 			// At night FR logs too few rows to be tested alone, yet its
 			// incident moves the aggregate: the aggregate fires and says
 			// where most of its extra blocks are.

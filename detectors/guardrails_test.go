@@ -8,6 +8,7 @@ import (
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
 )
@@ -167,6 +168,66 @@ func TestGuardrails(t *testing.T) {
 					t.Errorf("candidate %s exit %d: want the shadow's version failing like the shadow", r.Candidate, r.ExitCode)
 				}
 			})
+		})
+	}
+}
+
+// TestGuardrailsShadowBlocksSmallCountry is TestGuardrails' second member:
+// the shadow blocks 80% of Argentina (1.2% of the traffic, a risky
+// country whose production block rate is already above the average),
+// not of a large low-risk one. The gate fails naming AR, and no other
+// country, on both engines.
+func TestGuardrailsShadowBlocksSmallCountry(t *testing.T) {
+	day0 := time.Date(2026, 9, 14, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := guardConfig(t, e.Database, "labels_ar")
+			m := &cfg.Models[0]
+			m.Table = e.Database + ".predictions_ar"
+			defs := []store.TableDef{store.PredictionsDef("predictions_ar"), store.LabelsDef("labels_ar", "request_id", "label", "labeled_at")}
+			if err := store.Apply(ctx, e.DB, e.Database, defs); err != nil {
+				t.Fatal(err)
+			}
+			block, err := traffic.ParseIncident("shadow_country_block:+0h:+1d:AR", day0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ins := []traffic.Incident{block}
+			if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: m, From: day0, To: day0.Add(day), Rate: 100, Seed: 47, Incidents: ins, Concurrency: 2}); err != nil {
+				t.Fatal(err)
+			}
+			if err := traffic.GenerateLabels(ctx, e.DB, traffic.LabelOptions{Model: m, From: day0, To: day0.Add(day), Incidents: ins}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := detectors.RunGuardrails(ctx, e.DB, detectors.GuardrailOptions{Model: m, Limits: m.Guardrails, From: day0, To: day0.Add(day), At: day0.Add(40 * day)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("verdict %s (exit %d); labels: %s; failed %v", r.Verdict, r.ExitCode, r.Labels, r.Failed)
+			if r.ExitCode != 1 || r.Verdict != detectors.VerdictFail {
+				t.Fatalf("verdict %s exit %d, want fail 1", r.Verdict, r.ExitCode)
+			}
+			var countries []string
+			for _, c := range r.Checks {
+				if c.Status == detectors.CheckFail && c.Slice["country"] != "" {
+					countries = append(countries, c.Slice["country"]+" "+c.Metric)
+				}
+				if c.Slice["country"] == "AR" && c.Metric == detectors.MetricBlockRate && !(c.Candidate > 0.7 && c.Production < 0.15 && c.Low > 0.5) {
+					t.Errorf("AR block rate %v vs %v (CI %v..%v): want the shadow blocking most of Argentina", c.Candidate, c.Production, c.Low, c.High)
+				}
+			}
+			if len(countries) != 1 || countries[0] != "AR block_rate" {
+				t.Errorf("failing countries %v, want exactly AR's block rate", countries)
+			}
+			named := false
+			for _, f := range r.Failed {
+				named = named || strings.HasPrefix(f, "country=AR: block rate rises")
+			}
+			if !named {
+				t.Errorf("failed %v: want country=AR named", r.Failed)
+			}
 		})
 	}
 }

@@ -243,7 +243,7 @@ func (sh *shadow) evaluate(res *store.Result, r *run) error {
 			h.effect = h.Value - h.Baseline
 			h.BaselineLow, h.BaselineHigh = 0, math.Min(1, h.Baseline+margin+2*math.Sqrt(spread+h.Baseline*(1-h.Baseline)/nCur))
 			h.ShadowValue, h.shadowB = cc, bc
-			h.NCurrent, h.NBaseline = uint64(nCur), uint64(nBase)
+			h.NCurrent, h.NBaseline, h.spread = uint64(nCur), uint64(nBase), spread
 			h.gate = h.effect >= margin
 			h.details = details("score_correlation", cc, "baseline_score_correlation", bc, "unpaired", g.num(0, unpaired))
 			h.summary = fmt.Sprintf("%s: %s on %s of requests vs %s baseline (n=%s vs %s pairs); score correlation %s vs %s",

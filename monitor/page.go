@@ -288,7 +288,7 @@ var alertTmpl = template.Must(template.New("alert").Funcs(template.FuncMap{
 <tr><th>owner</th><td>{{.View.Owner}} → {{.View.Receiver}}</td></tr>
 <tr><th>detector</th><td>{{.View.Detector}} ({{.View.Kind}})</td></tr>
 {{with .View.CausedBy}}<tr><th>caused by</th><td><a href="{{.}}">{{$.CauseName}}</a></td></tr>{{end}}
-{{range .View.Folded}}<tr><th>also seen by</th><td>{{.Detector}} ({{.Severity}}), {{slice .Slice}}: {{.Metric}} {{num .Value}} vs baseline {{num .Baseline}}</td></tr>{{end}}
+{{range .View.Folded}}<tr><th>{{if eq .Detector $.View.Detector}}also moves{{else}}also seen by{{end}}</th><td>{{.Detector}} ({{.Severity}}), {{slice .Slice}}: {{.Metric}} {{num .Value}} vs baseline {{num .Baseline}}</td></tr>{{end}}
 {{with .View.RunbookURL}}<tr><th>runbook</th><td><a href="{{.}}">{{.}}</a></td></tr>{{end}}
 {{with .View.Ack}}<tr><th>acknowledged</th><td>acked by @{{.UserName}} at {{ts .At}}</td></tr>{{end}}
 <tr><th>fingerprint</th><td><code>{{.View.Fingerprint}}</code></td></tr>
