@@ -65,6 +65,9 @@ type Options struct {
 	// (OutcomeSent, OutcomeRetry, OutcomeDead, OutcomeFallback), for the
 	// mlwatch_notifications_total counter.
 	OnDelivery func(receiver, outcome string)
+	// Peer, when set, makes the manager one replica of an HA group that
+	// shares its store with the others and notifies once (peer.go).
+	Peer *Peer
 }
 
 // Manager is the alert pipeline: it observes detector runs, keeps each
@@ -89,6 +92,10 @@ type Manager struct {
 	sleep    func(context.Context, time.Duration) error
 	oneShot  bool
 	ver      *versioner
+	peer     *Peer
+	peerPos  atomic.Int64 // position in the HA group (peer.go)
+	replica  string       // this replica's name in the HA group
+	lastBeat time.Time    // last peer heartbeat (Dispatch's goroutine only)
 
 	alerts   map[string]*Alert
 	dirty    map[string]bool
@@ -124,6 +131,11 @@ func New(opt Options) (*Manager, error) {
 	if opt.Config == nil {
 		return nil, fmt.Errorf("alerts: config is required")
 	}
+	if opt.Peer != nil {
+		if err := opt.Peer.Check(); err != nil {
+			return nil, fmt.Errorf("alerts: %w", err)
+		}
+	}
 	m := &Manager{
 		db:        opt.Store,
 		log:       opt.Logger,
@@ -133,6 +145,7 @@ func New(opt Options) (*Manager, error) {
 		overrides: opt.Notifiers,
 		httpc:     opt.HTTPClient,
 		ver:       &versioner{},
+		peer:      opt.Peer,
 		alerts:    map[string]*Alert{},
 		dirty:     map[string]bool{},
 		outbox:    map[string]*entry{},
@@ -143,6 +156,17 @@ func New(opt Options) (*Manager, error) {
 		slots:      map[string]chan struct{}{},
 	}
 	m.pubOutbox.Store(&[]NotificationStatus{})
+	if opt.Peer != nil {
+		m.replica = opt.Peer.ID
+		if m.replica == "" {
+			m.replica = newID()
+		}
+		m.peerPos.Store(int64(opt.Peer.Position))
+		if opt.Peer.Position == AutoPosition {
+			// Until the first heartbeat ranks it: hold as the second.
+			m.peerPos.Store(1)
+		}
+	}
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}

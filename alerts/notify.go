@@ -61,6 +61,11 @@ type Notification struct {
 	// FallbackFor is set on a copy sent to a fallback receiver: the
 	// notification its own receiver refused, so the page reaches someone.
 	FallbackFor *Fallback `json:"fallback_for,omitempty"`
+	// Replica names the replica of an HA group that planned it (its
+	// --cluster.peer-id, else an id of the process), so that its peers
+	// can tell its records from their own (peer.go).
+	Replica         string `json:"replica,omitempty"`
+	ReplicaPosition int    `json:"replica_position,omitempty"`
 }
 
 // Fallback names a notification that went dead and why, on the copy that

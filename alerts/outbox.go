@@ -39,6 +39,9 @@ type entry struct {
 	// dirty marks an entry whose latest state did not reach ClickHouse
 	// (Manager.persist writes it).
 	dirty bool
+	// peerOf is the twin a peer replica delivered in its place (memory
+	// only; peer.go).
+	peerOf string
 	// unwritten marks a new entry whose first write was not tried yet:
 	// it is not delivered before (recorded before it is sent).
 	unwritten bool
@@ -51,6 +54,8 @@ type DeliverStats struct {
 	Dead    int
 	// Fallback counts dead notifications handed to a fallback receiver.
 	Fallback int
+	// Peer counts notifications a peer replica had delivered (peer.go).
+	Peer int
 }
 
 func (st *DeliverStats) add(o DeliverStats) {
@@ -58,6 +63,7 @@ func (st *DeliverStats) add(o DeliverStats) {
 	st.Retried += o.Retried
 	st.Dead += o.Dead
 	st.Fallback += o.Fallback
+	st.Peer += o.Peer
 }
 
 // Delivery outcomes, as counted by Options.OnDelivery.
@@ -132,6 +138,7 @@ func (m *Manager) Dispatch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		m.peerBeat(ctx, interval)
 		m.mu.Lock()
 		receivers := m.dueReceivers()
 		m.mu.Unlock()
@@ -214,6 +221,12 @@ func (m *Manager) DeliverTo(ctx context.Context, receiver string) DeliverStats {
 			retryable bool
 			err       error
 		)
+		if handled, adopted := m.peerDelivered(ctx, e, &n); handled {
+			if adopted {
+				st.Peer++
+			}
+			continue
+		}
 		if notifier == nil {
 			err = fmt.Errorf("receiver %q is not in the config (removed by a reload?): add it back, or retry the notification once routes no longer need it", n.Receiver)
 		} else {
@@ -338,7 +351,7 @@ func (m *Manager) nextDue(receiver string, tried map[string]bool) (*entry, Notif
 		}
 	}
 	now := m.now()
-	if e == nil || e.unwritten || tried[e.n.ID] || e.next.After(now) || m.holdoff[receiver].After(now) {
+	if e == nil || e.unwritten || tried[e.n.ID] || e.next.After(now) || m.holdoff[receiver].After(now) || m.held(e, now) {
 		return nil, Notification{}, nil
 	}
 	n := e.n
@@ -422,6 +435,9 @@ type NotificationStatus struct {
 	// receiver; FallbackID the copy that carried this one (dead only).
 	FallbackFor *Fallback `json:"fallback_for,omitempty"`
 	FallbackID  string    `json:"fallback_id,omitempty"`
+	// PeerOf is the notification a peer replica delivered in this one's
+	// place (an HA group; sent only).
+	PeerOf string `json:"peer_of,omitempty"`
 }
 
 // ErrNotificationNotFound is returned for an unknown notification ID.
@@ -474,7 +490,7 @@ func (m *Manager) publishOutbox() {
 	for i, e := range es {
 		s := NotificationStatus{
 			ID: e.n.ID, Receiver: e.n.Receiver, State: e.status, Kind: e.n.Kind, GroupKey: e.n.GroupKey, Thread: e.n.Thread,
-			CreatedAt: e.n.CreatedAt, Attempts: e.attempts, LastError: e.lastErr, FallbackFor: e.n.FallbackFor,
+			CreatedAt: e.n.CreatedAt, Attempts: e.attempts, LastError: e.lastErr, FallbackFor: e.n.FallbackFor, PeerOf: e.peerOf,
 			Alerts: make([]string, 0, len(e.n.Alerts)),
 		}
 		if e.status == statusPending && !e.next.IsZero() {

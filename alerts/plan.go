@@ -26,8 +26,8 @@ type planState struct {
 	// first returns the first notification of a thread (its root), nil
 	// when it is not in the outbox.
 	first func(id string) *Notification
-	// newID names a new notification.
-	newID func() string
+	// newID names a new notification once its content is known.
+	newID func(n *Notification) string
 	// mutes are the mute step's stages (mute.go), called for each alert.
 	mutes mutes
 }
@@ -48,7 +48,7 @@ func (m *Manager) planState(mu mutes) planState {
 			}
 			return nil
 		},
-		newID: newID, mutes: mu,
+		newID: m.notificationID, mutes: mu,
 	}
 }
 
@@ -201,12 +201,10 @@ func (p *planner) collectCaused(a *Alert) {
 // render turns one group's items into its notification and effects.
 func (p *planner) render(k groupID) (Notification, []effect) {
 	its := p.withFiringMembers(k, p.items[k])
-	id := p.s.newID()
 	root := k.root
 	kind := KindUpdate
 	if root == "" {
 		kind = KindFiring
-		root = id
 	} else if groupCloses(p.members[k], its) {
 		kind = KindResolved
 	}
@@ -218,7 +216,7 @@ func (p *planner) render(k groupID) (Notification, []effect) {
 		return worse(&its[i].a.Finding, &its[j].a.Finding, its[i].a.Severity, its[j].a.Severity)
 	})
 	n := Notification{
-		ID: id, Receiver: k.receiver, Kind: kind, Status: "firing", GroupKey: k.group,
+		Receiver: k.receiver, Kind: kind, Status: "firing", GroupKey: k.group,
 		Thread: k.root, ExternalURL: p.s.externalURL, CreatedAt: p.now,
 		RepeatInterval: p.s.repeatInterval,
 	}
@@ -237,6 +235,12 @@ func (p *planner) render(k groupID) (Notification, []effect) {
 		v.Change, v.Carried = it.change, it.carried
 		n.Alerts = append(n.Alerts, v)
 		effects = append(effects, effect{fp: it.a.Fingerprint, receiver: k.receiver, change: it.change, group: k.group, root: root, at: p.now})
+	}
+	n.ID = p.s.newID(&n)
+	if k.root == "" {
+		for i := range effects {
+			effects[i].root = n.ID
+		}
 	}
 	// A thread speaks for the group its first message was posted for:
 	// its labels, and on closing the alerts that message showed.

@@ -98,6 +98,17 @@ var triageTable = store.TableDef{
 	Engine: "MergeTree PARTITION BY toYYYYMM(at) ORDER BY (fingerprint, at)",
 }
 
+// peersTable holds one row per replica of an HA group, its latest
+// heartbeat winning (peer.go).
+var peersTable = store.TableDef{
+	Columns: [][2]string{
+		{"id", "String"},
+		{"seen_at", "DateTime"},
+		{"version", "UInt64"},
+	},
+	Engine: "ReplacingMergeTree(version) ORDER BY id",
+}
+
 var (
 	alertColumns   = alertsTable.ColumnNames()
 	silenceColumns = silencesTable.ColumnNames()
@@ -106,5 +117,5 @@ var (
 
 // TableDefs are the alerts package's tables named under t, for store.Apply.
 func TableDefs(t store.Tables) []store.TableDef {
-	return []store.TableDef{alertsTable.Named(t.Alerts()), silencesTable.Named(t.Silences()), outboxTable.Named(t.Outbox()), triageTable.Named(t.Triage())}
+	return []store.TableDef{alertsTable.Named(t.Alerts()), silencesTable.Named(t.Silences()), outboxTable.Named(t.Outbox()), triageTable.Named(t.Triage()), peersTable.Named(t.Peers())}
 }

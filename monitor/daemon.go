@@ -36,6 +36,8 @@ type DaemonOptions struct {
 	// PipelineInterval is how often the alert pipeline runs between
 	// detector runs (group waits expire, retries come due). Default 5s.
 	PipelineInterval time.Duration
+	// Peer makes the daemon one replica of an HA group (alerts.Peer).
+	Peer *alerts.Peer
 }
 
 // daemon is `mlwatch run`: scheduler, alert pipeline loop, HTTP server,
@@ -88,7 +90,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err := store.Apply(ctx, d.db, tables.Database, TableDefs(tables)); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
 	}
-	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log, OnDelivery: d.metrics.Notification})
+	d.mgr, err = alerts.New(alerts.Options{Config: cfg, Store: d.db, Logger: log, OnDelivery: d.metrics.Notification, Peer: opt.Peer})
 	if err != nil {
 		return err
 	}
@@ -310,6 +312,9 @@ func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
 	}
 	for _, w := range LabelWarnings(ctx, d.db, cfg) {
 		d.log.Warn("labels unavailable", zap.String("config", cfg.Path), zap.String("warning", w))
+	}
+	for _, w := range SplitPairWarnings(ctx, d.db, cfg, time.Now()) {
+		d.log.Warn("shadow pairs split across shards", zap.String("config", cfg.Path), zap.String("warning", w))
 	}
 }
 

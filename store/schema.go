@@ -40,6 +40,10 @@ func (t Tables) Silences() Table { return Table{t.Database, t.Prefix + "silences
 // Outbox holds notifications: written before sending, updated after.
 func (t Tables) Outbox() Table { return Table{t.Database, t.Prefix + "outbox"} }
 
+// Peers holds the heartbeats of the replicas of an HA group (mlwatch run
+// --cluster.peer-id), from which each derives its position.
+func (t Tables) Peers() Table { return Table{t.Database, t.Prefix + "peers"} }
+
 // Triage holds what people did about alerts from Slack or the API:
 // acknowledgements, silences and feedback, one row per action.
 func (t Tables) Triage() Table { return Table{t.Database, t.Prefix + "triage"} }

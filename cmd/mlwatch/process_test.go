@@ -27,7 +27,7 @@ var (
 )
 
 // binary builds the mlwatch command once per test run.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mlwatch-bin-")
@@ -48,7 +48,7 @@ func binary(t *testing.T) string {
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ func freeAddr(t *testing.T) string {
 
 // proc is one mlwatch process under test.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
 	logs *syncBuffer
@@ -81,7 +81,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // mlwatchCmd runs a one-shot mlwatch command and fails the test on error.
-func mlwatchCmd(t *testing.T, env []string, args ...string) string {
+func mlwatchCmd(t testing.TB, env []string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -92,11 +92,12 @@ func mlwatchCmd(t *testing.T, env []string, args ...string) string {
 	return string(out)
 }
 
-// startDaemon starts `mlwatch run` and waits until it is ready.
-func startDaemon(t *testing.T, cfg string, env []string) *proc {
+// startDaemon starts `mlwatch run` (with any extra flags) and waits until
+// it is ready.
+func startDaemon(t testing.TB, cfg string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), "run", "--config", cfg, "--web.listen-address", p.addr)
+	p.cmd = exec.Command(binary(t), append([]string{"run", "--config", cfg, "--web.listen-address", p.addr}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
