@@ -192,6 +192,15 @@ func TestHAPairNotifiesOnceAndTakesOver(t *testing.T) {
 	if err := survivor.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	survivor.dump = func() {
+		t.Logf("survivor's alerts: %s", survivor.get("/api/v1/alerts"))
+		t.Logf("survivor's notifications: %s", survivor.get("/api/v1/notifications"))
+		for _, m := range []string{"chat.postMessage", "chat.update"} {
+			for _, c := range slack.Calls(m) {
+				t.Logf("slack %s: channel=%s thread=%q ts=%s %.200s", m, c.Channel, c.ThreadTS, c.TS, c.Text)
+			}
+		}
+	}
 	isBound := func(c fakeslack.Call) bool { return c.ThreadTS == "" && strings.Contains(c.Text+c.Blocks, "bound") }
 	survivor.waitFor("the survivor to page the next change", 5*time.Minute, func() bool {
 		return count(slack.Calls("chat.postMessage")[before:], isBound) > 0

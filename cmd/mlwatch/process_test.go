@@ -66,6 +66,8 @@ type proc struct {
 	addr string
 	logs *syncBuffer
 	done chan error
+	// dump, when set, logs what a failed wait should be read with.
+	dump func()
 }
 
 type syncBuffer struct {
@@ -134,6 +136,9 @@ func (p *proc) waitFor(what string, timeout time.Duration, cond func() bool) {
 		default:
 		}
 		if time.Now().After(deadline) {
+			if p.dump != nil {
+				p.dump()
+			}
 			p.t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(200 * time.Millisecond)
