@@ -14,6 +14,16 @@ import (
 
 const peerHold = 30 * time.Second
 
+// peerSetup is the replicas' shared world: a clock, a local Slack API
+// and one config whose state lives in eng's database.
+func peerSetup(t *testing.T, eng storetest.Engine) (*fakeClock, *fakeSlack, *configs.Config) {
+	t.Helper()
+	clock := newClock()
+	fake := newFakeSlack(t, clock)
+	env := map[string]string{configs.EnvSlackAPIURL: fake.URL()}
+	return clock, fake, loadConfig(t, baseYAML+"state: {database: "+eng.Database+"}\n", env)
+}
+
 func peerManager(t *testing.T, cfg *configs.Config, eng storetest.Engine, clock *fakeClock, seen *outcomes, pos int) *Manager {
 	t.Helper()
 	m, err := New(Options{Config: cfg, Store: eng.DB, Now: clock.Now, Sleep: clock.Sleep, OnDelivery: seen.add,
@@ -35,10 +45,7 @@ func peerManager(t *testing.T, cfg *configs.Config, eng storetest.Engine, clock 
 func TestPeerPairNotifiesOnce(t *testing.T) {
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
-			clock := newClock()
-			fake := newFakeSlack(t, clock)
-			env := map[string]string{configs.EnvSlackAPIURL: fake.URL()}
-			cfg := loadConfig(t, baseYAML+"state: {database: "+eng.Database+"}\n", env)
+			clock, fake, cfg := peerSetup(t, eng)
 			seen := &outcomes{}
 			a := peerManager(t, cfg, eng, clock, seen, 0)
 			b := peerManager(t, cfg, eng, clock, seen, 1)
@@ -112,10 +119,7 @@ func TestPeerPairNotifiesOnce(t *testing.T) {
 func TestPeerTwinFoundByContent(t *testing.T) {
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
-			clock := newClock()
-			fake := newFakeSlack(t, clock)
-			env := map[string]string{configs.EnvSlackAPIURL: fake.URL()}
-			cfg := loadConfig(t, baseYAML+"state: {database: "+eng.Database+"}\n", env)
+			clock, fake, cfg := peerSetup(t, eng)
 			seen := &outcomes{}
 			a := peerManager(t, cfg, eng, clock, seen, 0)
 			b := peerManager(t, cfg, eng, clock, seen, 1)
@@ -197,10 +201,7 @@ func TestPeerPositionFromIDs(t *testing.T) {
 func TestPeerRefireIsNoTwin(t *testing.T) {
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
-			clock := newClock()
-			fake := newFakeSlack(t, clock)
-			env := map[string]string{configs.EnvSlackAPIURL: fake.URL()}
-			cfg := loadConfig(t, baseYAML+"state: {database: "+eng.Database+"}\n", env)
+			clock, fake, cfg := peerSetup(t, eng)
 			a := peerManager(t, cfg, eng, clock, &outcomes{}, 0)
 			fr := finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
 			for i, fs := range [][]detectors.Finding{{fr}, nil, {fr}} {
@@ -225,10 +226,7 @@ func TestPeerRefireIsNoTwin(t *testing.T) {
 func TestPeerWaitsForSlowPeer(t *testing.T) {
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
-			clock := newClock()
-			fake := newFakeSlack(t, clock)
-			env := map[string]string{configs.EnvSlackAPIURL: fake.URL()}
-			cfg := loadConfig(t, baseYAML+"state: {database: "+eng.Database+"}\n", env)
+			clock, _, cfg := peerSetup(t, eng)
 			a := peerManager(t, cfg, eng, clock, &outcomes{}, 0)
 			b := peerManager(t, cfg, eng, clock, &outcomes{}, 1)
 			fr := finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
