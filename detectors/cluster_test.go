@@ -233,12 +233,15 @@ func shadowOnShards(t *testing.T, c *storetest.Cluster, cfg, single *configs.Con
 		if !two.OnShards() {
 			t.Fatalf("%s: a shadow detector of a model with a cluster does not evaluate on the shards", dc.Name)
 		}
+		t0 := time.Now()
 		want, err := one.Evaluate(ctx, c.Nodes[0], at)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t1 := time.Now()
 		// Through the other node: the shards come from its system.clusters.
 		got, err := two.Evaluate(ctx, c.Nodes[1], at)
+		t2 := time.Now()
 		if err != nil {
 			t.Fatalf("%s on the shards: %v\n%s", dc.Name, err, got.Query)
 		}
@@ -254,6 +257,8 @@ func shadowOnShards(t *testing.T, c *storetest.Cluster, cfg, single *configs.Con
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("cluster: %s took %s on one node, %s on the shards, %s through the Distributed table", dc.Name,
+			t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
 		if !strings.Contains(back.Query, "`"+c.Database+"`.`predictions`") {
 			t.Errorf("%s with PairOnInitiator: the query does not read the Distributed table:\n%s", dc.Name, back.Query)
 		}
