@@ -277,7 +277,7 @@ func shadowOnShards(t *testing.T, c *storetest.Cluster, cfg, single *configs.Con
 		if err := node.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 			t.Fatal(err)
 		}
-		res, err := node.Query(ctx, "SELECT read_rows, result_rows FROM system.query_log WHERE type = 2 AND has(?, query_id)", list)
+		res, err := node.Query(ctx, "SELECT read_rows, result_rows, result_bytes FROM system.query_log WHERE type = 2 AND has(?, query_id)", list)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +292,7 @@ func shadowOnShards(t *testing.T, c *storetest.Cluster, cfg, single *configs.Con
 			if read == 0 || result*20 > read {
 				t.Errorf("shard %d: the shadow query returned %d rows of %d read: rows, not aggregates", i+1, result, read)
 			}
-			t.Logf("cluster: shadow on the shards: shard %d read %9d rows, returned %7d rows (%5.2f%%)", i+1, read, result, 100*float64(result)/float64(max(read, 1)))
+			t.Logf("cluster: shadow on the shards: shard %d read %9d rows, returned %7d rows (%5.2f%%), %9d bytes", i+1, read, result, 100*float64(result)/float64(max(read, 1)), store.Int(r[2]))
 		}
 	}
 }

@@ -9,7 +9,9 @@
 //	d, err := detectors.New(cfg, &cfg.Detectors[i]) // cfg from configs.Load
 //	res, err := d.Evaluate(ctx, db, at)              // db: any Querier (*store.DB)
 //
-// Evaluate runs exactly ONE query, with windows ending at `at` less the
+// Evaluate runs exactly ONE query (for shadow on a model with
+// models[].cluster: the same query on each shard's local table, merged in
+// Go; shards.go), with windows ending at `at` less the
 // detector's eval_delay (time is always an argument), and returns a
 // Result: Findings (what to alert on; Finding.Class → Classes → owner and
 // default severity), Evaluations (every hypothesis checked, firing or not,

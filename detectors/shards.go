@@ -1,10 +1,14 @@
 package detectors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,11 +137,7 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 	if err != nil || isc < 0 || isv < 0 || iw < 0 || irank < 0 {
 		return nil, fmt.Errorf("shard result lacks sc, sv, w or %s (%v)", rank, err)
 	}
-	type key struct {
-		sc, sv string
-		w      float64
-	}
-	merged := map[key][]any{}
+	merged := map[shardKey][]any{}
 	for _, p := range parts {
 		if len(p.Columns) != len(out.Columns) {
 			return nil, fmt.Errorf("shards returned different columns: %v and %v", out.Columns, p.Columns)
@@ -145,7 +145,7 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 		out.Stats.RowsRead += p.Stats.RowsRead
 		out.Stats.BytesRead += p.Stats.BytesRead
 		for _, r := range p.Rows {
-			k := key{store.Str(r[isc]), store.Str(r[isv]), store.Float(r[iw])}
+			k := shardKey{store.Str(r[isc]), store.Str(r[isv]), store.Float(r[iw])}
 			m := merged[k]
 			if m == nil {
 				merged[k] = append([]any(nil), r...)
@@ -156,7 +156,33 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 			}
 		}
 	}
-	// ranked: the top K values of each slice column by rank.
+	keep := topValues(merged, irank, topK)
+	keys := make([]shardKey, 0, len(merged))
+	for k := range merged {
+		if keep[[2]string{k.sc, k.sv}] {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b shardKey) int {
+		return cmp.Or(strings.Compare(a.sc, b.sc), strings.Compare(a.sv, b.sv), cmp.Compare(a.w, b.w))
+	})
+	for _, k := range keys {
+		out.Rows = append(out.Rows, merged[k])
+	}
+	out.Stats.ResultRows = len(out.Rows)
+	return out, nil
+}
+
+// shardKey is a row's slice column, value and window.
+type shardKey struct {
+	sc, sv string
+	w      float64
+}
+
+// topValues are the (sc, sv) that ranked keeps: for each slice column
+// sc, its top K values by the rank column summed over windows (ties by
+// value), ORDER BY sc, rank DESC, sv LIMIT K BY sc.
+func topValues(merged map[shardKey][]any, irank, topK int) map[[2]string]bool {
 	type value struct {
 		sc, sv string
 		rank   float64
@@ -168,23 +194,13 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 			v = &value{sc: k.sc, sv: k.sv}
 			ranks[[2]string{k.sc, k.sv}] = v
 		}
-		if f := store.Float(r[irank]); f == f { // NULL adds nothing
+		if f := store.Float(r[irank]); !math.IsNaN(f) { // NULL adds nothing
 			v.rank += f
 		}
 	}
-	vals := make([]*value, 0, len(ranks))
-	for _, v := range ranks {
-		vals = append(vals, v)
-	}
-	sort.Slice(vals, func(i, j int) bool {
-		a, b := vals[i], vals[j]
-		if a.sc != b.sc {
-			return a.sc < b.sc
-		}
-		if a.rank != b.rank {
-			return a.rank > b.rank
-		}
-		return a.sv < b.sv
+	vals := slices.Collect(maps.Values(ranks))
+	slices.SortFunc(vals, func(a, b *value) int {
+		return cmp.Or(strings.Compare(a.sc, b.sc), cmp.Compare(b.rank, a.rank), strings.Compare(a.sv, b.sv))
 	})
 	keep := map[[2]string]bool{}
 	for i, n := 0, 0; i < len(vals); i++ {
@@ -196,27 +212,7 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 		}
 		n++
 	}
-	keys := make([]key, 0, len(merged))
-	for k := range merged {
-		if keep[[2]string{k.sc, k.sv}] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		if a.sc != b.sc {
-			return a.sc < b.sc
-		}
-		if a.sv != b.sv {
-			return a.sv < b.sv
-		}
-		return a.w < b.w
-	})
-	for _, k := range keys {
-		out.Rows = append(out.Rows, merged[k])
-	}
-	out.Stats.ResultRows = len(out.Rows)
-	return out, nil
+	return keep
 }
 
 // addValues adds two normalised values of one column: counts (UInt64,
