@@ -50,7 +50,8 @@ receivers:
 // that names the sharding key; a local table is not checked. The
 // shadow detectors of a model on a cluster with split pairs pair on the
 // initiator (Monitor.PairOnInitiator), across reloads; the others
-// evaluate on the shards.
+// evaluate on the shards. A local table missing on the shards is
+// reported by CheckColumns.
 func TestSplitPairsOnCluster(t *testing.T) {
 	c := storetest.NewCluster(t)
 	ctx := context.Background()
@@ -92,6 +93,17 @@ func TestSplitPairsOnCluster(t *testing.T) {
 	cfg, err := configs.Parse("split.yaml", []byte(text), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := CheckColumns(ctx, c.Nodes[0], cfg); err != nil {
+		t.Fatalf("columns and local tables: %v", err)
+	}
+	bad, err := configs.Parse("split.yaml", []byte(strings.Replace(text, "local_table: random_local", "local_table: rnd_local", 1)), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckColumns(ctx, c.Nodes[1], bad)
+	if want := fmt.Sprintf("model random: local_table %s.rnd_local does not exist on shard 1 (%s), 2 (%s) of cluster %s", c.Database, c.Addrs[0], c.Addrs[1], c.Name); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a missing local table: %v, want %q", err, want)
 	}
 	got, err := CheckSplitPairs(ctx, c.Nodes[0], cfg, at)
 	if err != nil {
