@@ -38,7 +38,7 @@ func (m *Monitor) markOnsets(ctx context.Context, det *detectors.Detector, res *
 			continue
 		}
 		var onset time.Time
-		if f.Feature == "" && det.HasSeries(f.Metric) {
+		if det.HasOnsetSeries(f.Metric) {
 			pts, err := m.logSeries(ctx, f.Detector, f.Metric, f.Slice, f.Feature, OnsetLookback, res.At)
 			if err != nil {
 				m.log.Warn("onset not read from the log", zap.String("detector", f.Detector), zap.String("fingerprint", fp), zap.Error(err))
