@@ -151,15 +151,7 @@ func (sh *shadow) query(w windows) *sqlText {
 func (sh *shadow) shardQuery(w windows) *sqlText {
 	s := sh.src
 	s.table = localTable(s.m).Quoted()
-	q := &sqlText{}
-	q.add("SELECT sc, sv, w")
-	for _, c := range shadowCols {
-		q.add(", " + c)
-	}
-	q.add("\nFROM (\n")
-	q.addQuery(sh.counts(s, w))
-	q.add("\n)")
-	return q
+	return shardCounts(sh.counts(s, w), shadowCols)
 }
 
 func (sh *shadow) shardCols() ([]string, string) { return shadowCols, "rows" }
