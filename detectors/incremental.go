@@ -56,6 +56,9 @@ type IncrementalOptions struct {
 	// Now is the wall clock (default time.Now): which buckets are closed
 	// depends on when rows arrive, not on the evaluation time.
 	Now func() time.Time
+	// Keep, when set, is the oldest bucket any evaluation may read at
+	// now: Clean drops the days before it.
+	Keep func(now time.Time) time.Time
 }
 
 // Incremental evaluates detectors from partial aggregates of closed
@@ -68,6 +71,7 @@ type Incremental struct {
 	mu      sync.Mutex
 	locks   map[uint64]*sync.Mutex // one fill at a time per key
 	checked map[uint64]time.Time   // last late-row check per key
+	cleaned time.Time              // last Clean that looked
 	lastID  uint64
 }
 

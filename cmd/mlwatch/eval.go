@@ -68,6 +68,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	if err := applyPartials(ctx, db, cfg); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+		return 1
+	}
 	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
