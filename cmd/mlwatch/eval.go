@@ -47,6 +47,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	for _, w := range monitor.LabelWarnings(ctx, db, cfg) {
 		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
 	}
+	split, initiator := monitor.SplitPairWarnings(ctx, db, cfg, at)
+	for _, w := range split {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	if *notifyTimeout <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
 		return 2
@@ -72,11 +76,14 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
-	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Logger: log})
+	// Onsets: each alert is dated from the log (JSON "onset"), as the
+	// daemon dates the alerts of its first run.
+	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	mon.PairOnInitiator(initiator)
 	names := mon.Names()
 	var failed []string
 	for _, name := range names {
