@@ -109,6 +109,12 @@ func NewIncremental(db store.Store, opt IncrementalOptions) (*Incremental, error
 	return &Incremental{db: db, opt: opt, locks: map[uint64]*sync.Mutex{}, checked: map[uint64]time.Time{}}, nil
 }
 
+// partialsEngine is the engine of both tables: by day (Clean drops whole
+// days) and (hash, bucket), in granules of 256 rows, not 8,192: a window
+// reads a few dozen rows per bucket of one key, and the default granule
+// would make each of its ranges read a whole day's partials of every key.
+const partialsEngine = "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket) SETTINGS index_granularity = 256"
+
 // IncrementalTables are the partials table and its fills table, for
 // store.Apply.
 func IncrementalTables(partials store.Table) []store.TableDef {
@@ -116,11 +122,11 @@ func IncrementalTables(partials store.Table) []store.TableDef {
 		{Name: partials.Name, Columns: [][2]string{
 			{"hash", "UInt64"}, {"bucket", "DateTime"}, {"fill", "UInt64"},
 			{"keys", "Array(String)"}, {"rows", "UInt64"}, {"sub", "Array(UInt64)"}, {"sums", "Array(Array(UInt64))"},
-		}, Engine: "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket)"},
+		}, Engine: partialsEngine},
 		{Name: partials.Name + "_fills", Columns: [][2]string{
 			{"hash", "UInt64"}, {"bucket", "DateTime"}, {"fill", "UInt64"}, {"rows", "UInt64"},
 			{"detector", "String"}, {"filled_at", "DateTime"},
-		}, Engine: "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket)"},
+		}, Engine: partialsEngine},
 	}
 }
 
