@@ -23,19 +23,19 @@ const (
 // which checks itself and fills its defaults). The kind's constructor,
 // queries and evaluation are in detectors/ (detectors/kinds.go).
 var kindTable = []kindSpec{
-	{name: KindBlockRate, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 0.5, rollup: true,
+	{name: KindBlockRate, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 0.5, rollup: true, incremental: true,
 		block: blockOf(func(d *Detector) **BlockRateParams { return &d.BlockRate })},
 	{name: KindFeatureHealth, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.02, minRel: 1.0, rollup: true,
 		block: blockOf(func(d *Detector) **FeatureHealthParams { return &d.FeatureHealth })},
 	{name: KindShadow, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 1.0,
 		block: blockOf(func(d *Detector) **ShadowParams { return &d.ShadowParams })},
-	{name: KindVolume, schedule: "*/5 * * * *", window: time.Hour, rollup: true,
+	{name: KindVolume, schedule: "*/5 * * * *", window: time.Hour, rollup: true, incremental: true,
 		block: blockOf(func(d *Detector) **VolumeParams { return &d.Volume })},
 	{name: KindFreshness, schedule: "* * * * *", window: 15 * time.Minute,
 		block: blockOf(func(d *Detector) **FreshnessParams { return &d.Freshness })},
 	{name: KindStaleness, schedule: "@hourly", window: 24 * time.Hour,
 		block: blockOf(func(d *Detector) **StalenessParams { return &d.Staleness })},
-	{name: KindExpectation, schedule: "*/5 * * * *", window: time.Hour,
+	{name: KindExpectation, schedule: "*/5 * * * *", window: time.Hour, incremental: true,
 		block:    blockOf(func(d *Detector) **ExpectationParams { return &d.Expectation }),
 		required: "an expectation detector needs an expectation block with match and min_rate or max_rate"},
 	{name: KindPerformance, schedule: "@hourly", window: 24 * time.Hour, minAbs: 0.02, minRel: 0.2,
@@ -48,6 +48,10 @@ var Kinds = kindNames(func(kindSpec) bool { return true })
 // RollupKinds are the detector kinds that can read a rollup.
 var RollupKinds = kindNames(func(k kindSpec) bool { return k.rollup })
 
+// IncrementalKinds are the detector kinds with a partial form: the ones
+// incremental evaluation serves (global.incremental).
+var IncrementalKinds = kindNames(func(k kindSpec) bool { return k.incremental })
+
 // kindSpec is one detector kind's entry of kindTable.
 type kindSpec struct {
 	name string
@@ -57,6 +61,9 @@ type kindSpec struct {
 	minAbs, minRel float64
 	// rollup: the kind can read the model's minute rollup (source: rollup).
 	rollup bool
+	// incremental: the kind's query has a partial form
+	// (detectors/incremental.go), so it can be evaluated incrementally.
+	incremental bool
 	// block returns the detector's parameter block of this kind, nil when
 	// unset; with fill, an unset block is set to an empty one first.
 	block func(d *Detector, fill bool) params

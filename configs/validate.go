@@ -360,6 +360,34 @@ func (v *validator) global(g *Global) {
 	if g.EvaluationsRetention == 0 {
 		g.EvaluationsRetention = Duration(30 * 24 * time.Hour)
 	}
+	if g.Incremental != nil {
+		v.incremental("global.incremental", g.Incremental)
+	}
+}
+
+// incremental fills incremental evaluation's defaults and checks them.
+func (v *validator) incremental(path string, in *Incremental) {
+	def := func(d *Duration, x time.Duration) {
+		if *d == 0 {
+			*d = Duration(x)
+		}
+	}
+	def(&in.Bucket, 5*time.Minute)
+	def(&in.LateMargin, 10*time.Minute)
+	def(&in.Recheck, 6*time.Hour)
+	def(&in.RecheckEvery, 30*time.Minute)
+	if b := in.Bucket.D(); b < time.Minute || b%time.Minute != 0 || (24*time.Hour)%b != 0 {
+		v.errf(path+".bucket", "bucket %s must be whole minutes that divide a day (1m, 5m, 15m, 1h, ...)", in.Bucket)
+	}
+	if in.LateMargin < 0 {
+		v.errf(path+".late_margin", "late_margin must not be negative")
+	}
+	if in.Recheck < 0 {
+		v.errf(path+".recheck", "recheck must not be negative")
+	}
+	if in.RecheckEvery < 0 {
+		v.errf(path+".recheck_every", "recheck_every must not be negative")
+	}
 }
 
 func (v *validator) labelNames(path string, names []string) {
@@ -661,6 +689,14 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	}
 	v.params(path, d, m, def)
 	v.source(path, d, m, def)
+	if d.Incremental != nil && *d.Incremental {
+		switch {
+		case !def.incremental:
+			v.errf(path+".incremental", "kind %s has no incremental form; incremental evaluation serves %s", d.Kind, strings.Join(IncrementalKinds, ", "))
+		case d.Source == SourceRollup:
+			v.errf(path+".incremental", "a detector reading the rollup (source: rollup) is not evaluated incrementally; drop one of the two")
+		}
+	}
 }
 
 // source checks that a detector reading the rollup can: its model has

@@ -72,6 +72,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	if err := applyPartials(ctx, db, cfg); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+		return 1
+	}
 	// Onsets: each alert is dated from the log (JSON "onset"), as the
 	// daemon dates the alerts of its first run.
 	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -222,6 +223,21 @@ func (c *cli) setup(ctx context.Context, f *flags) (*configs.Config, *zap.Logger
 
 func tablesOf(cfg *configs.Config) store.Tables {
 	return store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+}
+
+// applyPartials creates incremental evaluation's tables when a detector
+// of cfg is evaluated incrementally (eval writes no other table).
+func applyPartials(ctx context.Context, db store.Store, cfg *configs.Config) error {
+	for i := range cfg.Detectors {
+		if d := &cfg.Detectors[i]; !d.Disabled && cfg.IncrementalOn(d) {
+			t := tablesOf(cfg)
+			if err := store.Apply(ctx, db, t.Database, detectors.IncrementalTables(t.Partials())); err != nil {
+				return fmt.Errorf("incremental evaluation's tables in %s: %w", t.Database, err)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // applyTables creates mlwatch's own tables (monitor.TableDefs) where the
