@@ -1,0 +1,42 @@
+package store
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestVersionsIncrease(t *testing.T) {
+	var v Versions
+	ahead := uint64(time.Now().Add(time.Hour).UnixNano())
+	v.Seen(ahead)
+	v.Seen(1) // an older version read back changes nothing
+	if n := v.Next(); n != ahead+1 {
+		t.Fatalf("Next after Seen(%d) = %d, want %d", ahead, n, ahead+1)
+	}
+	var mu sync.Mutex
+	got := map[uint64]bool{}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := uint64(0)
+			for i := 0; i < 1000; i++ {
+				n := v.Next()
+				if n <= last {
+					t.Errorf("Next = %d after %d: not increasing", n, last)
+					return
+				}
+				last = n
+				mu.Lock()
+				got[n] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != 4000 {
+		t.Fatalf("%d distinct versions from 4000 calls", len(got))
+	}
+}
