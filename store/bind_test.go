@@ -79,6 +79,14 @@ func TestClassify(t *testing.T) {
 		{"Code: 159. DB::Exception: Timeout exceeded: elapsed 1.0 seconds", ErrTimeout, ""},
 		{"Code: 516. DB::Exception: default: Authentication failed", ErrAuth, "clickhouse rejected the user or password (code 516)"},
 		{"Code: 62. DB::Exception: Syntax error", ErrSyntax, ""},
+		{"Code: 16. DB::Exception: There's no column 'x' in table t", ErrUnknownColumn, "unknown column x"},
+		{"Code: 16. DB::Exception: No such column y in table t", ErrUnknownColumn, "unknown column y"},
+		{"Code: 60. DB::Exception: some other wording", ErrUnknownTable, "unknown table: Code: 60. DB::Exception: some other wording"},
+		{"Code: 241. DB::Exception: Memory limit (for query) exceeded", ErrMemory, ""},
+		{"Code: 210. DB::NetException: Connection refused", ErrUnavailable, ""},
+		{"Code: 394. DB::Exception: Query was cancelled", ErrTimeout, ""},
+		{"Code: 192. DB::Exception: Unknown user nobody", ErrAuth, "clickhouse rejected the user or password (code 192)"},
+		{"Code: 1. DB::Exception: anything else", ErrBadQuery, "bad query: Code: 1. DB::Exception: anything else"},
 	} {
 		e := classifyText(tc.text)
 		if e.Kind != tc.kind || (tc.msg != "" && e.Message != tc.msg) {
