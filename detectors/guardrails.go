@@ -481,7 +481,7 @@ func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
 			dir = "drops"
 		}
 		ck.Reason = fmt.Sprintf("%s %s by %s points (%s vs %s, %.0f%% CI %s .. %s; limit %s)", strings.ReplaceAll(ck.Metric, "_", " "), dir,
-			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), signedPoints(ck.Limit))
+			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), SignedPoints(ck.Limit))
 		r.Failed = append(r.Failed, ck.SliceLabel()+": "+ck.Reason)
 	}
 }
@@ -533,11 +533,16 @@ func points(x float64) string {
 	return fmt.Sprintf("%.2f", 100*x)
 }
 
-func signedPoints(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
+// SignedPoints renders a limit or difference in percentage points with
+// its sign: "+0.00", never "-0.00", for a limit of "may not drop".
+func SignedPoints(x float64) string {
+	if x == 0 {
+		x = 0
 	}
-	return fmt.Sprintf("%+.2f", 100*x)
+	if x >= 0 {
+		return "+" + points(x)
+	}
+	return points(x)
 }
 
 // MarshalJSON writes a check with its slice label and the figures a

@@ -181,7 +181,7 @@ func printGuardText(w io.Writer, r *detectors.GuardrailReport) {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Status, c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
-			ptsOf(c.Diff), ptsOf(c.Low)+" .. "+ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low)+" .. "+detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	tw.Flush()
 	if skipped > 0 {
@@ -214,10 +214,10 @@ func printGuardMarkdown(w io.Writer, r *detectors.GuardrailReport) {
 			continue
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", c.Status, strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
-			pctOf(c.Production), pctOf(c.Candidate), ptsOf(c.Diff), ptsOf(c.Low), ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			pctOf(c.Production), pctOf(c.Candidate), detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low), detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	fmt.Fprintf(w, "\n%d checks skipped for too little data; limits: block rate may rise at most %s pts, recall may drop at most %s pts; BH at FDR %g, %.0f%% intervals.\n",
-		skipped, ptsOf(r.Limits.MaxBlockRateRise), ptsOf(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
+		skipped, detectors.SignedPoints(r.Limits.MaxBlockRateRise), detectors.SignedPoints(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
 }
 
 // orderedChecks puts failures first, keeping the report's order otherwise.
@@ -238,14 +238,4 @@ func pctOf(x float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f%%", 100*x)
-}
-
-func ptsOf(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
-	}
-	if x == 0 {
-		x = 0 // no "-0.00" for a limit of "may not drop"
-	}
-	return fmt.Sprintf("%+.2f", 100*x)
 }
