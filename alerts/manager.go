@@ -78,6 +78,7 @@ type Manager struct {
 	cfg       *configs.Config
 	router    *Router
 	detectors map[string]*configs.Detector
+	removed   map[string]bool // detectors a reload removed or disabled (observe.go)
 	models    map[string]*configs.Model
 	notifiers map[string]Notifier
 	overrides map[string]Notifier
@@ -273,6 +274,7 @@ func (m *Manager) reload(cfg *configs.Config) error {
 		return err
 	}
 	m.reviveChanged(old)
+	m.noteRemoved(old)
 	m.retireRemoved()
 	return nil
 }

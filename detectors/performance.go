@@ -220,14 +220,7 @@ func (pf *performance) check(r *run, g *group, ck rateCheck, withShadow bool) {
 	margin := pf.d.margin(pb)
 	h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: ck.tail})
 	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
-	band := margin + 2*math.Sqrt(spread+pb*(1-pb)/cur.N)
-	h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
-	if ck.tail == TailDown {
-		h.BaselineHigh = 1
-	}
-	if ck.tail == TailUp {
-		h.BaselineLow = 0
-	}
+	h.BaselineLow, h.BaselineHigh = perfBand(pb, margin, spread, cur.N, ck.tail)
 	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
 	switch ck.tail {
 	case TailDown:
@@ -253,6 +246,21 @@ func (pf *performance) check(r *run, g *group, ck rateCheck, withShadow bool) {
 		label(g.col, g.val), ck.what, pct(cur.Rate()), pct(pb), count(cur.N), count(base.N), note)
 	h.details = details("margin", margin, "seasonal_sd", math.Sqrt(spread))
 	r.add(h)
+}
+
+// perfBand is a performance figure's band around its baseline pb: the
+// margin plus two standard deviations of a window of n, open on the side
+// that is not worse.
+func perfBand(pb, margin, spread, n float64, tail Tail) (lo, hi float64) {
+	band := margin + 2*math.Sqrt(spread+pb*(1-pb)/n)
+	lo, hi = math.Max(0, pb-band), math.Min(1, pb+band)
+	if tail == TailDown {
+		hi = 1
+	}
+	if tail == TailUp {
+		lo = 0
+	}
+	return lo, hi
 }
 
 // coverage checks the aggregate's label coverage: the share of matured

@@ -284,6 +284,17 @@ func (d *daemon) reload() (err error) {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	d.warnModelRows(ctx, cfg)
+	// The old schedule stops, and its runs in flight finish, before the
+	// new config is swapped in: a run of a removed detector that ended
+	// after the swap would bring back the alerts the swap resolved. The
+	// schedule of whichever config is in force starts again below.
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stopCancel()
+	d.sched.Stop(stopCtx)
+	defer func() {
+		d.sched = d.newScheduler()
+		d.sched.Start(d.mon.Tasks(d.after))
+	}()
 	if err := d.mon.SetConfig(cfg); err != nil {
 		return err
 	}
@@ -295,9 +306,6 @@ func (d *daemon) reload() (err error) {
 	if d.slack != nil {
 		d.slack.SetConfig(cfg)
 	}
-	d.sched.Stop(ctx)
-	d.sched = d.newScheduler()
-	d.sched.Start(d.mon.Tasks(d.after))
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.Int("detectors", len(d.mon.Names())))
 	return nil
 }

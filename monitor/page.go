@@ -150,7 +150,12 @@ func sliceText(s map[string]string) string {
 }
 
 func isRate(metric string) bool {
-	return strings.Contains(metric, "rate") || strings.Contains(metric, "share")
+	for _, w := range []string{"rate", "share", "precision", "recall", "coverage"} {
+		if strings.Contains(metric, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {

@@ -68,7 +68,9 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
-	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Logger: log})
+	// Onsets: each alert is dated from the log (JSON "onset"), as the
+	// daemon dates the alerts of its first run.
+	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
