@@ -104,21 +104,17 @@ func Time(v any) time.Time {
 }
 
 // Floats converts an array value to []float64 (NULL elements are NaN).
-func Floats(v any) []float64 {
-	arr, _ := v.([]any)
-	out := make([]float64, len(arr))
-	for i, x := range arr {
-		out[i] = Float(x)
-	}
-	return out
-}
+func Floats(v any) []float64 { return arrayOf(v, Float) }
 
 // Strings converts an array value to []string.
-func Strings(v any) []string {
+func Strings(v any) []string { return arrayOf(v, Str) }
+
+// arrayOf converts each element of an array value (empty for a non-array).
+func arrayOf[T any](v any, conv func(any) T) []T {
 	arr, _ := v.([]any)
-	out := make([]string, len(arr))
+	out := make([]T, len(arr))
 	for i, x := range arr {
-		out[i] = Str(x)
+		out[i] = conv(x)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -38,5 +39,18 @@ func TestVersionsIncrease(t *testing.T) {
 	wg.Wait()
 	if len(got) != 4000 {
 		t.Fatalf("%d distinct versions from 4000 calls", len(got))
+	}
+}
+
+func TestArrays(t *testing.T) {
+	f := Floats([]any{1.5, nil, int64(2)})
+	if len(f) != 3 || f[0] != 1.5 || !math.IsNaN(f[1]) || f[2] != 2 {
+		t.Errorf("Floats = %v, want [1.5 NaN 2]", f)
+	}
+	if s := Strings([]any{"a", "b"}); len(s) != 2 || s[0] != "a" || s[1] != "b" {
+		t.Errorf("Strings = %q", s)
+	}
+	if f, s := Floats("not an array"), Strings(nil); len(f) != 0 || len(s) != 0 {
+		t.Errorf("non-arrays: %v %q, want empty", f, s)
 	}
 }
