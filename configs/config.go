@@ -128,6 +128,17 @@ type Model struct {
 	Name string `yaml:"name"`
 	// Table is "name" or "database.name".
 	Table string `yaml:"table"`
+	// Cluster names the ClickHouse cluster (remote_servers) whose shards
+	// hold the model's rows when Table is a Distributed table over
+	// LocalTable, sharded by request (both rows of a request on one
+	// shard, e.g. cityHash64(request_id)). With it the shadow detector
+	// pairs production and shadow rows on each shard, over LocalTable,
+	// and only partial aggregates travel (docs/scaling.md).
+	Cluster string `yaml:"cluster"`
+	// LocalTable is the table on every shard that the Distributed Table
+	// reads, "name" or "database.name" (default database: Table's).
+	// Required with Cluster.
+	LocalTable string `yaml:"local_table"`
 	// ModelValue is the value of the model column that selects this model;
 	// default: Name. Empty model column: the table holds one model.
 	ModelValue string   `yaml:"model_value"`

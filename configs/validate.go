@@ -42,7 +42,9 @@ const (
 var (
 	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
 	prefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	cronSpec = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	// clusterRe: a cluster name is an XML element of remote_servers.
+	clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+	cronSpec  = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 )
 
 // ParseSchedule parses a five-field cron spec or a descriptor (@hourly,
@@ -297,6 +299,9 @@ func (v *validator) config(c *Config) {
 			v.errf(path+".name", "model %q is defined twice", m.Name)
 		}
 		models[m.Name] = m
+		if m.Cluster != "" && c.ClickHouse.Addr == "" {
+			v.errf(path+".cluster", "cluster %q needs a ClickHouse server (clickhouse.addr): the embedded engine has no cluster", m.Cluster)
+		}
 	}
 
 	detectors := map[string]bool{}
@@ -473,6 +478,7 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	} else {
 		v.table(path+".table", m.Table)
 	}
+	v.cluster(path, m)
 	if m.ModelValue == "" {
 		m.ModelValue = m.Name
 	}
@@ -562,6 +568,33 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	}
 	v.labels(path+".labels", m)
 	v.guardrails(path+".guardrails", m.Guardrails)
+}
+
+// cluster checks models[].cluster and models[].local_table: both or
+// neither, a cluster name as remote_servers spells it, and a local table
+// other than the Distributed table.
+func (v *validator) cluster(path string, m *Model) {
+	switch {
+	case m.Cluster == "" && m.LocalTable == "":
+		return
+	case m.Cluster == "":
+		v.errf(path+".local_table", "local_table %q needs cluster: the name of the ClickHouse cluster (remote_servers) whose shards hold it", m.LocalTable)
+		return
+	case m.LocalTable == "":
+		v.errf(path+".cluster", "cluster %q needs local_table: the table on each shard that the Distributed table %q reads", m.Cluster, m.Table)
+		return
+	}
+	if !clusterRe.MatchString(m.Cluster) {
+		v.errf(path+".cluster", "cluster name %q: use letters, digits, '_', '.' and '-', as in remote_servers", m.Cluster)
+	}
+	v.table(path+".local_table", m.LocalTable)
+	t, l := store.ParseTable(m.Table), store.ParseTable(m.LocalTable)
+	if l.Database == "" {
+		l.Database = t.Database
+	}
+	if l == t {
+		v.errf(path+".local_table", "local_table %q is the model's table: name the shards' local table, which the Distributed table %q reads", m.LocalTable, m.Table)
+	}
 }
 
 func (v *validator) noDuplicates(path string, xs []string) {

@@ -127,21 +127,8 @@ func TestClusterMatchesSingleNode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s distributed: %v\n%s", dc.Name, err, got.Query)
 		}
-		if a, b := findingKeys(want), findingKeys(got); a != b {
-			t.Errorf("%s: findings differ\nsingle node:\n%s\ndistributed:\n%s", dc.Name, a, b)
-		}
+		sameResults(t, dc.Name, want, got)
 		sawFR = sawFR || strings.Contains(findingKeys(got), `block_rate {"country":"FR"}`)
-		if len(want.Evaluations) != len(got.Evaluations) {
-			t.Errorf("%s: %d evaluations on one node, %d distributed", dc.Name, len(want.Evaluations), len(got.Evaluations))
-			continue
-		}
-		for j, w := range want.Evaluations {
-			g := got.Evaluations[j]
-			if w.Metric != g.Metric || detectors.SliceKey(w.Slice) != detectors.SliceKey(g.Slice) || w.Feature != g.Feature ||
-				w.NCurrent != g.NCurrent || w.NBaseline != g.NBaseline || !near(w.Value, g.Value) || !near(w.Baseline, g.Baseline) || w.Firing != g.Firing {
-				t.Errorf("%s: evaluation %d differs:\nsingle node %+v\ndistributed %+v", dc.Name, j, w, g)
-			}
-		}
 	}
 	t.Logf("cluster: cycle (every example detector) %s on one node, %s on the Distributed table over 2 shards", oneNode.Round(time.Millisecond), twoShards.Round(time.Millisecond))
 	if !sawFR {
@@ -205,6 +192,130 @@ func TestClusterMatchesSingleNode(t *testing.T) {
 		}
 		t.Logf("cluster: %-14s shards read %9d rows, returned %7d rows (%5.2f%%), %9d bytes", k, read, result, 100*float64(result)/float64(max(read, 1)), bytes)
 	}
+	shadowOnShards(t, c, cfg, &single, at)
+}
+
+// shadowOnShards: with the model's cluster and local table in the
+// config (models[].cluster, models[].local_table), the shadow detectors
+// pair on each shard over its own connection and ship partial aggregates
+// (as the shards' query_log says), with the single node's findings and
+// figures; with PairOnInitiator (split pairs) they read the Distributed
+// table again, with the same figures.
+func shadowOnShards(t *testing.T, c *storetest.Cluster, cfg, single *configs.Config, at time.Time) {
+	ctx := context.Background()
+	sharded := *cfg
+	sharded.Models = append([]configs.Model(nil), cfg.Models...)
+	sharded.Models[0].Cluster, sharded.Models[0].LocalTable = c.Name, "predictions_local"
+	var mu sync.Mutex
+	var ids []string
+	storetest.Listen(t, func(ev store.QueryEvent) {
+		if strings.Contains(ev.SQL, "`"+c.Database+"`.`predictions_local`") {
+			mu.Lock()
+			ids = append(ids, ev.ID)
+			mu.Unlock()
+		}
+	})
+	n := 0
+	for i := range cfg.Detectors {
+		dc := &cfg.Detectors[i]
+		if dc.Kind != configs.KindShadow {
+			continue
+		}
+		n++
+		one, err := detectors.New(single, dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two, err := detectors.New(&sharded, dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !two.OnShards() {
+			t.Fatalf("%s: a shadow detector of a model with a cluster does not evaluate on the shards", dc.Name)
+		}
+		t0 := time.Now()
+		want, err := one.Evaluate(ctx, c.Nodes[0], at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		// Through the other node: the shards come from its system.clusters.
+		got, err := two.Evaluate(ctx, c.Nodes[1], at)
+		t2 := time.Now()
+		if err != nil {
+			t.Fatalf("%s on the shards: %v\n%s", dc.Name, err, got.Query)
+		}
+		sameResults(t, dc.Name+" (on the shards)", want, got)
+		if !strings.Contains(findingKeys(got), `{"country":"FR"}`) {
+			t.Errorf("%s on the shards: no finding for FR, where production blocks what the shadow passes:\n%s", dc.Name, findingKeys(got))
+		}
+		two.PairOnInitiator(true)
+		if two.OnShards() {
+			t.Fatalf("%s: PairOnInitiator did not stop the evaluation on the shards", dc.Name)
+		}
+		back, err := two.Evaluate(ctx, c.Nodes[1], at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cluster: %s took %s on one node, %s on the shards, %s through the Distributed table", dc.Name,
+			t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+		if !strings.Contains(back.Query, "`"+c.Database+"`.`predictions`") {
+			t.Errorf("%s with PairOnInitiator: the query does not read the Distributed table:\n%s", dc.Name, back.Query)
+		}
+		sameResults(t, dc.Name+" (paired on the initiator)", want, back)
+	}
+	if n == 0 {
+		t.Fatal("the example config has no shadow detector")
+	}
+	mu.Lock()
+	list := append([]string(nil), ids...)
+	mu.Unlock()
+	if len(list) != n*len(c.Nodes) {
+		t.Fatalf("%d queries on the local table for %d shadow detectors on %d shards", len(list), n, len(c.Nodes))
+	}
+	for i, node := range c.Nodes {
+		if err := node.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := node.Query(ctx, "SELECT read_rows, result_rows, result_bytes FROM system.query_log WHERE type = 2 AND has(?, query_id)", list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Rows) != n {
+			t.Fatalf("shard %d: %d shadow queries in system.query_log, want %d", i+1, len(res.Rows), n)
+		}
+		for _, r := range res.Rows {
+			read, result := store.Int(r[0]), store.Int(r[1])
+			// One row per request would be about half the rows read (a
+			// production and a shadow row each); partial aggregates are
+			// one row per slice value and window.
+			if read == 0 || result*20 > read {
+				t.Errorf("shard %d: the shadow query returned %d rows of %d read: rows, not aggregates", i+1, result, read)
+			}
+			t.Logf("cluster: shadow on the shards: shard %d read %9d rows, returned %7d rows (%5.2f%%), %9d bytes", i+1, read, result, 100*float64(result)/float64(max(read, 1)), store.Int(r[2]))
+		}
+	}
+}
+
+// sameResults fails the test unless got (distributed) has the findings
+// and every evaluated figure of want (single node).
+func sameResults(t *testing.T, name string, want, got *detectors.Result) {
+	t.Helper()
+	if a, b := findingKeys(want), findingKeys(got); a != b {
+		t.Errorf("%s: findings differ\nsingle node:\n%s\ndistributed:\n%s", name, a, b)
+	}
+	if len(want.Evaluations) != len(got.Evaluations) {
+		t.Errorf("%s: %d evaluations on one node, %d distributed", name, len(want.Evaluations), len(got.Evaluations))
+		return
+	}
+	for j, w := range want.Evaluations {
+		g := got.Evaluations[j]
+		if w.Metric != g.Metric || detectors.SliceKey(w.Slice) != detectors.SliceKey(g.Slice) || w.Feature != g.Feature ||
+			w.NCurrent != g.NCurrent || w.NBaseline != g.NBaseline || !near(w.Value, g.Value) || !near(w.Baseline, g.Baseline) || w.Firing != g.Firing ||
+			!nearTol(w.ShadowValue, g.ShadowValue, 1e-6) || !nearTol(w.PValue, g.PValue, 1e-6) {
+			t.Errorf("%s: evaluation %d differs:\nsingle node %+v\ndistributed %+v", name, j, w, g)
+		}
+	}
 }
 
 func findingKeys(r *detectors.Result) string {
@@ -217,9 +328,13 @@ func findingKeys(r *detectors.Result) string {
 }
 
 // near compares figures summed in another order (floats) or NaN.
-func near(a, b float64) bool {
+func near(a, b float64) bool { return nearTol(a, b, 1e-9) }
+
+// nearTol is near with a relative tolerance: a correlation from sums of
+// squares summed in another order loses more digits.
+func nearTol(a, b, tol float64) bool {
 	if math.IsNaN(a) || math.IsNaN(b) {
 		return math.IsNaN(a) && math.IsNaN(b)
 	}
-	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+	return math.Abs(a-b) <= tol*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
 }

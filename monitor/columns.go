@@ -82,6 +82,11 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 				problems = append(problems, p)
 			}
 		}
+		if m.Cluster != "" {
+			if p := checkCluster(ctx, q, cfg, &m); p != "" {
+				problems = append(problems, p)
+			}
+		}
 		seen := map[string]bool{}
 		for _, n := range needs {
 			if n.col == "" || seen[n.key+"\x00"+n.col] {
@@ -106,6 +111,38 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// checkCluster reports a model on a cluster (models[].cluster) whose
+// shards mlwatch cannot reach, or whose local table a shard lacks, by
+// shard: the shadow detector reads it there.
+func checkCluster(ctx context.Context, q store.Store, cfg *configs.Config, m *configs.Model) string {
+	ss, ok := q.(interface {
+		Shards(context.Context, string) ([]store.Shard, error)
+	})
+	if !ok {
+		return "" // a store of tests; configs.Load refuses a cluster without a server
+	}
+	shards, err := ss.Shards(ctx, m.Cluster)
+	if err != nil {
+		return fmt.Sprintf("model %s: %v", m.Name, err)
+	}
+	l := store.ParseTable(m.LocalTable).In(store.ParseTable(m.Table).Database).In(cfg.ClickHouse.Database)
+	var missing []string
+	for _, sh := range shards {
+		res, err := sh.DB.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", l.Database, l.Name)
+		if err != nil {
+			return fmt.Sprintf("model %s: cluster %s shard %d (%s): %v", m.Name, m.Cluster, sh.Num, sh.Addr, err)
+		}
+		if store.Int(res.Rows[0][0]) == 0 {
+			missing = append(missing, fmt.Sprintf("%d (%s)", sh.Num, sh.Addr))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("model %s: local_table %s.%s does not exist on shard %s of cluster %s (mlwatch schema apply --cluster %s --predictions creates <table>_local on every node)",
+			m.Name, l.Database, l.Name, strings.Join(missing, ", "), m.Cluster, m.Cluster)
+	}
+	return ""
 }
 
 // checkRollup reports a rollup that detectors read but that was never

@@ -85,6 +85,9 @@ type Monitor struct {
 	cfg    *configs.Config
 	tables store.Tables
 	dets   map[string]*detectors.Detector
+	// initiator: the models whose detectors pair on the initiator
+	// (PairOnInitiator).
+	initiator map[string]bool
 }
 
 // New builds a monitor for a validated config.
@@ -127,10 +130,27 @@ func (m *Monitor) SetConfig(cfg *configs.Config) error {
 		return err
 	}
 	m.mu.Lock()
+	for _, det := range dets {
+		det.PairOnInitiator(m.initiator[det.Config().Model])
+	}
 	m.cfg, m.dets = cfg, dets
 	m.tables = store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	m.mu.Unlock()
 	return nil
+}
+
+// PairOnInitiator makes the detectors of the given models evaluate
+// through their Distributed table in one query instead of on each shard
+// of their cluster (models[].cluster), the others on the shards again:
+// the models whose pairs are split across shards (SplitPairWarnings). It
+// holds for the detectors SetConfig builds later too.
+func (m *Monitor) PairOnInitiator(models map[string]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.initiator = models
+	for _, det := range m.dets {
+		det.PairOnInitiator(models[det.Config().Model])
+	}
 }
 
 // Config returns the config in use.

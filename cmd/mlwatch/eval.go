@@ -46,6 +46,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	for _, w := range monitor.LabelWarnings(ctx, db, cfg) {
 		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
 	}
+	split, initiator := monitor.SplitPairWarnings(ctx, db, cfg, at)
+	for _, w := range split {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	if *notifyTimeout <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
 		return 2
@@ -74,6 +78,7 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	mon.PairOnInitiator(initiator)
 	names := mon.Names()
 	var failed []string
 	for _, name := range names {
