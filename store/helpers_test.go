@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,5 +54,26 @@ func TestArrays(t *testing.T) {
 	}
 	if f, s := Floats("not an array"), Strings(nil); len(f) != 0 || len(s) != 0 {
 		t.Errorf("non-arrays: %v %q, want empty", f, s)
+	}
+}
+
+func TestIntegersFromJSON(t *testing.T) {
+	for _, tc := range []struct {
+		typ  string
+		in   any
+		want any
+	}{
+		{"UInt64", "18446744073709551615", uint64(18446744073709551615)},
+		{"UInt8", json.Number("7"), uint64(7)},
+		{"Int64", "-9223372036854775808", int64(-9223372036854775808)},
+		{"Int32", json.Number("-5"), int64(-5)},
+	} {
+		got, err := fromJSON(parseType(tc.typ), tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("fromJSON(%s, %v) = %v (%T), %v; want %v (%T)", tc.typ, tc.in, got, got, err, tc.want, tc.want)
+		}
+	}
+	if _, err := fromJSON(parseType("Int16"), "x"); err == nil || !strings.Contains(err.Error(), `parse Int16 "x"`) {
+		t.Errorf("a bad Int16: %v", err)
 	}
 }
