@@ -161,12 +161,7 @@ func (p *BlockRateParams) check(v *validator, path string, _ *Detector, _ *Model
 		p.ScorePSI = &t
 	}
 	v.psi(path, &p.PSIWarn, &p.PSIAlert)
-	if p.ShadowShare == 0 {
-		p.ShadowShare = 0.5
-	}
-	if p.ShadowShare < 0 || p.ShadowShare > 1 {
-		v.errf(path+".shadow_share", "shadow_share must be in [0, 1]")
-	}
+	v.within(path, "shadow_share", &p.ShadowShare, 0.5, closed01)
 }
 
 // FeatureHealthParams tune the feature_health detector.
@@ -187,12 +182,7 @@ type FeatureHealthParams struct {
 
 func (p *FeatureHealthParams) check(v *validator, path string, _ *Detector, m *Model) {
 	path += ".feature_health"
-	if p.NullRateMax == 0 {
-		p.NullRateMax = 0.5
-	}
-	if p.NullRateMax < 0 || p.NullRateMax > 1 {
-		v.errf(path+".null_rate_max", "null_rate_max must be in [0, 1]")
-	}
+	v.within(path, "null_rate_max", &p.NullRateMax, 0.5, closed01)
 	if p.DefaultValue == nil {
 		zero := 0.0
 		p.DefaultValue = &zero
@@ -224,9 +214,7 @@ type ShadowParams struct {
 }
 
 func (p *ShadowParams) check(v *validator, path string, _ *Detector, m *Model) {
-	if c := p.MinCorrelation; c < -1 || c > 1 {
-		v.errf(path+".shadow.min_correlation", "min_correlation must be in [-1, 1]")
-	}
+	v.within(path+".shadow", "min_correlation", &p.MinCorrelation, 0, interval{lo: -1, hi: 1}) // 0 disables
 	if m != nil && m.Shadow.Mode == ShadowNone {
 		v.errf(path+".kind", "model %q has shadow.mode none; a shadow detector has nothing to compare", m.Name)
 	}
@@ -241,14 +229,9 @@ type VolumeParams struct {
 }
 
 func (p *VolumeParams) check(v *validator, path string, _ *Detector, _ *Model) {
-	if p.DropRatio == 0 {
-		p.DropRatio = 0.5
-	}
+	v.within(path+".volume", "drop_ratio", &p.DropRatio, 0.5, open01)
 	if p.SpikeRatio == 0 {
 		p.SpikeRatio = 3
-	}
-	if p.DropRatio <= 0 || p.DropRatio >= 1 {
-		v.errf(path+".volume.drop_ratio", "drop_ratio must be in (0, 1)")
 	}
 	if p.SpikeRatio < 0 || (p.SpikeRatio > 0 && p.SpikeRatio <= 1) {
 		v.errf(path+".volume.spike_ratio", "spike_ratio must be above 1")

@@ -212,14 +212,7 @@ func (b *blockRate) rank() string {
 }
 
 func (b *blockRate) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, blockRateFold, b.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, blockRateCols...)
+	groups, c, err := readGroups(res, "", blockRateFold, b.d.cfg.TopK, blockRateCols...)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ type Incremental struct {
 	locks   map[uint64]*sync.Mutex // one fill at a time per key
 	checked map[uint64]time.Time   // last late-row check per key
 	cleaned time.Time              // last Clean that looked
-	lastID  uint64
+	fillIDs store.Versions         // a new fill's id
 }
 
 // partialVersion changes when the partials' layout or meaning changes.
@@ -466,7 +466,7 @@ func (c *Incremental) recheck(ctx context.Context, d *Detector, spec partialSpec
 // fills with the counts read back from the partials written.
 func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, key uint64, buckets []time.Time) error {
 	spans := c.bucketSpans(buckets)
-	id := c.fillID()
+	id := c.fillIDs.Next() // wall-clock ns, increasing: a bucket's newest fill wins
 	sql, err := c.fillSQL(newSource(d), spec, key, id, spans).bind()
 	if err != nil {
 		return err
@@ -489,19 +489,6 @@ func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, k
 		out[i] = []any{key, t, id, rows[t], d.cfg.Name, filled}
 	}
 	return c.db.Insert(ctx, c.fillsTable(), []string{"hash", "bucket", "fill", "rows", "detector", "filled_at"}, out)
-}
-
-// fillID is a new fill's id: the wall clock in nanoseconds, increasing in
-// this process, so a bucket's newest fill wins.
-func (c *Incremental) fillID() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := uint64(time.Now().UnixNano())
-	if id <= c.lastID {
-		id = c.lastID + 1
-	}
-	c.lastID = id
-	return id
 }
 
 // merged renders the level of the evaluation's query from both sources:

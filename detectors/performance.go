@@ -120,14 +120,7 @@ func (pf *performance) counts(s source, w windows) *sqlText {
 			"countIf("+v+" AND _ok AND _dec = 1)", "countIf("+v+" AND _ok AND _y = 1 AND _dec = 1)")
 	}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, w")
-	for i, c := range performanceCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "w", performanceCols, aggs)
 	inner.add("\n    FROM (\n      SELECT _w AS w, _role, _dec, _y, ")
 	inner.add(fmt.Sprintf("_lab = 1 AND toUInt32(_lat) < toUInt32(_ts) + %d AS _ok", maturity))
 	for i := range slices {
@@ -164,14 +157,7 @@ type rateCheck struct {
 }
 
 func (pf *performance) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: performanceCols}, pf.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, performanceCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: performanceCols}, pf.d.cfg.TopK, performanceCols...)
 	if err != nil {
 		return err
 	}

@@ -323,6 +323,20 @@ func sliceName(q *sqlText, cols []string) {
 	q.add("arrayElement(?, _si + 1) AS sc", append([]string{""}, cols...))
 }
 
+// sliceSelect renders the SELECT list of a per-slice level: the slice's
+// column (sc) and value (sv), the window w (an expression AS w, or w),
+// each aggs[i] AS names[i], then the slice variables.
+func sliceSelect(q *sqlText, slices []string, w string, names, aggs []string) {
+	q.add("    SELECT ")
+	sliceName(q, slices)
+	q.add(", sv, " + w)
+	for i, c := range names {
+		q.add(", " + aggs[i] + " AS " + c)
+	}
+	q.add(", ")
+	expand(q, sliceVars(len(slices)))
+}
+
 // sliceValues renders ", <value of column i> AS _c<i>" for each slice
 // column, in the per-row level.
 func (s source) sliceValues(q *sqlText, cols []string) {

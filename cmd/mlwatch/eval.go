@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -121,12 +120,8 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	sortViews(firing)
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, v := range firing {
-			if err := enc.Encode(v); err != nil {
-				fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
-				return 1
-			}
+		if !jsonLines(c, "eval", firing) {
+			return 1
 		}
 		return exit
 	}

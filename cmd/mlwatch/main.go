@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -130,6 +131,27 @@ func (f *flags) parseIDs(c *cli, args []string, missing string) (*configs.Config
 		return nil, 1, false
 	}
 	return cfg, 0, true
+}
+
+// jsonLines writes rows to stdout as JSON, one a line; a failed write is
+// said on stderr and gives false.
+func jsonLines[T any](c *cli, cmd string, rows []T) bool {
+	enc := json.NewEncoder(c.stdout)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch %s: %v\n", cmd, err)
+			return false
+		}
+	}
+	return true
+}
+
+// exitCode is 0 for ok, else 1.
+func exitCode(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
 }
 
 // parse parses args; it returns false (and the exit code) on a bad command line.
