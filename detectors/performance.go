@@ -25,6 +25,7 @@ import (
 // labels feed broke, an infra matter).
 type performance struct {
 	base[configs.PerformanceParams]
+	twoLevel
 	labels *configs.Labels
 }
 
@@ -45,7 +46,9 @@ func newPerformance(d *Detector) (kind, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &performance{base: b, labels: d.model.Labels}, nil
+	pf := &performance{base: b, labels: d.model.Labels}
+	pf.twoLevel = twoLevel{from: b.src, counts: pf.counts, cols: performanceCols, rank: "n + sn"}
+	return pf, nil
 }
 
 // performanceCols are performance's result columns after sc, sv, w, all
@@ -84,28 +87,12 @@ func labelSource(q *sqlText, src source, l *configs.Labels, from, to any) {
 	q.add("\n        GROUP BY _id")
 }
 
-// query joins the windows' predictions to their labels by request id
-// (ANY LEFT JOIN: one label row per id, unlabelled predictions kept) and
-// counts per slice and window in one aggregation.
-func (pf *performance) query(w windows) *sqlText {
-	q := &sqlText{}
-	pf.src.ranked(q, pf.counts(pf.src, w), false, performanceCols, "n + sn")
-	return q
-}
-
-// shardQuery is query's two-level form (shards.go): each shard joins the
-// predictions of its local table to their labels and counts per slice
-// and window; the ranking happens after the shards' rows are summed. The
-// labels come from the labels table as each shard names it (a
-// Distributed table over the labels, or a local table holding the labels
-// of the shard's requests), or from the local table's own columns.
-func (pf *performance) shardQuery(w windows) *sqlText {
-	s := pf.src
-	s.table = localTable(s.m).Quoted()
-	return shardCounts(pf.counts(s, w), performanceCols)
-}
-
-func (pf *performance) shardCols() ([]string, string) { return performanceCols, "n + sn" }
+// The query (twoLevel) joins the windows' predictions to their labels by
+// request id (ANY LEFT JOIN: one label row per id, unlabelled
+// predictions kept) and counts per slice and window in one aggregation.
+// On the shards (shards.go) each joins the predictions of its local table
+// to the labels as it names the labels table (a Distributed table over
+// them), or to the local table's own label columns.
 
 // counts is the aggregation of s's predictions joined to their labels
 // per slice (sc, sv) and window w.

@@ -13,7 +13,10 @@ import (
 // shadow passes, and the reverse) per slice against its baseline, with the
 // score correlation of the pairs as a second figure. A divergence is a
 // ticket for the product team: one of the two models changed.
-type shadow struct{ base[configs.ShadowParams] }
+type shadow struct {
+	base[configs.ShadowParams]
+	twoLevel
+}
 
 // Metrics of shadow.
 const (
@@ -32,7 +35,12 @@ func newShadow(d *Detector) (kind, error) {
 		p = &configs.ShadowParams{}
 	}
 	b, err := newBase(d, configs.KindShadow, p)
-	return &shadow{b}, err
+	if err != nil {
+		return nil, err
+	}
+	sh := &shadow{base: b}
+	sh.twoLevel = twoLevel{from: b.src, counts: sh.counts, cols: shadowCols, rank: "rows"}
+	return sh, nil
 }
 
 // pairedDrop: the share of requests logged with both their production
@@ -138,23 +146,9 @@ func (sh *shadow) pairs(s source, q *sqlText, w windows) {
 // requests whose id is duplicated.
 var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only", "bd", "rows", "er", "dr"}
 
-// Pairs are counted per slice and window in one aggregation over them.
-func (sh *shadow) query(w windows) *sqlText {
-	q := &sqlText{}
-	sh.src.ranked(q, sh.counts(sh.src, w), false, shadowCols, "rows")
-	return q
-}
-
-// shardQuery is query's two-level form (shards.go): each shard pairs the
-// rows of its local table and counts the pairs per slice and window; the
-// ranking happens after the shards' rows are summed.
-func (sh *shadow) shardQuery(w windows) *sqlText {
-	s := sh.src
-	s.table = localTable(s.m).Quoted()
-	return shardCounts(sh.counts(s, w), shadowCols)
-}
-
-func (sh *shadow) shardCols() ([]string, string) { return shadowCols, "rows" }
+// Pairs are counted per slice and window in one aggregation over them
+// (twoLevel): on the shards (shards.go), each pairs the rows of its local
+// table.
 
 // counts is the aggregation of the pairs of s's table per slice (sc, sv)
 // and window w.

@@ -44,6 +44,32 @@ type shardedKind interface {
 	shardCols() (sums []string, rank string)
 }
 
+// twoLevel is the query of a kind that counts per slice and window in one
+// aggregation (counts, over a source) that can run on each shard: the one
+// query ranks that aggregation; the two-level form runs it on each
+// shard's local table and the shards' rows are summed (shadow pairs and
+// performance joins the labels inside it).
+type twoLevel struct {
+	from   source
+	counts func(s source, w windows) *sqlText
+	cols   []string // the additive columns after sc, sv, w
+	rank   string   // what ranked orders slice values by
+}
+
+func (t twoLevel) query(w windows) *sqlText {
+	q := &sqlText{}
+	t.from.ranked(q, t.counts(t.from, w), false, t.cols, t.rank)
+	return q
+}
+
+func (t twoLevel) shardQuery(w windows) *sqlText {
+	s := t.from
+	s.table = localTable(s.m).Quoted()
+	return shardCounts(t.counts(s, w), t.cols)
+}
+
+func (t twoLevel) shardCols() ([]string, string) { return t.cols, t.rank }
+
 // shardCounts is the query a shard runs: the rows of counts (one per
 // slice and window) with the slice's name and value, the window and the
 // additive columns cols.
