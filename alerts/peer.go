@@ -334,7 +334,7 @@ func (m *Manager) peerBeat(ctx context.Context, tick time.Duration) {
 	m.lastBeat = now
 	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	defer cancel()
-	if err := m.db.Insert(ctx, m.tables.Peers(), peersTable.ColumnNames(), [][]any{{m.peer.ID, dt(now), m.ver.next()}}); err != nil {
+	if err := m.db.Insert(ctx, m.tables.Peers(), peersTable.ColumnNames(), [][]any{{m.peer.ID, dt(now), m.ver.Next()}}); err != nil {
 		m.log.Warn("peer heartbeat not stored", zap.Error(err))
 		return
 	}

@@ -151,15 +151,7 @@ func (sh *shadow) query(w windows) *sqlText {
 func (sh *shadow) shardQuery(w windows) *sqlText {
 	s := sh.src
 	s.table = localTable(s.m).Quoted()
-	q := &sqlText{}
-	q.add("SELECT sc, sv, w")
-	for _, c := range shadowCols {
-		q.add(", " + c)
-	}
-	q.add("\nFROM (\n")
-	q.addQuery(sh.counts(s, w))
-	q.add("\n)")
-	return q
+	return shardCounts(sh.counts(s, w), shadowCols)
 }
 
 func (sh *shadow) shardCols() ([]string, string) { return shadowCols, "rows" }
@@ -177,14 +169,7 @@ func (sh *shadow) counts(s source, w windows) *sqlText {
 		"countIf(NOT paired AND hasp AND NOT noid AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
 		"sum(nrows)", "sumIf(nrows, noid)", "sumIf(nrows, dup)"}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, _w AS w")
-	for i, c := range shadowCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "_w AS w", shadowCols, aggs)
 	inner.add("\n    FROM (\n      ")
 	sh.pairs(s, inner, w)
 	inner.add("\n    )\n    WHERE _w != 255\n    GROUP BY _si, sv, w")
@@ -204,14 +189,7 @@ func corr(n, sa, sb, saa, sbb, sab float64) float64 {
 }
 
 func (sh *shadow) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: shadowCols}, sh.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, shadowCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: shadowCols}, sh.d.cfg.TopK, shadowCols...)
 	if err != nil {
 		return err
 	}

@@ -38,9 +38,25 @@ type shardedKind interface {
 	// row per slice (sc, sv) and window w, with the additive columns of
 	// shardCols.
 	shardQuery(w windows) *sqlText
-	// shardCols are the additive columns of shardQuery's rows and the
-	// one ranked orders slice values by (summed over windows).
+	// shardCols are the additive columns of shardQuery's rows and what
+	// ranked orders slice values by (summed over windows): a column, or
+	// columns joined by " + ", as in the SQL of ranked.
 	shardCols() (sums []string, rank string)
+}
+
+// shardCounts is the query a shard runs: the rows of counts (one per
+// slice and window) with the slice's name and value, the window and the
+// additive columns cols.
+func shardCounts(counts *sqlText, cols []string) *sqlText {
+	q := &sqlText{}
+	q.add("SELECT sc, sv, w")
+	for _, c := range cols {
+		q.add(", " + c)
+	}
+	q.add("\nFROM (\n")
+	q.addQuery(counts)
+	q.add("\n)")
+	return q
 }
 
 // shardStore is a Querier that reaches each shard of a cluster over a
@@ -132,10 +148,14 @@ func mergeShards(parts []*store.Result, sums []string, rank string, topK int) (*
 		return nil, fmt.Errorf("no shards")
 	}
 	out := &store.Result{Columns: parts[0].Columns}
-	isc, isv, iw, irank := out.Index("sc"), out.Index("sv"), out.Index("w"), out.Index(rank)
+	isc, isv, iw := out.Index("sc"), out.Index("sv"), out.Index("w")
 	idx, err := cols(out, sums...)
-	if err != nil || isc < 0 || isv < 0 || iw < 0 || irank < 0 {
-		return nil, fmt.Errorf("shard result lacks sc, sv, w or %s (%v)", rank, err)
+	if err != nil || isc < 0 || isv < 0 || iw < 0 {
+		return nil, fmt.Errorf("shard result lacks sc, sv or w (%v)", err)
+	}
+	irank, err := cols(out, strings.Split(rank, " + ")...)
+	if err != nil {
+		return nil, fmt.Errorf("shard result lacks the rank %s: %w", rank, err)
 	}
 	merged := map[shardKey][]any{}
 	for _, p := range parts {
@@ -180,9 +200,9 @@ type shardKey struct {
 }
 
 // topValues are the (sc, sv) that ranked keeps: for each slice column
-// sc, its top K values by the rank column summed over windows (ties by
-// value), ORDER BY sc, rank DESC, sv LIMIT K BY sc.
-func topValues(merged map[shardKey][]any, irank, topK int) map[[2]string]bool {
+// sc, its top K values by the rank columns (irank) summed over windows
+// (ties by value), ORDER BY sc, rank DESC, sv LIMIT K BY sc.
+func topValues(merged map[shardKey][]any, irank []col, topK int) map[[2]string]bool {
 	type value struct {
 		sc, sv string
 		rank   float64
@@ -194,8 +214,10 @@ func topValues(merged map[shardKey][]any, irank, topK int) map[[2]string]bool {
 			v = &value{sc: k.sc, sv: k.sv}
 			ranks[[2]string{k.sc, k.sv}] = v
 		}
-		if f := store.Float(r[irank]); !math.IsNaN(f) { // NULL adds nothing
-			v.rank += f
+		for _, i := range irank {
+			if f := store.Float(r[i]); !math.IsNaN(f) { // NULL adds nothing
+				v.rank += f
+			}
 		}
 	}
 	vals := slices.Collect(maps.Values(ranks))

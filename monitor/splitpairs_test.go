@@ -105,6 +105,18 @@ func TestSplitPairsOnCluster(t *testing.T) {
 	if want := fmt.Sprintf("model random: local_table %s.rnd_local does not exist on shard 1 (%s), 2 (%s) of cluster %s", c.Database, c.Addrs[0], c.Addrs[1], c.Name); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("a missing local table: %v, want %q", err, want)
 	}
+	// A performance detector joins the labels on each shard: the labels
+	// table must be there too.
+	labelled := strings.NewReplacer("    local_table: keyed_local\n", "    local_table: keyed_local\n    labels: {table: lbl}\n",
+		"receivers:\n", "  - {name: perf, kind: performance, model: keyed}\nreceivers:\n").Replace(text)
+	bad, err = configs.Parse("split.yaml", []byte(labelled), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckColumns(ctx, c.Nodes[1], bad)
+	if want := fmt.Sprintf("model keyed: labels.table %s.lbl does not exist on shard 1 (%s), 2 (%s) of cluster %s", c.Database, c.Addrs[0], c.Addrs[1], c.Name); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a labels table missing on the shards: %v, want %q", err, want)
+	}
 	got, err := CheckSplitPairs(ctx, c.Nodes[0], cfg, at)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -72,6 +71,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	if err := applyPartials(ctx, db, cfg); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+		return 1
+	}
 	// Onsets: each alert is dated from the log (JSON "onset"), as the
 	// daemon dates the alerts of its first run.
 	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})
@@ -117,12 +120,8 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	sortViews(firing)
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, v := range firing {
-			if err := enc.Encode(v); err != nil {
-				fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
-				return 1
-			}
+		if !jsonLines(c, "eval", firing) {
+			return 1
 		}
 		return exit
 	}
