@@ -203,7 +203,28 @@ func sortViews(vs []alerts.View) {
 	})
 }
 
-// printAlerts writes a readable table per owner.
+// sinceText is when an alert's incident began according to the log (its
+// onset), as "since 14:02 UTC (58m)", with the date when it is not at's
+// day; "-" when the log gave no onset (the alert became active at `at`
+// in this one-shot run, which says nothing of when the incident began).
+func sinceText(onset *time.Time, at time.Time) string {
+	if onset == nil || onset.IsZero() {
+		return "-"
+	}
+	on, at := onset.UTC(), at.UTC()
+	layout := "15:04"
+	if y, m, d := on.Date(); y != at.Year() || m != at.Month() || d != at.Day() {
+		layout = "Jan 2 15:04"
+		if y != at.Year() {
+			layout = "2006-01-02 15:04"
+		}
+	}
+	return fmt.Sprintf("since %s UTC (%s)", on.Format(layout), alerts.FormatSpan(at.Sub(on)))
+}
+
+// printAlerts writes a readable table per owner: each alert's severity,
+// class, receiver, detector, since when (its onset in the log), summary
+// and cause.
 func printAlerts(w io.Writer, vs []alerts.View, at time.Time) {
 	fmt.Fprintf(w, "%d alerts at %s\n", len(vs), at.Format(time.RFC3339))
 	owner := ""
@@ -216,13 +237,13 @@ func printAlerts(w io.Writer, vs []alerts.View, at time.Time) {
 			owner = v.Owner
 			fmt.Fprintf(w, "\n== %s ==\n", strings.ToUpper(owner))
 			tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEVERITY\tCLASS\tRECEIVER\tDETECTOR\tSUMMARY\tCAUSED BY")
+			fmt.Fprintln(tw, "SEVERITY\tCLASS\tRECEIVER\tDETECTOR\tONSET\tSUMMARY\tCAUSED BY")
 		}
 		cause := v.CausedBy
 		if cause == "" {
 			cause = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Severity, v.Class, v.Receiver, v.Detector, v.Summary, cause)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Severity, v.Class, v.Receiver, v.Detector, sinceText(v.Onset, at), v.Summary, cause)
 	}
 	if tw != nil {
 		tw.Flush()
