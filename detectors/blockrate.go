@@ -236,6 +236,16 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 			}
 		}
 	}
+	var pool DaySpread
+	if r.w.seasonal {
+		// The day-to-day spread, pooled over the aggregate and every
+		// slice (see SeasonalVarPooled).
+		all := make([][]Prop, len(groups))
+		for i, g := range groups {
+			all[i] = g.days(nb, x, n)
+		}
+		pool = PoolDaySpread(all)
+	}
 	for _, g := range groups {
 		slice := sliceOf(g.col, g.val)
 		cur := Prop{g.num(0, x), g.num(0, n)}
@@ -256,7 +266,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		// Block rate.
 		var spread float64
 		if r.w.seasonal {
-			spread = SeasonalVar(g.days(nb, x, n))
+			spread = SeasonalVarPooled(g.days(nb, x, n), pool)
 		}
 		h, margin := b.d.rateChange(MetricBlockRate, slice, "", ClassModelBehavior, cur, base, spread, TailBoth)
 		pb := h.Baseline
