@@ -237,9 +237,12 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		}
 	}
 	var pool DaySpread
-	if r.w.seasonal {
-		// The day-to-day spread, pooled over the aggregate and every
-		// slice (see SeasonalVarPooled).
+	if r.w.seasonal && b.d.cfg.Baseline.Mode == configs.BaselineReference {
+		// A reference baseline's day-to-day spread, pooled over the
+		// aggregate and every slice (see SeasonalVarPooled): it decides
+		// with as few as 3 days. The seasonal baseline keeps each
+		// slice's own: a chart (series.go) replays one slice and must
+		// draw the band the detector decides with.
 		all := make([][]Prop, len(groups))
 		for i, g := range groups {
 			all[i] = g.days(nb, x, n)
