@@ -180,7 +180,7 @@ func printGuardText(w io.Writer, r *detectors.GuardrailReport) {
 			skipped++
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Status, c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", statusOf(c), c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
 			ptsOf(c.Diff), ptsOf(c.Low)+" .. "+ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
 	}
 	tw.Flush()
@@ -213,24 +213,37 @@ func printGuardMarkdown(w io.Writer, r *detectors.GuardrailReport) {
 			skipped++
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", c.Status, strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", strings.ReplaceAll(statusOf(c), "|", "\\|"), strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
 			pctOf(c.Production), pctOf(c.Candidate), ptsOf(c.Diff), ptsOf(c.Low), ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
 	}
 	fmt.Fprintf(w, "\n%d checks skipped for too little data; limits: block rate may rise at most %s pts, recall may drop at most %s pts; BH at FDR %g, %.0f%% intervals.\n",
 		skipped, ptsOf(r.Limits.MaxBlockRateRise), ptsOf(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
 }
 
-// orderedChecks puts failures first, keeping the report's order otherwise.
+// statusOf is a check's status in the tables: an explained one names its
+// root ("explained by country=AR").
+func statusOf(c detectors.GuardrailCheck) string {
+	if c.ExplainedBy != "" {
+		return c.Status + " by " + c.ExplainedBy
+	}
+	return c.Status
+}
+
+// orderedChecks puts failures first, then the checks they explain,
+// keeping the report's order otherwise.
 func orderedChecks(r *detectors.GuardrailReport) []detectors.GuardrailCheck {
-	var fail, rest []detectors.GuardrailCheck
+	var fail, explained, rest []detectors.GuardrailCheck
 	for _, c := range r.Checks {
-		if c.Status == detectors.CheckFail {
+		switch c.Status {
+		case detectors.CheckFail:
 			fail = append(fail, c)
-		} else {
+		case detectors.CheckExplained:
+			explained = append(explained, c)
+		default:
 			rest = append(rest, c)
 		}
 	}
-	return append(fail, rest...)
+	return append(append(fail, explained...), rest...)
 }
 
 func pctOf(x float64) string {
