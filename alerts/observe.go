@@ -1,7 +1,10 @@
 package alerts
 
 import (
+	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/detectors"
@@ -17,6 +20,13 @@ import (
 // apart from the detector's own; the alert state stores it by this name.
 func failureSource(detector string) string { return "monitor/" + detector }
 
+// retired reports whether source name (a detector, or a detector's
+// failure source) belongs to a detector a reload removed or disabled
+// (Manager.removed); the caller holds m.mu.
+func (m *Manager) retired(name string) bool {
+	return m.removed[strings.TrimPrefix(name, failureSource(""))]
+}
+
 // candidate is the finding an alert keeps from one run, with the owner
 // and severity it is routed by.
 type candidate struct {
@@ -29,6 +39,13 @@ type candidate struct {
 func (m *Manager) observe(name string, at time.Time, findings []detectors.Finding, unchecked []detectors.Unchecked) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.retired(name) {
+		// A run that started before a reload removed its detector and
+		// ended after it: its findings would bring back the alerts the
+		// reload resolved, and nothing would ever clear them again.
+		m.log.Info("run of a removed detector ignored", zap.String("source", name))
+		return
+	}
 	dcfg := m.detectors[name]
 	var forDur, keepFor time.Duration
 	if dcfg != nil {

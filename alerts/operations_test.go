@@ -49,6 +49,12 @@ func TestRemovedDetectorResolves(t *testing.T) {
 			if v := viewByFP(m1.Alerts(), frFP); v == nil || v.State != "resolved" {
 				t.Fatalf("alert of the removed detector after reload: %+v", v)
 			}
+			// A run of the removed detector that was in flight during the
+			// reload ends after it: it does not bring the alert back.
+			mustObserve(t, m1, "fraud-block-rate", clock.Now(), fr)
+			if v := viewByFP(m1.Alerts(), frFP); v == nil || v.State != "resolved" {
+				t.Fatalf("alert of the removed detector after a late run: %+v", v)
+			}
 			ns := mustProcess(t, m1, clock.Advance(time.Minute))
 			if len(ns) != 1 || ns[0].Kind != KindResolved || ns[0].Receiver != "fraud-product" ||
 				!strings.Contains(ns[0].Alerts[0].Summary, "detector removed from config (fraud-block-rate)") {

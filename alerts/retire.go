@@ -2,7 +2,28 @@ package alerts
 
 import (
 	"go.uber.org/zap"
+
+	"github.com/mlwatch/mlwatch/configs"
 )
+
+// noteRemoved records which detectors of the old config the new one
+// removed or disabled (Manager.removed), and forgets the ones it has
+// again; the caller holds m.mu.
+func (m *Manager) noteRemoved(old *configs.Config) {
+	if m.removed == nil {
+		m.removed = map[string]bool{}
+	}
+	for _, d := range old.Detectors {
+		if now := m.detectors[d.Name]; now == nil || now.Disabled {
+			m.removed[d.Name] = true
+		}
+	}
+	for name, d := range m.detectors {
+		if !d.Disabled {
+			delete(m.removed, name)
+		}
+	}
+}
 
 // RemovedReason starts the summary of an alert resolved because its
 // detector left the config.

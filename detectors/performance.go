@@ -88,7 +88,28 @@ func labelSource(q *sqlText, src source, l *configs.Labels, from, to any) {
 // (ANY LEFT JOIN: one label row per id, unlabelled predictions kept) and
 // counts per slice and window in one aggregation.
 func (pf *performance) query(w windows) *sqlText {
+	q := &sqlText{}
+	pf.src.ranked(q, pf.counts(pf.src, w), false, performanceCols, "n + sn")
+	return q
+}
+
+// shardQuery is query's two-level form (shards.go): each shard joins the
+// predictions of its local table to their labels and counts per slice
+// and window; the ranking happens after the shards' rows are summed. The
+// labels come from the labels table as each shard names it (a
+// Distributed table over the labels, or a local table holding the labels
+// of the shard's requests), or from the local table's own columns.
+func (pf *performance) shardQuery(w windows) *sqlText {
 	s := pf.src
+	s.table = localTable(s.m).Quoted()
+	return shardCounts(pf.counts(s, w), performanceCols)
+}
+
+func (pf *performance) shardCols() ([]string, string) { return performanceCols, "n + sn" }
+
+// counts is the aggregation of s's predictions joined to their labels
+// per slice (sc, sv) and window w.
+func (pf *performance) counts(s source, w windows) *sqlText {
 	slices := pf.d.slices()
 	maturity := int64(pf.labels.Maturity.D().Seconds())
 	ok := fmt.Sprintf("_dec < %d", decInvalid)
@@ -99,14 +120,7 @@ func (pf *performance) query(w windows) *sqlText {
 			"countIf("+v+" AND _ok AND _dec = 1)", "countIf("+v+" AND _ok AND _y = 1 AND _dec = 1)")
 	}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, w")
-	for i, c := range performanceCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "w", performanceCols, aggs)
 	inner.add("\n    FROM (\n      SELECT _w AS w, _role, _dec, _y, ")
 	inner.add(fmt.Sprintf("_lab = 1 AND toUInt32(_lat) < toUInt32(_ts) + %d AS _ok", maturity))
 	for i := range slices {
@@ -126,11 +140,9 @@ func (pf *performance) query(w windows) *sqlText {
 			first = b.from
 		}
 	}
-	pf.labelSource(inner, first, w.cur.to.Add(pf.labels.Maturity.D()))
+	labelSource(inner, s, pf.labels, first, w.cur.to.Add(pf.labels.Maturity.D()))
 	inner.add("\n      ) AS l USING _id\n      WHERE _w != 255 AND _role < 2\n    )\n    GROUP BY _si, sv, w")
-	q := &sqlText{}
-	s.ranked(q, inner, false, performanceCols, "n + sn")
-	return q
+	return inner
 }
 
 func (pf *performance) spans(w windows) []span { return w.all() }
@@ -145,14 +157,7 @@ type rateCheck struct {
 }
 
 func (pf *performance) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: performanceCols}, pf.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, performanceCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: performanceCols}, pf.d.cfg.TopK, performanceCols...)
 	if err != nil {
 		return err
 	}
@@ -220,14 +225,7 @@ func (pf *performance) check(r *run, g *group, ck rateCheck, withShadow bool) {
 	margin := pf.d.margin(pb)
 	h.PValue = ChangeTest(cur, base, Change{Margin: margin, Var: spread, Tail: ck.tail})
 	h.Value, h.Baseline, h.effect = cur.Rate(), pb, cur.Rate()-pb
-	band := margin + 2*math.Sqrt(spread+pb*(1-pb)/cur.N)
-	h.BaselineLow, h.BaselineHigh = math.Max(0, pb-band), math.Min(1, pb+band)
-	if ck.tail == TailDown {
-		h.BaselineHigh = 1
-	}
-	if ck.tail == TailUp {
-		h.BaselineLow = 0
-	}
+	h.BaselineLow, h.BaselineHigh = perfBand(pb, margin, spread, cur.N, ck.tail)
 	h.NCurrent, h.NBaseline = uint64(cur.N), uint64(base.N)
 	switch ck.tail {
 	case TailDown:
@@ -253,6 +251,21 @@ func (pf *performance) check(r *run, g *group, ck rateCheck, withShadow bool) {
 		label(g.col, g.val), ck.what, pct(cur.Rate()), pct(pb), count(cur.N), count(base.N), note)
 	h.details = details("margin", margin, "seasonal_sd", math.Sqrt(spread))
 	r.add(h)
+}
+
+// perfBand is a performance figure's band around its baseline pb: the
+// margin plus two standard deviations of a window of n, open on the side
+// that is not worse.
+func perfBand(pb, margin, spread, n float64, tail Tail) (lo, hi float64) {
+	band := margin + 2*math.Sqrt(spread+pb*(1-pb)/n)
+	lo, hi = math.Max(0, pb-band), math.Min(1, pb+band)
+	if tail == TailDown {
+		hi = 1
+	}
+	if tail == TailUp {
+		lo = 0
+	}
+	return lo, hi
 }
 
 // coverage checks the aggregate's label coverage: the share of matured

@@ -74,6 +74,8 @@ var ErrNoSeries = errors.New("no series from the log for this metric")
 type seriesSpec struct {
 	// cols are the summed result columns after _b, the bucket.
 	cols []string
+	// feature: the metric is a feature's (the series needs one).
+	feature bool
 	// raw and rollup write the per-bucket aggregation into q (one row per
 	// _b, summed by the caller) for the given ranges and slice filter.
 	raw    func(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter)
@@ -96,8 +98,9 @@ func (d *Detector) HasSeries(metric string) bool {
 }
 
 // sliceFilter is the one slice column and its value as the query reads
-// it (sliceValue's rendering); col "" is the aggregate.
-type sliceFilter struct{ col, val string }
+// it (sliceValue's rendering); col "" is the aggregate. feature is the
+// feature of a feature_health series.
+type sliceFilter struct{ col, val, feature string }
 
 // seriesSlice checks the slice against the detector's slice columns and
 // returns its filter.
@@ -123,6 +126,30 @@ func (d *Detector) seriesSlice(slice map[string]string) (sliceFilter, error) {
 		return sliceFilter{col: col, val: val}, nil
 	}
 	return sliceFilter{}, nil
+}
+
+// seriesFeature checks the feature a series asks for: a feature_health
+// metric needs one the detector watches, other metrics none.
+func (d *Detector) seriesFeature(spec seriesSpec, metric, feature string) (string, error) {
+	if !spec.feature {
+		if feature != "" {
+			return "", fmt.Errorf("metric %s has no feature (asked for %q)", metric, feature)
+		}
+		return "", nil
+	}
+	if feature == "" {
+		return "", fmt.Errorf("metric %s is a feature's: name the feature", metric)
+	}
+	f := d.impl.(*featureHealth)
+	if len(f.names) == 0 {
+		return feature, nil // every feature in the arrays
+	}
+	for _, n := range f.names {
+		if n == feature {
+			return feature, nil
+		}
+	}
+	return "", fmt.Errorf("feature %q is not one of the features detector %s watches %v", feature, d.cfg.Name, f.names)
 }
 
 // sliceSQLValue undoes sliceLabel: the value sliceValue renders for a
@@ -188,7 +215,7 @@ func (d *Detector) plan(from, to time.Time) (seriesPlan, error) {
 	for _, t := range p.times {
 		w := newWindows(d.cfg, t)
 		p.wins = append(p.wins, w)
-		all = append(all, w.all()...)
+		all = append(all, d.impl.spans(w)...)
 	}
 	p.ranges = mergeSpans(widenSpans(all, p.bucket))
 	var n time.Duration
@@ -317,30 +344,14 @@ func volumeRollupBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilte
 // blockRatePoint is block_rate's figure, band and shadow rate at a point:
 // the detector's own rateChange over the windows' sums.
 func blockRatePoint(d *Detector, p *SeriesPoint, cur []float64, base [][]float64, seasonal bool) {
-	c := Prop{cur[1], cur[0]}
-	var b Prop
 	days := make([]Prop, len(base))
 	for i, w := range base {
 		days[i] = Prop{w[1], w[0]}
-		b.X += w[1]
-		b.N += w[0]
-	}
-	p.N, p.BaselineN = c.N, b.N
-	if c.N > 0 {
-		p.Value = c.Rate()
 	}
 	if cur[2] > 0 {
 		p.Shadow, p.HasShadowVal = cur[3]/cur[2], true
 	}
-	if !d.enough(c.N) || !d.enough(b.N) {
-		return
-	}
-	var spread float64
-	if seasonal {
-		spread = SeasonalVar(days)
-	}
-	h, _ := d.rateChange(MetricBlockRate, nil, "", ClassModelBehavior, c, b, spread, TailBoth)
-	p.Baseline, p.Low, p.High, p.HasBand = h.Baseline, h.BaselineLow, h.BaselineHigh, true
+	ratioPoint(d, p, MetricBlockRate, Prop{cur[1], cur[0]}, days, seasonal, TailBoth)
 }
 
 // volumePoint is volume's count, expected count and band at a point.
@@ -367,20 +378,23 @@ func volumePoint(d *Detector, p *SeriesPoint, cur []float64, base [][]float64, s
 
 // SeriesQuery renders the SQL a series of metric for slice over (from,
 // to] runs, without running it.
-func (d *Detector) SeriesQuery(metric string, slice map[string]string, from, to time.Time) (string, error) {
-	spec, p, sf, err := d.seriesSetup(metric, slice, from, to)
+func (d *Detector) SeriesQuery(metric string, slice map[string]string, feature string, from, to time.Time) (string, error) {
+	spec, p, sf, err := d.seriesSetup(metric, slice, feature, from, to)
 	if err != nil {
 		return "", err
 	}
 	return d.seriesSQL(spec, p, sf).bind()
 }
 
-func (d *Detector) seriesSetup(metric string, slice map[string]string, from, to time.Time) (seriesSpec, seriesPlan, sliceFilter, error) {
+func (d *Detector) seriesSetup(metric string, slice map[string]string, feature string, from, to time.Time) (seriesSpec, seriesPlan, sliceFilter, error) {
 	spec, ok := seriesSpecs[[2]string{d.cfg.Kind, metric}]
 	if !ok {
 		return spec, seriesPlan{}, sliceFilter{}, fmt.Errorf("detector %s (%s) metric %q: %w", d.cfg.Name, d.cfg.Kind, metric, ErrNoSeries)
 	}
 	sf, err := d.seriesSlice(slice)
+	if err == nil {
+		sf.feature, err = d.seriesFeature(spec, metric, feature)
+	}
 	if err != nil {
 		return spec, seriesPlan{}, sf, fmt.Errorf("detector %s: %w", d.cfg.Name, err)
 	}
@@ -394,8 +408,8 @@ func (d *Detector) seriesSetup(metric string, slice map[string]string, from, to 
 // Series reads metric for one slice over (from, to] from the prediction
 // log (or the rollup) in one query and replays the detector's windows:
 // one point per evaluation time.
-func (d *Detector) Series(ctx context.Context, q Querier, metric string, slice map[string]string, from, to time.Time) (*Series, error) {
-	spec, p, sf, err := d.seriesSetup(metric, slice, from, to)
+func (d *Detector) Series(ctx context.Context, q Querier, metric string, slice map[string]string, feature string, from, to time.Time) (*Series, error) {
+	spec, p, sf, err := d.seriesSetup(metric, slice, feature, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +417,7 @@ func (d *Detector) Series(ctx context.Context, q Querier, metric string, slice m
 	if err != nil {
 		return nil, fmt.Errorf("series of %s: %w", d.cfg.Name, err)
 	}
-	out := &Series{Detector: d.cfg.Name, Metric: metric, Slice: slice, Step: d.step(p), Bucket: p.bucket, Query: sql}
+	out := &Series{Detector: d.cfg.Name, Metric: metric, Slice: slice, Feature: feature, Step: d.step(p), Bucket: p.bucket, Query: sql}
 	res, err := q.Query(ctx, sql)
 	if err != nil {
 		return out, fmt.Errorf("series of %s: query: %w", d.cfg.Name, err)

@@ -146,7 +146,7 @@ func TestSeriesMatchesEvaluations(t *testing.T) {
 				t.Run(c.det, func(t *testing.T) {
 					d := dets[c.det]
 					began := time.Now()
-					s, err := d.Series(ctx, e.DB, c.metric, c.slice, c.from, c.to)
+					s, err := d.Series(ctx, e.DB, c.metric, c.slice, "", c.from, c.to)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -235,14 +235,19 @@ func TestSeriesErrors(t *testing.T) {
 		{"two columns", MetricBlockRate, map[string]string{"country": "FR", "merchant_category": "travel"}, at.Add(-time.Hour), at, "one slice column"},
 		{"other bucket", MetricBlockRate, map[string]string{"country": OtherSlice}, at.Add(-time.Hour), at, "tail beyond top_k"},
 		{"empty range", MetricBlockRate, nil, at, at, "is not before"},
-		{"score psi", MetricScorePSI, nil, at.Add(-time.Hour), at, ErrNoSeries.Error()},
+		{"rate bound", MetricRateBound, nil, at.Add(-time.Hour), at, ErrNoSeries.Error()},
+		{"feature of a rate", MetricBlockRate, nil, at.Add(-time.Hour), at, "has no feature"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := d.SeriesQuery(c.metric, c.slice, c.from, c.to)
+			feature := ""
+			if c.name == "feature of a rate" {
+				feature = "amount"
+			}
+			_, err := d.SeriesQuery(c.metric, c.slice, feature, c.from, c.to)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
 			}
-			if c.metric == MetricScorePSI && !errors.Is(err, ErrNoSeries) {
+			if c.metric == MetricRateBound && !errors.Is(err, ErrNoSeries) {
 				t.Errorf("%v is not ErrNoSeries", err)
 			}
 		})

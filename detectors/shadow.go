@@ -88,8 +88,7 @@ func (sh *shadow) pairing(r *run, g *group, n, bd, unpaired, prodOnly col) {
 // of each role), hasp (a production row), nrows (the request's rows),
 // noid (an empty request id), dup (a non-empty id with more than one row
 // of a role), and the slice values _c0.. .
-func (sh *shadow) pairs(q *sqlText, w windows) {
-	s := sh.src
+func (sh *shadow) pairs(s source, q *sqlText, w windows) {
 	c := s.m.Columns
 	slices := sh.d.slices()
 	if s.m.Shadow.Mode == configs.ShadowColumns {
@@ -141,7 +140,25 @@ var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa",
 
 // Pairs are counted per slice and window in one aggregation over them.
 func (sh *shadow) query(w windows) *sqlText {
+	q := &sqlText{}
+	sh.src.ranked(q, sh.counts(sh.src, w), false, shadowCols, "rows")
+	return q
+}
+
+// shardQuery is query's two-level form (shards.go): each shard pairs the
+// rows of its local table and counts the pairs per slice and window; the
+// ranking happens after the shards' rows are summed.
+func (sh *shadow) shardQuery(w windows) *sqlText {
 	s := sh.src
+	s.table = localTable(s.m).Quoted()
+	return shardCounts(sh.counts(s, w), shadowCols)
+}
+
+func (sh *shadow) shardCols() ([]string, string) { return shadowCols, "rows" }
+
+// counts is the aggregation of the pairs of s's table per slice (sc, sv)
+// and window w.
+func (sh *shadow) counts(s source, w windows) *sqlText {
 	slices := sh.d.slices()
 	ok := fmt.Sprintf("paired AND pd < %[1]d AND sd < %[1]d", decInvalid)
 	fin := "paired AND ifNull(a >= 0 AND a <= 1 AND b >= 0 AND b <= 1, 0)"
@@ -152,20 +169,11 @@ func (sh *shadow) query(w windows) *sqlText {
 		"countIf(NOT paired AND hasp AND NOT noid AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
 		"sum(nrows)", "sumIf(nrows, noid)", "sumIf(nrows, dup)"}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, _w AS w")
-	for i, c := range shadowCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "_w AS w", shadowCols, aggs)
 	inner.add("\n    FROM (\n      ")
-	sh.pairs(inner, w)
+	sh.pairs(s, inner, w)
 	inner.add("\n    )\n    WHERE _w != 255\n    GROUP BY _si, sv, w")
-	q := &sqlText{}
-	s.ranked(q, inner, false, shadowCols, "rows")
-	return q
+	return inner
 }
 
 // corr is Pearson's correlation from sums.
@@ -181,14 +189,7 @@ func corr(n, sa, sb, saa, sbb, sab float64) float64 {
 }
 
 func (sh *shadow) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: shadowCols}, sh.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, shadowCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: shadowCols}, sh.d.cfg.TopK, shadowCols...)
 	if err != nil {
 		return err
 	}

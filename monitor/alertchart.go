@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mlwatch/mlwatch/alerts"
+	"github.com/mlwatch/mlwatch/detectors"
 )
 
 // Spans of the alert charts: the status page card draws the last day,
@@ -33,7 +34,14 @@ func (s *server) alertChart(r *http.Request, v alerts.View, width int, span time
 	defer cancel()
 	now := s.opt.Now()
 	pts, fromLog := s.chartPoints(ctx, v, span, now)
-	title := fmt.Sprintf("%s · %s", v.Metric, sliceText(v.Slice))
+	metric := v.Metric
+	if shows := detectors.SeriesShows(v.Kind, v.Metric); fromLog && shows != "" {
+		metric = shows // the figure drawn for the alert's (score_psi: the block rate)
+	}
+	title := fmt.Sprintf("%s · %s", metric, sliceText(v.Slice))
+	if metric != v.Metric {
+		title = fmt.Sprintf("%s of the %s alert's slice · %s", metric, v.Metric, sliceText(v.Slice))
+	}
 	if v.Feature != "" {
 		title += " · " + v.Feature
 	}
@@ -42,14 +50,15 @@ func (s *server) alertChart(r *http.Request, v alerts.View, width int, span time
 	} else {
 		title += " · from mlwatch's evaluations"
 	}
-	opt := ChartOptions{Width: width, Title: title, Percent: isRate(v.Metric), ValueLabel: v.Metric}
+	opt := ChartOptions{Width: width, Title: title, Percent: isRate(metric), ValueLabel: metric}
 	if fromLog {
 		opt.Empty = "no rows of this slice in the prediction log over this range"
 	}
-	if strings.HasPrefix(v.Metric, "disagreement_") {
+	switch {
+	case strings.HasPrefix(metric, "disagreement_"):
 		// The shadow detector's shadow figure is the score correlation.
 		opt.ShadowLabel, opt.ShadowAxis = "score correlation", true
-	} else {
+	default:
 		opt.ShadowLabel = "shadow model"
 	}
 	opt.Markers = s.versionMarkers(ctx, v.Model, span, seriesEnd(v, span, now))

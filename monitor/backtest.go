@@ -95,7 +95,9 @@ func Backtest(ctx context.Context, opt BacktestOptions) (*BacktestReport, error)
 	if err != nil {
 		return nil, err
 	}
-	mon, err := New(Options{Config: cfg, Store: opt.Store, Record: opt.Record, Alerts: mgr, Logger: opt.Logger, Source: SourceBacktest, Incremental: opt.Incremental})
+	// Onsets: an alert active at the replay's first runs is dated from the
+	// log like the daemon's at start-up (notifications' "onset").
+	mon, err := New(Options{Config: cfg, Store: opt.Store, Record: opt.Record, Alerts: mgr, Onsets: mgr, Logger: opt.Logger, Source: SourceBacktest, Incremental: opt.Incremental})
 	if err != nil {
 		return nil, err
 	}

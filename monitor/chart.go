@@ -242,6 +242,9 @@ func legend(b *strings.Builder, points []Point, opt ChartOptions, x, y float64) 
 	items := []item{{"#c0392b", "", value}}
 	if has(func(p Point) float64 { return p.Baseline }) {
 		items = append(items, item{"#3b6fb6", "4 3", "baseline (band: expected range)"})
+	} else if has(func(p Point) float64 { return p.Low + p.High }) {
+		// A band without a baseline: an expectation's [min_rate, max_rate].
+		items = append(items, item{"#cfe3ff", "", "band: allowed range"})
 	}
 	if has(func(p Point) float64 { return p.Shadow }) {
 		items = append(items, item{"#8a6d00", "1 2", shadow})

@@ -85,18 +85,18 @@ func (m *Monitor) logSeries(ctx context.Context, detector, metric string, slice 
 	if det == nil {
 		return nil, fmt.Errorf("chart: no detector %q in the config: %w", detector, detectors.ErrNoSeries)
 	}
-	if feature != "" || !det.HasSeries(metric) {
+	if !det.HasSeries(metric) {
 		return nil, fmt.Errorf("chart of %s %s: %w", detector, metric, detectors.ErrNoSeries)
 	}
 	end = end.UTC().Truncate(time.Minute)
-	key := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%d", detector, metric, detectors.SliceKey(slice), span, end.Unix())
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%d", detector, metric, detectors.SliceKey(slice), feature, span, end.Unix())
 	now := time.Now()
 	if e, ok := m.charts.get(key, now); ok {
 		return e.pts, e.err
 	}
 	qctx, cancel := context.WithTimeout(ctx, det.Config().Timeout.D())
 	defer cancel()
-	s, err := det.Series(qctx, m.db, metric, slice, end.Add(-span), end)
+	s, err := det.Series(qctx, m.db, metric, slice, feature, end.Add(-span), end)
 	var pts []Point
 	if err == nil {
 		pts = seriesPoints(s.Points)

@@ -18,15 +18,21 @@ type OnsetKeeper interface {
 	SetOnset(fingerprint string, activeAt, onset time.Time)
 }
 
-// OnsetLookback is how far back the onset of an incident is looked for:
-// the chart's span. An incident older than that is dated at its start.
-const OnsetLookback = 24 * time.Hour
+// OnsetLookback is how far back the onset of an incident is looked for
+// first: the day chart's span. An incident that already runs at the
+// start of that day is looked for again over OnsetMaxLookback (the week
+// chart's span, cached for the page too); one older than that is dated
+// at its start.
+const (
+	OnsetLookback    = 24 * time.Hour
+	OnsetMaxLookback = 7 * 24 * time.Hour
+)
 
 // markOnsets dates, after a run, the alerts its findings keep active that
 // have no onset yet in this process (new, or restored at start-up): the
 // detector's series over the last OnsetLookback, walked back from the run
 // to where the metric left its band. Alerts of metrics without a series
-// keep ActiveAt.
+// of their own keep ActiveAt.
 func (m *Monitor) markOnsets(ctx context.Context, det *detectors.Detector, res *detectors.Result) {
 	if m.onsets == nil {
 		return
@@ -38,18 +44,44 @@ func (m *Monitor) markOnsets(ctx context.Context, det *detectors.Detector, res *
 			continue
 		}
 		var onset time.Time
-		if f.Feature == "" && det.HasSeries(f.Metric) {
-			pts, err := m.logSeries(ctx, f.Detector, f.Metric, f.Slice, f.Feature, OnsetLookback, res.At)
-			if err != nil {
-				m.log.Warn("onset not read from the log", zap.String("detector", f.Detector), zap.String("fingerprint", fp), zap.Error(err))
-			}
-			onset = onsetOf(pts, res.At)
+		if det.HasOnsetSeries(f.Metric) {
+			onset = m.findOnset(ctx, f, fp, res.At)
 		}
 		if !onset.IsZero() && !onset.Before(activeAt) {
 			onset = time.Time{}
 		}
 		m.onsets.SetOnset(fp, activeAt, onset)
 	}
+}
+
+// findOnset walks the finding's series back from at over OnsetLookback,
+// and over OnsetMaxLookback when the incident already ran at the start
+// of the shorter span (zero when the log shows no incident at at).
+func (m *Monitor) findOnset(ctx context.Context, f detectors.Finding, fp string, at time.Time) time.Time {
+	var onset time.Time
+	for _, span := range []time.Duration{OnsetLookback, OnsetMaxLookback} {
+		pts, err := m.logSeries(ctx, f.Detector, f.Metric, f.Slice, f.Feature, span, at)
+		if err != nil {
+			m.log.Warn("onset not read from the log", zap.String("detector", f.Detector), zap.String("fingerprint", fp), zap.Error(err))
+			return onset
+		}
+		onset = onsetOf(pts, at)
+		if onset.IsZero() || onset.After(firstBanded(pts)) {
+			return onset
+		}
+	}
+	return onset
+}
+
+// firstBanded is the time of the first point with a band and a value
+// (zero when none).
+func firstBanded(pts []Point) time.Time {
+	for _, p := range pts {
+		if !math.IsNaN(p.Low) && !math.IsNaN(p.High) && !math.IsNaN(p.Value) {
+			return p.At
+		}
+	}
+	return time.Time{}
 }
 
 // onsetOf is detectors.Onset over chart points (zero when none).

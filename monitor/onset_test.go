@@ -122,8 +122,28 @@ func TestOnsetsAndCachedLogSeries(t *testing.T) {
 			if len(pts) != 36 || !pts[len(pts)-1].Firing || pts[0].Firing {
 				t.Errorf("%d points (want 36, every 5 min over 3 h), first firing %v, last firing %v", len(pts), pts[0].Firing, pts[len(pts)-1].Firing)
 			}
-			if _, err := mon.LogSeries(ctx, alerts.View{Detector: "rate", Metric: detectors.MetricScorePSI, State: "firing"}, time.Hour, at); !isNoSeries(err) {
-				t.Errorf("score_psi: %v, want ErrNoSeries", err)
+			if _, err := mon.LogSeries(ctx, alerts.View{Detector: "rate", Metric: detectors.MetricRateBound, State: "firing"}, time.Hour, at); !isNoSeries(err) {
+				t.Errorf("block_rate_bound: %v, want ErrNoSeries", err)
+			}
+
+			// A backtest that starts inside the incident dates the FR
+			// alert from the log too (its notifications' "onset").
+			rep, err := Backtest(ctx, BacktestOptions{Config: cfg, Store: e.DB, From: at.Add(-10 * time.Minute), To: at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bt, ok := rep.Fired[fp]
+			if !ok || bt.Onset == nil || bt.Onset.Before(began) || bt.Onset.After(began.Add(20*time.Minute)) {
+				t.Errorf("backtest from %s: FR alert fired %v with onset %v, want one within 20 min after %s", at.Add(-10*time.Minute), ok, bt.Onset, began)
+			}
+			dated := false
+			for _, n := range rep.Notifications {
+				for _, v := range n.Alerts {
+					dated = dated || v.Fingerprint == fp && v.Onset != nil
+				}
+			}
+			if !dated {
+				t.Error("no backtest notification carries the FR alert's onset")
 			}
 		})
 	}

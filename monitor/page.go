@@ -146,20 +146,16 @@ func sliceText(s map[string]string) string {
 	if len(s) == 0 {
 		return "all traffic"
 	}
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + s[k]
-	}
-	return strings.Join(parts, ", ")
+	return detectors.JoinSlice(s, ", ")
 }
 
 func isRate(metric string) bool {
-	return strings.Contains(metric, "rate") || strings.Contains(metric, "share")
+	for _, w := range []string{"rate", "share", "precision", "recall", "coverage"} {
+		if strings.Contains(metric, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *server) card(r *http.Request, v alerts.View, width int) alertCard {

@@ -98,7 +98,11 @@ func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 			if a.CausedBy != "" {
 				cause = " (caused by " + a.CausedBy + ")"
 			}
-			fmt.Fprintf(w, "    [%s %s/%s] %s%s\n", a.Severity, a.Owner, a.Class, a.Summary, cause)
+			since := ""
+			if a.Onset != nil {
+				since = " (since " + a.Onset.UTC().Format("2006-01-02 15:04") + " in the log)"
+			}
+			fmt.Fprintf(w, "    [%s %s/%s] %s%s%s\n", a.Severity, a.Owner, a.Class, a.Summary, cause, since)
 		}
 	}
 	fmt.Fprintln(w)

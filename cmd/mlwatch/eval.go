@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -47,6 +46,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	for _, w := range monitor.LabelWarnings(ctx, db, cfg) {
 		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
 	}
+	split, initiator := monitor.SplitPairWarnings(ctx, db, cfg, at)
+	for _, w := range split {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	if *notifyTimeout <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
 		return 2
@@ -68,11 +71,18 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
-	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Logger: log})
+	if err := applyPartials(ctx, db, cfg); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+		return 1
+	}
+	// Onsets: each alert is dated from the log (JSON "onset"), as the
+	// daemon dates the alerts of its first run.
+	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	mon.PairOnInitiator(initiator)
 	names := mon.Names()
 	var failed []string
 	for _, name := range names {
@@ -110,12 +120,8 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	sortViews(firing)
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, v := range firing {
-			if err := enc.Encode(v); err != nil {
-				fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
-				return 1
-			}
+		if !jsonLines(c, "eval", firing) {
+			return 1
 		}
 		return exit
 	}

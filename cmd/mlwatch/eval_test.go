@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,15 @@ func TestEvalJSONContract(t *testing.T) {
 	// coincidence).
 	if fr["caused_by"] != "" || fr["receiver"] != "fraud-product" {
 		t.Errorf("a null spike that moves no decisions must not take over FR's page: caused_by=%v receiver=%v", fr["caused_by"], fr["receiver"])
+	}
+	// Both incidents began an hour before the evaluation: each alert says
+	// since when, dated from the log (JSON "onset", before "active_at").
+	began := at.Add(-time.Hour)
+	for name, m := range map[string]map[string]any{"FR block rate": fr, "null spike": infra} {
+		on, err := time.Parse(time.RFC3339, fmt.Sprint(m["onset"]))
+		if err != nil || on.Before(began) || on.After(began.Add(30*time.Minute)) {
+			t.Errorf("%s: onset %v, want within 30 min after the incident began at %s", name, m["onset"], began.Format(time.RFC3339))
+		}
 	}
 	t.Logf("%d alerts", len(lines))
 	if testing.Verbose() {

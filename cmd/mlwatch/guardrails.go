@@ -174,14 +174,10 @@ func printGuardText(w io.Writer, r *detectors.GuardrailReport) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tSLICE\tMETRIC\tPRODUCTION\tCANDIDATE\tDIFF (PTS)\tCI (PTS)\tLIMIT\tN PROD\tN CAND")
-	skipped := 0
-	for _, c := range orderedChecks(r) {
-		if c.Status == detectors.CheckSkipped {
-			skipped++
-			continue
-		}
+	checks, skipped := decidingChecks(r)
+	for _, c := range checks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", statusOf(c), c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
-			ptsOf(c.Diff), ptsOf(c.Low)+" .. "+ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low)+" .. "+detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	tw.Flush()
 	if skipped > 0 {
@@ -207,17 +203,13 @@ func printGuardMarkdown(w io.Writer, r *detectors.GuardrailReport) {
 	}
 	fmt.Fprintln(w, "| status | slice | metric | production | candidate | diff (pts) | CI (pts) | limit | n prod | n cand |")
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
-	skipped := 0
-	for _, c := range orderedChecks(r) {
-		if c.Status == detectors.CheckSkipped {
-			skipped++
-			continue
-		}
+	checks, skipped := decidingChecks(r)
+	for _, c := range checks {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", strings.ReplaceAll(statusOf(c), "|", "\\|"), strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
-			pctOf(c.Production), pctOf(c.Candidate), ptsOf(c.Diff), ptsOf(c.Low), ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			pctOf(c.Production), pctOf(c.Candidate), detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low), detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	fmt.Fprintf(w, "\n%d checks skipped for too little data; limits: block rate may rise at most %s pts, recall may drop at most %s pts; BH at FDR %g, %.0f%% intervals.\n",
-		skipped, ptsOf(r.Limits.MaxBlockRateRise), ptsOf(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
+		skipped, detectors.SignedPoints(r.Limits.MaxBlockRateRise), detectors.SignedPoints(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
 }
 
 // statusOf is a check's status in the tables: an explained one names its
@@ -229,21 +221,24 @@ func statusOf(c detectors.GuardrailCheck) string {
 	return c.Status
 }
 
-// orderedChecks puts failures first, then the checks they explain,
-// keeping the report's order otherwise.
-func orderedChecks(r *detectors.GuardrailReport) []detectors.GuardrailCheck {
-	var fail, explained, rest []detectors.GuardrailCheck
+// decidingChecks are the checks that decided, failures first, then the
+// checks they explain, the report's order otherwise, and the count of
+// those skipped for too little data.
+func decidingChecks(r *detectors.GuardrailReport) (checks []detectors.GuardrailCheck, skipped int) {
+	var explained, rest []detectors.GuardrailCheck
 	for _, c := range r.Checks {
 		switch c.Status {
+		case detectors.CheckSkipped:
+			skipped++
 		case detectors.CheckFail:
-			fail = append(fail, c)
+			checks = append(checks, c)
 		case detectors.CheckExplained:
 			explained = append(explained, c)
 		default:
 			rest = append(rest, c)
 		}
 	}
-	return append(append(fail, explained...), rest...)
+	return append(append(checks, explained...), rest...), skipped
 }
 
 func pctOf(x float64) string {
@@ -251,14 +246,4 @@ func pctOf(x float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f%%", 100*x)
-}
-
-func ptsOf(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
-	}
-	if x == 0 {
-		x = 0 // no "-0.00" for a limit of "may not drop"
-	}
-	return fmt.Sprintf("%+.2f", 100*x)
 }
