@@ -496,7 +496,9 @@ func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
 // slice is each slice's own news. Then Failed lists the roots, in the
 // order of Checks.
 func attributeGuardrails(r *GuardrailReport, idx []int) {
-	ar := &run{d: &Detector{cfg: &configs.Detector{FDR: r.Limits.FDR, MinAbsChange: r.Limits.MaxBlockRateRise}}}
+	// The overall, too, is explained when what is left of its rise is
+	// within the limit: the gate asks about the limit, not about noise.
+	ar := &run{d: &Detector{cfg: &configs.Detector{FDR: r.Limits.FDR, MinAbsChange: r.Limits.MaxBlockRateRise}}, gateAggregate: true}
 	checkOf, hypOf := map[*hypothesis]int{}, map[int]*hypothesis{}
 	for _, i := range idx {
 		ck := r.Checks[i]
