@@ -414,7 +414,7 @@ func (r *run) within(h *hypothesis, eh, eset, n float64) bool {
 	if math.Signbit(eh) {
 		residual = -residual
 	}
-	if len(h.Slice) == 0 {
+	if len(h.Slice) == 0 && !r.gateAggregate {
 		// The aggregate: the rest of the traffic must not have moved
 		// beyond noise. An effect-size gate would let a few slices that
 		// happened to clear it explain away a broad move that the

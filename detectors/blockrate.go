@@ -239,6 +239,19 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 			}
 		}
 	}
+	var pool DaySpread
+	if r.w.seasonal && b.d.cfg.Baseline.Mode == configs.BaselineReference {
+		// A reference baseline's day-to-day spread, pooled over the
+		// aggregate and every slice (see SeasonalVarPooled): it decides
+		// with as few as 3 days. The seasonal baseline keeps each
+		// slice's own: a chart (series.go) replays one slice and must
+		// draw the band the detector decides with.
+		all := make([][]Prop, len(groups))
+		for i, g := range groups {
+			all[i] = g.days(nb, x, n)
+		}
+		pool = PoolDaySpread(all)
+	}
 	for _, g := range groups {
 		slice := sliceOf(g.col, g.val)
 		cur := Prop{g.num(0, x), g.num(0, n)}
@@ -259,7 +272,7 @@ func (b *blockRate) evaluate(res *store.Result, r *run) error {
 		// Block rate.
 		var spread float64
 		if r.w.seasonal {
-			spread = SeasonalVar(g.days(nb, x, n))
+			spread = SeasonalVarPooled(g.days(nb, x, n), pool)
 		}
 		h, margin := b.d.rateChange(MetricBlockRate, slice, "", ClassModelBehavior, cur, base, spread, TailBoth)
 		pb := h.Baseline

@@ -331,6 +331,10 @@ type run struct {
 	// when the aggregate fires, its summary names the one holding most of
 	// its excess.
 	thin []thinSlice
+	// gateAggregate: the aggregate, too, is explained when what is left
+	// of its excess is within the effect-size gate (the guardrails, whose
+	// gate is the limit the question is about), not only within noise.
+	gateAggregate bool
 	// suppress, when set, clears Firing of hypotheses another one explains
 	// (a fill is not also drift); it runs after the joint decision.
 	suppress func(hyps []*hypothesis)

@@ -42,6 +42,10 @@ const (
 	CheckPass    = "pass"
 	CheckFail    = "fail"
 	CheckSkipped = "skipped"
+	// CheckExplained is a check beyond its limit only through another
+	// failed check's extra events (see attributeGuardrails): listed
+	// under that one, not as a failure of its own.
+	CheckExplained = "explained"
 )
 
 // GuardrailOptions are one guardrails run.
@@ -88,6 +92,9 @@ type GuardrailCheck struct {
 	Status string  `json:"status"`
 	// Reason says why a check failed or was skipped.
 	Reason string `json:"reason,omitempty"`
+	// ExplainedBy names the failed check (its slice) whose extra events
+	// explain this one's (status explained).
+	ExplainedBy string `json:"explained_by,omitempty"`
 }
 
 // SliceLabel names the check's slice: "overall" or "column=value".
@@ -118,8 +125,11 @@ type GuardrailReport struct {
 	// ExitCode is the verdict as `mlwatch guardrails` exits: 0 ship, 1
 	// fail, 2 not enough data.
 	ExitCode int `json:"exit_code"`
-	// Failed names the slices (and metrics) whose guardrail failed;
-	// Missing says what data a decision lacks.
+	// Failed names the slices (and metrics) whose guardrail failed, one
+	// line per cause: a check another failed check explains is named on
+	// that one's line ("also moves overall and 7 merchant_category
+	// slices"), not on a line of its own. Missing says what data a
+	// decision lacks.
 	Failed  []string `json:"failed"`
 	Missing []string `json:"missing"`
 	// Labels says what the decision rests on: "matured labels" or why
@@ -336,6 +346,7 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 	guardrailCoverage(r, agg, gc, cand, o, l)
 	ps, idx := runGuardrailChecks(r, groups, guardrailSpecs(lim, gc, l == nil), normalQuantile(0.5+lim.Confidence/2))
 	failGuardrailChecks(r, ps, idx)
+	attributeGuardrails(r, idx)
 	guardrailVerdict(r)
 	return r, nil
 }
@@ -453,7 +464,7 @@ func runGuardrailChecks(r *GuardrailReport, groups []*group, specs []guardrailSp
 }
 
 // failGuardrailChecks fails the tested checks that Benjamini-Hochberg
-// rejects at the report's FDR.
+// rejects at the report's FDR (attributeGuardrails lists them in Failed).
 func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
 	lim := r.Limits
 	for i, rej := range BH(ps, lim.FDR) {
@@ -468,7 +479,68 @@ func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
 		}
 		ck.Reason = fmt.Sprintf("%s %s by %s points (%s vs %s, %.0f%% CI %s .. %s; limit %s)", strings.ReplaceAll(ck.Metric, "_", " "), dir,
 			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), SignedPoints(ck.Limit))
-		r.Failed = append(r.Failed, ck.SliceLabel()+": "+ck.Reason)
+	}
+}
+
+// attributeGuardrails gives the gate the attribution the alerts have
+// (attribute.go): a candidate that blocks 80% of one small country lifts
+// the overall block rate and every merchant category's by the same extra
+// blocks, beyond the half-point limit in each. A failed block-rate check
+// whose excess another column's failed slices explain (byOtherColumn:
+// what is left of it, once theirs is taken out, is within the limit or
+// within noise), or that moved with a broad failure of the overall
+// (broadMove), is marked explained and named on its root's line of
+// Failed; its figures stay in Checks. The limit plays the effect-size
+// gate's part, the gate's FDR the detector's. Recall and precision are
+// not attributed: their events (fraud caught) are few and a drop in one
+// slice is each slice's own news. Then Failed lists the roots, in the
+// order of Checks.
+func attributeGuardrails(r *GuardrailReport, idx []int) {
+	// The overall, too, is explained when what is left of its rise is
+	// within the limit: the gate asks about the limit, not about noise.
+	ar := &run{d: &Detector{cfg: &configs.Detector{FDR: r.Limits.FDR, MinAbsChange: r.Limits.MaxBlockRateRise}}, gateAggregate: true}
+	checkOf, hypOf := map[*hypothesis]int{}, map[int]*hypothesis{}
+	for _, i := range idx {
+		ck := r.Checks[i]
+		if ck.Metric != MetricBlockRate {
+			continue
+		}
+		h := newHyp(ck.Metric, ck.Slice, "", ClassModelBehavior)
+		h.Value, h.Baseline, h.NCurrent, h.NBaseline = ck.Candidate, ck.Production, ck.NCandidate, ck.NProduction
+		h.Firing = ck.Status == CheckFail
+		ar.hyps = append(ar.hyps, h)
+		checkOf[h], hypOf[i] = i, h
+	}
+	at := ar.rateAttribution()
+	for _, rule := range rateRules {
+		for _, k := range at.keys {
+			rule.apply(at, k, at.groups[k])
+		}
+	}
+	also := map[int][]*hypothesis{}
+	for _, h := range ar.hyps {
+		by := at.explainedBy[h]
+		for i := 0; i < len(ar.hyps) && by != nil && at.explainedBy[by] != nil; i++ {
+			by = at.explainedBy[by] // the root of a chain
+		}
+		if by == nil {
+			continue
+		}
+		root := checkOf[by]
+		ck := &r.Checks[checkOf[h]]
+		ck.Status, ck.ExplainedBy = CheckExplained, r.Checks[root].SliceLabel()
+		ck.Reason += "; explained by " + ck.ExplainedBy
+		also[root] = append(also[root], h)
+	}
+	for i, ck := range r.Checks {
+		if ck.Status != CheckFail {
+			continue
+		}
+		line := ck.SliceLabel() + ": " + ck.Reason
+		if hs := also[i]; len(hs) > 0 {
+			line += "; " + explainsText(hypOf[i], hs)
+		}
+		r.Failed = append(r.Failed, line)
 	}
 }
 

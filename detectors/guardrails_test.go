@@ -176,7 +176,9 @@ func TestGuardrails(t *testing.T) {
 // the shadow blocks 80% of Argentina (1.2% of the traffic, a risky
 // country whose production block rate is already above the average),
 // not of a large low-risk one. The gate fails naming AR, and no other
-// country, on both engines.
+// country, on both engines; the overall and the merchant categories that
+// AR's extra blocks lift beyond the limit are explained by AR, one line
+// in Failed.
 func TestGuardrailsShadowBlocksSmallCountry(t *testing.T) {
 	day0 := time.Date(2026, 9, 14, 0, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
@@ -227,6 +229,31 @@ func TestGuardrailsShadowBlocksSmallCountry(t *testing.T) {
 			}
 			if !named {
 				t.Errorf("failed %v: want country=AR named", r.Failed)
+			}
+			// One cause, one line: AR's extra blocks lift the overall and
+			// the merchant categories beyond the limit too; those checks
+			// are explained by AR, named on its line, not failures of
+			// their own.
+			if len(r.Failed) != 1 || !strings.Contains(r.Failed[0], "; also moves ") {
+				t.Errorf("failed %q: want one line, AR's, saying what else it moves", r.Failed)
+			}
+			explained := 0
+			for _, c := range r.Checks {
+				if c.Status == detectors.CheckFail && c.SliceLabel() != "country=AR" {
+					t.Errorf("%s %s fails on its own: %s", c.SliceLabel(), c.Metric, c.Reason)
+				}
+				if c.Status == detectors.CheckExplained {
+					explained++
+					if c.ExplainedBy != "country=AR" || c.Metric != detectors.MetricBlockRate || !strings.HasSuffix(c.Reason, "; explained by country=AR") {
+						t.Errorf("%s %s explained by %q (%s), want AR's block rate", c.SliceLabel(), c.Metric, c.ExplainedBy, c.Reason)
+					}
+					if !(c.Diff > c.Limit) {
+						t.Errorf("%s: diff %v within the limit %v, yet explained", c.SliceLabel(), c.Diff, c.Limit)
+					}
+				}
+			}
+			if explained == 0 {
+				t.Errorf("no check explained by AR: want the overall and the categories it lifts")
 			}
 		})
 	}

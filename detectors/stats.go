@@ -121,26 +121,48 @@ func changeTail(cur, base Prop, c Change, dir float64) float64 {
 // variance of one new day's rate against the baseline mean, τ²(1 + 1/k)
 // for k days. Fewer than two days with data give 0.
 func SeasonalVar(days []Prop) float64 {
+	m := momentsOf(days)
+	if m.k < 2 {
+		return 0
+	}
+	return m.own() * (1 + 1/float64(m.k))
+}
+
+// dayMoments are the DerSimonian–Laird sums of one slice's baseline days:
+// k days with data, their pooled rate, and Cochran's Q minus its
+// expectation under pure sampling (excess = Q - (k-1)), whose expectation
+// is τ²·scale for a between-day variance τ² (scale = S1 - S2/S1 of the
+// inverse-variance weights n_d / (rate(1-rate))).
+type dayMoments struct {
+	k             int
+	rate          float64
+	excess, scale float64
+}
+
+// momentsOf sums days, leaving out those without a valid count (N <= 0,
+// NaN, X outside [0, N]). A rate of 0 or 1 has no spread to estimate: its
+// scale is 0.
+func momentsOf(days []Prop) dayMoments {
+	var m dayMoments
 	var sx, sn float64
-	k := 0
 	for _, d := range days {
-		if d.N > 0 {
+		if validDay(d) {
 			sx += d.X
 			sn += d.N
-			k++
+			m.k++
 		}
 	}
-	if k < 2 {
-		return 0
+	if m.k == 0 {
+		return m
 	}
-	m := sx / sn
-	v := m * (1 - m)
-	if v <= 0 {
-		return 0
+	m.rate = sx / sn
+	v := m.rate * (1 - m.rate)
+	if m.k < 2 || v <= 0 {
+		return m
 	}
 	var sw, sw2, mw float64
 	for _, d := range days {
-		if d.N > 0 {
+		if validDay(d) {
 			w := d.N / v
 			sw += w
 			sw2 += w * w
@@ -150,16 +172,102 @@ func SeasonalVar(days []Prop) float64 {
 	mw /= sw
 	var q float64
 	for _, d := range days {
-		if d.N > 0 {
+		if validDay(d) {
 			dr := d.Rate() - mw
 			q += d.N / v * dr * dr
 		}
 	}
-	tau2 := (q - float64(k-1)) / (sw - sw2/sw)
-	if tau2 <= 0 {
+	m.excess, m.scale = q-float64(m.k-1), sw-sw2/sw
+	return m
+}
+
+func validDay(d Prop) bool { return d.N > 0 && d.X >= 0 && d.X <= d.N }
+
+// own is the slice's own τ² estimate, 0 when the days spread no more than
+// sampling does.
+func (m dayMoments) own() float64 {
+	if m.scale <= 0 || m.excess <= 0 {
 		return 0
 	}
-	return tau2 * (1 + 1/float64(k))
+	return m.excess / m.scale
+}
+
+// DaySpread is the day-to-day spread of a rate pooled over a detector's
+// slices: Rel2 is the between-day variance on the logit scale, σ², common
+// to the slices, so that a slice of rate p spreads by τ² = σ²·(p(1-p))²
+// from day to day (for small rates a common relative spread, σ the
+// coefficient of variation); DF is the degrees of freedom behind it (the
+// slices' days less one each).
+type DaySpread struct {
+	Rel2 float64
+	DF   int
+}
+
+// PoolDaySpread estimates the pooled day-to-day spread from every slice's
+// baseline days at once, by moments (DerSimonian–Laird across slices):
+// σ² = Σ excess_s / Σ (p_s(1-p_s))²·scale_s, 0 when the days spread no
+// more than sampling does. Large slices, whose sampling noise is small,
+// carry most of the information, as they should: they are the ones whose
+// tests the spread widens most. Slices with fewer than two days, or a rate
+// of 0 or 1, add nothing.
+func PoolDaySpread(slices [][]Prop) DaySpread {
+	var num, den float64
+	var out DaySpread
+	for _, days := range slices {
+		m := momentsOf(days)
+		if m.k < 2 || m.scale <= 0 {
+			continue
+		}
+		v := m.rate * (1 - m.rate)
+		num += m.excess
+		den += v * v * m.scale
+		out.DF += m.k - 1
+	}
+	if den > 0 && num > 0 {
+		out.Rel2 = num / den
+	}
+	return out
+}
+
+// poolDays is the most the pooled spread weighs in a slice's, in days: a
+// slice with a week of baseline days (6 degrees of freedom) takes its
+// spread half from its own days and half from the pool; with 3 days a
+// quarter, with 21 days three quarters from its own.
+const poolDays = 6
+
+// SeasonalVarPooled is SeasonalVar with the slice's own between-day
+// variance shrunk toward the pool's, σ²·(p(1-p))² at the slice's rate p:
+// τ² = (w·pooled + (k-1)·own) / (w + k - 1), w = poolDays, or the pool's
+// degrees of freedom beyond the slice's own when fewer (a pool of one
+// slice is that slice). A few days' spread is a noisy estimate (with 3
+// days its standard error is about its size): alone, a chance wide
+// reference hides a real move and a chance narrow one makes noise look
+// like one. A pool that saw no spread beyond sampling (σ² = 0) pulls the
+// slice's toward 0 with the same weight. A slice with one day takes the
+// pool's spread alone; no day with data gives 0.
+func SeasonalVarPooled(days []Prop, pool DaySpread) float64 {
+	m := momentsOf(days)
+	if m.k == 0 {
+		return 0
+	}
+	own, df := m.own(), float64(m.k-1)
+	if m.scale <= 0 {
+		df = 0
+	}
+	w := math.Min(poolDays, float64(pool.DF)-df)
+	if math.IsNaN(pool.Rel2) || pool.Rel2 < 0 || w <= 0 {
+		w = 0
+	}
+	if w+df == 0 {
+		return 0
+	}
+	var pooled float64
+	if w > 0 {
+		v := m.rate * (1 - m.rate)
+		pooled = pool.Rel2 * v * v
+	}
+	tau2 := (w*pooled + df*own) / (w + df)
+	return tau2 * (1 + 1/float64(m.k))
 }
 
 // BH returns which p-values the Benjamini–Hochberg step-up procedure

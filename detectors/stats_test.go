@@ -111,6 +111,73 @@ func TestSeasonalVar(t *testing.T) {
 	}
 }
 
+// TestPooledDaySpread: the day-to-day spread pooled over slices and each
+// slice's shrunk toward it. Three slices of 4, 3 and 3 days (7 degrees of
+// freedom in all); the wanted values come from a direct Python transcript
+// of the formulas (DerSimonian–Laird sums per slice, σ² = Σ excess /
+// Σ (p(1-p))²·scale, τ² = (w·σ²(p(1-p))² + (k-1)·own) / (w + k-1) times
+// 1 + 1/k), not from this code.
+func TestPooledDaySpread(t *testing.T) {
+	nan := math.NaN()
+	a := []Prop{{10, 1000}, {20, 1000}, {15, 1000}, {30, 1000}}
+	b := []Prop{{50, 2000}, {40, 2000}, {70, 2000}}
+	c := []Prop{{100, 10000}, {130, 10000}, {90, 10000}}
+	zero := []Prop{{0, 1000}, {0, 1000}}
+	pools := []struct {
+		name   string
+		slices [][]Prop
+		want   DaySpread
+	}{
+		{"two slices", [][]Prop{a, b}, DaySpread{0.09985894107909704, 5}},
+		{"three slices", [][]Prop{a, b, c}, DaySpread{0.05969575100618682, 7}},
+		// One slice: σ² is its own τ² over (p(1-p))².
+		{"a single slice", [][]Prop{a}, DaySpread{0.16105709344380278, 3}},
+		{"a slice of zero counts adds nothing", [][]Prop{zero, a}, DaySpread{0.16105709344380278, 3}},
+		{"one day per slice", [][]Prop{{{10, 1000}}, {{5, 100}}}, DaySpread{0, 0}},
+		{"a NaN day is left out", [][]Prop{append([]Prop{{nan, 1000}}, a...), b}, DaySpread{0.09985894107909704, 5}},
+		{"a day with more events than trials is left out", [][]Prop{append([]Prop{{2000, 1000}}, a...), b}, DaySpread{0.09985894107909704, 5}},
+		{"nothing", nil, DaySpread{0, 0}},
+	}
+	for _, tc := range pools {
+		t.Run(tc.name, func(t *testing.T) {
+			got := PoolDaySpread(tc.slices)
+			if !near(got.Rel2, tc.want.Rel2, 1e-9) || got.DF != tc.want.DF {
+				t.Errorf("PoolDaySpread = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	abc := PoolDaySpread([][]Prop{a, b, c})
+	vars := []struct {
+		name string
+		days []Prop
+		pool DaySpread
+		want float64
+	}{
+		// w = min(6, 7-2) = 5 days of the pool, 2 of its own.
+		{"a slice of 3 days", c, abc, 7.580136561916522e-06},
+		{"another", b, abc, 5.557971838714367e-05},
+		// Its own spread alone (SeasonalVar) is 4.37e-06; a pool that
+		// saw no spread pulls it toward 0.
+		{"a pool without spread", c, DaySpread{0, 9}, 1.0926814814814817e-06},
+		{"one day takes the pool's", []Prop{{12, 1000}}, abc, 1.678223496101277e-05},
+		{"a single slice is SeasonalVar", a, PoolDaySpread([][]Prop{a}), 6.814778645833331e-05},
+		{"no pool is SeasonalVar", c, DaySpread{}, 4.370725925925927e-06},
+		{"a NaN pool is ignored", c, DaySpread{nan, 9}, 4.370725925925927e-06},
+		{"zero counts", zero, abc, 0},
+		{"no day with data", []Prop{{0, 0}, {nan, nan}}, abc, 0},
+	}
+	for _, tc := range vars {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SeasonalVarPooled(tc.days, tc.pool); !near(got, tc.want, 1e-9) {
+				t.Errorf("SeasonalVarPooled = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got, want := SeasonalVarPooled(a, PoolDaySpread([][]Prop{a})), SeasonalVar(a); !near(got, want, 1e-12) {
+		t.Errorf("a pool of one slice gives %v, SeasonalVar %v", got, want)
+	}
+}
+
 func TestBH(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {

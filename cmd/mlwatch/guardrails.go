@@ -176,7 +176,7 @@ func printGuardText(w io.Writer, r *detectors.GuardrailReport) {
 	fmt.Fprintln(tw, "STATUS\tSLICE\tMETRIC\tPRODUCTION\tCANDIDATE\tDIFF (PTS)\tCI (PTS)\tLIMIT\tN PROD\tN CAND")
 	checks, skipped := decidingChecks(r)
 	for _, c := range checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Status, c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", statusOf(c), c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
 			detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low)+" .. "+detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	tw.Flush()
@@ -205,29 +205,40 @@ func printGuardMarkdown(w io.Writer, r *detectors.GuardrailReport) {
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
 	checks, skipped := decidingChecks(r)
 	for _, c := range checks {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", c.Status, strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", strings.ReplaceAll(statusOf(c), "|", "\\|"), strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
 			pctOf(c.Production), pctOf(c.Candidate), detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low), detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	fmt.Fprintf(w, "\n%d checks skipped for too little data; limits: block rate may rise at most %s pts, recall may drop at most %s pts; BH at FDR %g, %.0f%% intervals.\n",
 		skipped, detectors.SignedPoints(r.Limits.MaxBlockRateRise), detectors.SignedPoints(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
 }
 
-// decidingChecks are the checks that decided, failures first and the
-// report's order otherwise, and the count of those skipped for too
-// little data.
+// statusOf is a check's status in the tables: an explained one names its
+// root ("explained by country=AR").
+func statusOf(c detectors.GuardrailCheck) string {
+	if c.ExplainedBy != "" {
+		return c.Status + " by " + c.ExplainedBy
+	}
+	return c.Status
+}
+
+// decidingChecks are the checks that decided, failures first, then the
+// checks they explain, the report's order otherwise, and the count of
+// those skipped for too little data.
 func decidingChecks(r *detectors.GuardrailReport) (checks []detectors.GuardrailCheck, skipped int) {
-	var rest []detectors.GuardrailCheck
+	var explained, rest []detectors.GuardrailCheck
 	for _, c := range r.Checks {
 		switch c.Status {
 		case detectors.CheckSkipped:
 			skipped++
 		case detectors.CheckFail:
 			checks = append(checks, c)
+		case detectors.CheckExplained:
+			explained = append(explained, c)
 		default:
 			rest = append(rest, c)
 		}
 	}
-	return append(checks, rest...), skipped
+	return append(append(checks, explained...), rest...), skipped
 }
 
 func pctOf(x float64) string {

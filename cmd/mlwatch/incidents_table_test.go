@@ -81,10 +81,3 @@ func TestIncidentTable(t *testing.T) {
 	fmt.Printf("\nengine %s\n| incident | seed | rate | right root | roots | alerts | pages in backtest | limits |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n%s\n",
 		engine, strings.Join(rows, "\n"))
 }
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
