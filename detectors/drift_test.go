@@ -18,13 +18,18 @@ import (
 // over three days, before that country's rate reaches 3x its starting
 // level, while the seasonal block-rate detector, whose 7-day baseline
 // absorbs the ramp, stays silent on it; and before the ramp it finds
-// nothing. Both engines.
+// nothing. On the server only: when it finds the ramp is a property of the
+// rows and the detector, and the rows are the same on both engines
+// (TestQuietTraffic); the drift detector's reference query runs on the
+// embedded engine in TestGenerated (every incident, 56 hours of the quiet
+// week). The embedded half cost as much again: 16 days generated on one
+// worker.
 func TestDriftFindsSlowRamp(t *testing.T) {
 	// Data from 13 days before the ramp: the reference (7 to 28 days
 	// back) holds at least 3 days in every quiet evaluation.
 	d0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	rampStart, rampEnd := d0.Add(13*24*time.Hour), d0.Add(16*24*time.Hour)
-	for _, e := range storetest.Engines(t) {
+	for _, e := range []storetest.Engine{storetest.ServerEngine(t)} {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
 			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("predictions")}); err != nil {
