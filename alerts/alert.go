@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -144,21 +143,7 @@ var reservedLabels = map[string]bool{
 
 // SliceLabel renders a slice as "col=value,col2=value2" in column order
 // ("" for the aggregate), the human form used as the slice label.
-func SliceLabel(slice map[string]string) string {
-	if len(slice) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(slice))
-	for k := range slice {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + slice[k]
-	}
-	return strings.Join(parts, ",")
-}
+func SliceLabel(slice map[string]string) string { return detectors.JoinSlice(slice, ",") }
 
 // buildLabels assembles an alert's labels from its finding.
 func buildLabels(f detectors.Finding, owner detectors.Owner, severity configs.Severity, extra map[string]string) map[string]string {

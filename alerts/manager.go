@@ -92,7 +92,7 @@ type Manager struct {
 	now      func() time.Time
 	sleep    func(context.Context, time.Duration) error
 	oneShot  bool
-	ver      *versioner
+	ver      *store.Versions
 	peer     *Peer
 	peerPos  atomic.Int64 // position in the HA group (peer.go)
 	replica  string       // this replica's name in the HA group
@@ -145,7 +145,7 @@ func New(opt Options) (*Manager, error) {
 		oneShot:   opt.OneShot,
 		overrides: opt.Notifiers,
 		httpc:     opt.HTTPClient,
-		ver:       &versioner{},
+		ver:       &store.Versions{},
 		peer:      opt.Peer,
 		alerts:    map[string]*Alert{},
 		dirty:     map[string]bool{},
@@ -365,7 +365,7 @@ func (m *Manager) process(ctx context.Context, now time.Time) []Notification {
 // stored once ClickHouse is back. A crash before then can repeat a
 // message; it cannot lose one that a restart would not raise again).
 func (m *Manager) newEntry(n Notification) *entry {
-	return &entry{n: n, seq: m.ver.next(), status: statusPending, dirty: true, unwritten: m.db != nil}
+	return &entry{n: n, seq: m.ver.Next(), status: statusPending, dirty: true, unwritten: m.db != nil}
 }
 
 // refreshSilences reloads silences from ClickHouse so that silences added

@@ -174,8 +174,8 @@ type peerTwin struct {
 }
 
 // findTwin looks in the shared outbox for a delivered twin of n (see the
-// package comment above), or for one a replica of a lower position
-// recorded and is still delivering: written within (position + 2) × Timeout of now, so a
+// package comment above), or for one a peer recorded whose hold ended
+// before ours and that it is still delivering (peerSendsFirst), so a
 // slow peer (a long queue, a loaded machine) is waited for, and a dead
 // one's leftovers are not. rootRef is the receiver's reference of n's
 // thread ("" for a first message or an unknown one). A read that fails
@@ -203,7 +203,8 @@ func (m *Manager) findTwin(ctx context.Context, n *Notification, rootRef string)
 		return nil, fmt.Errorf("read the shared outbox for a peer's twin of %s: %w", n.ID, err)
 	}
 	want := news(n)
-	fresh := m.now().Add(-time.Duration(m.peerPos.Load()+2) * m.peer.timeout())
+	now, pos := m.now(), m.peerPos.Load()
+	due := n.CreatedAt.Add(m.peer.hold(pos))
 	var inflight *peerTwin
 	for _, r := range res.Rows {
 		id, ref, sent := store.Str(r[0]), store.Str(r[1]), store.Str(r[3]) == statusSent
@@ -217,11 +218,25 @@ func (m *Manager) findTwin(ctx context.Context, n *Notification, rootRef string)
 		switch {
 		case sent:
 			return &peerTwin{id: id, ref: ref}, nil
-		case o.Replica != "" && o.Replica != m.replica && int64(o.ReplicaPosition) < m.peerPos.Load() && store.Time(r[4]).After(fresh):
+		case o.Replica != "" && o.Replica != m.replica && m.peerSendsFirst(store.Time(r[4]), int64(o.ReplicaPosition), due, pos, now):
 			inflight = &peerTwin{id: id, inflight: true}
 		}
 	}
 	return inflight, nil
+}
+
+// peerSendsFirst reports whether a peer's pending twin, created at
+// created by the replica at position peerPos, is the one to wait for:
+// its hold ended before ours (due), or at the same time and the peer's
+// position is lower, and it ended less than two peer timeouts ago (a
+// peer that has not delivered by then is taken for dead). One order
+// for all replicas, so two of them never wait for each other: whichever
+// is due first sends, however far behind the other evaluates (a lagging
+// position 0 waits for the twin position 1 is already sending).
+func (m *Manager) peerSendsFirst(created time.Time, peerPos int64, due time.Time, pos int64, now time.Time) bool {
+	peerDue := created.Add(m.peer.hold(peerPos))
+	first := peerDue.Before(due) || (peerDue.Equal(due) && peerPos < pos)
+	return first && now.Before(peerDue.Add(2*m.peer.timeout()))
 }
 
 // news is what a notification tells: each alert's fingerprint with its
@@ -319,7 +334,7 @@ func (m *Manager) peerBeat(ctx context.Context, tick time.Duration) {
 	m.lastBeat = now
 	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	defer cancel()
-	if err := m.db.Insert(ctx, m.tables.Peers(), peersTable.ColumnNames(), [][]any{{m.peer.ID, dt(now), m.ver.next()}}); err != nil {
+	if err := m.db.Insert(ctx, m.tables.Peers(), peersTable.ColumnNames(), [][]any{{m.peer.ID, dt(now), m.ver.Next()}}); err != nil {
 		m.log.Warn("peer heartbeat not stored", zap.Error(err))
 		return
 	}

@@ -247,6 +247,40 @@ func TestPeerWaitsForSlowPeer(t *testing.T) {
 	}
 }
 
+// TestPeerLaggingFirstWaitsForSecond: position 0 evaluates so late that
+// position 1's hold has ended when position 0 plans the same message;
+// position 1 is sending it, so position 0 waits for that delivery and
+// adopts it instead of sending a second copy.
+func TestPeerLaggingFirstWaitsForSecond(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			clock, fake, cfg := peerSetup(t, eng)
+			a := peerManager(t, cfg, eng, clock, &outcomes{}, 0)
+			b := peerManager(t, cfg, eng, clock, &outcomes{}, 1)
+			fr := finding("fraud-block-rate", "model_behavior", "fraud", "country=FR", 0.3, 0.05, 1e-9)
+			at := clock.Now()
+			mustObserve(t, b, "fraud-block-rate", at, fr)
+			mustProcess(t, b, clock.Advance(time.Minute))
+			clock.Advance(peerHold + time.Second)
+			mustObserve(t, a, "fraud-block-rate", at, fr)
+			mustProcess(t, a, clock.Now())
+			if st := mustDeliver(t, a); st != (DeliverStats{}) {
+				t.Fatalf("lagging position 0 with position 1's twin due first: %+v, want it to wait", st)
+			}
+			if st := mustDeliver(t, b); st.Sent != 1 {
+				t.Fatalf("position 1 after its hold: %+v, want the page sent", st)
+			}
+			clock.Advance(peerHold / 5)
+			if st := mustDeliver(t, a); st.Peer != 1 || st.Sent != 0 {
+				t.Fatalf("position 0 after the peer's delivery: %+v, want the page adopted", st)
+			}
+			if posts := fake.Calls("chat.postMessage"); len(posts) != 1 {
+				t.Fatalf("%d messages posted, want 1: %+v", len(posts), posts)
+			}
+		})
+	}
+}
+
 // TestPeerOptionsChecked: bad peer settings are refused naming the flag.
 func TestPeerOptionsChecked(t *testing.T) {
 	cfg := loadConfig(t, baseYAML, nil)

@@ -109,7 +109,7 @@ func (s Silence) Validate() error {
 type Silences struct {
 	db    store.Store
 	table store.Table
-	ver   *versioner
+	ver   *store.Versions
 
 	// parsed caches the compiled matchers of each stored matchers text:
 	// List runs on every pipeline pass, and compiling every regular
@@ -120,7 +120,7 @@ type Silences struct {
 
 // NewSilences opens the silences table of a set of tables.
 func NewSilences(db store.Store, t store.Tables) *Silences {
-	return &Silences{db: db, table: t.Silences(), ver: &versioner{}}
+	return &Silences{db: db, table: t.Silences(), ver: &store.Versions{}}
 }
 
 // Add stores a new silence and returns it with its ID.
@@ -187,7 +187,7 @@ func (s *Silences) write(ctx context.Context, sil Silence) error {
 	if err != nil {
 		return fmt.Errorf("silence %s: encode matchers: %w", sil.ID, err)
 	}
-	row := []any{sil.ID, s.ver.next(), string(ms), sil.StartsAt.UTC(), sil.EndsAt.UTC(), sil.CreatedBy, sil.Comment, sil.UpdatedAt.UTC()}
+	row := []any{sil.ID, s.ver.Next(), string(ms), sil.StartsAt.UTC(), sil.EndsAt.UTC(), sil.CreatedBy, sil.Comment, sil.UpdatedAt.UTC()}
 	if err := s.db.Insert(ctx, s.table, silenceColumns, [][]any{row}); err != nil {
 		return fmt.Errorf("silence %s: write: %w", sil.ID, err)
 	}
@@ -206,7 +206,7 @@ func (s *Silences) List(ctx context.Context) ([]Silence, error) {
 	defer s.mu.Unlock()
 	parsed := make(map[string][]configs.Matcher, len(res.Rows))
 	for _, r := range res.Rows {
-		s.ver.seen(uint64(store.Int(r[1])))
+		s.ver.Seen(uint64(store.Int(r[1])))
 		text := store.Str(r[2])
 		ms, ok := s.parsed[text]
 		if !ok {
@@ -268,33 +268,6 @@ func ParseMatchers(args []string) ([]configs.Matcher, error) {
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-// versioner hands out increasing row versions for ReplacingMergeTree:
-// wall-clock nanoseconds, bumped past anything already seen, so a newer
-// write wins across restarts and within one process.
-type versioner struct {
-	mu   sync.Mutex
-	last uint64
-}
-
-func (v *versioner) next() uint64 {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	n := uint64(time.Now().UnixNano())
-	if n <= v.last {
-		n = v.last + 1
-	}
-	v.last = n
-	return n
-}
-
-func (v *versioner) seen(x uint64) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if x > v.last {
-		v.last = x
-	}
 }
 
 func newID() string {

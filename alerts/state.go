@@ -234,7 +234,7 @@ func (m *Manager) takeDirty() ([]string, [][]any, error) {
 		labels, _ := json.Marshal(a.Labels)
 		f := a.Finding
 		rows = append(rows, []any{
-			fp, m.ver.next(), dt(now), a.State.String(), a.source, f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
+			fp, m.ver.Next(), dt(now), a.State.String(), a.source, f.Detector, f.Model, string(f.Class), string(a.Owner), string(a.Severity),
 			string(labels), dt(a.ActiveAt), dt(a.FiredAt), dt(a.ResolvedAt), dt(a.LastEvalAt),
 			fin(f.Value), fin(f.Baseline), fin(f.PValue), f.Summary, a.CausedBy, strings.Join(a.SilencedBy, ","), string(data),
 		})
@@ -273,7 +273,7 @@ func (m *Manager) takeEntries() ([]*entry, [][]any, error) {
 			return es, nil, err
 		}
 		rows = append(rows, []any{
-			e.n.ID, m.ver.next(), e.seq, dt(e.n.CreatedAt), e.n.Receiver, e.n.GroupKey, e.n.Kind, e.n.Thread, payload,
+			e.n.ID, m.ver.Next(), e.seq, dt(e.n.CreatedAt), e.n.Receiver, e.n.GroupKey, e.n.Kind, e.n.Thread, payload,
 			e.status, uint32(e.attempts), dt(e.next), e.lastErr, dt(e.sentAt), e.ref,
 		})
 	}
@@ -390,7 +390,7 @@ func (m *Manager) loadAlerts(ctx context.Context) (map[string]*Alert, []string, 
 	alerts := map[string]*Alert{}
 	roots := []string{}
 	for _, r := range res.Rows {
-		m.ver.seen(uint64(store.Int(r[0])))
+		m.ver.Seen(uint64(store.Int(r[0])))
 		rec := newAlertRecord()
 		if err := json.Unmarshal([]byte(store.Str(r[1])), &rec); err != nil {
 			m.log.Warn("alert state unreadable, skipped", zap.Error(err))
@@ -435,7 +435,7 @@ func (m *Manager) loadOutbox(ctx context.Context, now time.Time, roots []string)
 	}
 	outbox := map[string]*entry{}
 	for _, r := range res.Rows {
-		m.ver.seen(uint64(store.Int(r[1])))
+		m.ver.Seen(uint64(store.Int(r[1])))
 		var n Notification
 		if err := json.Unmarshal([]byte(store.Str(r[9])), &n); err != nil {
 			m.log.Warn("outbox entry unreadable, skipped", zap.String("id", store.Str(r[0])), zap.Error(err))
@@ -445,7 +445,7 @@ func (m *Manager) loadOutbox(ctx context.Context, now time.Time, roots []string)
 			n: n, seq: uint64(store.Int(r[2])), status: store.Str(r[3]), attempts: int(store.Int(r[4])),
 			next: undt(store.Time(r[5])), lastErr: store.Str(r[6]), sentAt: undt(store.Time(r[7])), ref: store.Str(r[8]),
 		}
-		m.ver.seen(e.seq)
+		m.ver.Seen(e.seq)
 		outbox[n.ID] = e
 	}
 	return outbox, nil

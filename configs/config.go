@@ -73,6 +73,44 @@ type Global struct {
 	// good (a revoked token, an archived channel), unless that receiver
 	// names its own fallback_receiver.
 	FallbackReceiver string `yaml:"fallback_receiver"`
+	// Incremental configures incremental evaluation (detectors that read
+	// closed time buckets from partial aggregates instead of rows).
+	Incremental *Incremental `yaml:"incremental"`
+}
+
+// Incremental configures incremental evaluation: the detectors whose kind
+// has a partial form (IncrementalKinds) and that read the prediction table
+// compute each closed time bucket once into mlwatch's partials table and
+// read only the newest minutes' rows (docs/design-notes.md).
+type Incremental struct {
+	// Enabled turns it on for every detector that can use it; a
+	// detector's own incremental: true or false overrides it.
+	Enabled bool `yaml:"enabled"`
+	// Bucket is the partials' time bucket: whole minutes that divide a
+	// day. Default 5m.
+	Bucket Duration `yaml:"bucket"`
+	// LateMargin is how long after eval_delay a bucket may still receive
+	// rows before it is closed and computed. Default 10m.
+	LateMargin Duration `yaml:"late_margin"`
+	// Recheck is how far back closed buckets are counted again for rows
+	// that arrived after their fill (default 6h), every RecheckEvery
+	// (default 30m). Rows later than Recheck are not seen.
+	Recheck      Duration `yaml:"recheck"`
+	RecheckEvery Duration `yaml:"recheck_every"`
+}
+
+// IncrementalOn reports whether detector d is evaluated incrementally:
+// its kind has a partial form, it reads the prediction table, and it or
+// global.incremental turns it on.
+func (c *Config) IncrementalOn(d *Detector) bool {
+	spec, ok := kindOf(d.Kind)
+	if !ok || !spec.incremental || d.Source == SourceRollup {
+		return false
+	}
+	if d.Incremental != nil {
+		return *d.Incremental
+	}
+	return c.Global.Incremental != nil && c.Global.Incremental.Enabled
 }
 
 // Server is the daemon's HTTP endpoint.
@@ -128,6 +166,17 @@ type Model struct {
 	Name string `yaml:"name"`
 	// Table is "name" or "database.name".
 	Table string `yaml:"table"`
+	// Cluster names the ClickHouse cluster (remote_servers) whose shards
+	// hold the model's rows when Table is a Distributed table over
+	// LocalTable, sharded by request (both rows of a request on one
+	// shard, e.g. cityHash64(request_id)). With it the shadow detector
+	// pairs production and shadow rows on each shard, over LocalTable,
+	// and only partial aggregates travel (docs/scaling.md).
+	Cluster string `yaml:"cluster"`
+	// LocalTable is the table on every shard that the Distributed Table
+	// reads, "name" or "database.name" (default database: Table's).
+	// Required with Cluster.
+	LocalTable string `yaml:"local_table"`
 	// ModelValue is the value of the model column that selects this model;
 	// default: Name. Empty model column: the table holds one model.
 	ModelValue string   `yaml:"model_value"`
@@ -294,6 +343,9 @@ type Detector struct {
 	// Source is "raw" (default: the prediction table) or "rollup" (the
 	// model's minute rollup; windows then start and end on whole minutes).
 	Source string `yaml:"source"`
+	// Incremental, when set, overrides global.incremental.enabled for this
+	// detector (kinds in IncrementalKinds reading the table only).
+	Incremental *bool `yaml:"incremental"`
 
 	BlockRate     *BlockRateParams     `yaml:"block_rate"`
 	FeatureHealth *FeatureHealthParams `yaml:"feature_health"`

@@ -216,3 +216,28 @@ func TestMatcher(t *testing.T) {
 		})
 	}
 }
+
+// global.incremental turns incremental evaluation on for the kinds that
+// have it; a detector's incremental: false opts out, and other kinds stay
+// on rows. Its defaults are filled.
+func TestIncrementalOn(t *testing.T) {
+	cfg, err := Load("testdata/good-incremental.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"rate": true, "volume": false, "pairs": false}
+	for i := range cfg.Detectors {
+		d := &cfg.Detectors[i]
+		if got := cfg.IncrementalOn(d); got != want[d.Name] {
+			t.Errorf("%s: incremental %v, want %v", d.Name, got, want[d.Name])
+		}
+	}
+	in := cfg.Global.Incremental
+	if in.Bucket.D() != 5*time.Minute || in.LateMargin.D() != 15*time.Minute || in.Recheck.D() != 6*time.Hour || in.RecheckEvery.D() != 30*time.Minute {
+		t.Errorf("defaults: %+v", *in)
+	}
+	cfg.Global.Incremental = nil
+	if cfg.IncrementalOn(&cfg.Detectors[0]) {
+		t.Error("incremental without global.incremental or the detector's own setting")
+	}
+}

@@ -23,19 +23,19 @@ const (
 // which checks itself and fills its defaults). The kind's constructor,
 // queries and evaluation are in detectors/ (detectors/kinds.go).
 var kindTable = []kindSpec{
-	{name: KindBlockRate, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 0.5, rollup: true,
+	{name: KindBlockRate, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 0.5, rollup: true, incremental: true,
 		block: blockOf(func(d *Detector) **BlockRateParams { return &d.BlockRate })},
 	{name: KindFeatureHealth, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.02, minRel: 1.0, rollup: true,
 		block: blockOf(func(d *Detector) **FeatureHealthParams { return &d.FeatureHealth })},
 	{name: KindShadow, schedule: "*/5 * * * *", window: time.Hour, minAbs: 0.005, minRel: 1.0,
 		block: blockOf(func(d *Detector) **ShadowParams { return &d.ShadowParams })},
-	{name: KindVolume, schedule: "*/5 * * * *", window: time.Hour, rollup: true,
+	{name: KindVolume, schedule: "*/5 * * * *", window: time.Hour, rollup: true, incremental: true,
 		block: blockOf(func(d *Detector) **VolumeParams { return &d.Volume })},
 	{name: KindFreshness, schedule: "* * * * *", window: 15 * time.Minute,
 		block: blockOf(func(d *Detector) **FreshnessParams { return &d.Freshness })},
 	{name: KindStaleness, schedule: "@hourly", window: 24 * time.Hour,
 		block: blockOf(func(d *Detector) **StalenessParams { return &d.Staleness })},
-	{name: KindExpectation, schedule: "*/5 * * * *", window: time.Hour,
+	{name: KindExpectation, schedule: "*/5 * * * *", window: time.Hour, incremental: true,
 		block:    blockOf(func(d *Detector) **ExpectationParams { return &d.Expectation }),
 		required: "an expectation detector needs an expectation block with match and min_rate or max_rate"},
 	{name: KindPerformance, schedule: "@hourly", window: 24 * time.Hour, minAbs: 0.02, minRel: 0.2,
@@ -48,6 +48,10 @@ var Kinds = kindNames(func(kindSpec) bool { return true })
 // RollupKinds are the detector kinds that can read a rollup.
 var RollupKinds = kindNames(func(k kindSpec) bool { return k.rollup })
 
+// IncrementalKinds are the detector kinds with a partial form: the ones
+// incremental evaluation serves (global.incremental).
+var IncrementalKinds = kindNames(func(k kindSpec) bool { return k.incremental })
+
 // kindSpec is one detector kind's entry of kindTable.
 type kindSpec struct {
 	name string
@@ -57,6 +61,9 @@ type kindSpec struct {
 	minAbs, minRel float64
 	// rollup: the kind can read the model's minute rollup (source: rollup).
 	rollup bool
+	// incremental: the kind's query has a partial form
+	// (detectors/incremental.go), so it can be evaluated incrementally.
+	incremental bool
 	// block returns the detector's parameter block of this kind, nil when
 	// unset; with fill, an unset block is set to an empty one first.
 	block func(d *Detector, fill bool) params
@@ -154,12 +161,7 @@ func (p *BlockRateParams) check(v *validator, path string, _ *Detector, _ *Model
 		p.ScorePSI = &t
 	}
 	v.psi(path, &p.PSIWarn, &p.PSIAlert)
-	if p.ShadowShare == 0 {
-		p.ShadowShare = 0.5
-	}
-	if p.ShadowShare < 0 || p.ShadowShare > 1 {
-		v.errf(path+".shadow_share", "shadow_share must be in [0, 1]")
-	}
+	v.within(path, "shadow_share", &p.ShadowShare, 0.5, closed01)
 }
 
 // FeatureHealthParams tune the feature_health detector.
@@ -180,12 +182,7 @@ type FeatureHealthParams struct {
 
 func (p *FeatureHealthParams) check(v *validator, path string, _ *Detector, m *Model) {
 	path += ".feature_health"
-	if p.NullRateMax == 0 {
-		p.NullRateMax = 0.5
-	}
-	if p.NullRateMax < 0 || p.NullRateMax > 1 {
-		v.errf(path+".null_rate_max", "null_rate_max must be in [0, 1]")
-	}
+	v.within(path, "null_rate_max", &p.NullRateMax, 0.5, closed01)
 	if p.DefaultValue == nil {
 		zero := 0.0
 		p.DefaultValue = &zero
@@ -217,9 +214,7 @@ type ShadowParams struct {
 }
 
 func (p *ShadowParams) check(v *validator, path string, _ *Detector, m *Model) {
-	if c := p.MinCorrelation; c < -1 || c > 1 {
-		v.errf(path+".shadow.min_correlation", "min_correlation must be in [-1, 1]")
-	}
+	v.within(path+".shadow", "min_correlation", &p.MinCorrelation, 0, interval{lo: -1, hi: 1}) // 0 disables
 	if m != nil && m.Shadow.Mode == ShadowNone {
 		v.errf(path+".kind", "model %q has shadow.mode none; a shadow detector has nothing to compare", m.Name)
 	}
@@ -234,14 +229,9 @@ type VolumeParams struct {
 }
 
 func (p *VolumeParams) check(v *validator, path string, _ *Detector, _ *Model) {
-	if p.DropRatio == 0 {
-		p.DropRatio = 0.5
-	}
+	v.within(path+".volume", "drop_ratio", &p.DropRatio, 0.5, open01)
 	if p.SpikeRatio == 0 {
 		p.SpikeRatio = 3
-	}
-	if p.DropRatio <= 0 || p.DropRatio >= 1 {
-		v.errf(path+".volume.drop_ratio", "drop_ratio must be in (0, 1)")
 	}
 	if p.SpikeRatio < 0 || (p.SpikeRatio > 0 && p.SpikeRatio <= 1) {
 		v.errf(path+".volume.spike_ratio", "spike_ratio must be above 1")

@@ -108,28 +108,12 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 	v.rate(path+".max_block_rate_rise", g.MaxBlockRateRise)
 	v.rate(path+".max_recall_drop", g.MaxRecallDrop)
 	v.rate(path+".max_precision_drop", g.MaxPrecisionDrop)
-	if g.FDR == 0 {
-		g.FDR = 0.05
-	}
-	if !(g.FDR > 0 && g.FDR < 1) {
-		v.errf(path+".fdr", "fdr must be in (0, 1)")
-	}
-	if g.Confidence == 0 {
-		g.Confidence = 0.95
-	}
-	if !(g.Confidence >= 0.5 && g.Confidence < 1) {
-		v.errf(path+".confidence", "confidence must be in [0.5, 1)")
-	}
+	v.within(path, "fdr", &g.FDR, 0.05, open01)
+	v.within(path, "confidence", &g.Confidence, 0.95, interval{lo: 0.5, hi: 1, hiOpen: true})
 	if g.Schedule == "" {
 		g.Schedule = "@hourly"
 	}
-	if g.Schedule != "off" {
-		sched, err := ParseSchedule(g.Schedule)
-		if err != nil {
-			v.errf(path+".schedule", "invalid cron spec %q (or off): %v", g.Schedule, err)
-		}
-		g.Cron = sched
-	}
+	g.Cron = v.schedule(path, g.Schedule, "off")
 	if g.Period == 0 {
 		g.Period = Duration(7 * 24 * time.Hour)
 	}
@@ -142,18 +126,8 @@ func (v *validator) guardrails(path string, g *Guardrails) {
 // its defaults: the window ends a maturity ago (eval_delay), so that the
 // predictions it judges have had time to get their labels.
 func (p *PerformanceParams) check(v *validator, path string, d *Detector, m *Model) {
-	if p.CoverageDrop == 0 {
-		p.CoverageDrop = 0.5
-	}
-	if !(p.CoverageDrop > 0 && p.CoverageDrop < 1) {
-		v.errf(path+".performance.coverage_drop", "coverage_drop must be in (0, 1)")
-	}
-	if p.ShadowShare == 0 {
-		p.ShadowShare = 0.5
-	}
-	if !(p.ShadowShare >= 0 && p.ShadowShare <= 1) {
-		v.errf(path+".performance.shadow_share", "shadow_share must be in [0, 1]")
-	}
+	v.within(path+".performance", "coverage_drop", &p.CoverageDrop, 0.5, open01)
+	v.within(path+".performance", "shadow_share", &p.ShadowShare, 0.5, closed01)
 	if m == nil {
 		return
 	}

@@ -42,7 +42,9 @@ const (
 var (
 	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
 	prefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	cronSpec = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	// clusterRe: a cluster name is an XML element of remote_servers.
+	clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+	cronSpec  = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 )
 
 // ParseSchedule parses a five-field cron spec or a descriptor (@hourly,
@@ -81,6 +83,61 @@ func (v *validator) count(path, key string, p *int, def int) {
 	if *p < 1 {
 		v.errf(path+"."+key, "%s must be at least 1", key)
 	}
+}
+
+// interval is the range a setting must fall in; an open end excludes its
+// bound. It reads as in the error messages: (0, 1), [0.5, 1).
+type interval struct {
+	lo, hi         float64
+	loOpen, hiOpen bool
+}
+
+var (
+	closed01 = interval{lo: 0, hi: 1}
+	open01   = interval{lo: 0, hi: 1, loOpen: true, hiOpen: true}
+)
+
+func (r interval) holds(x float64) bool {
+	return (x > r.lo || (!r.loOpen && x == r.lo)) && (x < r.hi || (!r.hiOpen && x == r.hi))
+}
+
+func (r interval) String() string {
+	lb, rb := "[", "]"
+	if r.loOpen {
+		lb = "("
+	}
+	if r.hiOpen {
+		rb = ")"
+	}
+	return fmt.Sprintf("%s%g, %g%s", lb, r.lo, r.hi, rb)
+}
+
+// within sets an unset (zero) setting at path.key to def and reports one
+// outside r (NaN included).
+func (v *validator) within(path, key string, p *float64, def float64, r interval) {
+	if *p == 0 {
+		*p = def
+	}
+	if !r.holds(*p) {
+		v.errf(path+"."+key, "%s must be in %s", key, r)
+	}
+}
+
+// schedule parses the cron spec at path.schedule; "" and off (a spec
+// meaning never, when not "") give none.
+func (v *validator) schedule(path, spec, off string) cron.Schedule {
+	if spec == "" || spec == off {
+		return nil
+	}
+	sched, err := ParseSchedule(spec)
+	if err != nil {
+		hint := ""
+		if off != "" {
+			hint = " (or " + off + ")"
+		}
+		v.errf(path+".schedule", "invalid cron spec %q%s: %v", spec, hint, err)
+	}
+	return sched
 }
 
 // reference parses and checks a reference baseline's from and to: both
@@ -242,6 +299,9 @@ func (v *validator) config(c *Config) {
 			v.errf(path+".name", "model %q is defined twice", m.Name)
 		}
 		models[m.Name] = m
+		if m.Cluster != "" && c.ClickHouse.Addr == "" {
+			v.errf(path+".cluster", "cluster %q needs a ClickHouse server (clickhouse.addr): the embedded engine has no cluster", m.Cluster)
+		}
 	}
 
 	detectors := map[string]bool{}
@@ -355,6 +415,34 @@ func (v *validator) global(g *Global) {
 	if g.EvaluationsRetention == 0 {
 		g.EvaluationsRetention = Duration(30 * 24 * time.Hour)
 	}
+	if g.Incremental != nil {
+		v.incremental("global.incremental", g.Incremental)
+	}
+}
+
+// incremental fills incremental evaluation's defaults and checks them.
+func (v *validator) incremental(path string, in *Incremental) {
+	def := func(d *Duration, x time.Duration) {
+		if *d == 0 {
+			*d = Duration(x)
+		}
+	}
+	def(&in.Bucket, 5*time.Minute)
+	def(&in.LateMargin, 10*time.Minute)
+	def(&in.Recheck, 6*time.Hour)
+	def(&in.RecheckEvery, 30*time.Minute)
+	if b := in.Bucket.D(); b < time.Minute || b%time.Minute != 0 || (24*time.Hour)%b != 0 {
+		v.errf(path+".bucket", "bucket %s must be whole minutes that divide a day (1m, 5m, 15m, 1h, ...)", in.Bucket)
+	}
+	if in.LateMargin < 0 {
+		v.errf(path+".late_margin", "late_margin must not be negative")
+	}
+	if in.Recheck < 0 {
+		v.errf(path+".recheck", "recheck must not be negative")
+	}
+	if in.RecheckEvery < 0 {
+		v.errf(path+".recheck_every", "recheck_every must not be negative")
+	}
 }
 
 func (v *validator) labelNames(path string, names []string) {
@@ -418,6 +506,7 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	} else {
 		v.table(path+".table", m.Table)
 	}
+	v.cluster(path, m)
 	if m.ModelValue == "" {
 		m.ModelValue = m.Name
 	}
@@ -509,6 +598,33 @@ func (v *validator) model(path string, m *Model, receivers map[string]bool, hasR
 	v.guardrails(path+".guardrails", m.Guardrails)
 }
 
+// cluster checks models[].cluster and models[].local_table: both or
+// neither, a cluster name as remote_servers spells it, and a local table
+// other than the Distributed table.
+func (v *validator) cluster(path string, m *Model) {
+	switch {
+	case m.Cluster == "" && m.LocalTable == "":
+		return
+	case m.Cluster == "":
+		v.errf(path+".local_table", "local_table %q needs cluster: the name of the ClickHouse cluster (remote_servers) whose shards hold it", m.LocalTable)
+		return
+	case m.LocalTable == "":
+		v.errf(path+".cluster", "cluster %q needs local_table: the table on each shard that the Distributed table %q reads", m.Cluster, m.Table)
+		return
+	}
+	if !clusterRe.MatchString(m.Cluster) {
+		v.errf(path+".cluster", "cluster name %q: use letters, digits, '_', '.' and '-', as in remote_servers", m.Cluster)
+	}
+	v.table(path+".local_table", m.LocalTable)
+	t, l := store.ParseTable(m.Table), store.ParseTable(m.LocalTable)
+	if l.Database == "" {
+		l.Database = t.Database
+	}
+	if l == t {
+		v.errf(path+".local_table", "local_table %q is the model's table: name the shards' local table, which the Distributed table %q reads", m.LocalTable, m.Table)
+	}
+}
+
 func (v *validator) noDuplicates(path string, xs []string) {
 	seen := map[string]bool{}
 	for i, x := range xs {
@@ -537,13 +653,7 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	if d.Schedule == "" {
 		d.Schedule = def.schedule
 	}
-	if d.Schedule != "" {
-		sched, err := ParseSchedule(d.Schedule)
-		if err != nil {
-			v.errf(path+".schedule", "invalid cron spec %q: %v", d.Schedule, err)
-		}
-		d.Cron = sched
-	}
+	d.Cron = v.schedule(path, d.Schedule, "")
 	if d.Window == 0 {
 		d.Window = Duration(def.window)
 	}
@@ -586,20 +696,10 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 		v.errf(path+".top_k", "top_k must be between 1 and 10000")
 	}
 	v.count(path, "min_samples", &d.MinSamples, 200)
-	if d.FDR == 0 {
-		d.FDR = 0.05
-	}
-	if !(d.FDR > 0 && d.FDR < 1) {
-		v.errf(path+".fdr", "fdr must be in (0, 1)")
-	}
-	if d.MinAbsChange == 0 {
-		d.MinAbsChange = def.minAbs
-	}
+	v.within(path, "fdr", &d.FDR, 0.05, open01)
+	v.within(path, "min_abs_change", &d.MinAbsChange, def.minAbs, closed01)
 	if d.MinRelChange == 0 {
 		d.MinRelChange = def.minRel
-	}
-	if d.MinAbsChange < 0 || d.MinAbsChange > 1 || math.IsNaN(d.MinAbsChange) {
-		v.errf(path+".min_abs_change", "min_abs_change must be in [0, 1]")
 	}
 	if d.MinRelChange < 0 || math.IsNaN(d.MinRelChange) {
 		v.errf(path+".min_rel_change", "min_rel_change must not be negative")
@@ -628,6 +728,14 @@ func (v *validator) detector(path string, d *Detector, models map[string]*Model,
 	}
 	v.params(path, d, m, def)
 	v.source(path, d, m, def)
+	if d.Incremental != nil && *d.Incremental {
+		switch {
+		case !def.incremental:
+			v.errf(path+".incremental", "kind %s has no incremental form; incremental evaluation serves %s", d.Kind, strings.Join(IncrementalKinds, ", "))
+		case d.Source == SourceRollup:
+			v.errf(path+".incremental", "a detector reading the rollup (source: rollup) is not evaluated incrementally; drop one of the two")
+		}
+	}
 }
 
 // source checks that a detector reading the rollup can: its model has

@@ -108,13 +108,14 @@ var blockRateFold = foldSpec{sums: []string{"n", "x", "sn", "sx", "bd", "sbd"}, 
 // bin (the slice arrayJoin numbers slices, see expand); the next collects
 // the bins.
 func (b *blockRate) query(w windows) *sqlText {
-	return b.outer(b.level(b.src.windowOf(w), w.all()))
+	return b.outer(b.level(b.src.windowOf(w), w.all(), false))
 }
 
 // level is block_rate's aggregation over the rows of spans: per slice
 // number _si, value sv, w (rendered by win) and score bin _bin (and role
-// _r in the columns shadow mode), the counts _n, _x, _h, _sn, _sx, _sh.
-func (b *blockRate) level(win func(*sqlText), spans []span) *sqlText {
+// _r in the columns shadow mode), the counts _n, _x, _h, _sn, _sx, _sh,
+// and with rows the level's rows per group, _rows.
+func (b *blockRate) level(win func(*sqlText), spans []span, rows bool) *sqlText {
 	s := b.src
 	level := &sqlText{}
 	level.add("      SELECT ")
@@ -129,7 +130,11 @@ func (b *blockRate) level(win func(*sqlText), spans []span) *sqlText {
 	win(level)
 	level.add(" AS w, " + scoreBin("_score") + " AS _bin,\n")
 	level.add(fmt.Sprintf("        countIf(_role = 0 AND _dec < %d) AS _n, countIf(_role = 0 AND _dec = 1) AS _x, countIf(_role = 0) AS _h,\n", decInvalid))
-	level.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh\n", decInvalid))
+	level.add(fmt.Sprintf("        countIf(_role = 1 AND _dec < %d) AS _sn, countIf(_role = 1 AND _dec = 1) AS _sx, countIf(_role = 1) AS _sh", decInvalid))
+	if rows {
+		level.add(", count() AS _rows")
+	}
+	level.add("\n")
 	level.add("      FROM " + s.table + "\n     ")
 	s.filter(level, spans, true)
 	level.add("\n      GROUP BY " + keys)
@@ -158,12 +163,17 @@ func (b *blockRate) outer(level *sqlText) *sqlText {
 
 // partial is block_rate's query in partial form (incremental.go).
 func (b *blockRate) partial() partialSpec {
-	keys := []pcol{{"_si", "UInt8"}, {"sv", "String"}, {"_bin", "UInt64"}}
+	keys := []pcol{{"_si", "UInt8"}, {"sv", "String"}}
+	counted := "_si = 0"
 	if b.src.m.Shadow.Mode == configs.ShadowColumns {
+		// Each row is expanded into its two roles: count one.
 		keys = append(keys, pcol{"_r", "String"})
+		counted += " AND _r = 'p'"
 	}
 	return partialSpec{
 		keys:     keys,
+		sub:      "_bin",
+		counted:  counted,
 		sums:     []string{"_n", "_x", "_h", "_sn", "_sx", "_sh"},
 		allRoles: true,
 		level:    b.level,
@@ -202,14 +212,7 @@ func (b *blockRate) rank() string {
 }
 
 func (b *blockRate) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, blockRateFold, b.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, blockRateCols...)
+	groups, c, err := readGroups(res, "", blockRateFold, b.d.cfg.TopK, blockRateCols...)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@
 //	d, err := detectors.New(cfg, &cfg.Detectors[i]) // cfg from configs.Load
 //	res, err := d.Evaluate(ctx, db, at)              // db: any Querier (*store.DB)
 //
-// Evaluate runs exactly ONE query, with windows ending at `at` less the
+// Evaluate runs exactly ONE query (for shadow on a model with
+// models[].cluster: the same query on each shard's local table, merged in
+// Go; shards.go), with windows ending at `at` less the
 // detector's eval_delay (time is always an argument), and returns a
 // Result: Findings (what to alert on; Finding.Class → Classes → owner and
 // default severity), Evaluations (every hypothesis checked, firing or not,
@@ -64,6 +66,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/mlwatch/mlwatch/configs"
@@ -86,6 +89,9 @@ type Detector struct {
 	// validity: this detector reports its model's invalid rows (see
 	// reportsValidity in validity.go).
 	validity bool
+	// initiator: read the model's Distributed table even when its model
+	// is on a cluster (PairOnInitiator).
+	initiator atomic.Bool
 }
 
 // New prepares the detector d of config cfg (a config that configs.Load
@@ -124,7 +130,12 @@ func (d *Detector) Config() *configs.Detector { return d.cfg }
 // Query renders the exact SQL an evaluation at `at` runs, for `explain`
 // and the runs table.
 func (d *Detector) Query(at time.Time) (string, error) {
-	sql, err := d.sql(newWindows(d.cfg, at)).bind()
+	w := newWindows(d.cfg, at)
+	q := d.sql(w)
+	if k := d.sharded(); k != nil {
+		q = k.shardQuery(w) // the query each shard runs
+	}
+	sql, err := q.bind()
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
 	}
@@ -156,13 +167,15 @@ func (d *Detector) Ranges(at time.Time) [][2]time.Time {
 // wrapped, with the partial Result still carrying the query text.
 func (d *Detector) Evaluate(ctx context.Context, q Querier, at time.Time) (*Result, error) {
 	w := newWindows(d.cfg, at)
+	if k := d.sharded(); k != nil {
+		return d.evaluateShards(ctx, q, w, k)
+	}
 	return d.evaluateSQL(ctx, q, w, d.sql(w))
 }
 
-// evaluateSQL runs query, the detector's query for windows w (raw, rollup
-// or incremental), and decides its hypotheses.
-func (d *Detector) evaluateSQL(ctx context.Context, q Querier, w windows, query *sqlText) (*Result, error) {
-	res := &Result{
+// newResult is an evaluation's Result before its query runs.
+func (d *Detector) newResult(w windows) *Result {
+	return &Result{
 		Detector:    d.cfg.Name,
 		Kind:        d.cfg.Kind,
 		Model:       d.model.Name,
@@ -170,6 +183,24 @@ func (d *Detector) evaluateSQL(ctx context.Context, q Querier, w windows, query 
 		WindowStart: w.cur.from,
 		WindowEnd:   w.cur.to,
 	}
+}
+
+// decide decides the hypotheses of rows, the result of the detector's
+// query for windows w, into res.
+func (d *Detector) decide(res *Result, rows *store.Result, w windows) error {
+	res.Stats = rows.Stats
+	r := &run{d: d, w: w}
+	if err := d.impl.evaluate(rows, r); err != nil {
+		return fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
+	}
+	r.finish(res)
+	return nil
+}
+
+// evaluateSQL runs query, the detector's query for windows w (raw, rollup
+// or incremental), and decides its hypotheses.
+func (d *Detector) evaluateSQL(ctx context.Context, q Querier, w windows, query *sqlText) (*Result, error) {
+	res := d.newResult(w)
 	sql, err := query.bind()
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
@@ -179,13 +210,7 @@ func (d *Detector) evaluateSQL(ctx context.Context, q Querier, w windows, query 
 	if err != nil {
 		return res, fmt.Errorf("%s %s: query: %w", d.cfg.Kind, d.cfg.Name, err)
 	}
-	res.Stats = rows.Stats
-	r := &run{d: d, w: w}
-	if err := d.impl.evaluate(rows, r); err != nil {
-		return res, fmt.Errorf("%s %s: %w", d.cfg.Kind, d.cfg.Name, err)
-	}
-	r.finish(res)
-	return res, nil
+	return res, d.decide(res, rows, w)
 }
 
 // Result is everything one evaluation produced: the findings to alert on,

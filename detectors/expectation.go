@@ -98,14 +98,7 @@ func (e *expectation) partial() partialSpec {
 }
 
 func (e *expectation) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: []string{"n", "x"}}, e.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, "n", "x")
+	groups, c, err := readGroups(res, "", foldSpec{sums: []string{"n", "x"}}, e.d.cfg.TopK, "n", "x")
 	if err != nil {
 		return err
 	}

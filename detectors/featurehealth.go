@@ -232,14 +232,7 @@ func (f *featureHealth) evaluate(res *store.Result, r *run) error {
 
 // read folds the result's rows into groups and sums each slice's rows.
 func (f *featureHealth) read(res *store.Result, r *run) ([]*group, *featureRows, error) {
-	groups, err := groupRows(res, "feature")
-	if err != nil {
-		return nil, nil, err
-	}
-	if groups, err = fold(res, groups, featureFold, f.d.cfg.TopK); err != nil {
-		return nil, nil, err
-	}
-	c, err := cols(res, featureCols...)
+	groups, c, err := readGroups(res, "feature", featureFold, f.d.cfg.TopK, featureCols...)
 	if err != nil {
 		return nil, nil, err
 	}

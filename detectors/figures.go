@@ -304,6 +304,21 @@ type foldSpec struct {
 	hists [][2]string
 }
 
+// readGroups reads a kind's result: its rows grouped by slice (and by
+// feature when featureCol is set) and window, the slices past topK folded
+// as spec says, and the indices of the named columns.
+func readGroups(res *store.Result, featureCol string, spec foldSpec, topK int, names ...string) ([]*group, []col, error) {
+	groups, err := groupRows(res, featureCol)
+	if err != nil {
+		return nil, nil, err
+	}
+	if groups, err = fold(res, groups, spec, topK); err != nil {
+		return nil, nil, err
+	}
+	c, err := cols(res, names...)
+	return groups, c, err
+}
+
 // fold adds, for each slice column whose values ranked cut to the top K,
 // the OtherSlice group: in every window (and for every feature) the
 // aggregate's figures less the kept values' figures. Columns that are not

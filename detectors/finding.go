@@ -2,7 +2,9 @@ package detectors
 
 import (
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mlwatch/mlwatch/configs"
@@ -97,16 +99,8 @@ func (u Unchecked) Key() string { return SliceKey(u.Slice) + "\x00" + u.Feature 
 // SliceKey renders a slice as canonical JSON ({} for the aggregate), the
 // form stored in the evaluations table and used in fingerprints.
 func SliceKey(slice map[string]string) string {
-	if len(slice) == 0 {
-		return "{}"
-	}
-	keys := make([]string, 0, len(slice))
-	for k := range slice {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	b := []byte{'{'}
-	for i, k := range keys {
+	for i, k := range slices.Sorted(maps.Keys(slice)) {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -117,4 +111,14 @@ func SliceKey(slice map[string]string) string {
 		b = append(b, vb...)
 	}
 	return string(append(b, '}'))
+}
+
+// JoinSlice renders a slice for people: "col=value" in column order,
+// joined by sep ("" for the aggregate).
+func JoinSlice(slice map[string]string, sep string) string {
+	parts := make([]string, 0, len(slice))
+	for _, k := range slices.Sorted(maps.Keys(slice)) {
+		parts = append(parts, k+"="+slice[k])
+	}
+	return strings.Join(parts, sep)
 }

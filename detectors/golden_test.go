@@ -97,6 +97,7 @@ func TestGoldenSQL(t *testing.T) {
 			}
 		}
 	}
+	goldenGuardrails(t, at, seen)
 	// A golden file no case renders is a kind or variant that went away,
 	// or a mode that now renders the SQL of another.
 	files, err := filepath.Glob(filepath.Join("testdata", "*.sql"))
@@ -113,6 +114,38 @@ func TestGoldenSQL(t *testing.T) {
 			}
 			t.Errorf("%s: no case renders it, or its SQL is an earlier mode's (remove it, or run with -update)", f)
 		}
+	}
+}
+
+// goldenGuardrails renders the guardrails query (`mlwatch guardrails`)
+// for the shadow candidate in each shadow mode that has one, a
+// model_version candidate, and without labels, into
+// detectors/testdata/guardrails-<variant>.sql.
+func goldenGuardrails(t *testing.T, at time.Time, seen map[string]bool) {
+	for _, tc := range []struct {
+		name, mode, candidate string
+		noLabels              bool
+	}{
+		{"shadow-rows", configs.ShadowRows, "", false},
+		{"shadow-columns", configs.ShadowColumns, "", false},
+		{"version", configs.ShadowNone, "v2", false},
+		{"version-nolabels", configs.ShadowNone, "v2", true},
+	} {
+		t.Run("guardrails-"+tc.name, func(t *testing.T) {
+			text := fmt.Sprintf(goldenConfig, tc.mode, configs.KindVolume, configs.SourceRaw, "")
+			cfg, err := configs.Parse("golden.yaml", []byte(text), func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Fatal(err)
+			}
+			sql, err := GuardrailQuery(GuardrailOptions{Model: &cfg.Models[0], From: at.Add(-7 * 24 * time.Hour), To: at, At: at,
+				Candidate: tc.candidate, NoLabels: tc.noLabels})
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := "guardrails-" + tc.name + ".sql"
+			seen[name] = true
+			golden(t, filepath.Join("testdata", name), sql+"\n")
+		})
 	}
 }
 

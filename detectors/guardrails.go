@@ -235,14 +235,7 @@ func guardrailQuery(o GuardrailOptions) *sqlText {
 	aggs := []string{"countIf(" + ok + ")", "countIf(_dec = 1)", "countIf(" + ok + " AND _mat)", "countIf(" + ok + " AND _ok)",
 		"countIf(" + ok + " AND _ok AND _y = 1)", "countIf(_ok AND _dec = 1)", "countIf(_ok AND _y = 1 AND _dec = 1)"}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, w")
-	for i, col := range guardrailCols {
-		inner.add(", " + aggs[i] + " AS " + col)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "w", guardrailCols, aggs)
 	inner.add("\n    FROM (\n      SELECT _g AS w, _dec, ")
 	var maturity time.Duration
 	if l != nil {
@@ -334,14 +327,7 @@ func decideGuardrails(res *store.Result, o GuardrailOptions) (*GuardrailReport, 
 	}
 	r := &GuardrailReport{Model: o.Model.Name, Candidate: cand, From: o.From.UTC(), To: o.To.UTC(), At: o.At.UTC(),
 		Limits: lim, Failed: []string{}, Missing: []string{}, Checks: []GuardrailCheck{}}
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return nil, err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: guardrailCols}, o.src().d.TopK); err != nil {
-		return nil, err
-	}
-	c, err := cols(res, guardrailCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: guardrailCols}, o.src().d.TopK, guardrailCols...)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +467,7 @@ func failGuardrailChecks(r *GuardrailReport, ps []float64, idx []int) {
 			dir = "drops"
 		}
 		ck.Reason = fmt.Sprintf("%s %s by %s points (%s vs %s, %.0f%% CI %s .. %s; limit %s)", strings.ReplaceAll(ck.Metric, "_", " "), dir,
-			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), signedPoints(ck.Limit))
+			points(math.Abs(ck.Diff)), pct(ck.Candidate), pct(ck.Production), 100*lim.Confidence, points(ck.Low), points(ck.High), SignedPoints(ck.Limit))
 		r.Failed = append(r.Failed, ck.SliceLabel()+": "+ck.Reason)
 	}
 }
@@ -533,11 +519,16 @@ func points(x float64) string {
 	return fmt.Sprintf("%.2f", 100*x)
 }
 
-func signedPoints(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
+// SignedPoints renders a limit or difference in percentage points with
+// its sign: "+0.00", never "-0.00", for a limit of "may not drop".
+func SignedPoints(x float64) string {
+	if x == 0 {
+		x = 0
 	}
-	return fmt.Sprintf("%+.2f", 100*x)
+	if x >= 0 {
+		return "+" + points(x)
+	}
+	return points(x)
 }
 
 // MarshalJSON writes a check with its slice label and the figures a

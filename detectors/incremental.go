@@ -56,6 +56,9 @@ type IncrementalOptions struct {
 	// Now is the wall clock (default time.Now): which buckets are closed
 	// depends on when rows arrive, not on the evaluation time.
 	Now func() time.Time
+	// Keep, when set, is the oldest bucket any evaluation may read at
+	// now: Clean drops the days before it.
+	Keep func(now time.Time) time.Time
 }
 
 // Incremental evaluates detectors from partial aggregates of closed
@@ -68,11 +71,12 @@ type Incremental struct {
 	mu      sync.Mutex
 	locks   map[uint64]*sync.Mutex // one fill at a time per key
 	checked map[uint64]time.Time   // last late-row check per key
-	lastID  uint64
+	cleaned time.Time              // last Clean that looked
+	fillIDs store.Versions         // a new fill's id
 }
 
 // partialVersion changes when the partials' layout or meaning changes.
-const partialVersion = "partials/v1"
+const partialVersion = "partials/v2"
 
 // NewIncremental checks opt and fills its defaults.
 func NewIncremental(db store.Store, opt IncrementalOptions) (*Incremental, error) {
@@ -105,18 +109,24 @@ func NewIncremental(db store.Store, opt IncrementalOptions) (*Incremental, error
 	return &Incremental{db: db, opt: opt, locks: map[uint64]*sync.Mutex{}, checked: map[uint64]time.Time{}}, nil
 }
 
+// partialsEngine is the engine of both tables: by day (Clean drops whole
+// days) and (hash, bucket), in granules of 256 rows, not 8,192: a window
+// reads a few dozen rows per bucket of one key, and the default granule
+// would make each of its ranges read a whole day's partials of every key.
+const partialsEngine = "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket) SETTINGS index_granularity = 256"
+
 // IncrementalTables are the partials table and its fills table, for
 // store.Apply.
 func IncrementalTables(partials store.Table) []store.TableDef {
 	return []store.TableDef{
 		{Name: partials.Name, Columns: [][2]string{
 			{"hash", "UInt64"}, {"bucket", "DateTime"}, {"fill", "UInt64"},
-			{"keys", "Array(String)"}, {"vals", "Array(UInt64)"},
-		}, Engine: "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket)"},
+			{"keys", "Array(String)"}, {"rows", "UInt64"}, {"sub", "Array(UInt64)"}, {"sums", "Array(Array(UInt64))"},
+		}, Engine: partialsEngine},
 		{Name: partials.Name + "_fills", Columns: [][2]string{
 			{"hash", "UInt64"}, {"bucket", "DateTime"}, {"fill", "UInt64"}, {"rows", "UInt64"},
 			{"detector", "String"}, {"filled_at", "DateTime"},
-		}, Engine: "MergeTree PARTITION BY toYYYYMMDD(bucket) ORDER BY (hash, bucket)"},
+		}, Engine: partialsEngine},
 	}
 }
 
@@ -130,8 +140,17 @@ type partialKind interface {
 
 // partialSpec is a kind's query split at its aggregation of the rows.
 type partialSpec struct {
-	keys []pcol   // level's group keys besides w, with their types
+	keys []pcol   // level's group keys besides w and sub, with their types
 	sums []string // level's additive UInt64 columns
+	// sub, when set, is a UInt64 group key of the level (block_rate's
+	// score bin) stored as an array in the partials row of the other
+	// keys, with the sums of each of its values: one partials row per
+	// bucket and slice value, not per bin.
+	sub string
+	// counted selects the level rows whose _rows (count(), with level's
+	// rows set) add up to the rows of a bucket: the aggregate slice, one
+	// of the roles a row is expanded into.
+	counted string
 	// allRoles and extra are the level's row filter (source.filter), for
 	// the late-row counts.
 	allRoles bool
@@ -139,9 +158,10 @@ type partialSpec struct {
 	// windows, when set, are the windows the kind's query reads of an
 	// evaluation's (the expectation reads only the current one).
 	windows func(w windows) windows
-	// level aggregates the rows of spans, w rendered by win; outer is the
-	// rest of the query over level's rows.
-	level func(win func(*sqlText), spans []span) *sqlText
+	// level aggregates the rows of spans, w rendered by win, adding
+	// count() AS _rows when rows is set; outer is the rest of the query
+	// over level's rows.
+	level func(win func(*sqlText), spans []span, rows bool) *sqlText
 	outer func(level *sqlText) *sqlText
 }
 
@@ -268,27 +288,35 @@ func (c *Incremental) key(d *Detector, spec partialSpec) (uint64, error) {
 	return h.Sum64() >> 1, nil // fits Int64 as well, for any client
 }
 
-// fillSQL renders the INSERT ... SELECT of the partials of spans.
+// fillSQL renders the INSERT ... SELECT of the partials of spans: one row
+// per bucket and keys, the sub key's values and their sums as arrays, and
+// the rows of the bucket it counts (see counted).
 func (c *Incremental) fillSQL(s source, spec partialSpec, key, fill uint64, spans []span) *sqlText {
 	q := &sqlText{}
-	q.add("INSERT INTO " + c.opt.Partials.Quoted() + " (hash, bucket, fill, keys, vals)\n")
+	q.add("INSERT INTO " + c.opt.Partials.Quoted() + " (hash, bucket, fill, keys, rows, sub, sums)\n")
 	q.add(fmt.Sprintf("SELECT toUInt64(%d), w, toUInt64(%d), [", key, fill))
+	group := []string{"w"}
 	for i, k := range spec.keys {
 		if i > 0 {
 			q.add(", ")
 		}
 		q.add("toString(" + k.name + ")")
+		group = append(group, k.name)
 	}
-	q.add("], [")
+	sub := "0"
+	if spec.sub != "" {
+		sub = spec.sub
+	}
+	q.add("], toUInt64(sumIf(_rows, " + spec.counted + ")), groupArray(toUInt64(" + sub + ")), groupArray([")
 	for i, v := range spec.sums {
 		if i > 0 {
 			q.add(", ")
 		}
 		q.add("toUInt64(" + v + ")")
 	}
-	q.add("]\nFROM (\n")
-	q.addQuery(spec.level(c.bucketExpr(s), spans))
-	q.add("\n)")
+	q.add("])\nFROM (\n")
+	q.addQuery(spec.level(c.bucketExpr(s), spans, true))
+	q.add("\n)\nGROUP BY " + strings.Join(group, ", "))
 	return q
 }
 
@@ -433,21 +461,26 @@ func (c *Incremental) recheck(ctx context.Context, d *Detector, spec partialSpec
 	return late, nil
 }
 
-// fill computes the partials of buckets (sorted) inside ClickHouse and
-// records the fills: rows counted first, so a row that arrives meanwhile
-// makes the next check fill the bucket again rather than be lost.
+// fill computes the partials of buckets (sorted) inside ClickHouse, with
+// each bucket's row count in the same read of the rows, and records the
+// fills with the counts read back from the partials written.
 func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, key uint64, buckets []time.Time) error {
 	spans := c.bucketSpans(buckets)
-	rows, err := c.counts(ctx, d, spec, spans)
-	if err != nil {
-		return err
-	}
-	id := c.fillID()
+	id := c.fillIDs.Next() // wall-clock ns, increasing: a bucket's newest fill wins
 	sql, err := c.fillSQL(newSource(d), spec, key, id, spans).bind()
 	if err != nil {
 		return err
 	}
 	if err := c.db.Exec(ctx, sql); err != nil {
+		return err
+	}
+	q := &sqlText{}
+	q.add("SELECT bucket, sum(rows) AS rows FROM " + c.opt.Partials.Quoted())
+	q.add(fmt.Sprintf(" PREWHERE hash = %d AND ", key))
+	bucketRanges(q, spans)
+	q.add(fmt.Sprintf(" WHERE fill = %d GROUP BY bucket", id))
+	rows, err := c.bucketRows(ctx, q)
+	if err != nil {
 		return err
 	}
 	filled := c.opt.Now().UTC().Truncate(time.Second)
@@ -458,27 +491,18 @@ func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, k
 	return c.db.Insert(ctx, c.fillsTable(), []string{"hash", "bucket", "fill", "rows", "detector", "filled_at"}, out)
 }
 
-// fillID is a new fill's id: the wall clock in nanoseconds, increasing in
-// this process, so a bucket's newest fill wins.
-func (c *Incremental) fillID() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := uint64(time.Now().UnixNano())
-	if id <= c.lastID {
-		id = c.lastID + 1
-	}
-	c.lastID = id
-	return id
-}
-
 // merged renders the level of the evaluation's query from both sources:
-// the partials of the cached buckets (each bucket's newest fill, w by the
-// window that holds it) and the raw level over p.raw, summed per key and
-// window as the raw level sums rows.
+// the partials of the cached buckets (each bucket's newest fill, its sub
+// key's arrays joined back into rows, w by the window that holds it) and
+// the raw level over p.raw, summed per key and window as the raw level
+// sums rows.
 func (c *Incremental) merged(s source, spec partialSpec, key uint64, w windows, p plan) *sqlText {
-	cols := make([]string, 0, len(spec.keys)+1+len(spec.sums))
+	cols := make([]string, 0, len(spec.keys)+2+len(spec.sums))
 	for _, k := range spec.keys {
 		cols = append(cols, k.name)
+	}
+	if spec.sub != "" {
+		cols = append(cols, spec.sub)
 	}
 	cols = append(cols, "w")
 	q := &sqlText{}
@@ -490,6 +514,9 @@ func (c *Incremental) merged(s source, spec partialSpec, key uint64, w windows, 
 	for i, k := range spec.keys {
 		q.add(fmt.Sprintf("CAST(keys[%d] AS %s) AS %s, ", i+1, k.typ, k.name))
 	}
+	if spec.sub != "" {
+		q.add("_sub AS " + spec.sub + ", ")
+	}
 	q.add("multiIf(")
 	for i, sp := range w.all() {
 		q.add("bucket >= ? AND bucket < ?, ", sp.from, sp.to)
@@ -497,17 +524,17 @@ func (c *Incremental) merged(s source, spec partialSpec, key uint64, w windows, 
 	}
 	q.add("255) AS w")
 	for i, v := range spec.sums {
-		q.add(fmt.Sprintf(", vals[%d] AS %s", i+1, v))
+		q.add(fmt.Sprintf(", _sums[%d] AS %s", i+1, v))
 	}
 	cached := c.bucketSpans(p.cached)
-	q.add("\n        FROM " + c.opt.Partials.Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))
+	q.add("\n        FROM (SELECT bucket, keys, sub, sums FROM " + c.opt.Partials.Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))
 	bucketRanges(q, cached)
-	q.add("\n        WHERE (bucket, fill) IN (SELECT bucket, max(fill) FROM " + c.fillsTable().Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))
+	q.add("\n          WHERE (bucket, fill) IN (SELECT bucket, max(fill) FROM " + c.fillsTable().Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))
 	bucketRanges(q, cached)
-	q.add(" GROUP BY bucket)")
+	q.add(" GROUP BY bucket))\n        ARRAY JOIN sub AS _sub, sums AS _sums")
 	if len(p.raw) > 0 {
 		q.add("\n        UNION ALL\n        SELECT " + strings.Join(append(cols, spec.sums...), ", ") + "\n        FROM (\n")
-		q.addQuery(spec.level(s.windowOf(w), p.raw))
+		q.addQuery(spec.level(s.windowOf(w), p.raw, false))
 		q.add("\n        )")
 	}
 	q.add("\n      )\n      GROUP BY " + strings.Join(cols, ", "))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -295,6 +296,59 @@ func TestIncrementalLateRows(t *testing.T) {
 				if name == "fraud-block-rate" && !strings.Contains(list(raw.Findings), "FR") {
 					t.Errorf("the late FR block was not found by the raw query either:\n%s", list(raw.Findings))
 				}
+			}
+		})
+	}
+}
+
+// TestIncrementalClean: Clean drops the day partitions of partials and
+// fills that end before Keep, keeps the rest, and looks at most hourly.
+func TestIncrementalClean(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			p := store.Table{Database: e.Database, Name: "partials"}
+			if err := store.Apply(ctx, e.DB, e.Database, detectors.IncrementalTables(p)); err != nil {
+				t.Fatal(err)
+			}
+			// Noon of 2026-11-01 .. 2026-11-20 (noon: the day is the same
+			// in any server time zone within ±11 h).
+			first := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC).Unix()
+			fills := store.Table{Database: e.Database, Name: "partials_fills"}
+			for _, sql := range []string{
+				"INSERT INTO " + p.Quoted() + " (hash, bucket, fill, keys, rows, sub, sums) SELECT 1, toDateTime(toUInt32(? + number * 86400)), 1, ['0'], 1, [0], [[1]] FROM system.numbers LIMIT 20",
+				"INSERT INTO " + fills.Quoted() + " (hash, bucket, fill, rows, detector, filled_at) SELECT 1, toDateTime(toUInt32(? + number * 86400)), 1, 1, 'd', now() FROM system.numbers LIMIT 20",
+			} {
+				if err := e.DB.Exec(ctx, strings.ReplaceAll(sql, "?", strconv.FormatInt(first, 10))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &clock{now: time.Date(2026, 11, 20, 13, 0, 0, 0, time.UTC)}
+			inc, err := detectors.NewIncremental(e.DB, detectors.IncrementalOptions{Partials: p, Now: c.Now,
+				Keep: func(now time.Time) time.Time { return now.Add(-10 * 24 * time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := inc.Clean(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 18 {
+				t.Errorf("dropped %d partitions, want 9 days of 2 tables", n)
+			}
+			for _, tb := range []store.Table{p, fills} {
+				res, err := e.DB.Query(ctx, "SELECT count(), toUInt32(min(bucket)) FROM "+tb.Quoted())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, oldest := store.Int(res.Rows[0][0]), store.Int(res.Rows[0][1]); got != 11 || oldest != first+9*86400 {
+					t.Errorf("%s: %d rows from %s left, want 11 from 2026-11-10", tb.Name, got, time.Unix(oldest, 0).UTC())
+				}
+			}
+			c.now = c.now.Add(30 * time.Minute)
+			if n, err := inc.Clean(ctx); n != 0 || err != nil {
+				t.Errorf("a second Clean within the hour dropped %d (%v)", n, err)
 			}
 		})
 	}

@@ -25,6 +25,7 @@ import (
 // labels feed broke, an infra matter).
 type performance struct {
 	base[configs.PerformanceParams]
+	twoLevel
 	labels *configs.Labels
 }
 
@@ -45,7 +46,9 @@ func newPerformance(d *Detector) (kind, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &performance{base: b, labels: d.model.Labels}, nil
+	pf := &performance{base: b, labels: d.model.Labels}
+	pf.twoLevel = twoLevel{from: b.src, counts: pf.counts, cols: performanceCols, rank: "n + sn"}
+	return pf, nil
 }
 
 // performanceCols are performance's result columns after sc, sv, w, all
@@ -84,11 +87,16 @@ func labelSource(q *sqlText, src source, l *configs.Labels, from, to any) {
 	q.add("\n        GROUP BY _id")
 }
 
-// query joins the windows' predictions to their labels by request id
-// (ANY LEFT JOIN: one label row per id, unlabelled predictions kept) and
-// counts per slice and window in one aggregation.
-func (pf *performance) query(w windows) *sqlText {
-	s := pf.src
+// The query (twoLevel) joins the windows' predictions to their labels by
+// request id (ANY LEFT JOIN: one label row per id, unlabelled
+// predictions kept) and counts per slice and window in one aggregation.
+// On the shards (shards.go) each joins the predictions of its local table
+// to the labels as it names the labels table (a Distributed table over
+// them), or to the local table's own label columns.
+
+// counts is the aggregation of s's predictions joined to their labels
+// per slice (sc, sv) and window w.
+func (pf *performance) counts(s source, w windows) *sqlText {
 	slices := pf.d.slices()
 	maturity := int64(pf.labels.Maturity.D().Seconds())
 	ok := fmt.Sprintf("_dec < %d", decInvalid)
@@ -99,14 +107,7 @@ func (pf *performance) query(w windows) *sqlText {
 			"countIf("+v+" AND _ok AND _dec = 1)", "countIf("+v+" AND _ok AND _y = 1 AND _dec = 1)")
 	}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, w")
-	for i, c := range performanceCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "w", performanceCols, aggs)
 	inner.add("\n    FROM (\n      SELECT _w AS w, _role, _dec, _y, ")
 	inner.add(fmt.Sprintf("_lab = 1 AND toUInt32(_lat) < toUInt32(_ts) + %d AS _ok", maturity))
 	for i := range slices {
@@ -126,11 +127,9 @@ func (pf *performance) query(w windows) *sqlText {
 			first = b.from
 		}
 	}
-	pf.labelSource(inner, first, w.cur.to.Add(pf.labels.Maturity.D()))
+	labelSource(inner, s, pf.labels, first, w.cur.to.Add(pf.labels.Maturity.D()))
 	inner.add("\n      ) AS l USING _id\n      WHERE _w != 255 AND _role < 2\n    )\n    GROUP BY _si, sv, w")
-	q := &sqlText{}
-	s.ranked(q, inner, false, performanceCols, "n + sn")
-	return q
+	return inner
 }
 
 func (pf *performance) spans(w windows) []span { return w.all() }
@@ -145,14 +144,7 @@ type rateCheck struct {
 }
 
 func (pf *performance) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: performanceCols}, pf.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, performanceCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: performanceCols}, pf.d.cfg.TopK, performanceCols...)
 	if err != nil {
 		return err
 	}

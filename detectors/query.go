@@ -323,6 +323,20 @@ func sliceName(q *sqlText, cols []string) {
 	q.add("arrayElement(?, _si + 1) AS sc", append([]string{""}, cols...))
 }
 
+// sliceSelect renders the SELECT list of a per-slice level: the slice's
+// column (sc) and value (sv), the window w (an expression AS w, or w),
+// each aggs[i] AS names[i], then the slice variables.
+func sliceSelect(q *sqlText, slices []string, w string, names, aggs []string) {
+	q.add("    SELECT ")
+	sliceName(q, slices)
+	q.add(", sv, " + w)
+	for i, c := range names {
+		q.add(", " + aggs[i] + " AS " + c)
+	}
+	q.add(", ")
+	expand(q, sliceVars(len(slices)))
+}
+
 // sliceValues renders ", <value of column i> AS _c<i>" for each slice
 // column, in the per-row level.
 func (s source) sliceValues(q *sqlText, cols []string) {
@@ -376,7 +390,7 @@ func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, 
 // conditions.
 func (s source) counted(w windows, slices []string, defs []rowDef, aggs, sums []string, allRoles bool, extra func(*sqlText)) *sqlText {
 	c := countedSpec{slices: slices, defs: defs, aggs: aggs, sums: sums, allRoles: allRoles, extra: extra}
-	return s.countedOuter(c, s.countedLevel(c, s.windowOf(w), w.all()))
+	return s.countedOuter(c, s.countedLevel(c, s.windowOf(w), w.all(), false))
 }
 
 // countedSpec is what counted aggregates: see counted.
@@ -390,14 +404,18 @@ type countedSpec struct {
 
 // countedLevel is counted's aggregation over the rows of spans: per slice
 // number _si, value sv and w (rendered by win: the window, or a time
-// bucket for incremental.go), the sums named with a leading '_'.
-func (s source) countedLevel(c countedSpec, win func(*sqlText), spans []span) *sqlText {
+// bucket for incremental.go), the sums named with a leading '_', and with
+// rows the rows per group, _rows.
+func (s source) countedLevel(c countedSpec, win func(*sqlText), spans []span, rows bool) *sqlText {
 	level := &sqlText{}
 	level.add("      SELECT _si, sv, ")
 	win(level)
 	level.add(" AS w")
 	for i, col := range c.sums {
 		level.add(", " + c.aggs[i] + " AS _" + col)
+	}
+	if rows {
+		level.add(", count() AS _rows")
 	}
 	level.add(", ")
 	expand(level, s.sliceExprs(c.slices))
@@ -438,11 +456,14 @@ func (s source) countedPartial(c countedSpec) partialSpec {
 	}
 	return partialSpec{
 		keys:     []pcol{{"_si", "UInt8"}, {"sv", "String"}},
+		counted:  "_si = 0",
 		sums:     sums,
 		allRoles: c.allRoles,
 		extra:    c.extra,
-		level:    func(win func(*sqlText), spans []span) *sqlText { return s.countedLevel(c, win, spans) },
-		outer:    func(level *sqlText) *sqlText { return s.countedOuter(c, level) },
+		level: func(win func(*sqlText), spans []span, rows bool) *sqlText {
+			return s.countedLevel(c, win, spans, rows)
+		},
+		outer: func(level *sqlText) *sqlText { return s.countedOuter(c, level) },
 	}
 }
 

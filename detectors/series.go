@@ -65,8 +65,8 @@ const MaxSeriesPoints = 400
 const maxSeriesBuckets = 60000
 
 // ErrNoSeries is returned for a metric whose figures cannot be rebuilt
-// from per-bucket sums (distribution drift, correlations, lags, bounds):
-// its chart comes from the evaluations table instead.
+// from per-bucket sums or histograms (frozen features, lags, bounds,
+// validity): its chart comes from the evaluations table instead.
 var ErrNoSeries = errors.New("no series from the log for this metric")
 
 // seriesSpec is how one (kind, metric) reads its buckets and turns the
@@ -83,6 +83,18 @@ type seriesSpec struct {
 	// point fills a point's figures from the current window's sums and
 	// each baseline window's.
 	point func(d *Detector, p *SeriesPoint, cur []float64, base [][]float64, seasonal bool)
+	// hists are histogram columns: the inner query then returns one row
+	// per _b and _bin with a count per hist column, and histPoint (used
+	// instead of point) gets each window's histograms too.
+	hists     []string
+	histPoint func(d *Detector, p *SeriesPoint, cur seriesWin, base []seriesWin, seasonal bool)
+}
+
+// seriesWin is one window's sums (cols) and histograms (hists, nullBin
+// included).
+type seriesWin struct {
+	sums  []float64
+	hists []Hist
 }
 
 // seriesSpecs are the metrics with a series: rates and counts.
@@ -93,8 +105,8 @@ var seriesSpecs = map[[2]string]seriesSpec{
 
 // HasSeries reports whether the detector's metric can be read as a series.
 func (d *Detector) HasSeries(metric string) bool {
-	_, ok := seriesSpecs[[2]string{d.cfg.Kind, metric}]
-	return ok
+	spec, ok := seriesSpecs[[2]string{d.cfg.Kind, metric}]
+	return ok && (d.cfg.Source != configs.SourceRollup || spec.rollup != nil)
 }
 
 // sliceFilter is the one slice column and its value as the query reads
@@ -275,6 +287,9 @@ func (d *Detector) seriesSQL(spec seriesSpec, p seriesPlan, slice sliceFilter) *
 	} else {
 		spec.raw(d, inner, p, slice)
 	}
+	if len(spec.hists) > 0 {
+		return histSeriesSQL(spec, inner)
+	}
 	q := &sqlText{}
 	q.add("SELECT _b")
 	for _, c := range spec.cols {
@@ -299,14 +314,24 @@ func (s source) rawSliceFilter(q *sqlText, slice sliceFilter) {
 }
 
 func blockRateBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter) {
+	roleBuckets(d, q, p, slice, "", fmt.Sprintf("countIf(_role = 0 AND _dec < %[1]d) AS n, countIf(_role = 0 AND _dec = 1) AS x, countIf(_role = 1 AND _dec < %[1]d) AS sn, countIf(_role = 1 AND _dec = 1) AS sx", decInvalid))
+}
+
+// roleBuckets aggregates aggs (over the rows' _role, _dec and _score, see
+// roles) per bucket, and per binExpr's _bin unless it is "".
+func roleBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter, binExpr, aggs string) {
 	s := newSource(d)
 	q.add("  SELECT " + bucketExpr(s.ts(), p.bucket) + " AS _b")
 	keys := "_b"
+	if binExpr != "" {
+		q.add(", " + binExpr + " AS _bin")
+		keys += ", _bin"
+	}
 	if s.m.Shadow.Mode == configs.ShadowColumns {
 		q.add(", _r")
 		keys += ", _r"
 	}
-	q.add(fmt.Sprintf(",\n    countIf(_role = 0 AND _dec < %[1]d) AS n, countIf(_role = 0 AND _dec = 1) AS x, countIf(_role = 1 AND _dec < %[1]d) AS sn, countIf(_role = 1 AND _dec = 1) AS sx\n", decInvalid))
+	q.add(",\n    " + aggs + "\n")
 	q.add("  FROM " + s.table + "\n ")
 	s.filter(q, p.ranges, true)
 	s.rawSliceFilter(q, slice)
@@ -388,6 +413,9 @@ func (d *Detector) SeriesQuery(metric string, slice map[string]string, feature s
 
 func (d *Detector) seriesSetup(metric string, slice map[string]string, feature string, from, to time.Time) (seriesSpec, seriesPlan, sliceFilter, error) {
 	spec, ok := seriesSpecs[[2]string{d.cfg.Kind, metric}]
+	if ok && d.cfg.Source == configs.SourceRollup && spec.rollup == nil {
+		ok = false
+	}
 	if !ok {
 		return spec, seriesPlan{}, sliceFilter{}, fmt.Errorf("detector %s (%s) metric %q: %w", d.cfg.Name, d.cfg.Kind, metric, ErrNoSeries)
 	}
@@ -427,6 +455,10 @@ func (d *Detector) Series(ctx context.Context, q Querier, metric string, slice m
 	if err != nil {
 		return out, fmt.Errorf("series of %s: %w", d.cfg.Name, err)
 	}
+	hists, err := bucketHists(res, spec.hists)
+	if err != nil {
+		return out, fmt.Errorf("series of %s: %w", d.cfg.Name, err)
+	}
 	for i, t := range p.times {
 		w := p.wins[i]
 		pt := SeriesPoint{At: t, Value: math.NaN(), Baseline: math.NaN(), Low: math.NaN(), High: math.NaN(), Shadow: math.NaN()}
@@ -435,7 +467,15 @@ func (d *Detector) Series(ctx context.Context, q Querier, metric string, slice m
 		for j, sp := range w.base {
 			base[j] = sumSpan(sums, sp, p.bucket, len(spec.cols))
 		}
-		spec.point(d, &pt, cur, base, w.seasonal)
+		if spec.histPoint != nil {
+			bw := make([]seriesWin, len(w.base))
+			for j, sp := range w.base {
+				bw[j] = seriesWin{base[j], histSpan(hists, sp, p.bucket, len(spec.hists))}
+			}
+			spec.histPoint(d, &pt, seriesWin{cur, histSpan(hists, w.cur, p.bucket, len(spec.hists))}, bw, w.seasonal)
+		} else {
+			spec.point(d, &pt, cur, base, w.seasonal)
+		}
 		out.Points = append(out.Points, pt)
 	}
 	return out, nil

@@ -25,21 +25,23 @@ import (
 //   - performance: precision, recall, false-positive rate, fraud rate and
 //     label coverage of the matured predictions joined to their labels,
 //     with the shadow's figure as the second line.
-//   - block_rate's score PSI alert draws the block rate of its slice (a
-//     PSI per bucket needs the score histogram of every bucket): SeriesShows
-//     names the metric drawn, and such a series dates no onset.
+//   - block_rate's score PSI and feature_health's feature PSI
+//     (serieshist.go): each bucket's fine histogram, summed per window,
+//     and the detector's histDrift; the score's with the shadow's PSI as
+//     the second line.
+//   - feature_health's null-rate ceiling and all-NULL alerts draw the
+//     null rate: SeriesShows names the metric drawn, and such a series
+//     dates no onset.
 
 // seriesStandIns maps a metric whose chart draws another figure to it.
 var seriesStandIns = map[[2]string]string{
-	{configs.KindBlockRate, MetricScorePSI}:        MetricBlockRate,
 	{configs.KindFeatureHealth, MetricNullCeiling}: MetricNullRate,
 	{configs.KindFeatureHealth, MetricAllNull}:     MetricNullRate,
 }
 
 // SeriesShows returns the metric a chart of kind's metric draws from the
-// log: the metric itself, or the figure that stands for it (block_rate
-// for score_psi, null_rate for null_rate_max and all_null); "" when the
-// metric has no series.
+// log: the metric itself, or the figure that stands for it (null_rate
+// for null_rate_max and all_null); "" when the metric has no series.
 func SeriesShows(kind, metric string) string {
 	k := [2]string{kind, metric}
 	if _, ok := seriesSpecs[k]; !ok {
@@ -62,7 +64,8 @@ func init() {
 		seriesSpecs[[2]string{configs.KindFeatureHealth, m}] = seriesSpec{cols: featureSeriesCols, feature: true, raw: featureBuckets, rollup: featureRollupBuckets, point: nullRatePoint}
 	}
 	seriesSpecs[[2]string{configs.KindFeatureHealth, MetricFillRate}] = seriesSpec{cols: featureSeriesCols, feature: true, raw: featureBuckets, rollup: featureRollupBuckets, point: fillRatePoint}
-	seriesSpecs[[2]string{configs.KindBlockRate, MetricScorePSI}] = seriesSpecs[[2]string{configs.KindBlockRate, MetricBlockRate}]
+	seriesSpecs[[2]string{configs.KindBlockRate, MetricScorePSI}] = scorePSISpec
+	seriesSpecs[[2]string{configs.KindFeatureHealth, MetricFeaturePSI}] = featurePSISpec
 	for _, m := range []string{MetricProdBlocks, MetricShadowBlocks} {
 		seriesSpecs[[2]string{configs.KindShadow, m}] = seriesSpec{cols: shadowSeriesCols, raw: shadowBuckets, point: disagreementPoint(m)}
 	}

@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"context"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -25,10 +26,14 @@ models:
 detectors:
   - {name: fh, kind: feature_health, model: fraud, window: 1h, schedule: "*/10 * * * *", baseline: {mode: previous, span: 3h}, min_samples: 100,
      feature_health: {features: [device_age_days, ip_risk_score], drift: false}}
+  - {name: fd, kind: feature_health, model: fraud, window: 1h, schedule: "*/10 * * * *", baseline: {mode: previous, span: 3h}, min_samples: 100,
+     feature_health: {features: [ip_risk_score], null_rate_max: 0.99, psi_warn: 0.05, psi_alert: 0.1}}
   - {name: sh, kind: shadow, model: fraud, window: 1h, schedule: "*/10 * * * *", baseline: {mode: previous, span: 3h}, min_samples: 100,
      shadow: {min_correlation: 0.5}}
   - {name: gold, kind: expectation, model: fraud, window: 1h, schedule: "*/10 * * * *", min_samples: 50,
      expectation: {match: [{column: country, op: eq, value: FR}], max_rate: 0.25}}
+  - {name: br, kind: block_rate, model: fraud, window: 1h, schedule: "*/10 * * * *", baseline: {mode: previous, span: 3h}, min_samples: 100,
+     block_rate: {score_psi: true, psi_warn: 0.02, psi_alert: 0.05}}
   - {name: perf, kind: performance, model: fraud, window: 1h, schedule: "0 * * * *", baseline: {mode: previous, span: 3h}, min_samples: 5}
 receivers:
   - {name: p, webhook: {url: "http://127.0.0.1:1/p"}}
@@ -94,26 +99,29 @@ func TestSeriesOfEveryKind(t *testing.T) {
 			evals := evaluations{} // the cases of one detector share its evaluations
 			cases := []struct {
 				det, metric, feature string
+				slice                map[string]string
 				from, to             time.Time
 				incident             [2]time.Time // points here lie outside the band (zero: not asserted)
 				shadow               bool         // the points carry a second line
 			}{
-				{"fh", MetricNullRate, "device_age_days", h(20), h(28), [2]time.Time{h(27), h(28)}, false},
-				{"fh", MetricAllNull, "device_age_days", h(20), h(28), [2]time.Time{h(27), h(28)}, false},
-				{"fh", MetricFillRate, "ip_risk_score", h(20), h(28), [2]time.Time{h(27), h(28)}, false},
-				{"sh", MetricProdBlocks, "", h(20), h(28), [2]time.Time{h(27), h(28)}, true},
-				{"sh", MetricShadowBlocks, "", h(20), h(28), [2]time.Time{h(27), h(28)}, true},
-				{"sh", MetricCorrelation, "", h(20), h(28), [2]time.Time{}, false},
-				{"gold", MetricExpected, "", h(20), h(28), [2]time.Time{h(27), h(28)}, false},
-				{"perf", MetricRecall, "", h(28), h(40), [2]time.Time{}, true},
-				{"perf", MetricFalsePositive, "", h(28), h(40), [2]time.Time{}, true},
-				{"perf", MetricLabelCoverage, "", h(28), h(40), [2]time.Time{}, false},
+				{"fh", MetricNullRate, "device_age_days", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, false},
+				{"fh", MetricAllNull, "device_age_days", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, false},
+				{"fh", MetricFillRate, "ip_risk_score", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, false},
+				{"fd", MetricFeaturePSI, "ip_risk_score", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, false},
+				{"sh", MetricProdBlocks, "", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, true},
+				{"sh", MetricShadowBlocks, "", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, true},
+				{"sh", MetricCorrelation, "", nil, h(20), h(28), [2]time.Time{}, false},
+				{"gold", MetricExpected, "", nil, h(20), h(28), [2]time.Time{h(27), h(28)}, false},
+				{"br", MetricScorePSI, "", nil, h(20), h(28), [2]time.Time{}, true},
+				{"perf", MetricRecall, "", nil, h(28), h(40), [2]time.Time{}, true},
+				{"perf", MetricFalsePositive, "", nil, h(28), h(40), [2]time.Time{}, true},
+				{"perf", MetricLabelCoverage, "", nil, h(28), h(40), [2]time.Time{}, false},
 			}
 			for _, c := range cases {
 				t.Run(c.det+"/"+c.metric, func(t *testing.T) {
 					d := dets[c.det]
 					began := time.Now()
-					s, err := d.Series(ctx, e.DB, c.metric, nil, c.feature, c.from, c.to)
+					s, err := d.Series(ctx, e.DB, c.metric, c.slice, c.feature, c.from, c.to)
 					if err != nil {
 						t.Fatalf("%v\n%s", err, s.Query)
 					}
@@ -126,6 +134,9 @@ func TestSeriesOfEveryKind(t *testing.T) {
 						t.Errorf("points span %s..%s, want %s..%s", first, last, c.from.Add(s.Step), c.to)
 					}
 					compareWithEvaluate(t, ctx, d, e.DB, evals, s, c.metric, c.feature)
+					if c.metric == MetricScorePSI {
+						shadowOnlyDrift(t, s, h(26.75), h(27.25))
+					}
 					banded, shadows := 0, 0
 					for _, p := range s.Points {
 						if p.HasBand {
@@ -146,14 +157,35 @@ func TestSeriesOfEveryKind(t *testing.T) {
 					}
 				})
 			}
-			// The score PSI alert draws the slice's block rate.
-			if got := SeriesShows(configs.KindBlockRate, MetricScorePSI); got != MetricBlockRate {
+			// The score PSI alert draws its own figure and dates its onset.
+			if got := SeriesShows(configs.KindBlockRate, MetricScorePSI); got != MetricScorePSI || !dets["br"].HasOnsetSeries(MetricScorePSI) {
 				t.Errorf("SeriesShows(block_rate, score_psi) = %q", got)
 			}
-			if SeriesShows(configs.KindFeatureHealth, MetricFeaturePSI) != "" || dets["fh"].HasOnsetSeries(MetricAllNull) || !dets["fh"].HasOnsetSeries(MetricNullRate) {
-				t.Error("feature_psi has a series, or all_null dates onsets from the null rate")
+			if SeriesShows(configs.KindFeatureHealth, MetricFeaturePSI) != MetricFeaturePSI || dets["fh"].HasOnsetSeries(MetricAllNull) || !dets["fh"].HasOnsetSeries(MetricNullRate) {
+				t.Error("feature_psi has no series of its own, or all_null dates onsets from the null rate")
 			}
 		})
+	}
+}
+
+// shadowOnlyDrift checks the score PSI series through the shadow's
+// divergence: the shadow's scores drift (its PSI, the second line, above
+// 0.1) while production's stay inside their band.
+func shadowOnlyDrift(t *testing.T, s *Series, from, to time.Time) {
+	t.Helper()
+	seen := 0
+	for _, p := range s.Points {
+		if p.At.Before(from) || p.At.After(to) {
+			continue
+		}
+		seen++
+		if !p.HasBand || p.Outside() || !p.HasShadowVal || p.Shadow < 0.1 {
+			t.Errorf("point %s: production PSI %g in [%g, %g] (band %v), shadow PSI %g: want production inside, shadow above 0.1",
+				p.At, p.Value, p.Low, p.High, p.HasBand, p.Shadow)
+		}
+	}
+	if seen < 3 {
+		t.Errorf("%d points between %s and %s", seen, from, to)
 	}
 }
 
@@ -190,7 +222,7 @@ func compareWithEvaluate(t *testing.T, ctx context.Context, d *Detector, q Queri
 		var ev *Evaluation
 		for j := range res.Evaluations {
 			x := &res.Evaluations[j]
-			if x.Metric == metric && len(x.Slice) == 0 && x.Feature == feature {
+			if x.Metric == metric && maps.Equal(x.Slice, s.Slice) && x.Feature == feature {
 				ev = x
 			}
 		}

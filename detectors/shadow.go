@@ -13,7 +13,10 @@ import (
 // shadow passes, and the reverse) per slice against its baseline, with the
 // score correlation of the pairs as a second figure. A divergence is a
 // ticket for the product team: one of the two models changed.
-type shadow struct{ base[configs.ShadowParams] }
+type shadow struct {
+	base[configs.ShadowParams]
+	twoLevel
+}
 
 // Metrics of shadow.
 const (
@@ -32,7 +35,12 @@ func newShadow(d *Detector) (kind, error) {
 		p = &configs.ShadowParams{}
 	}
 	b, err := newBase(d, configs.KindShadow, p)
-	return &shadow{b}, err
+	if err != nil {
+		return nil, err
+	}
+	sh := &shadow{base: b}
+	sh.twoLevel = twoLevel{from: b.src, counts: sh.counts, cols: shadowCols, rank: "rows"}
+	return sh, nil
 }
 
 // pairedDrop: the share of requests logged with both their production
@@ -88,8 +96,7 @@ func (sh *shadow) pairing(r *run, g *group, n, bd, unpaired, prodOnly col) {
 // of each role), hasp (a production row), nrows (the request's rows),
 // noid (an empty request id), dup (a non-empty id with more than one row
 // of a role), and the slice values _c0.. .
-func (sh *shadow) pairs(q *sqlText, w windows) {
-	s := sh.src
+func (sh *shadow) pairs(s source, q *sqlText, w windows) {
 	c := s.m.Columns
 	slices := sh.d.slices()
 	if s.m.Shadow.Mode == configs.ShadowColumns {
@@ -139,9 +146,13 @@ func (sh *shadow) pairs(q *sqlText, w windows) {
 // requests whose id is duplicated.
 var shadowCols = []string{"n", "pb", "sb", "unpaired", "nc", "sa", "sbs", "saa", "sbb", "sab", "prod_only", "bd", "rows", "er", "dr"}
 
-// Pairs are counted per slice and window in one aggregation over them.
-func (sh *shadow) query(w windows) *sqlText {
-	s := sh.src
+// Pairs are counted per slice and window in one aggregation over them
+// (twoLevel): on the shards (shards.go), each pairs the rows of its local
+// table.
+
+// counts is the aggregation of the pairs of s's table per slice (sc, sv)
+// and window w.
+func (sh *shadow) counts(s source, w windows) *sqlText {
 	slices := sh.d.slices()
 	ok := fmt.Sprintf("paired AND pd < %[1]d AND sd < %[1]d", decInvalid)
 	fin := "paired AND ifNull(a >= 0 AND a <= 1 AND b >= 0 AND b <= 1, 0)"
@@ -152,20 +163,11 @@ func (sh *shadow) query(w windows) *sqlText {
 		"countIf(NOT paired AND hasp AND NOT noid AND NOT dup)", "countIf(paired AND NOT (" + ok + "))",
 		"sum(nrows)", "sumIf(nrows, noid)", "sumIf(nrows, dup)"}
 	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, slices)
-	inner.add(", sv, _w AS w")
-	for i, c := range shadowCols {
-		inner.add(", " + aggs[i] + " AS " + c)
-	}
-	inner.add(", ")
-	expand(inner, sliceVars(len(slices)))
+	sliceSelect(inner, slices, "_w AS w", shadowCols, aggs)
 	inner.add("\n    FROM (\n      ")
-	sh.pairs(inner, w)
+	sh.pairs(s, inner, w)
 	inner.add("\n    )\n    WHERE _w != 255\n    GROUP BY _si, sv, w")
-	q := &sqlText{}
-	s.ranked(q, inner, false, shadowCols, "rows")
-	return q
+	return inner
 }
 
 // corr is Pearson's correlation from sums.
@@ -181,14 +183,7 @@ func corr(n, sa, sb, saa, sbb, sab float64) float64 {
 }
 
 func (sh *shadow) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: shadowCols}, sh.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, shadowCols...)
+	groups, c, err := readGroups(res, "", foldSpec{sums: shadowCols}, sh.d.cfg.TopK, shadowCols...)
 	if err != nil {
 		return err
 	}

@@ -56,14 +56,7 @@ func (v *volume) rollupQuery(w windows) *sqlText {
 }
 
 func (v *volume) evaluate(res *store.Result, r *run) error {
-	groups, err := groupRows(res, "")
-	if err != nil {
-		return err
-	}
-	if groups, err = fold(res, groups, foldSpec{sums: []string{"n"}}, v.d.cfg.TopK); err != nil {
-		return err
-	}
-	c, err := cols(res, "n")
+	groups, c, err := readGroups(res, "", foldSpec{sums: []string{"n"}}, v.d.cfg.TopK, "n")
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func (s *server) alertChart(r *http.Request, v alerts.View, width int, span time
 	pts, fromLog := s.chartPoints(ctx, v, span, now)
 	metric := v.Metric
 	if shows := detectors.SeriesShows(v.Kind, v.Metric); fromLog && shows != "" {
-		metric = shows // the figure drawn for the alert's (score_psi: the block rate)
+		metric = shows // the figure drawn for the alert's (all_null: the null rate)
 	}
 	title := fmt.Sprintf("%s · %s", metric, sliceText(v.Slice))
 	if metric != v.Metric {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mlwatch/mlwatch/detectors"
+	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
@@ -75,16 +75,15 @@ func TestBacktest(t *testing.T) {
 			if len(rep.Detectors) != 1 || rep.Detectors[0].Runs != 9 || rep.Detectors[0].Pages < 1 || rep.Detectors[0].Failed != 0 {
 				t.Errorf("summary: %+v", rep.Detectors)
 			}
-			// The same replay through incremental evaluation: the same
-			// notifications.
-			if err := store.Apply(ctx, e.DB, e.Database, detectors.IncrementalTables(store.Table{Name: "partials"})); err != nil {
-				t.Fatal(err)
-			}
-			inc, err := detectors.NewIncremental(e.DB, detectors.IncrementalOptions{Partials: store.Table{Database: e.Database, Name: "partials"}})
+			// The same replay through incremental evaluation, turned on by
+			// the config (global.incremental, its tables in TableDefs):
+			// the same notifications, and the partials were filled.
+			icfg, err := configs.Parse("backtest.yaml", []byte(strings.ReplaceAll(strings.ReplaceAll(backtestYAML, "%DB%", e.Database), "global: {group_wait: 30s}",
+				"global: {group_wait: 30s, incremental: {enabled: true}}")), func(string) (string, bool) { return "", false })
 			if err != nil {
 				t.Fatal(err)
 			}
-			irep, err := Backtest(ctx, BacktestOptions{Config: cfg, Store: e.DB, From: from.Add(2 * time.Hour), To: from.Add(11 * time.Hour), Incremental: inc})
+			irep, err := Backtest(ctx, BacktestOptions{Config: icfg, Store: e.DB, From: from.Add(2 * time.Hour), To: from.Add(11 * time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,6 +93,10 @@ func TestBacktest(t *testing.T) {
 			}
 			if g := strings.Join(ikinds, ", "); g != got {
 				t.Errorf("incremental backtest notifications: %s; raw: %s", g, got)
+			}
+			fills, err := e.DB.Query(ctx, "SELECT count() FROM "+store.Table{Database: e.Database, Name: tables.Partials().Name + "_fills"}.Quoted())
+			if err != nil || store.Int(fills.Rows[0][0]) == 0 {
+				t.Errorf("global.incremental: no partials filled: %v %v", fills, err)
 			}
 			res, err := e.DB.Query(ctx, "SELECT count(), countIf(firing = 1) FROM "+tables.Evaluations().Quoted()+" WHERE source = 'backtest'")
 			if err != nil || store.Int(res.Rows[0][0]) == 0 || store.Int(res.Rows[0][1]) == 0 {

@@ -82,6 +82,11 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 				problems = append(problems, p)
 			}
 		}
+		if m.Cluster != "" {
+			if p := checkCluster(ctx, q, cfg, &m); p != "" {
+				problems = append(problems, p)
+			}
+		}
 		seen := map[string]bool{}
 		for _, n := range needs {
 			if n.col == "" || seen[n.key+"\x00"+n.col] {
@@ -106,6 +111,61 @@ func CheckColumns(ctx context.Context, q store.Store, cfg *configs.Config) error
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// checkCluster reports a model on a cluster (models[].cluster) whose
+// shards mlwatch cannot reach, or a shard that lacks a table the
+// detectors read there: the local table (shadow, performance) and, for
+// a performance detector, the labels table (as each shard names it).
+func checkCluster(ctx context.Context, q store.Store, cfg *configs.Config, m *configs.Model) string {
+	ss, ok := q.(interface {
+		Shards(context.Context, string) ([]store.Shard, error)
+	})
+	if !ok {
+		return "" // a store of tests; configs.Load refuses a cluster without a server
+	}
+	shards, err := ss.Shards(ctx, m.Cluster)
+	if err != nil {
+		return fmt.Sprintf("model %s: %v", m.Name, err)
+	}
+	type shardTable struct {
+		field, hint string
+		t           store.Table
+	}
+	need := []shardTable{{"local_table", fmt.Sprintf("mlwatch schema apply --cluster %s --predictions creates <table>_local on every node", m.Cluster),
+		store.ParseTable(m.LocalTable).In(store.ParseTable(m.Table).Database).In(cfg.ClickHouse.Database)}}
+	if m.Labels != nil && m.Labels.Table != "" && readsLabels(cfg, m.Name) {
+		need = append(need, shardTable{"labels.table", "each shard joins its predictions to the labels there: a Distributed table over the labels",
+			store.ParseTable(m.LabelsTable()).In(cfg.ClickHouse.Database)})
+	}
+	for _, n := range need {
+		var missing []string
+		for _, sh := range shards {
+			res, err := sh.DB.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", n.t.Database, n.t.Name)
+			if err != nil {
+				return fmt.Sprintf("model %s: cluster %s shard %d (%s): %v", m.Name, m.Cluster, sh.Num, sh.Addr, err)
+			}
+			if store.Int(res.Rows[0][0]) == 0 {
+				missing = append(missing, fmt.Sprintf("%d (%s)", sh.Num, sh.Addr))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Sprintf("model %s: %s %s.%s does not exist on shard %s of cluster %s (%s)",
+				m.Name, n.field, n.t.Database, n.t.Name, strings.Join(missing, ", "), m.Cluster, n.hint)
+		}
+	}
+	return ""
+}
+
+// readsLabels reports whether an enabled performance detector watches
+// the model.
+func readsLabels(cfg *configs.Config, model string) bool {
+	for _, d := range cfg.Detectors {
+		if d.Model == model && d.Kind == configs.KindPerformance && !d.Disabled {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRollup reports a rollup that detectors read but that was never

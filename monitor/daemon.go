@@ -85,7 +85,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
-	d.warnModelRows(ctx, cfg)
+	initiator := d.warnModelRows(ctx, cfg)
 	tables := store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	if err := store.Apply(ctx, d.db, tables.Database, TableDefs(tables)); err != nil {
 		return fmt.Errorf("create mlwatch tables: %w", err)
@@ -108,6 +108,7 @@ func RunDaemon(ctx context.Context, opt DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	d.mon.PairOnInitiator(initiator)
 	d.metrics.WatchDead(d.mgr.DeadByReceiver)
 	d.metrics.WatchQuality(d.quality.get)
 	d.token.Store(cfg.Server.APIToken)
@@ -283,7 +284,7 @@ func (d *daemon) reload() (err error) {
 	if err := CheckColumns(ctx, d.db, cfg); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
-	d.warnModelRows(ctx, cfg)
+	d.mon.PairOnInitiator(d.warnModelRows(ctx, cfg))
 	// The old schedule stops, and its runs in flight finish, before the
 	// new config is swapped in: a run of a removed detector that ended
 	// after the swap would bring back the alerts the swap resolved. The
@@ -310,9 +311,11 @@ func (d *daemon) reload() (err error) {
 	return nil
 }
 
-// warnModelRows logs each model whose selector matches no recent row, and
-// each labels table that is missing, unreadable or empty.
-func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
+// warnModelRows logs each model whose selector matches no recent row,
+// each labels table that is missing, unreadable or empty, and each model
+// whose shadow pairs are split across shards; it returns the models on a
+// cluster that must pair on the initiator (SplitPairWarnings).
+func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) map[string]bool {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, w := range ModelRowWarnings(ctx, d.db, cfg, time.Now()) {
@@ -321,9 +324,11 @@ func (d *daemon) warnModelRows(ctx context.Context, cfg *configs.Config) {
 	for _, w := range LabelWarnings(ctx, d.db, cfg) {
 		d.log.Warn("labels unavailable", zap.String("config", cfg.Path), zap.String("warning", w))
 	}
-	for _, w := range SplitPairWarnings(ctx, d.db, cfg, time.Now()) {
+	warnings, initiator := SplitPairWarnings(ctx, d.db, cfg, time.Now())
+	for _, w := range warnings {
 		d.log.Warn("shadow pairs split across shards", zap.String("config", cfg.Path), zap.String("warning", w))
 	}
+	return initiator
 }
 
 // runSlack runs the Slack app's Socket Mode connection and the sweep that

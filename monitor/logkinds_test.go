@@ -39,7 +39,7 @@ receivers:
 `
 
 // The alert page of an alert of every kind beyond block_rate and volume
-// (and of block_rate's score PSI) draws its 24 h chart from the
+// (and of block_rate's score PSI, with its band) draws its 24 h chart from the
 // prediction log: the value line's points span the chart from edge to
 // edge without a gap of more than two hours, the chart names the figure
 // it draws, and the divergence chart puts the score correlation on its
@@ -75,7 +75,7 @@ func TestLogChartsOfEveryKind(t *testing.T) {
 				{Fingerprint: "sh", Detector: "sh", Kind: "shadow", Metric: "disagreement_production_blocks", Model: "fraud", State: "firing", Slice: map[string]string{"country": "US"}},
 				{Fingerprint: "gold", Detector: "gold", Kind: "expectation", Metric: "expected_block_rate", Model: "fraud", State: "firing", Slice: map[string]string{}},
 				{Fingerprint: "perf", Detector: "perf", Kind: "performance", Metric: "false_positive_rate", Model: "fraud", State: "firing", Slice: map[string]string{}},
-				{Fingerprint: "psi", Detector: "rate", Kind: "block_rate", Metric: "score_psi", Model: "fraud", State: "firing", Slice: map[string]string{"country": "FR"}},
+				{Fingerprint: "psi", Detector: "rate", Kind: "block_rate", Metric: "score_psi", Model: "fraud", State: "firing", Slice: map[string]string{}},
 			}
 			srv := httptest.NewServer(Handler(ServerOptions{Alerts: &fakeAlerts{views: views}, LogSeries: mon.LogSeries, VersionChanges: mon.VersionChanges,
 				Now: func() time.Time { return at }}))
@@ -86,7 +86,7 @@ func TestLogChartsOfEveryKind(t *testing.T) {
 				"sh":   {"disagreement_production_blocks · country=US · last 24 h", "score correlation (right axis)", `class="shadow"`},
 				"gold": {"expected_block_rate · all traffic · last 24 h", "band: allowed range"},
 				"perf": {"false_positive_rate · all traffic · last 24 h", "shadow model"},
-				"psi":  {"block_rate of the score_psi alert&#39;s slice · country=FR · last 24 h"},
+				"psi":  {"score_psi · all traffic · last 24 h from the prediction log", `class="band"`},
 			}
 			for _, v := range views {
 				_, page := do(t, "GET", srv.URL+"/alerts/"+v.Fingerprint, "", "")

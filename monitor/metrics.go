@@ -42,24 +42,12 @@ func NewMetrics() *Metrics {
 			Name: "mlwatch_detector_run_duration_seconds", Help: "Wall time of one detector run, query included.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"detector"}),
-		rowsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mlwatch_detector_rows_read_total", Help: "Rows ClickHouse read for a detector's queries.",
-		}, []string{"detector"}),
-		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mlwatch_detector_missed_runs_total", Help: "Scheduled runs skipped because the previous run was still going.",
-		}, []string{"detector"}),
-		consecutiveFails: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mlwatch_detector_consecutive_failures", Help: "Failed runs in a row; monitoring_failure fires at the configured threshold.",
-		}, []string{"detector"}),
-		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mlwatch_detector_last_run_timestamp_seconds", Help: "Evaluation time of the detector's last finished run.",
-		}, []string{"detector"}),
-		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mlwatch_detector_findings", Help: "Findings of the detector's last successful run.",
-		}, []string{"detector"}),
-		skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mlwatch_detector_skipped_hypotheses", Help: "Slices or features skipped (too few samples) in the last successful run.",
-		}, []string{"detector"}),
+		rowsRead:         detectorCounter("mlwatch_detector_rows_read_total", "Rows ClickHouse read for a detector's queries."),
+		missed:           detectorCounter("mlwatch_detector_missed_runs_total", "Scheduled runs skipped because the previous run was still going."),
+		consecutiveFails: detectorGauge("mlwatch_detector_consecutive_failures", "Failed runs in a row; monitoring_failure fires at the configured threshold."),
+		lastRun:          detectorGauge("mlwatch_detector_last_run_timestamp_seconds", "Evaluation time of the detector's last finished run."),
+		findings:         detectorGauge("mlwatch_detector_findings", "Findings of the detector's last successful run."),
+		skipped:          detectorGauge("mlwatch_detector_skipped_hypotheses", "Slices or features skipped (too few samples) in the last successful run."),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mlwatch_clickhouse_queries_total", Help: "ClickHouse queries by engine, operation and outcome.",
 		}, []string{"engine", "op", "result"}),
@@ -84,6 +72,16 @@ func NewMetrics() *Metrics {
 		m.queries, m.queryDuration, m.reloadOK, m.reloadOKTimestamp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// detectorCounter and detectorGauge make the metrics labelled by detector
+// alone.
+func detectorCounter(name, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"detector"})
+}
+
+func detectorGauge(name, help string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"detector"})
 }
 
 // QueryHook counts and times every ClickHouse query; wire it into the store.

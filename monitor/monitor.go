@@ -59,8 +59,8 @@ type Options struct {
 	Onsets OnsetKeeper
 	// Incremental, when set, evaluates the detectors it covers from
 	// partial aggregates of closed time buckets (detectors.Incremental:
-	// the same findings, each row read once); nil: every query reads the
-	// rows.
+	// the same findings, each row read once); nil: the config says which
+	// detectors are (global.incremental, detectors.IncrementalFor).
 	Incremental *detectors.Incremental
 }
 
@@ -85,6 +85,10 @@ type Monitor struct {
 	cfg    *configs.Config
 	tables store.Tables
 	dets   map[string]*detectors.Detector
+	cinc   *detectors.Incremental // the config's (when inc is nil)
+	// initiator: the models whose detectors pair on the initiator
+	// (PairOnInitiator).
+	initiator map[string]bool
 }
 
 // New builds a monitor for a validated config.
@@ -126,11 +130,35 @@ func (m *Monitor) SetConfig(cfg *configs.Config) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	var cinc *detectors.Incremental
+	if m.inc == nil {
+		var err error
+		if cinc, err = detectors.IncrementalFor(m.db, cfg); err != nil {
+			return err
+		}
+	}
 	m.mu.Lock()
-	m.cfg, m.dets = cfg, dets
+	for _, det := range dets {
+		det.PairOnInitiator(m.initiator[det.Config().Model])
+	}
+	m.cfg, m.dets, m.cinc = cfg, dets, cinc
 	m.tables = store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
 	m.mu.Unlock()
 	return nil
+}
+
+// PairOnInitiator makes the detectors of the given models evaluate
+// through their Distributed table in one query instead of on each shard
+// of their cluster (models[].cluster), the others on the shards again:
+// the models whose pairs are split across shards (SplitPairWarnings). It
+// holds for the detectors SetConfig builds later too.
+func (m *Monitor) PairOnInitiator(models map[string]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.initiator = models
+	for _, det := range m.dets {
+		det.PairOnInitiator(models[det.Config().Model])
+	}
 }
 
 // Config returns the config in use.
@@ -156,6 +184,29 @@ func (m *Monitor) detector(name string) (*detectors.Detector, *configs.Config) {
 	return m.dets[name], m.cfg
 }
 
+// clean drops old partials (detectors.Incremental.Clean), except in a
+// backtest.
+func (m *Monitor) clean(ctx context.Context, inc *detectors.Incremental) (int, error) {
+	if m.source == SourceBacktest {
+		return 0, nil
+	}
+	return inc.Clean(ctx)
+}
+
+// incremental is the incremental evaluation of detector dc, nil when its
+// queries read the rows.
+func (m *Monitor) incremental(dc *configs.Detector) *detectors.Incremental {
+	if m.inc != nil {
+		return m.inc
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.cinc == nil || !m.cfg.IncrementalOn(dc) {
+		return nil
+	}
+	return m.cinc
+}
+
 // Run evaluates one detector at `at` (its scheduled time), records what
 // happened and feeds the alert pipeline. A failed run resolves nothing; a
 // streak of failures at the configured threshold raises monitoring_failure,
@@ -171,8 +222,14 @@ func (m *Monitor) Run(ctx context.Context, name string, at time.Time) (*detector
 	started := time.Now()
 	var res *detectors.Result
 	var err error
-	if m.inc != nil {
-		res, err = m.inc.Evaluate(rctx, det, at)
+	if inc := m.incremental(dc); inc != nil {
+		res, err = inc.Evaluate(rctx, det, at)
+		// A backtest's old buckets are what it reads: it drops nothing.
+		if n, cerr := m.clean(ctx, inc); cerr != nil {
+			m.log.Warn("cannot drop old partials", zap.Error(cerr))
+		} else if n > 0 {
+			m.log.Info("dropped old partials", zap.Int("partitions", n))
+		}
 	} else {
 		res, err = det.Evaluate(rctx, m.db, at)
 	}
@@ -299,7 +356,8 @@ var runColumns = RunsTable.ColumnNames()
 // TableDefs are all of mlwatch's own tables, named under t, for
 // store.Apply.
 func TableDefs(t store.Tables) []store.TableDef {
-	return append([]store.TableDef{EvaluationsDef(t), RunsTable.Named(t.Runs())}, alerts.TableDefs(t)...)
+	defs := append([]store.TableDef{EvaluationsDef(t), RunsTable.Named(t.Runs())}, alerts.TableDefs(t)...)
+	return append(defs, detectors.IncrementalTables(t.Partials())...)
 }
 
 // EvaluationsDef is the evaluations table named under t.

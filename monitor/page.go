@@ -146,16 +146,7 @@ func sliceText(s map[string]string) string {
 	if len(s) == 0 {
 		return "all traffic"
 	}
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + s[k]
-	}
-	return strings.Join(parts, ", ")
+	return detectors.JoinSlice(s, ", ")
 }
 
 func isRate(metric string) bool {

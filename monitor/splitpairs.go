@@ -90,23 +90,41 @@ func splitPairSQL(m *configs.Model, t store.Table, now time.Time) (string, []any
 
 // SplitPairWarnings are CheckSplitPairs' findings as warnings for the
 // daemon's log and `mlwatch eval`: one per model with split pairs, or
-// one saying the check failed.
-func SplitPairWarnings(ctx context.Context, q store.Store, cfg *configs.Config, now time.Time) []string {
+// one saying the check failed. initiator holds the models on a cluster
+// (models[].cluster) whose shadow detectors must pair on the initiator,
+// through the Distributed table, instead of on each shard: those with
+// split pairs, and all of them when the check failed (pairing on the
+// shards would miss the split pairs; Monitor.PairOnInitiator).
+func SplitPairWarnings(ctx context.Context, q store.Store, cfg *configs.Config, now time.Time) (warnings []string, initiator map[string]bool) {
 	found, err := CheckSplitPairs(ctx, q, cfg, now)
-	var out []string
+	initiator = map[string]bool{}
+	checked := map[string]bool{}
 	for _, s := range found {
+		checked[s.Model] = true
 		if s.Split == 0 {
 			continue
 		}
-		out = append(out, fmt.Sprintf("model %s: %d of %d shadow requests in the last %s have their production row on another shard of %s: "+
-			"the shadow detector still pairs them (on the node mlwatch talks to), but pairing on the shards needs both rows of a request on one shard: "+
-			"shard the Distributed table by cityHash64(%s), as `mlwatch schema apply --cluster` does",
-			s.Model, s.Split, s.Shadow, SplitPairWindow, s.Table, cfg.Models[modelIndex(cfg, s.Model)].Columns.RequestID))
+		m := &cfg.Models[modelIndex(cfg, s.Model)]
+		what := "the shadow detector still pairs them (on the node mlwatch talks to), but pairing on the shards needs both rows of a request on one shard"
+		if m.Cluster != "" {
+			initiator[m.Name] = true
+			what = fmt.Sprintf("the shadow detectors pair on the node mlwatch talks to, through the Distributed table, not on the shards of cluster %s, until a reload finds no split pair", m.Cluster)
+		}
+		warnings = append(warnings, fmt.Sprintf("model %s: %d of %d shadow requests in the last %s have their production row on another shard of %s: "+
+			"%s: shard the Distributed table by cityHash64(%s), as `mlwatch schema apply --cluster` does",
+			s.Model, s.Split, s.Shadow, SplitPairWindow, s.Table, what, m.Columns.RequestID))
 	}
 	if err != nil {
-		out = append(out, "split-pair check: "+err.Error())
+		msg := "split-pair check: " + err.Error()
+		for i := range cfg.Models {
+			if m := &cfg.Models[i]; m.Cluster != "" && !checked[m.Name] {
+				initiator[m.Name] = true
+				msg += fmt.Sprintf("; model %s pairs on the node mlwatch talks to, not on the shards of cluster %s", m.Name, m.Cluster)
+			}
+		}
+		warnings = append(warnings, msg)
 	}
-	return out
+	return warnings, initiator
 }
 
 func modelIndex(cfg *configs.Config, name string) int {

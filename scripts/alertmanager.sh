@@ -12,6 +12,7 @@
 # http://127.0.0.1:19093).
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
+. "$top/scripts/lib.sh"
 dir="${AM_DIR:-$top/.alertmanager-test}"
 port="${AM_PORT:-19093}"
 url="http://127.0.0.1:$port"
@@ -22,12 +23,9 @@ install() {
     return
   fi
   echo "alertmanager.sh: installing Debian's prometheus-alertmanager" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   # The package's postinst may try to start a system service; there is none
   # here, and the private instance below does not need it.
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-alertmanager >/dev/null ||
-    { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-alertmanager >/dev/null; }
+  apt_install --no-install-recommends prometheus-alertmanager
 }
 
 answers() {
@@ -52,34 +50,11 @@ YAML
     --web.listen-address="127.0.0.1:$port" --cluster.listen-address= \
     --log.level=warn >"$dir/alertmanager.log" 2>&1 &
   echo $! >"$dir/am.pid"
-  for _ in $(seq 1 300); do
-    if answers; then
-      echo "alertmanager.sh: ready on $url (data in $dir)" >&2
-      return
-    fi
-    if ! kill -0 "$(cat "$dir/am.pid")" 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
-  done
-  echo "alertmanager.sh: alertmanager did not answer on $url; see $dir/alertmanager.log" >&2
-  tail -20 "$dir/alertmanager.log" >&2 || true
-  exit 1
+  wait_ready alertmanager.sh "$url" "$dir" "$dir/alertmanager.log" "$dir/am.pid"
 }
 
 stop() {
-  [ -f "$dir/am.pid" ] || return 0
-  local pid
-  pid="$(cat "$dir/am.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/am.pid"
+  stop_pidfile "$dir/am.pid" 100
 }
 
 case "${1:-}" in

@@ -13,6 +13,7 @@
 # default profile).
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
+. "$top/scripts/lib.sh"
 dir="${CH_DIR:-$top/.clickhouse-test}"
 tcp="${CH_TCP_PORT:-19000}"
 http="${CH_HTTP_PORT:-18123}"
@@ -25,10 +26,7 @@ install() {
     return
   fi
   echo "clickhouse-server.sh: installing Debian's clickhouse-server" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >/dev/null ||
-    { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >/dev/null; }
+  apt_install clickhouse-server clickhouse-client
 }
 
 answers() {
@@ -72,31 +70,11 @@ start() {
   fi
   write_config
   clickhouse-server --config-file="$dir/config.xml" --daemon --pid-file="$dir/ch.pid" >/dev/null 2>&1
-  for _ in $(seq 1 300); do
-    if answers; then
-      echo "clickhouse-server.sh: ready on 127.0.0.1:$tcp (data in $dir)" >&2
-      return
-    fi
-    sleep 0.1
-  done
-  echo "clickhouse-server.sh: server did not answer on 127.0.0.1:$tcp within 30 s; see $dir/log/err.log" >&2
-  tail -20 "$dir/log/err.log" >&2 || true
-  exit 1
+  wait_ready clickhouse-server.sh "127.0.0.1:$tcp" "$dir" "$dir/log/err.log"
 }
 
 stop() {
-  [ -f "$dir/ch.pid" ] || return 0
-  local pid
-  pid="$(cat "$dir/ch.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    for _ in $(seq 1 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/ch.pid"
+  stop_pidfile "$dir/ch.pid" 300
 }
 
 case "${1:-}" in

@@ -95,26 +95,10 @@ func Literal(v any) (string, error) {
 			return "1", nil
 		}
 		return "0", nil
-	case int:
-		return strconv.FormatInt(int64(x), 10), nil
-	case int8:
-		return strconv.FormatInt(int64(x), 10), nil
-	case int16:
-		return strconv.FormatInt(int64(x), 10), nil
-	case int32:
-		return strconv.FormatInt(int64(x), 10), nil
-	case int64:
-		return strconv.FormatInt(x, 10), nil
-	case uint:
-		return strconv.FormatUint(uint64(x), 10), nil
-	case uint8:
-		return strconv.FormatUint(uint64(x), 10), nil
-	case uint16:
-		return strconv.FormatUint(uint64(x), 10), nil
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10), nil
-	case uint64:
-		return strconv.FormatUint(x, 10), nil
+	case int, int8, int16, int32, int64:
+		return strconv.FormatInt(reflect.ValueOf(x).Int(), 10), nil
+	case uint, uint8, uint16, uint32, uint64:
+		return strconv.FormatUint(reflect.ValueOf(x).Uint(), 10), nil
 	case float32:
 		return floatLiteral(float64(x), 32), nil
 	case float64:

@@ -23,6 +23,8 @@ func TestBind(t *testing.T) {
 		{"placeholder in literal", "SELECT '?', ?, `?`", []any{1}, "SELECT '?', 1, `?`", ""},
 		{"placeholder in comment", "SELECT ? -- what?\n", []any{2}, "SELECT 2 -- what?\n", ""},
 		{"numbers", "SELECT ?, ?, ?, ?", []any{uint64(18446744073709551615), int8(-3), 0.1, float32(0.5)}, "SELECT 18446744073709551615, -3, 0.1, 0.5", ""},
+		{"integer widths", "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?", []any{-1, int8(-128), int16(-16), int32(-32), int64(-9223372036854775808), uint(1), uint8(255), uint16(16), uint32(4294967295), uint64(64)},
+			"SELECT -1, -128, -16, -32, -9223372036854775808, 1, 255, 16, 4294967295, 64", ""},
 		{"negative float no comment", "SELECT 1 - ?", []any{-2.5}, "SELECT 1 - (-2.5)", ""},
 		{"nan inf", "SELECT ?, ?, ?", []any{math.NaN(), math.Inf(1), math.Inf(-1)}, "SELECT nan, inf, -inf", ""},
 		{"time", "SELECT ?", []any{ts}, "SELECT toDateTime(1795694400)", ""},
@@ -79,6 +81,14 @@ func TestClassify(t *testing.T) {
 		{"Code: 159. DB::Exception: Timeout exceeded: elapsed 1.0 seconds", ErrTimeout, ""},
 		{"Code: 516. DB::Exception: default: Authentication failed", ErrAuth, "clickhouse rejected the user or password (code 516)"},
 		{"Code: 62. DB::Exception: Syntax error", ErrSyntax, ""},
+		{"Code: 16. DB::Exception: There's no column 'x' in table t", ErrUnknownColumn, "unknown column x"},
+		{"Code: 16. DB::Exception: No such column y in table t", ErrUnknownColumn, "unknown column y"},
+		{"Code: 60. DB::Exception: some other wording", ErrUnknownTable, "unknown table: Code: 60. DB::Exception: some other wording"},
+		{"Code: 241. DB::Exception: Memory limit (for query) exceeded", ErrMemory, ""},
+		{"Code: 210. DB::NetException: Connection refused", ErrUnavailable, ""},
+		{"Code: 394. DB::Exception: Query was cancelled", ErrTimeout, ""},
+		{"Code: 192. DB::Exception: Unknown user nobody", ErrAuth, "clickhouse rejected the user or password (code 192)"},
+		{"Code: 1. DB::Exception: anything else", ErrBadQuery, "bad query: Code: 1. DB::Exception: anything else"},
 	} {
 		e := classifyText(tc.text)
 		if e.Kind != tc.kind || (tc.msg != "" && e.Message != tc.msg) {

@@ -43,13 +43,6 @@ func (e *Error) Unwrap() error { return e.Kind }
 
 var (
 	codeRe        = regexp.MustCompile(`Code: (\d+)`)
-	tableRe1      = regexp.MustCompile("Table ([^ ]+?) (?:doesn't|does not) exist")
-	tableRe2      = regexp.MustCompile("Unknown table expression identifier '([^']+)'")
-	databaseRe    = regexp.MustCompile("Database ([^ ]+?) (?:doesn't|does not) exist")
-	columnRe1     = regexp.MustCompile("Unknown identifier: ([^ ,]+)")
-	columnRe2     = regexp.MustCompile("(?:Unknown expression(?: or function)? identifier|Missing columns:) [`']([^`']+)[`']")
-	columnRe3     = regexp.MustCompile("There's no column '([^']+)'")
-	columnRe4     = regexp.MustCompile("No such column ([^ ]+) in table")
 	trailingTrace = regexp.MustCompile(`(?s)(, e\.what\(\) = |Stack trace:).*$`)
 )
 
@@ -72,37 +65,66 @@ const (
 	codeAuthFailed        = 516
 )
 
+// kinds maps the exception codes mlwatch tells apart to their kind;
+// any other code is ErrBadQuery.
+var kinds = map[int]error{
+	codeUnknownTable:      ErrUnknownTable,
+	codeUnknownDatabase:   ErrUnknownDatabase,
+	codeUnknownIdentifier: ErrUnknownColumn,
+	codeNoSuchColumn:      ErrUnknownColumn,
+	codeSyntaxError:       ErrSyntax,
+	codeTimeoutExceeded:   ErrTimeout,
+	codeQueryCancelled:    ErrTimeout,
+	codeUnknownUser:       ErrAuth,
+	codeWrongPassword:     ErrAuth,
+	codeRequiredPassword:  ErrAuth,
+	codeAuthFailed:        ErrAuth,
+	codeMemoryLimit:       ErrMemory,
+	codeNetworkError:      ErrUnavailable,
+}
+
+// naming is how the text of a kind's exception names what is missing:
+// the patterns of both engines' wordings, and the message around the name.
+type naming struct {
+	format   string
+	patterns []*regexp.Regexp
+}
+
+var namings = map[error]naming{
+	ErrUnknownTable: {"table %s does not exist", compileAll(
+		"Table ([^ ]+?) (?:doesn't|does not) exist",
+		"Unknown table expression identifier '([^']+)'")},
+	ErrUnknownDatabase: {"database %s does not exist", compileAll(
+		"Database ([^ ]+?) (?:doesn't|does not) exist")},
+	ErrUnknownColumn: {"unknown column %s", compileAll(
+		"Unknown identifier: ([^ ,]+)",
+		"(?:Unknown expression(?: or function)? identifier|Missing columns:) [`']([^`']+)[`']",
+		"There's no column '([^']+)'",
+		"No such column ([^ ]+) in table")},
+}
+
+func compileAll(patterns ...string) []*regexp.Regexp {
+	out := make([]*regexp.Regexp, len(patterns))
+	for i, p := range patterns {
+		out[i] = regexp.MustCompile(p)
+	}
+	return out
+}
+
 // classify turns an exception code and text into an *Error.
 func classify(code int, text string) *Error {
 	text = strings.TrimSpace(trailingTrace.ReplaceAllString(text, ""))
 	e := &Error{Code: code, Kind: ErrBadQuery, Server: text}
-	switch code {
-	case codeUnknownTable:
-		e.Kind = ErrUnknownTable
-		if name := firstMatch(text, tableRe1, tableRe2); name != "" {
-			e.Message = fmt.Sprintf("table %s does not exist", name)
+	if k, ok := kinds[code]; ok {
+		e.Kind = k
+	}
+	if n, ok := namings[e.Kind]; ok {
+		if name := firstMatch(text, n.patterns...); name != "" {
+			e.Message = fmt.Sprintf(n.format, name)
 		}
-	case codeUnknownDatabase:
-		e.Kind = ErrUnknownDatabase
-		if name := firstMatch(text, databaseRe); name != "" {
-			e.Message = fmt.Sprintf("database %s does not exist", name)
-		}
-	case codeUnknownIdentifier, codeNoSuchColumn:
-		e.Kind = ErrUnknownColumn
-		if name := firstMatch(text, columnRe1, columnRe2, columnRe3, columnRe4); name != "" {
-			e.Message = fmt.Sprintf("unknown column %s", name)
-		}
-	case codeSyntaxError:
-		e.Kind = ErrSyntax
-	case codeTimeoutExceeded, codeQueryCancelled:
-		e.Kind = ErrTimeout
-	case codeUnknownUser, codeWrongPassword, codeRequiredPassword, codeAuthFailed:
-		e.Kind = ErrAuth
+	}
+	if e.Kind == ErrAuth {
 		e.Message = "clickhouse rejected the user or password (code " + strconv.Itoa(code) + ")"
-	case codeMemoryLimit:
-		e.Kind = ErrMemory
-	case codeNetworkError:
-		e.Kind = ErrUnavailable
 	}
 	if e.Message == "" {
 		e.Message = fmt.Sprintf("%s: %s", e.Kind, shorten(text, 400))

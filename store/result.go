@@ -104,21 +104,17 @@ func Time(v any) time.Time {
 }
 
 // Floats converts an array value to []float64 (NULL elements are NaN).
-func Floats(v any) []float64 {
-	arr, _ := v.([]any)
-	out := make([]float64, len(arr))
-	for i, x := range arr {
-		out[i] = Float(x)
-	}
-	return out
-}
+func Floats(v any) []float64 { return arrayOf(v, Float) }
 
 // Strings converts an array value to []string.
-func Strings(v any) []string {
+func Strings(v any) []string { return arrayOf(v, Str) }
+
+// arrayOf converts each element of an array value (empty for a non-array).
+func arrayOf[T any](v any, conv func(any) T) []T {
 	arr, _ := v.([]any)
-	out := make([]string, len(arr))
+	out := make([]T, len(arr))
 	for i, x := range arr {
-		out[i] = Str(x)
+		out[i] = conv(x)
 	}
 	return out
 }
@@ -190,6 +186,17 @@ func (t chType) unwrap() chType {
 	return t
 }
 
+// parseIntJSON parses an integer of ClickHouse type base from JSON (a
+// number, or a quoted 64-bit one) with parse.
+func parseIntJSON[T int64 | uint64](base string, v any, parse func(string) (T, error)) (any, error) {
+	s := jsonScalar(v)
+	n, err := parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s %q: %w", base, s, err)
+	}
+	return n, nil
+}
+
 // fromJSON normalises one value of a JSONCompact row (decoded with
 // UseNumber) according to its column type.
 func fromJSON(t chType, v any) (any, error) {
@@ -226,19 +233,9 @@ func fromJSON(t chType, v any) (any, error) {
 		}
 		return parseFloatJSON(v, bits)
 	case strings.HasPrefix(t.base, "UInt"):
-		s := jsonScalar(v)
-		u, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s %q: %w", t.base, s, err)
-		}
-		return u, nil
+		return parseIntJSON(t.base, v, func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) })
 	case strings.HasPrefix(t.base, "Int"):
-		s := jsonScalar(v)
-		i, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s %q: %w", t.base, s, err)
-		}
-		return i, nil
+		return parseIntJSON(t.base, v, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
 	case t.base == "Bool":
 		b, ok := v.(bool)
 		if !ok {

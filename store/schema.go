@@ -28,6 +28,10 @@ type Tables struct {
 // every finding and every checked slice, for charts and backtests.
 func (t Tables) Evaluations() Table { return Table{t.Database, t.Prefix + "evaluations"} }
 
+// Partials holds incremental evaluation's partial aggregates of closed
+// time buckets (detectors.IncrementalTables: it and Partials + "_fills").
+func (t Tables) Partials() Table { return Table{t.Database, t.Prefix + "partials"} }
+
 // Runs is one row per detector run: query text, duration, rows read, error.
 func (t Tables) Runs() Table { return Table{t.Database, t.Prefix + "runs"} }
 

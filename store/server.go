@@ -115,6 +115,9 @@ func openServer(ctx context.Context, opt Options) (*server, error) {
 		if host, _, err := net.SplitHostPort(opt.Addr); err == nil {
 			cfg.ServerName = host
 		}
+		if opt.ServerName != "" {
+			cfg.ServerName = opt.ServerName
+		}
 		o.TLS = cfg
 	}
 	conn, err := clickhouse.Open(o)

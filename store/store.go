@@ -51,6 +51,8 @@ type engine interface {
 
 // DB is the Store of both engines.
 type DB struct {
+	opt     Options
+	shards  shardConns
 	eng     engine
 	log     *zap.Logger
 	timeout time.Duration
@@ -69,6 +71,9 @@ type Options struct {
 	Password string
 	Secure   bool   // TLS to the server
 	CAFile   string // CA bundle for TLS; system roots when empty
+	// ServerName is the name the server's TLS certificate is checked
+	// against; default: Addr's host.
+	ServerName string
 
 	// EmbeddedPath is the embedded engine's data directory.
 	EmbeddedPath string
@@ -109,7 +114,7 @@ func Open(ctx context.Context, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{eng: eng, log: opt.Logger, timeout: opt.QueryTimeout, hooks: opt.Hooks}, nil
+	return &DB{opt: opt, eng: eng, log: opt.Logger, timeout: opt.QueryTimeout, hooks: opt.Hooks}, nil
 }
 
 // Engine names the engine in use: "server" or "embedded".
@@ -122,8 +127,12 @@ func (db *DB) Counts() (queries, failed uint64) { return db.queries.Load(), db.f
 // queries run; wire hooks before use.
 func (db *DB) AddHook(h Hook) { db.hooks = append(db.hooks, h) }
 
-// Close releases the pool or the embedded connection.
-func (db *DB) Close() error { return db.eng.close() }
+// Close releases the pool or the embedded connection, and the
+// connections to the shards of a cluster (Shards).
+func (db *DB) Close() error {
+	db.shards.close()
+	return db.eng.close()
+}
 
 // Query implements Store.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*Result, error) {

@@ -42,7 +42,7 @@ func (m *readMeter) hook(ev store.QueryEvent) {
 		m.got.fill += n
 	case strings.Contains(ev.SQL, "count() AS rows FROM"):
 		m.got.count += n
-	case strings.Contains(ev.SQL, "argMax(rows, fill)"):
+	case strings.Contains(ev.SQL, "argMax(rows, fill)"), strings.Contains(ev.SQL, "sum(rows) AS rows"):
 		m.got.fills += n
 	default:
 		m.got.eval += n

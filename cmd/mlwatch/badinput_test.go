@@ -365,6 +365,10 @@ func TestBadCommandLine(t *testing.T) {
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "2026-11-01T00:00:00Z", "--to", "+1h", "--incident", "meteor:+1m:+2m"}, `mlwatch generate: incident "meteor:+1m:+2m": unknown kind "meteor" (want one of canary_fail, cascade, category_block, default_fill, labels_stop, model_blind, null_spike, outage, ramp, shadow_country_block, shadow_divergence, shadow_outage, slice_block, version_rollout, world_shift)`},
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "last week", "--to", "+1h"}, `mlwatch generate: --from "last week": want an RFC 3339 time such as 2026-11-01T00:00:00Z`},
 		{[]string{"run", "--log.level", "loud"}, `--log.level: unrecognized level: "loud"`},
+		{[]string{"routes"}, "usage: mlwatch routes test --config FILE"},
+		{[]string{"routes", "check"}, `mlwatch routes: unknown subcommand "check"`},
+		{[]string{"schema", "create"}, `mlwatch schema: unknown subcommand "create"`},
+		{[]string{"schema", "apply", "--backfill"}, "mlwatch: schema apply: --backfill goes with --rollups"},
 		{[]string{"silence", "add", "--config", "../../configs/example.yaml", "--comment", "x", "class=~" + strings.Repeat("(a|b)*", 200)}, `mlwatch silence add: matcher "class=~(a|b)*(a|b)*(a|b)*(a|b)*(a|b)*(a|"...: 1207 bytes, at most 1024 are allowed`},
 	} {
 		t.Run(strings.Join(tc.args[:1], " ")+" "+tc.want, func(t *testing.T) {
@@ -376,5 +380,16 @@ func TestBadCommandLine(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tc.want, errOut.String())
 			}
 		})
+	}
+}
+
+// `mlwatch routes test` names the receivers a label set reaches.
+func TestRoutesTest(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"routes", "test", "--config", "../../configs/example.yaml", "model=fraud", "class=model_behavior"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "fraud-product\troute=owner") {
+		t.Errorf("routes test printed %q, want the owner route to fraud-product", out.String())
 	}
 }

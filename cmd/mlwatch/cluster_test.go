@@ -19,8 +19,10 @@ import (
 // over them, Distributed tables over those); rows generated through
 // either node are all counted at once (synchronous distributed insert)
 // and all rolled up; the rollup detector reading the Distributed rollup
-// finds what the raw one finds; and a rollup over a Distributed table
-// without --cluster is refused.
+// finds what the raw one finds; a rollup over a Distributed table
+// without --cluster is refused; and with models[].cluster the shadow
+// detector pairs on each shard (a query of each node's own on the local
+// table) and finds the FR incident.
 func TestClusterSchema(t *testing.T) {
 	c := storetest.NewCluster(t)
 	ctx := context.Background()
@@ -98,5 +100,45 @@ func TestClusterSchema(t *testing.T) {
 	}
 	if !rollupFR || !rawFR {
 		t.Fatalf("both detectors must find FR on the cluster (rollup %v, raw %v):\n%s", rollupFR, rawFR, out)
+	}
+	shadowOnCluster(t, c, cfg, env(1), at)
+}
+
+// shadowOnCluster runs `mlwatch eval` with the model on the cluster
+// (models[].cluster, local_table) and a shadow detector.
+func shadowOnCluster(t *testing.T, c *storetest.Cluster, path string, env []string, at time.Time) {
+	ctx := context.Background()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "    table: predictions\n", "    table: predictions\n    cluster: "+c.Name+"\n    local_table: predictions_local\n", 1)
+	text = strings.Replace(text, "detectors:\n", "detectors:\n  - {name: shadow, kind: shadow, model: fraud, window: 1h, baseline: {mode: previous}}\n", 1)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Second)
+	out := mlwatchCmd(t, env, "eval", "--config", path, "--at", at.Format(time.RFC3339), "--format", "json")
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		found = found || strings.Contains(line, `"slice":{"country":"FR"}`) && strings.Contains(line, `"detector":"shadow"`)
+	}
+	if !found || strings.Contains(out, "split") {
+		t.Fatalf("the shadow detector on the shards must find FR, without a split-pair warning:\n%s", out)
+	}
+	for i, n := range c.Nodes {
+		if err := n.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+			t.Fatal(err)
+		}
+		// The config names the table without its database (the
+		// connection's): so does the shard's query.
+		res, err := n.Query(ctx, "SELECT count() FROM system.query_log WHERE type = 2 AND is_initial_query AND event_time >= ? "+
+			"AND query LIKE '%FROM `predictions_local`%' AND query LIKE '%anyIf(_d, _p)%'", start.Truncate(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store.Int(res.Rows[0][0]) == 0 {
+			t.Errorf("node %d ran no shadow query of its own on its local table", i+1)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -47,6 +46,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	for _, w := range monitor.LabelWarnings(ctx, db, cfg) {
 		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
 	}
+	split, initiator := monitor.SplitPairWarnings(ctx, db, cfg, at)
+	for _, w := range split {
+		fmt.Fprintf(c.stderr, "mlwatch eval: warning: %s\n", w)
+	}
 	if *notifyTimeout <= 0 {
 		fmt.Fprintf(c.stderr, "mlwatch eval: --notify-timeout %s: want a positive duration\n", *notifyTimeout)
 		return 2
@@ -68,6 +71,10 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	if err := applyPartials(ctx, db, cfg); err != nil {
+		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
+		return 1
+	}
 	// Onsets: each alert is dated from the log (JSON "onset"), as the
 	// daemon dates the alerts of its first run.
 	mon, err := monitor.New(monitor.Options{Config: cfg, Store: db, Alerts: mgr, Onsets: mgr, Logger: log})
@@ -75,6 +82,7 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
 		return 1
 	}
+	mon.PairOnInitiator(initiator)
 	names := mon.Names()
 	var failed []string
 	for _, name := range names {
@@ -112,12 +120,8 @@ func evalCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	sortViews(firing)
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, v := range firing {
-			if err := enc.Encode(v); err != nil {
-				fmt.Fprintf(c.stderr, "mlwatch eval: %v\n", err)
-				return 1
-			}
+		if !jsonLines(c, "eval", firing) {
+			return 1
 		}
 		return exit
 	}
@@ -199,7 +203,28 @@ func sortViews(vs []alerts.View) {
 	})
 }
 
-// printAlerts writes a readable table per owner.
+// sinceText is when an alert's incident began according to the log (its
+// onset), as "since 14:02 UTC (58m)", with the date when it is not at's
+// day; "-" when the log gave no onset (the alert became active at `at`
+// in this one-shot run, which says nothing of when the incident began).
+func sinceText(onset *time.Time, at time.Time) string {
+	if onset == nil || onset.IsZero() {
+		return "-"
+	}
+	on, at := onset.UTC(), at.UTC()
+	layout := "15:04"
+	if y, m, d := on.Date(); y != at.Year() || m != at.Month() || d != at.Day() {
+		layout = "Jan 2 15:04"
+		if y != at.Year() {
+			layout = "2006-01-02 15:04"
+		}
+	}
+	return fmt.Sprintf("since %s UTC (%s)", on.Format(layout), alerts.FormatSpan(at.Sub(on)))
+}
+
+// printAlerts writes a readable table per owner: each alert's severity,
+// class, receiver, detector, since when (its onset in the log), summary
+// and cause.
 func printAlerts(w io.Writer, vs []alerts.View, at time.Time) {
 	fmt.Fprintf(w, "%d alerts at %s\n", len(vs), at.Format(time.RFC3339))
 	owner := ""
@@ -212,13 +237,13 @@ func printAlerts(w io.Writer, vs []alerts.View, at time.Time) {
 			owner = v.Owner
 			fmt.Fprintf(w, "\n== %s ==\n", strings.ToUpper(owner))
 			tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEVERITY\tCLASS\tRECEIVER\tDETECTOR\tSUMMARY\tCAUSED BY")
+			fmt.Fprintln(tw, "SEVERITY\tCLASS\tRECEIVER\tDETECTOR\tONSET\tSUMMARY\tCAUSED BY")
 		}
 		cause := v.CausedBy
 		if cause == "" {
 			cause = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Severity, v.Class, v.Receiver, v.Detector, v.Summary, cause)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Severity, v.Class, v.Receiver, v.Detector, sinceText(v.Onset, at), v.Summary, cause)
 	}
 	if tw != nil {
 		tw.Flush()

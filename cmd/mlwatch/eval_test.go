@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlwatch/mlwatch/alerts"
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
 
@@ -107,7 +108,46 @@ func TestEvalJSONContract(t *testing.T) {
 		}
 	}
 	t.Logf("%d alerts", len(lines))
+	// The text table says the same: FR's row reads "since 14:.. UTC".
+	text := mlwatchCmd(t, env, "eval", "--config", cfg, "--at", at.Format(time.RFC3339))
+	on, _ := time.Parse(time.RFC3339, fmt.Sprint(fr["onset"]))
+	want := "since " + on.UTC().Format("15:04") + " UTC ("
+	found := false
+	for _, line := range strings.Split(text, "\n") {
+		found = found || strings.Contains(line, "fraud-block-rate") && strings.Contains(line, "FR") && strings.Contains(line, want)
+	}
+	if !found {
+		t.Errorf("text output has no FR block-rate row with %q:\n%s", want, text)
+	}
 	if testing.Verbose() {
-		t.Log(mlwatchCmd(t, env, "eval", "--config", cfg, "--at", at.Format(time.RFC3339)))
+		t.Log(text)
+	}
+}
+
+// printAlerts shows each alert's onset: the time alone on the
+// evaluation's day, the date before it, "-" without an onset.
+func TestEvalTextSince(t *testing.T) {
+	at := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
+	today, yesterday := at.Add(-58*time.Minute), at.Add(-26*time.Hour)
+	vs := []alerts.View{
+		{Owner: "product", Severity: "page", Class: "model_behavior", Receiver: "p", Detector: "br", Summary: "FR up", Onset: &today},
+		{Owner: "product", Severity: "page", Class: "model_behavior", Receiver: "p", Detector: "br2", Summary: "DE up", Onset: &yesterday},
+		{Owner: "product", Severity: "ticket", Class: "model_behavior", Receiver: "p", Detector: "br3", Summary: "IT up"},
+	}
+	var b strings.Builder
+	printAlerts(&b, vs, at)
+	out := b.String()
+	for _, want := range []string{"ONSET", "since 14:02 UTC (58m)", "since Nov 24 13:00 UTC (26h00m)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "br3") && (strings.Contains(line, "since") || !strings.Contains(line, " - ")) {
+			t.Errorf("an alert without onset shows no time: %q", line)
+		}
+	}
+	if got := sinceText(&yesterday, at.AddDate(1, 0, 0)); !strings.HasPrefix(got, "since 2026-11-24 13:00 UTC") {
+		t.Errorf("another year: %q", got)
 	}
 }

@@ -174,14 +174,10 @@ func printGuardText(w io.Writer, r *detectors.GuardrailReport) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tSLICE\tMETRIC\tPRODUCTION\tCANDIDATE\tDIFF (PTS)\tCI (PTS)\tLIMIT\tN PROD\tN CAND")
-	skipped := 0
-	for _, c := range orderedChecks(r) {
-		if c.Status == detectors.CheckSkipped {
-			skipped++
-			continue
-		}
+	checks, skipped := decidingChecks(r)
+	for _, c := range checks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Status, c.SliceLabel(), c.Metric, pctOf(c.Production), pctOf(c.Candidate),
-			ptsOf(c.Diff), ptsOf(c.Low)+" .. "+ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low)+" .. "+detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	tw.Flush()
 	if skipped > 0 {
@@ -207,30 +203,31 @@ func printGuardMarkdown(w io.Writer, r *detectors.GuardrailReport) {
 	}
 	fmt.Fprintln(w, "| status | slice | metric | production | candidate | diff (pts) | CI (pts) | limit | n prod | n cand |")
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
-	skipped := 0
-	for _, c := range orderedChecks(r) {
-		if c.Status == detectors.CheckSkipped {
-			skipped++
-			continue
-		}
+	checks, skipped := decidingChecks(r)
+	for _, c := range checks {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s .. %s | %s | %d | %d |\n", c.Status, strings.ReplaceAll(c.SliceLabel(), "|", "\\|"), c.Metric,
-			pctOf(c.Production), pctOf(c.Candidate), ptsOf(c.Diff), ptsOf(c.Low), ptsOf(c.High), ptsOf(c.Limit), c.NProduction, c.NCandidate)
+			pctOf(c.Production), pctOf(c.Candidate), detectors.SignedPoints(c.Diff), detectors.SignedPoints(c.Low), detectors.SignedPoints(c.High), detectors.SignedPoints(c.Limit), c.NProduction, c.NCandidate)
 	}
 	fmt.Fprintf(w, "\n%d checks skipped for too little data; limits: block rate may rise at most %s pts, recall may drop at most %s pts; BH at FDR %g, %.0f%% intervals.\n",
-		skipped, ptsOf(r.Limits.MaxBlockRateRise), ptsOf(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
+		skipped, detectors.SignedPoints(r.Limits.MaxBlockRateRise), detectors.SignedPoints(r.Limits.MaxRecallDrop), r.Limits.FDR, 100*r.Limits.Confidence)
 }
 
-// orderedChecks puts failures first, keeping the report's order otherwise.
-func orderedChecks(r *detectors.GuardrailReport) []detectors.GuardrailCheck {
-	var fail, rest []detectors.GuardrailCheck
+// decidingChecks are the checks that decided, failures first and the
+// report's order otherwise, and the count of those skipped for too
+// little data.
+func decidingChecks(r *detectors.GuardrailReport) (checks []detectors.GuardrailCheck, skipped int) {
+	var rest []detectors.GuardrailCheck
 	for _, c := range r.Checks {
-		if c.Status == detectors.CheckFail {
-			fail = append(fail, c)
-		} else {
+		switch c.Status {
+		case detectors.CheckSkipped:
+			skipped++
+		case detectors.CheckFail:
+			checks = append(checks, c)
+		default:
 			rest = append(rest, c)
 		}
 	}
-	return append(fail, rest...)
+	return append(checks, rest...), skipped
 }
 
 func pctOf(x float64) string {
@@ -238,14 +235,4 @@ func pctOf(x float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f%%", 100*x)
-}
-
-func ptsOf(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
-	}
-	if x == 0 {
-		x = 0 // no "-0.00" for a limit of "may not drop"
-	}
-	return fmt.Sprintf("%+.2f", 100*x)
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mlwatch/mlwatch/configs"
+	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/monitor"
 	"github.com/mlwatch/mlwatch/store"
 )
@@ -131,6 +133,27 @@ func (f *flags) parseIDs(c *cli, args []string, missing string) (*configs.Config
 	return cfg, 0, true
 }
 
+// jsonLines writes rows to stdout as JSON, one a line; a failed write is
+// said on stderr and gives false.
+func jsonLines[T any](c *cli, cmd string, rows []T) bool {
+	enc := json.NewEncoder(c.stdout)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(c.stderr, "mlwatch %s: %v\n", cmd, err)
+			return false
+		}
+	}
+	return true
+}
+
+// exitCode is 0 for ok, else 1.
+func exitCode(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
+}
+
 // parse parses args; it returns false (and the exit code) on a bad command line.
 func (f *flags) parse(args []string) (int, bool) {
 	if err := f.Parse(args); err != nil {
@@ -222,6 +245,21 @@ func (c *cli) setup(ctx context.Context, f *flags) (*configs.Config, *zap.Logger
 
 func tablesOf(cfg *configs.Config) store.Tables {
 	return store.Tables{Database: cfg.State.Database, Prefix: cfg.State.TablePrefix}
+}
+
+// applyPartials creates incremental evaluation's tables when a detector
+// of cfg is evaluated incrementally (eval writes no other table).
+func applyPartials(ctx context.Context, db store.Store, cfg *configs.Config) error {
+	for i := range cfg.Detectors {
+		if d := &cfg.Detectors[i]; !d.Disabled && cfg.IncrementalOn(d) {
+			t := tablesOf(cfg)
+			if err := store.Apply(ctx, db, t.Database, detectors.IncrementalTables(t.Partials())); err != nil {
+				return fmt.Errorf("incremental evaluation's tables in %s: %w", t.Database, err)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // applyTables creates mlwatch's own tables (monitor.TableDefs) where the

@@ -129,13 +129,7 @@ func notificationsList(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, n := range ns {
-			if err := enc.Encode(n); err != nil {
-				return 1
-			}
-		}
-		return 0
+		return exitCode(jsonLines(c, "notifications list", ns))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tRECEIVER\tKIND\tCREATED\tATTEMPTS\tALERTS\tLAST ERROR")

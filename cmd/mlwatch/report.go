@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -43,13 +42,7 @@ func reportCmd(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	if *format == "json" {
-		enc := json.NewEncoder(c.stdout)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return 1
-			}
-		}
-		return 0
+		return exitCode(jsonLines(c, "report", rows))
 	}
 	fmt.Fprintf(c.stdout, "alert quality %s .. %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	PrintQuality(c.stdout, rows, true)

@@ -14,14 +14,15 @@ import (
 // receivers a label set reaches, one line each (receiver first), so a
 // route can be checked before an alert needs it. Owner and severity
 // default from the class, as they do for real alerts.
-func routesCmd(_ context.Context, c *cli, args []string) int {
-	if len(args) == 0 || args[0] != "test" {
-		fmt.Fprintln(c.stderr, "usage: mlwatch routes test --config FILE [--format text|json] label=value...")
-		return 2
-	}
+func routesCmd(ctx context.Context, c *cli, args []string) int {
+	return c.subcommand(ctx, "routes", "usage: mlwatch routes test --config FILE [--format text|json] label=value...", args,
+		map[string]func(context.Context, *cli, []string) int{"test": routesTest})
+}
+
+func routesTest(_ context.Context, c *cli, args []string) int {
 	f := newFlags("routes test", c)
 	format := f.format("")
-	if code, ok := f.parse(args[1:]); !ok {
+	if code, ok := f.parse(args); !ok {
 		return code
 	}
 	labels, err := parseLabels(f.Args())

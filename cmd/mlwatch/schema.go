@@ -10,18 +10,21 @@ import (
 	"github.com/mlwatch/mlwatch/store"
 )
 
+// schemaCmd is `mlwatch schema apply`: mlwatch's tables, and on request
+// the models' prediction, labels and rollup tables.
 func schemaCmd(ctx context.Context, c *cli, args []string) int {
-	if len(args) == 0 || args[0] != "apply" {
-		fmt.Fprintln(c.stderr, "usage: mlwatch schema apply --config FILE [--predictions] [--rollups [--backfill]] [--cluster NAME [--local-suffix S]]")
-		return 2
-	}
+	return c.subcommand(ctx, "schema", "usage: mlwatch schema apply --config FILE [--predictions] [--rollups [--backfill]] [--cluster NAME [--local-suffix S]]", args,
+		map[string]func(context.Context, *cli, []string) int{"apply": schemaApply})
+}
+
+func schemaApply(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("schema apply", c)
 	predictions := f.Bool("predictions", false, "also create each model's prediction table with the canonical schema, and its labels table (models[].labels.table)")
 	rollups := f.Bool("rollups", false, "also create each model's minute rollup (models[].rollup.table) and the materialized views that feed it")
 	backfill := f.Bool("backfill", false, "with --rollups: also roll up the rows already in the prediction table (once, into an empty rollup)")
 	cluster := f.String("cluster", "", "a ClickHouse cluster (remote_servers): create the prediction tables (--predictions) and rollups (--rollups) on every node as local tables (name + --local-suffix) with Distributed tables of the configured names over them")
 	suffix := f.String("local-suffix", "_local", "with --cluster: the suffix of the per-node tables behind each Distributed table")
-	if code, ok := f.parse(args[1:]); !ok {
+	if code, ok := f.parse(args); !ok {
 		return code
 	}
 	if *backfill && !*rollups {
