@@ -27,9 +27,9 @@ func TestEvalJSONContract(t *testing.T) {
 	// Only what eval at `at` reads: the hour before it (and the 20 minutes
 	// before that hour, quiet, for the onset) on each of the 7 seasonal
 	// baseline days, and on the day itself through an hour after it, with
-	// both incidents from an hour before `at`. The drift detector's
-	// reference (7 to 28 days back) stays short of 3 days either way: it
-	// decides nothing here.
+	// both incidents from an hour before `at`. The drift detector's 12-hour
+	// window and its reference day (7 days back) then hold the same
+	// stretch of their day: like is compared with like.
 	for d := 7; d >= 0; d-- {
 		from, to := at.AddDate(0, 0, -d).Add(-80*time.Minute), at.AddDate(0, 0, -d).Add(20*time.Minute)
 		args := []string{"generate", "--config", cfg, "--rate", "100", "--seed", fmt.Sprint(9 + d)}
