@@ -46,9 +46,21 @@ func TestDriftFindsSlowRamp(t *testing.T) {
 			}
 			// A day per call: one INSERT of two weeks outlasts the test
 			// store's query timeout on a busy machine. Each day its own
-			// seed: one seed would draw the same requests every day.
+			// seed: one seed would draw the same requests every day. Only
+			// the days read: the evaluations (rampStart-3d to the finding,
+			// which must come before 3x, two thirds into the ramp) read
+			// their 12 hours from day 9 noon on and their reference up to
+			// 7 days before, day 7 at the latest; day 8 and the ramp's last
+			// day are never read.
 			for i, day := 0, d0; day.Before(rampEnd); i, day = i+1, day.Add(24*time.Hour) {
-				if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: day, To: day.Add(24 * time.Hour), Rate: 90, Seed: 23 + uint64(i), Incidents: []traffic.Incident{in}, Concurrency: workers}); err != nil {
+				from := day
+				switch i {
+				case 8, 15:
+					continue
+				case 9:
+					from = day.Add(12 * time.Hour)
+				}
+				if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &cfg.Models[0], From: from, To: day.Add(24 * time.Hour), Rate: 90, Seed: 23 + uint64(i), Incidents: []traffic.Incident{in}, Concurrency: workers, Origin: day}); err != nil {
 					t.Fatal(err)
 				}
 			}
