@@ -121,6 +121,7 @@ func TestRootsAgreeAcrossEvalBacktestDaemon(t *testing.T) {
 	}
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			newBaseTable(t, e, "agree", 13, incidentRate)
 			for _, tc := range incidentCases {
 				if !names[tc.name] {
