@@ -96,6 +96,7 @@ func TestSeriesOfEveryKind(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			dets := kindsSeriesData(t, e, start)
+			evals := evaluations{} // the cases of one detector share its evaluations
 			cases := []struct {
 				det, metric, feature string
 				slice                map[string]string
@@ -132,7 +133,7 @@ func TestSeriesOfEveryKind(t *testing.T) {
 					if first, last := s.Points[0].At, s.Points[len(s.Points)-1].At; !first.Equal(c.from.Add(s.Step)) || !last.Equal(c.to) {
 						t.Errorf("points span %s..%s, want %s..%s", first, last, c.from.Add(s.Step), c.to)
 					}
-					compareWithEvaluate(t, ctx, d, e.DB, s, c.metric, c.feature)
+					compareWithEvaluate(t, ctx, d, e.DB, evals, s, c.metric, c.feature)
 					if c.metric == MetricScorePSI {
 						shadowOnlyDrift(t, s, h(26.75), h(27.25))
 					}
@@ -188,17 +189,33 @@ func shadowOnlyDrift(t *testing.T, s *Series, from, to time.Time) {
 	}
 }
 
+// evaluations keeps each Evaluate of a detector at a time, for the other
+// metrics of the same detector at the same points.
+type evaluations map[string]*Result
+
+func (m evaluations) at(ctx context.Context, d *Detector, q Querier, at time.Time) (*Result, error) {
+	key := d.cfg.Name + "@" + at.Format(time.RFC3339)
+	if r, ok := m[key]; ok {
+		return r, nil
+	}
+	r, err := d.Evaluate(ctx, q, at)
+	if err == nil {
+		m[key] = r
+	}
+	return r, err
+}
+
 // compareWithEvaluate checks every sixth point that has a band against an
 // Evaluate of the detector at its time: the same figure, baseline and
 // band (the metric's own; expectation has no baseline).
-func compareWithEvaluate(t *testing.T, ctx context.Context, d *Detector, q Querier, s *Series, metric, feature string) {
+func compareWithEvaluate(t *testing.T, ctx context.Context, d *Detector, q Querier, evals evaluations, s *Series, metric, feature string) {
 	t.Helper()
 	checked := 0
 	for i, p := range s.Points {
 		if i%6 != 0 && i != len(s.Points)-1 || !p.HasBand {
 			continue
 		}
-		res, err := d.Evaluate(ctx, q, p.At)
+		res, err := evals.at(ctx, d, q, p.At)
 		if err != nil {
 			t.Fatal(err)
 		}

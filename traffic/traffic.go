@@ -330,6 +330,11 @@ type Options struct {
 	Concurrency int
 	// Progress, when set, is called after each chunk with the minutes done.
 	Progress func(done, total int)
+	// Origin, when set (at or before From), numbers the minutes from it
+	// instead of From: the rows of a minute then do not depend on the
+	// range, and runs over parts of a range insert exactly the rows of
+	// one run over the whole with the same Origin and Seed.
+	Origin time.Time
 }
 
 // Stats reports what a run inserted.
@@ -362,6 +367,14 @@ func Generate(ctx context.Context, s store.Store, opt Options) (Stats, error) {
 		return Stats{}, fmt.Errorf("generate: --to %s must be after --from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
 	}
 	minutes := int(to.Sub(from) / time.Minute)
+	origin, skip := from, 0
+	if !opt.Origin.IsZero() {
+		origin = opt.Origin.UTC().Truncate(time.Minute)
+		if origin.After(from) {
+			return Stats{}, fmt.Errorf("generate: origin %s is after --from %s", origin.Format(time.RFC3339), from.Format(time.RFC3339))
+		}
+		skip = int(from.Sub(origin) / time.Minute)
+	}
 	slots := int(math.Ceil(opt.Rate*maxIntensity)) + 1
 	per := chunkRows / slots
 	if per < 1 {
@@ -385,7 +398,7 @@ func Generate(ctx context.Context, s store.Store, opt Options) (Stats, error) {
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				q, args := insertSQL(opt, from, slots, c.m0, c.n)
+				q, args := insertSQL(opt, origin, slots, skip+c.m0, c.n)
 				if err := s.Exec(ctx, q, args...); err != nil {
 					errs <- fmt.Errorf("generate: minutes %d..%d: %w", c.m0, c.m0+c.n, err)
 					cancel()

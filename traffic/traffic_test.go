@@ -148,6 +148,41 @@ func TestDeterministicForASeed(t *testing.T) {
 	}
 }
 
+// With an Origin, a run over part of a range inserts exactly the rows the
+// run over the whole range inserts there; without one, other rows.
+func TestOriginKeepsTheRowsOfAPart(t *testing.T) {
+	e := storetest.Engines(t)[0]
+	ctx := context.Background()
+	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("whole"), store.PredictionsDef("part"), store.PredictionsDef("other")}); err != nil {
+		t.Fatal(err)
+	}
+	m := model(t, e.Database)
+	gen := func(table string, a, b, origin time.Time) string {
+		t.Helper()
+		tm := *m
+		tm.Table = e.Database + "." + table
+		if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: &tm, From: a, To: b, Rate: 60, Seed: 5, Origin: origin}); err != nil {
+			t.Fatal(err)
+		}
+		r := one(t, e.DB, "SELECT count(), sum(cityHash64(request_id, role, ts, score, decision, country)) FROM "+store.MustIdent(e.Database)+"."+table+
+			" WHERE ts >= ? AND ts < ?", from.Add(time.Hour), from.Add(2*time.Hour))
+		if store.Int(r[0]) == 0 {
+			t.Fatalf("%s: no rows in the second hour", table)
+		}
+		return store.Str(r[1])
+	}
+	whole := gen("whole", from, from.Add(2*time.Hour), time.Time{})
+	if part := gen("part", from.Add(time.Hour), from.Add(2*time.Hour), from); part != whole {
+		t.Errorf("the second hour with origin %s: checksum %s, the whole run's %s", from.Format(time.RFC3339), part, whole)
+	}
+	if other := gen("other", from.Add(time.Hour), from.Add(2*time.Hour), time.Time{}); other == whole {
+		t.Errorf("the second hour without an origin has the whole run's rows: the test tells nothing")
+	}
+	if _, err := traffic.Generate(ctx, e.DB, traffic.Options{Model: m, From: from, To: from.Add(time.Hour), Rate: 60, Seed: 5, Origin: from.Add(time.Minute)}); err == nil || !strings.Contains(err.Error(), "origin") {
+		t.Errorf("an origin after From: err %v, want one naming the origin", err)
+	}
+}
+
 func TestIncidentsAreVisible(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {

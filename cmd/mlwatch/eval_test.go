@@ -12,23 +12,33 @@ import (
 	"github.com/mlwatch/mlwatch/store/storetest"
 )
 
-// TestEvalJSONContract generates a week of traffic with a null spike and a
-// slice block at the same time, then checks `mlwatch eval --format json`
-// against its contract (View in alerts/alert.go) line by line: every field present, the
-// right class and owner for each incident, and the product alert standing
-// on its own: the null spike does not move decisions, so it explains
-// nothing.
+// TestEvalJSONContract generates a null spike and a slice block at the
+// same time, with the same hours of the week before as their baseline,
+// then checks `mlwatch eval --format json` against its contract (View in
+// alerts/alert.go) line by line: every field present, the right class and
+// owner for each incident, and the product alert standing on its own: the
+// null spike does not move decisions, so it explains nothing.
 func TestEvalJSONContract(t *testing.T) {
 	e := storetest.ServerEngine(t)
 	env := []string{"MLWATCH_CLICKHOUSE_ADDR=" + storetest.ServerAddr(), "MLWATCH_CLICKHOUSE_DATABASE=" + e.Database}
 	cfg := "../../configs/example.yaml"
 	at := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC) // a Wednesday afternoon
-	from := at.Add(-8 * 24 * time.Hour)
 	mlwatchCmd(t, env, "schema", "apply", "--config", cfg, "--predictions")
-	mlwatchCmd(t, env, "generate", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", at.Add(time.Hour).Format(time.RFC3339),
-		"--rate", "100", "--seed", "9",
-		"--incident", "slice_block:+7d23h:+8d1h:FR",
-		"--incident", "null_spike:+7d23h:+8d1h:device_age_days")
+	// Only what eval at `at` reads: the hour before it (and the 20 minutes
+	// before that hour, quiet, for the onset) on each of the 7 seasonal
+	// baseline days, and on the day itself through an hour after it, with
+	// both incidents from an hour before `at`. The drift detector's 12-hour
+	// window and its reference day (7 days back) then hold the same
+	// stretch of their day: like is compared with like.
+	for d := 7; d >= 0; d-- {
+		from, to := at.AddDate(0, 0, -d).Add(-80*time.Minute), at.AddDate(0, 0, -d).Add(20*time.Minute)
+		args := []string{"generate", "--config", cfg, "--rate", "100", "--seed", fmt.Sprint(9 + d)}
+		if d == 0 {
+			to = at.Add(time.Hour)
+			args = append(args, "--incident", "slice_block:+20m:+2h20m:FR", "--incident", "null_spike:+20m:+2h20m:device_age_days")
+		}
+		mlwatchCmd(t, env, append(args, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))...)
+	}
 	out := mlwatchCmd(t, env, "eval", "--config", cfg, "--at", at.Format(time.RFC3339), "--format", "json")
 
 	fields := []string{"detector", "kind", "class", "owner", "severity", "receiver", "model", "slice", "feature", "metric",
