@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mlwatch/mlwatch/detectors"
 	"github.com/mlwatch/mlwatch/store"
 	"github.com/mlwatch/mlwatch/store/storetest"
 	"github.com/mlwatch/mlwatch/traffic"
@@ -50,16 +49,7 @@ func TestIncrementalOpenBuckets(t *testing.T) {
 			t.Parallel()
 			at := incrEval.Add(15 * time.Hour) // 15:00 of a Monday
 			cfg := incrGenerate(t, e, openDetectors, at.Add(-5*time.Hour), at, 30, nil)
-			var dets []*detectors.Detector
-			for i := range cfg.Detectors {
-				if strings.HasPrefix(cfg.Detectors[i].Name, "test-open-") {
-					d, err := detectors.New(cfg, &cfg.Detectors[i])
-					if err != nil {
-						t.Fatal(err)
-					}
-					dets = append(dets, d)
-				}
-			}
+			dets := incrDets(t, cfg, "test-open-")
 			c := &clock{}
 			inc := newIncremental(t, e, c)
 			ctx := context.Background()
@@ -67,22 +57,7 @@ func TestIncrementalOpenBuckets(t *testing.T) {
 				c.now = at
 				out := map[string]string{}
 				for _, d := range dets {
-					name := d.Config().Name
-					raw, err := d.Evaluate(ctx, e.DB, at)
-					if err != nil {
-						t.Fatalf("%s at %s: raw: %v", name, at.Format(time.RFC3339), err)
-					}
-					got, err := inc.Evaluate(ctx, d, at)
-					if err != nil {
-						t.Fatalf("%s at %s: incremental: %v\n%s", name, at.Format(time.RFC3339), err, got.Query)
-					}
-					if g, w := evalKeys(got), evalKeys(raw); g != w {
-						t.Fatalf("%s at %s: incremental evaluations differ from raw:\nincremental:\n%s\nraw:\n%s", name, at.Format(time.RFC3339), g, w)
-					}
-					if g, w := list(got.Findings), list(raw.Findings); g != w {
-						t.Fatalf("%s at %s: findings differ:\nincremental:\n%s\nraw:\n%s", name, at.Format(time.RFC3339), g, w)
-					}
-					out[name] = evalKeys(raw)
+					out[d.Config().Name] = evalKeys(incrSame(t, e.DB, inc, d, at))
 				}
 				return out
 			}
