@@ -86,24 +86,19 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 // alert-fatigue estimate.
 func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 	fmt.Fprintf(w, "backtest %s .. %s: %d detector runs, %d notifications\n\n", r.From.Format(time.RFC3339), r.To.Format(time.RFC3339), r.Evaluations, len(r.Notifications))
-	for _, n := range r.Notifications {
-		firing, resolved := n.Counts()
-		fmt.Fprintf(w, "%s  %-8s -> %s  (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format("2006-01-02 15:04"), n.Kind, n.Receiver, firing, resolved)
-		for i, a := range n.Alerts {
-			if i == 5 {
-				fmt.Fprintf(w, "    … and %d more\n", len(n.Alerts)-5)
-				break
-			}
-			cause := ""
-			if a.CausedBy != "" {
-				cause = " (caused by " + a.CausedBy + ")"
-			}
-			since := ""
-			if a.Onset != nil {
-				since = " (since " + a.Onset.UTC().Format("2006-01-02 15:04") + " in the log)"
-			}
-			fmt.Fprintf(w, "    [%s %s/%s] %s%s%s\n", a.Severity, a.Owner, a.Class, a.Summary, cause, since)
+	lines := notificationLines{when: "2006-01-02 15:04", receiver: "%s ", indent: "    ", most: 5, alert: func(a alerts.View) string {
+		cause := ""
+		if a.CausedBy != "" {
+			cause = " (caused by " + a.CausedBy + ")"
 		}
+		since := ""
+		if a.Onset != nil {
+			since = " (since " + a.Onset.UTC().Format("2006-01-02 15:04") + " in the log)"
+		}
+		return fmt.Sprintf("[%s %s/%s] %s%s%s", a.Severity, a.Owner, a.Class, a.Summary, cause, since)
+	}}
+	for _, n := range r.Notifications {
+		lines.print(w, n)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -116,4 +111,26 @@ func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 	fmt.Fprintln(w)
 	PrintQuality(w, alerts.Quality(alerts.IncidentsFrom(r.Notifications), nil, alerts.QualityOptions{From: r.From, To: r.To}), false)
 
+}
+
+// notificationLines is how a command lists notifications: a line for the
+// notification (its time in the layout when, the receiver by the verb
+// receiver), then the first most alerts a line each (alert, after
+// indent), then how many more (followed by more).
+type notificationLines struct {
+	when, receiver, indent, more string
+	most                         int
+	alert                        func(alerts.View) string
+}
+
+func (l notificationLines) print(w io.Writer, n alerts.Notification) {
+	firing, resolved := n.Counts()
+	fmt.Fprintf(w, "%s  %-8s -> "+l.receiver+" (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format(l.when), n.Kind, n.Receiver, firing, resolved)
+	for i, a := range n.Alerts {
+		if i == l.most {
+			fmt.Fprintf(w, "%s… and %d more%s\n", l.indent, len(n.Alerts)-l.most, l.more)
+			break
+		}
+		fmt.Fprintln(w, l.indent+l.alert(a))
+	}
 }
