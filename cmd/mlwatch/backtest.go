@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/monitor"
 )
 
@@ -18,7 +17,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("backtest", c)
 	fromFlag := f.String("from", "", "start, RFC 3339 (required)")
 	toFlag := f.String("to", "", "end, RFC 3339 (required)")
-	stepFlag := f.String("step", "", "evaluate every detector every STEP (e.g. 1h); default: each detector's schedule")
+	step := f.duration("step", 0, time.Minute, "evaluate every detector every STEP (e.g. 1h); default: each detector's schedule")
 	format := f.format("(one object per line)")
 	if code, ok := f.parse(args); !ok {
 		return code
@@ -28,14 +27,6 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	if err1 != nil || err2 != nil {
 		fmt.Fprintln(c.stderr, "mlwatch backtest: --from and --to are required RFC 3339 times")
 		return 2
-	}
-	var step time.Duration
-	if *stepFlag != "" {
-		var err error
-		if step, err = configs.ParseDuration(*stepFlag); err != nil || step < time.Minute {
-			fmt.Fprintf(c.stderr, "mlwatch backtest: --step %q: want a duration of at least 1m\n", *stepFlag)
-			return 2
-		}
 	}
 	cfg, log, db, code := c.setup(ctx, f)
 	if code != 0 {
@@ -52,7 +43,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	last := time.Now()
 	report, err := monitor.Backtest(ctx, monitor.BacktestOptions{
-		Config: cfg, Store: db, Record: db, From: from.UTC(), To: to.UTC(), Step: step, Logger: log,
+		Config: cfg, Store: db, Record: db, From: from.UTC(), To: to.UTC(), Step: *step, Logger: log,
 		Progress: func(at time.Time, done, total int) {
 			if time.Since(last) > 2*time.Second || done == total {
 				fmt.Fprintf(c.stderr, "backtest: %s (%d/%d runs)\n", at.Format(time.RFC3339), done, total)
