@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,18 +24,22 @@ import (
 // once it ended EvalDelay + LateMargin before now; a closed bucket is
 // computed once, by an INSERT ... SELECT inside ClickHouse into the
 // partials table, and every later evaluation whose windows cover it reads
-// its partials instead of its rows. An evaluation reads rows only for what
-// is not closed (the newest minutes of the current window) and for window
-// edges that do not fall on bucket boundaries; it merges both with the same
-// GROUP BY the raw level has, so the rest of the query, and every figure,
-// is the raw query's.
+// its partials instead of its rows. A bucket not yet closed (the newest
+// minutes of the current window) is filled provisionally, in the same
+// INSERT, by every evaluation that reads it: its newer fill supersedes the
+// older one, and the first fill after it closed is final. So a cycle reads
+// the newest rows once, in its one fill, and the evaluation reads partials
+// only; rows only for window edges that do not fall on bucket boundaries,
+// merged with the same GROUP BY the raw level has, so the rest of the
+// query, and every figure, is the raw query's.
 //
 // The partials are keyed by a hash of the fill query (table, columns,
 // model, slices, matchers, bucket size): any config change that changes
 // what a bucket holds starts a new key, while thresholds, windows and
 // baselines, which only read the buckets, keep theirs (two detectors that
 // aggregate alike share them). A fills table records each bucket's fill
-// with the rows it counted; readers take each bucket's newest fill. Late
+// with the rows it counted and whether it is provisional; readers take
+// each bucket's newest fill. Late
 // rows: every RecheckEvery, the buckets of the last Recheck are counted
 // again (a count over the primary key's columns) and a bucket whose count
 // changed is filled anew. Rows later than that are not seen.
@@ -126,6 +131,9 @@ func IncrementalTables(partials store.Table) []store.TableDef {
 		{Name: partials.Name + "_fills", Columns: [][2]string{
 			{"hash", "UInt64"}, {"bucket", "DateTime"}, {"fill", "UInt64"}, {"rows", "UInt64"},
 			{"detector", "String"}, {"filled_at", "DateTime"},
+			// provisional: the bucket was not closed when it was filled;
+			// the next evaluation that reads it fills it again.
+			{"provisional", "UInt8"},
 		}, Engine: partialsEngine},
 	}
 }
@@ -189,7 +197,7 @@ func (c *Incremental) Evaluate(ctx context.Context, d *Detector, at time.Time) (
 		w = spec.windows(w)
 	}
 	p := c.plan(d, w)
-	if len(p.cached) == 0 {
+	if len(p.cached)+len(p.open) == 0 {
 		return d.Evaluate(ctx, c.db, at)
 	}
 	key, err := c.key(d, spec)
@@ -203,33 +211,43 @@ func (c *Incremental) Evaluate(ctx context.Context, d *Detector, at time.Time) (
 	return d.evaluateSQL(ctx, c.db, full, spec.outer(c.merged(newSource(d), spec, key, w, p)))
 }
 
-// plan is what one evaluation reads: the closed buckets inside its windows
-// (from the partials) and the time ranges it reads rows for.
+// plan is what one evaluation reads: the whole buckets inside its windows,
+// closed (cached) and not (open), both from the partials, and the time
+// ranges it reads rows for (edges off the bucket grid).
 type plan struct {
 	cached []time.Time
+	open   []time.Time
 	raw    []span
+	closed time.Time // buckets before it are closed
 }
 
-// plan splits each window into whole closed buckets and the rest.
+// buckets are the plan's cached and open buckets, sorted.
+func (p plan) buckets() []time.Time {
+	out := append(append(make([]time.Time, 0, len(p.cached)+len(p.open)), p.cached...), p.open...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
+}
+
+// plan splits each window into whole buckets, closed or open, and edges.
 func (c *Incremental) plan(d *Detector, w windows) plan {
 	b := c.opt.Bucket
-	closed := c.opt.Now().UTC().Add(-d.cfg.EvalDelay.D() - c.opt.LateMargin).Truncate(b)
-	var p plan
+	p := plan{closed: c.closed(d)}
 	for _, sp := range w.all() {
 		first := sp.from.Truncate(b)
 		if first.Before(sp.from) {
 			first = first.Add(b)
 		}
 		last := sp.to.Truncate(b)
-		if last.After(closed) {
-			last = closed
-		}
 		if !first.Before(last) {
 			p.raw = append(p.raw, sp)
 			continue
 		}
 		for t := first; t.Before(last); t = t.Add(b) {
-			p.cached = append(p.cached, t)
+			if t.Before(p.closed) {
+				p.cached = append(p.cached, t)
+			} else {
+				p.open = append(p.open, t)
+			}
 		}
 		if sp.from.Before(first) {
 			p.raw = append(p.raw, span{sp.from, first})
@@ -239,7 +257,15 @@ func (c *Incremental) plan(d *Detector, w windows) plan {
 		}
 	}
 	p.raw = mergeSpans(p.raw)
+	sort.Slice(p.open, func(i, j int) bool { return p.open[i].Before(p.open[j]) })
+	p.open = slices.Compact(p.open)
 	return p
+}
+
+// closed is the end of d's closed buckets now: a bucket that ended
+// EvalDelay + LateMargin ago gets no more rows.
+func (c *Incremental) closed(d *Detector) time.Time {
+	return c.opt.Now().UTC().Add(-d.cfg.EvalDelay.D() - c.opt.LateMargin).Truncate(c.opt.Bucket)
 }
 
 // mergeSpans sorts spans and joins those that touch.
@@ -332,8 +358,10 @@ func (c *Incremental) lock(key uint64) *sync.Mutex {
 	return l
 }
 
-// ensure fills the buckets of p that have no fill yet, and, when due,
-// fills anew the recent buckets whose row count changed (late rows).
+// ensure fills, in one INSERT, the closed buckets of p that have no final
+// fill yet (none, or a provisional one made before they closed), every
+// open bucket of p (provisionally), and, when due, the recent buckets
+// whose row count changed (late rows).
 func (c *Incremental) ensure(ctx context.Context, d *Detector, spec partialSpec, key uint64, p plan) error {
 	l := c.lock(key)
 	l.Lock()
@@ -344,9 +372,12 @@ func (c *Incremental) ensure(ctx context.Context, d *Detector, spec partialSpec,
 	}
 	todo := map[time.Time]bool{}
 	for _, t := range p.cached {
-		if _, ok := have[t]; !ok {
+		if f, ok := have[t]; !ok || f.provisional {
 			todo[t] = true
 		}
+	}
+	for _, t := range p.open {
+		todo[t] = true
 	}
 	late, err := c.recheck(ctx, d, spec, key)
 	if err != nil {
@@ -363,18 +394,41 @@ func (c *Incremental) ensure(ctx context.Context, d *Detector, spec partialSpec,
 		buckets = append(buckets, t)
 	}
 	sort.Slice(buckets, func(i, j int) bool { return buckets[i].Before(buckets[j]) })
-	return c.fill(ctx, d, spec, key, buckets)
+	return c.fill(ctx, d, spec, key, buckets, p.closed)
 }
 
-// fills returns, for the buckets of key inside spans, the row count of
-// each one's newest fill.
-func (c *Incremental) fills(ctx context.Context, key uint64, spans []span) (map[time.Time]uint64, error) {
+// fillRec is a bucket's newest fill: the rows it counted, and whether the
+// bucket was open when it was filled.
+type fillRec struct {
+	rows        uint64
+	provisional bool
+}
+
+// fills returns the newest fill of each bucket of key inside spans.
+func (c *Incremental) fills(ctx context.Context, key uint64, spans []span) (map[time.Time]fillRec, error) {
 	q := &sqlText{}
-	q.add("SELECT bucket, argMax(rows, fill) AS rows FROM " + c.fillsTable().Quoted())
+	q.add("SELECT bucket, argMax(rows, fill) AS rows, argMax(provisional, fill) AS provisional FROM " + c.fillsTable().Quoted())
 	q.add(fmt.Sprintf(" PREWHERE hash = %d AND ", key))
 	bucketRanges(q, spans)
 	q.add(" GROUP BY bucket")
-	return c.bucketRows(ctx, q)
+	res, err := c.query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[time.Time]fillRec, len(res.Rows))
+	for _, row := range res.Rows {
+		out[store.Time(row[0]).UTC()] = fillRec{uint64(store.Int(row[1])), store.Int(row[2]) != 0}
+	}
+	return out, nil
+}
+
+// query binds and runs q.
+func (c *Incremental) query(ctx context.Context, q *sqlText) (*store.Result, error) {
+	sql, err := q.bind()
+	if err != nil {
+		return nil, err
+	}
+	return c.db.Query(ctx, sql)
 }
 
 func (c *Incremental) fillsTable() store.Table {
@@ -383,11 +437,7 @@ func (c *Incremental) fillsTable() store.Table {
 
 // bucketRows runs q, whose rows are (bucket, row count), into a map.
 func (c *Incremental) bucketRows(ctx context.Context, q *sqlText) (map[time.Time]uint64, error) {
-	sql, err := q.bind()
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.db.Query(ctx, sql)
+	res, err := c.query(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +487,7 @@ func (c *Incremental) recheck(ctx context.Context, d *Detector, spec partialSpec
 	if c.opt.Recheck == 0 || (seen && now.Sub(last) < c.opt.RecheckEvery) {
 		return nil, nil
 	}
-	closed := now.UTC().Add(-d.cfg.EvalDelay.D() - c.opt.LateMargin).Truncate(c.opt.Bucket)
+	closed := c.closed(d)
 	sp := []span{{closed.Add(-c.opt.Recheck), closed}}
 	have, err := c.fills(ctx, key, sp)
 	if err != nil {
@@ -449,8 +499,8 @@ func (c *Incremental) recheck(ctx context.Context, d *Detector, spec partialSpec
 		if err != nil {
 			return nil, err
 		}
-		for t, n := range have {
-			if rows[t] != n {
+		for t, f := range have {
+			if rows[t] != f.rows {
 				late = append(late, t)
 			}
 		}
@@ -463,8 +513,9 @@ func (c *Incremental) recheck(ctx context.Context, d *Detector, spec partialSpec
 
 // fill computes the partials of buckets (sorted) inside ClickHouse, with
 // each bucket's row count in the same read of the rows, and records the
-// fills with the counts read back from the partials written.
-func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, key uint64, buckets []time.Time) error {
+// fills with the counts read back from the partials written, provisional
+// for the buckets from closed on.
+func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, key uint64, buckets []time.Time, closed time.Time) error {
 	spans := c.bucketSpans(buckets)
 	id := c.fillIDs.Next() // wall-clock ns, increasing: a bucket's newest fill wins
 	sql, err := c.fillSQL(newSource(d), spec, key, id, spans).bind()
@@ -486,13 +537,17 @@ func (c *Incremental) fill(ctx context.Context, d *Detector, spec partialSpec, k
 	filled := c.opt.Now().UTC().Truncate(time.Second)
 	out := make([][]any, len(buckets))
 	for i, t := range buckets {
-		out[i] = []any{key, t, id, rows[t], d.cfg.Name, filled}
+		provisional := uint8(0)
+		if !t.Before(closed) {
+			provisional = 1
+		}
+		out[i] = []any{key, t, id, rows[t], d.cfg.Name, filled, provisional}
 	}
-	return c.db.Insert(ctx, c.fillsTable(), []string{"hash", "bucket", "fill", "rows", "detector", "filled_at"}, out)
+	return c.db.Insert(ctx, c.fillsTable(), []string{"hash", "bucket", "fill", "rows", "detector", "filled_at", "provisional"}, out)
 }
 
 // merged renders the level of the evaluation's query from both sources:
-// the partials of the cached buckets (each bucket's newest fill, its sub
+// the partials of the plan's buckets (each bucket's newest fill, its sub
 // key's arrays joined back into rows, w by the window that holds it) and
 // the raw level over p.raw, summed per key and window as the raw level
 // sums rows.
@@ -526,7 +581,7 @@ func (c *Incremental) merged(s source, spec partialSpec, key uint64, w windows, 
 	for i, v := range spec.sums {
 		q.add(fmt.Sprintf(", _sums[%d] AS %s", i+1, v))
 	}
-	cached := c.bucketSpans(p.cached)
+	cached := c.bucketSpans(p.buckets())
 	q.add("\n        FROM (SELECT bucket, keys, sub, sums FROM " + c.opt.Partials.Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))
 	bucketRanges(q, cached)
 	q.add("\n          WHERE (bucket, fill) IN (SELECT bucket, max(fill) FROM " + c.fillsTable().Quoted() + fmt.Sprintf(" PREWHERE hash = %d AND ", key))

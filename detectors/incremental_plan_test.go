@@ -19,8 +19,9 @@ func testIncremental(t *testing.T, now time.Time, opt IncrementalOptions) *Incre
 	return c
 }
 
-// A window is read from partials for its whole closed buckets and from rows
-// for the rest: edges off the bucket grid and the buckets not yet closed.
+// A window is read from partials for its whole buckets, closed (cached) or
+// not yet (open: filled provisionally), and from rows for its edges off the
+// bucket grid.
 func TestIncrementalPlan(t *testing.T) {
 	d := testDetector(t, `
   - name: br
@@ -37,11 +38,10 @@ func TestIncrementalPlan(t *testing.T) {
 	day := 24 * time.Hour
 	end := testAt.Add(-2 * time.Minute)
 	var want []span
-	for i := 2; i >= 1; i-- {
+	for i := 2; i >= 0; i-- {
 		sh := time.Duration(i) * day
 		want = append(want, span{end.Add(-time.Hour - sh), end.Add(-time.Hour - sh + 2*time.Minute)}, span{end.Add(-sh - 3*time.Minute), end.Add(-sh)})
 	}
-	want = append(want, span{end.Add(-time.Hour), end.Add(-time.Hour + 2*time.Minute)}, span{testAt.Add(-15 * time.Minute), end})
 	if len(p.raw) != len(want) {
 		t.Fatalf("raw spans %v, want %v", p.raw, want)
 	}
@@ -50,8 +50,9 @@ func TestIncrementalPlan(t *testing.T) {
 			t.Errorf("raw span %d: %s..%s, want %s..%s", i, p.raw[i].from, p.raw[i].to, want[i].from, want[i].to)
 		}
 	}
-	// Current window 13:58..14:58: buckets 14:00..14:40 closed (9), each
-	// baseline day 13:58..14:58: 14:00..14:50 (11).
+	// Current window 13:58..14:58: buckets 14:00..14:40 closed (9),
+	// 14:45 and 14:50 open; each baseline day 13:58..14:58: 14:00..14:50
+	// closed (11).
 	if got := len(p.cached); got != 9+2*11 {
 		t.Errorf("%d cached buckets, want %d", got, 9+2*11)
 	}
@@ -59,6 +60,15 @@ func TestIncrementalPlan(t *testing.T) {
 		if b.Truncate(5*time.Minute) != b || !b.Add(5*time.Minute).Before(at.Add(-12*time.Minute)) {
 			t.Errorf("bucket %s is off the grid or not closed", b)
 		}
+	}
+	if len(p.open) != 2 || !p.open[0].Equal(testAt.Add(-15*time.Minute)) || !p.open[1].Equal(testAt.Add(-10*time.Minute)) {
+		t.Errorf("open buckets %v, want 14:45 and 14:50", p.open)
+	}
+	if !p.closed.Equal(testAt.Add(-15 * time.Minute)) {
+		t.Errorf("closed from %s, want 14:45", p.closed)
+	}
+	if all := p.buckets(); len(all) != len(p.cached)+len(p.open) || !all[len(all)-1].Equal(p.open[1]) {
+		t.Errorf("buckets(): %d, last %v", len(all), all[len(all)-1])
 	}
 }
 

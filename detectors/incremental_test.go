@@ -156,17 +156,9 @@ func TestIncrementalEqualsRaw(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel()
 			cfg := incrGenerate(t, e, incrDetectors, incrFrom, incrTo, 15, incrIncidents)
-			var dets []*detectors.Detector
-			for i := range cfg.Detectors {
-				d, err := detectors.New(cfg, &cfg.Detectors[i])
-				if err != nil {
-					t.Fatal(err)
-				}
-				dets = append(dets, d)
-			}
+			dets := incrDets(t, cfg, "")
 			c := &clock{}
 			inc := newIncremental(t, e, c)
-			ctx := context.Background()
 			checked, fired, covered := 0, 0, map[string]bool{}
 			for i, at := range incrTimes(t) {
 				c.now = at
@@ -176,23 +168,7 @@ func TestIncrementalEqualsRaw(t *testing.T) {
 						continue // uncovered kinds pass through: a few times suffice
 					}
 					covered[name] = detectors.IncrementalCovers(d)
-					raw, err := d.Evaluate(ctx, e.DB, at)
-					if err != nil {
-						t.Fatalf("%s at %s: raw: %v", name, at.Format(time.RFC3339), err)
-					}
-					got, err := inc.Evaluate(ctx, d, at)
-					if err != nil {
-						t.Fatalf("%s at %s: incremental: %v\n%s", name, at.Format(time.RFC3339), err, got.Query)
-					}
-					if g, w := evalKeys(got), evalKeys(raw); g != w {
-						t.Fatalf("%s at %s: incremental evaluations differ from raw:\nincremental:\n%s\nraw:\n%s\nquery:\n%s", name, at.Format(time.RFC3339), g, w, got.Query)
-					}
-					if g, w := list(got.Findings), list(raw.Findings); g != w {
-						t.Fatalf("%s at %s: incremental findings differ from raw:\nincremental:\n%s\nraw:\n%s", name, at.Format(time.RFC3339), g, w)
-					}
-					if got.Skipped != raw.Skipped {
-						t.Fatalf("%s at %s: skipped %d, raw %d", name, at.Format(time.RFC3339), got.Skipped, raw.Skipped)
-					}
+					raw := incrSame(t, e.DB, inc, d, at)
 					checked += len(raw.Evaluations)
 					fired += len(raw.Findings)
 				}
@@ -215,6 +191,48 @@ func TestIncrementalEqualsRaw(t *testing.T) {
 			t.Logf("%d evaluations and %d findings equal with partials and rows", checked, fired)
 		})
 	}
+}
+
+// incrSame evaluates d at at raw and incrementally, fails t unless both
+// give the same evaluations, findings and skipped count, and returns the
+// raw result.
+func incrSame(t *testing.T, db store.Store, inc *detectors.Incremental, d *detectors.Detector, at time.Time) *detectors.Result {
+	t.Helper()
+	ctx, name, when := context.Background(), d.Config().Name, at.Format(time.RFC3339)
+	raw, err := d.Evaluate(ctx, db, at)
+	if err != nil {
+		t.Fatalf("%s at %s: raw: %v", name, when, err)
+	}
+	got, err := inc.Evaluate(ctx, d, at)
+	if err != nil {
+		t.Fatalf("%s at %s: incremental: %v\n%s", name, when, err, got.Query)
+	}
+	if g, w := evalKeys(got), evalKeys(raw); g != w {
+		t.Fatalf("%s at %s: incremental evaluations differ from raw:\nincremental:\n%s\nraw:\n%s\nquery:\n%s", name, when, g, w, got.Query)
+	}
+	if g, w := list(got.Findings), list(raw.Findings); g != w {
+		t.Fatalf("%s at %s: incremental findings differ from raw:\nincremental:\n%s\nraw:\n%s", name, when, g, w)
+	}
+	if got.Skipped != raw.Skipped {
+		t.Fatalf("%s at %s: skipped %d, raw %d", name, when, got.Skipped, raw.Skipped)
+	}
+	return raw
+}
+
+// incrDets builds cfg's detectors whose names start with prefix.
+func incrDets(t *testing.T, cfg *configs.Config, prefix string) []*detectors.Detector {
+	t.Helper()
+	var out []*detectors.Detector
+	for i := range cfg.Detectors {
+		if strings.HasPrefix(cfg.Detectors[i].Name, prefix) {
+			d, err := detectors.New(cfg, &cfg.Detectors[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // TestIncrementalLateRows inserts rows into buckets already closed and

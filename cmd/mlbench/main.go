@@ -61,7 +61,7 @@ type options struct {
 	sizes                            []int64
 	reps                             int
 	rollups, client, regen, fillOnly bool
-	incremental                      bool
+	incremental, raw, reuse          bool
 	meter                            *readMeter
 }
 
@@ -84,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.regen, "regen", false, "regenerate tables even when they hold the right rows")
 	fs.BoolVar(&o.fillOnly, "fill-only", false, "generate (and roll up) the tables, measure nothing")
 	fs.BoolVar(&o.incremental, "incremental", true, "measure the cold-start and steady-state cycles of incremental evaluation")
+	fs.BoolVar(&o.reuse, "reuse", false, "measure a size's existing table whatever its row count (one made by hand, e.g. denser only where the cycle reads)")
+	fs.BoolVar(&o.raw, "raw", true, "measure the raw cycle, its floor, eval's RSS and the client baseline (false: the incremental cycles only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -156,7 +158,7 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 		return r, err
 	}
 	have, err := count(ctx, db, table)
-	if err != nil || o.regen || math.Abs(float64(have)-float64(n)) > 0.05*float64(n) {
+	if err != nil || o.regen || (!(o.reuse && have > 0) && math.Abs(float64(have)-float64(n)) > 0.05*float64(n)) {
 		src := store.Table{Database: o.database, Name: "predictions_10m"}
 		if k := n / 10_000_000; n > 10_000_000 && n%10_000_000 == 0 && exists(ctx, db, src) {
 			fmt.Fprintf(log, "mlbench: %s rows into %s as %d copies of %s\n", r.label, table, k, src)
@@ -202,6 +204,12 @@ func measure(ctx context.Context, db *store.DB, o options, n int64, log io.Write
 	}
 	dets, err := newDetectors(cfg)
 	if err != nil {
+		return r, err
+	}
+	if !o.raw {
+		if o.incremental {
+			r.inc, err = measureIncremental(ctx, db, o.meter, o.database, table, dets, o.reps)
+		}
 		return r, err
 	}
 	for _, d := range dets {
@@ -682,6 +690,9 @@ func printTable(w io.Writer, rows []row) {
 	fmt.Fprintln(w, "| rows | cycle (median) | floor (median) | cycle/floor | rows read/cycle | bytes read/cycle | daemon peak RSS | client baseline | client/cycle | client peak RSS | rollup cycle | rows read/rollup cycle |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
+		if r.cycle == 0 {
+			continue // --raw=false
+		}
 		ratio := func(a, b time.Duration) string {
 			if b == 0 || a == 0 {
 				return "–"
@@ -702,6 +713,9 @@ func printTable(w io.Writer, rows []row) {
 	}
 	fmt.Fprintln(w)
 	for _, r := range rows {
+		if r.cycle == 0 {
+			continue
+		}
 		var parts []string
 		for _, n := range r.perDetectorOrder {
 			parts = append(parts, fmt.Sprintf("%s %s", n, ms(r.perDetector[n])))
