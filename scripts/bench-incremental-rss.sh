@@ -26,7 +26,8 @@
 # RSS_CH_PORT 19260 / RSS_CH_HTTP_PORT 18263), RSS_DATABASE (default
 # mlwatch_rss, dropped and recreated), RSS_WEB_PORT (the daemon's HTTP
 # port, default 19267), RSS_SINK_PORT (the webhook sink, default 19268),
-# RSS_DIR (config, logs and samples, default a new temporary directory),
+# RSS_STATE_DATABASE (mlwatch's own tables, default RSS_DATABASE; another
+# one lets a second run share the rows), RSS_DIR (config, logs and samples, default a new temporary directory),
 # RSS_INCREMENTAL (default true; false: the same daemon on the raw path,
 # for comparison), RSS_REUSE=1 (keep the rows RSS_DATABASE holds from the
 # last run, topped up to the end of this one; the partials are dropped, so
@@ -38,6 +39,7 @@ minutes="${RSS_MINUTES:-20}"
 incremental="${RSS_INCREMENTAL:-true}"
 rate="${RSS_RATE:-130}"
 db="${RSS_DATABASE:-mlwatch_rss}"
+state="${RSS_STATE_DATABASE:-$db}"
 web="${RSS_WEB_PORT:-19267}"
 sink="${RSS_SINK_PORT:-19268}"
 dir="${RSS_DIR:-$(mktemp -d /tmp/mlwatch-rss.XXXXXX)}"
@@ -63,7 +65,7 @@ go build -o bin/mlwatch ./cmd/mlwatch
 cat >"$dir/rss.yaml" <<YAML
 clickhouse:
   addr: $addr
-  database: $db
+  database: $state
   query_timeout: 5m
 global:
   run_timeout: 10m
@@ -73,7 +75,7 @@ server:
   listen_address: 127.0.0.1:$web
 models:
   - name: fraud
-    table: predictions
+    table: $db.predictions
     slices: [country, merchant_category]
     features: {layout: arrays, names_column: feature_names, values_column: feature_values}
     shadow: {mode: rows, production_role: production, shadow_role: shadow}
@@ -111,15 +113,19 @@ if [ "${RSS_REUSE:-}" = 1 ]; then
   have="$(ch "SELECT count() FROM $db.predictions" 2>/dev/null || echo 0)"
 fi
 if [ "$have" -gt 0 ]; then
-  # The last run's rows stay; its partials go, so the daemon starts cold.
-  ch "DROP TABLE IF EXISTS $db.partials"
-  ch "DROP TABLE IF EXISTS $db.partials_fills"
+  # The last run's rows stay; mlwatch's own tables (partials, alerts)
+  # go, so the daemon starts cold.
+  ch "CREATE DATABASE IF NOT EXISTS $state"
+  for t in $(ch "SELECT name FROM system.tables WHERE database = '$state' AND name LIKE 'mlwatch\\_%'"); do
+    ch "DROP TABLE $state.$t"
+  done
   bin/mlwatch schema apply --config "$dir/rss.yaml" >"$dir/schema.log" 2>&1
   from="$(ch "SELECT formatDateTime(min(ts), '%Y-%m-%dT%H:%M:%SZ') FROM $db.predictions")"
   end="$(ch "SELECT toUInt32(toStartOfMinute(max(ts))) + 60 FROM $db.predictions")"
 else
   ch "DROP DATABASE IF EXISTS $db"
   ch "CREATE DATABASE $db"
+  ch "CREATE DATABASE IF NOT EXISTS $state"
   bin/mlwatch schema apply --config "$dir/rss.yaml" --predictions >"$dir/schema.log" 2>&1
   now="$(date -u +%s)"
   first=$(( now / 300 * 300 - 8 * 86400 - 3600 ))
@@ -175,6 +181,6 @@ echo "rows: $rows in $db.predictions ($from to $to, rate $rate)"
 echo "daemon: $minutes minutes, 20 detectors every 5 minutes, global.incremental.enabled $incremental, load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "runs: $(sum mlwatch_detector_runs_total 'result="success"') succeeded, $(sum mlwatch_detector_runs_total 'result="failure"') failed," \
   "$(sum mlwatch_detector_missed_runs_total) fire times missed; $(sum mlwatch_notifications_total 'outcome="sent"') notifications sent"
-echo "partials: $(ch "SELECT count(), uniqExact(hash), uniqExact(detector) FROM $db.partials_fills FORMAT TSV" | awk '{print $1 " buckets filled for " $2 " keys, by " $3 " detectors"}')"
+echo "partials: $(ch "SELECT count(), uniqExact(hash), uniqExact(detector) FROM $state.mlwatch_partials_fills FORMAT TSV" | awk '{print $1 " buckets filled for " $2 " keys, by " $3 " detectors"}')"
 echo "RSS every 10 s (MiB): $(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $2 / 1024}' "$dir/rss.tsv")"
 awk -v k="$hwm" '$2 > m {m = $2} END {printf "peak RSS (VmHWM): %.1f MiB (highest 10 s sample %.1f MiB)\n", k / 1024, m / 1024}' "$dir/rss.tsv"
