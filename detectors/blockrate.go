@@ -16,11 +16,7 @@ import (
 type blockRate struct{ base[configs.BlockRateParams] }
 
 func newBlockRate(d *Detector) (kind, error) {
-	b, err := newBase(d, configs.KindBlockRate, d.cfg.BlockRate)
-	if err != nil {
-		return nil, err
-	}
-	return &blockRate{b}, nil
+	return newKind(d, configs.KindBlockRate, d.cfg.BlockRate, func(b base[configs.BlockRateParams]) kind { return &blockRate{b} })
 }
 
 // Metrics of block_rate.
@@ -145,20 +141,10 @@ func (b *blockRate) level(win func(*sqlText), spans []span, rows bool) *sqlText 
 // outer sums level's rows per slice and window, collects the score bins
 // and keeps the top K.
 func (b *blockRate) outer(level *sqlText) *sqlText {
-	s := b.src
-	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, b.d.slices())
-	inner.add(", sv, w, sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n")
-	inner.add("      groupArrayIf(_bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n")
-	inner.add("      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n")
-	inner.add("      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd\n")
-	inner.add("    FROM (\n")
-	inner.addQuery(level)
-	inner.add("\n    )\n    GROUP BY _si, sv, w")
-	q := &sqlText{}
-	s.ranked(q, inner, false, blockRateCols, b.rank())
-	return q
+	return b.src.rankedLevel(level, b.d.slices(), false, "sum(_n) AS n, sum(_x) AS x, sum(_sn) AS sn, sum(_sx) AS sx,\n"+
+		"      groupArrayIf(_bin, _h > 0) AS bins, groupArrayIf(_h, _h > 0) AS bn,\n"+
+		"      groupArrayIf(_bin, _sh > 0) AS sbins, groupArrayIf(_sh, _sh > 0) AS bsn,\n"+
+		"      sum(_h) - sum(_n) AS bd, sum(_sh) - sum(_sn) AS sbd", blockRateCols, b.rank())
 }
 
 // partial is block_rate's query in partial form (incremental.go).
@@ -197,9 +183,7 @@ func (b *blockRate) rollupQuery(w windows) *sqlText {
 	s.rollupFilter(inner, w.all(), "")
 	inner.add(" AND has(?, slice)", append([]string{""}, b.d.slices()...))
 	inner.add("\n        GROUP BY w, _r, sc, sv\n      )\n      GROUP BY sc, sv, w\n    )")
-	q := &sqlText{}
-	s.ranked(q, inner, false, blockRateCols, b.rank())
-	return q
+	return s.ranked(inner, false, blockRateCols, b.rank())
 }
 
 // rank is what slice values rank by: the table's rows, valid or not

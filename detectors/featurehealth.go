@@ -138,19 +138,10 @@ func (f *featureHealth) query(w windows) *sqlText {
 	f.filter(level)
 	level.add("\n      GROUP BY _si, sv, feature, w, _k, _fl")
 	inline(level, def("_d", "toUInt8(ifNull("+s.col(s.m.Columns.Decision)+" != 0, 0))"))
-	inner := &sqlText{}
-	inner.add("    SELECT ")
-	sliceName(inner, f.d.slices())
-	inner.add(", sv, feature, w, sum(_c1) AS rows, sumIf(_c, _k != 65535) AS nn, sumIf(_c, _fl = 1) AS fills,\n")
-	inner.add("      minIf(_mn, _k != 65535) AS mn, maxIf(_mx, _k != 65535) AS mx,\n")
-	inner.add("      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,\n")
-	inner.add("      sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk\n")
-	inner.add("    FROM (\n")
-	inner.addQuery(level)
-	inner.add("\n    )\n    GROUP BY _si, sv, feature, w")
-	q := &sqlText{}
-	s.ranked(q, inner, true, featureCols, "rows")
-	return q
+	return s.rankedLevel(level, f.d.slices(), true, "sum(_c1) AS rows, sumIf(_c, _k != 65535) AS nn, sumIf(_c, _fl = 1) AS fills,\n"+
+		"      minIf(_mn, _k != 65535) AS mn, maxIf(_mx, _k != 65535) AS mx,\n"+
+		"      groupArrayIf(_k, _k != 65535) AS bins, groupArrayIf(_c, _k != 65535) AS cnts,\n"+
+		"      sum(_cd1) AS blk, sumIf(_cd, _k = 65535) AS nblk, sumIf(_cd, _fl = 1) AS fblk", featureCols, "rows")
 }
 
 // rollupQuery is feature_health's query over the features rollup

@@ -287,9 +287,7 @@ func guardrailQuery(o GuardrailOptions) *sqlText {
 	} else {
 		inner.add("\n      ) AS p\n      WHERE _g < 2\n    )\n    GROUP BY _si, sv, w")
 	}
-	q := &sqlText{}
-	s.ranked(q, inner, false, guardrailCols, "n")
-	return q
+	return s.ranked(inner, false, guardrailCols, "n")
 }
 
 // RunGuardrails runs the guardrails' one query and decides.

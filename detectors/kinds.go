@@ -55,3 +55,13 @@ func newBase[P any](d *Detector, name string, p *P) (base[P], error) {
 	}
 	return base[P]{d: d, src: newSource(d), p: p}, nil
 }
+
+// newKind builds a kind that keeps nothing beyond its base: wrap makes
+// the kind's type of the base newBase starts.
+func newKind[P any](d *Detector, name string, p *P, wrap func(base[P]) kind) (kind, error) {
+	b, err := newBase(d, name, p)
+	if err != nil {
+		return nil, err
+	}
+	return wrap(b), nil
+}

@@ -109,6 +109,13 @@ func (q *sqlText) addQuery(sub *sqlText) *sqlText {
 	return q
 }
 
+// addFrom appends FROM (sub) on lines of their own, indented by indent.
+func (q *sqlText) addFrom(indent string, sub *sqlText) *sqlText {
+	q.add("\n" + indent + "FROM (\n")
+	q.addQuery(sub)
+	return q.add("\n" + indent + ")")
+}
+
 func (q *sqlText) bind() (string, error) {
 	if q.err != nil {
 		return "", q.err
@@ -345,6 +352,23 @@ func (s source) sliceValues(q *sqlText, cols []string) {
 	}
 }
 
+// rankedLevel sums level's rows (per slice number _si, value sv, window
+// w and, with feature, the feature) as aggs, names the slices, and keeps
+// the top K (ranked) with the result columns cols.
+func (s source) rankedLevel(level *sqlText, slices []string, feature bool, aggs string, cols []string, rank string) *sqlText {
+	keys := "w"
+	if feature {
+		keys = "feature, w"
+	}
+	inner := &sqlText{}
+	inner.add("    SELECT ")
+	sliceName(inner, slices)
+	inner.add(", sv, " + keys + ", " + aggs)
+	inner.addFrom("    ", level)
+	inner.add("\n    GROUP BY _si, sv, " + keys)
+	return s.ranked(inner, feature, cols, rank)
+}
+
 // ranked wraps inner, a query of one row per slice (sc, sv[, feature]) and
 // window w with the given further columns, and keeps for each slice column
 // its top_k values by rank (an expression of inner's columns summed over
@@ -352,7 +376,8 @@ func (s source) sliceValues(q *sqlText, cols []string) {
 // second scan ranking the values. The tail is not lost: every column but
 // the per-row extremes is additive, so the evaluation rebuilds OtherSlice
 // as the aggregate less the kept values (see fold).
-func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, rank string) {
+func (s source) ranked(inner *sqlText, feature bool, cols []string, rank string) *sqlText {
+	q := &sqlText{}
 	keys := "sc, sv"
 	if feature {
 		keys = "sc, sv, feature"
@@ -377,10 +402,10 @@ func (s source) ranked(q *sqlText, inner *sqlText, feature bool, cols []string, 
 	for _, c := range cols {
 		q.add(", " + c)
 	}
-	q.add(")) AS _es\n  FROM (\n")
-	q.addQuery(inner)
-	q.add("\n  )\n  GROUP BY sc, sv\n  ORDER BY sc, _rank DESC, sv\n  LIMIT ? BY sc\n) ARRAY JOIN _es AS _e", s.d.TopK)
-	q.add("\nORDER BY " + keys + ", w")
+	q.add(")) AS _es")
+	q.addFrom("  ", inner)
+	q.add("\n  GROUP BY sc, sv\n  ORDER BY sc, _rank DESC, sv\n  LIMIT ? BY sc\n) ARRAY JOIN _es AS _e", s.d.TopK)
+	return q.add("\nORDER BY " + keys + ", w")
 }
 
 // counted renders the common query of detectors whose figures are counts
@@ -439,12 +464,8 @@ func (s source) countedOuter(c countedSpec, level *sqlText) *sqlText {
 	for _, col := range c.sums {
 		inner.add(", _" + col + " AS " + col)
 	}
-	inner.add("\n    FROM (\n")
-	inner.addQuery(level)
-	inner.add("\n    )")
-	q := &sqlText{}
-	s.ranked(q, inner, false, c.sums, c.sums[0])
-	return q
+	inner.addFrom("    ", level)
+	return s.ranked(inner, false, c.sums, c.sums[0])
 }
 
 // countedPartial is countedLevel's partial form (incremental.go): keys

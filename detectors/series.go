@@ -290,14 +290,22 @@ func (d *Detector) seriesSQL(spec seriesSpec, p seriesPlan, slice sliceFilter) *
 	if len(spec.hists) > 0 {
 		return histSeriesSQL(spec, inner)
 	}
+	return sumPerBucket(inner, spec.cols)
+}
+
+// sumPerBucket sums cols of inner's rows per bucket _b, in bucket order;
+// more are further columns, after the sums.
+func sumPerBucket(inner *sqlText, cols []string, more ...string) *sqlText {
 	q := &sqlText{}
 	q.add("SELECT _b")
-	for _, c := range spec.cols {
+	for _, c := range cols {
 		q.add(", sum(" + c + ") AS " + c)
 	}
-	q.add("\nFROM (\n")
-	q.addQuery(inner)
-	q.add("\n)\nGROUP BY _b\nORDER BY _b")
+	for _, m := range more {
+		q.add(", " + m)
+	}
+	q.addFrom("", inner)
+	q.add("\nGROUP BY _b\nORDER BY _b")
 	return q
 }
 
@@ -311,6 +319,19 @@ func (s source) rawSliceFilter(q *sqlText, slice sliceFilter) {
 	if slice.col != "" {
 		q.add(" AND "+s.sliceValue(slice.col)+" = ?", slice.val)
 	}
+}
+
+// rawBuckets ends a per-bucket SELECT of the raw table (its columns and a
+// newline written): FROM the table, the plan's ranges and rows (every
+// role with allRoles), the conditions of where, the slice, GROUP BY keys.
+func (s source) rawBuckets(q *sqlText, p seriesPlan, slice sliceFilter, allRoles bool, keys string, where ...func(*sqlText)) {
+	q.add("  FROM " + s.table + "\n ")
+	s.filter(q, p.ranges, allRoles)
+	for _, w := range where {
+		w(q)
+	}
+	s.rawSliceFilter(q, slice)
+	q.add("\n  GROUP BY " + keys)
 }
 
 func blockRateBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter) {
@@ -332,10 +353,7 @@ func roleBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter, binEx
 		keys += ", _r"
 	}
 	q.add(",\n    " + aggs + "\n")
-	q.add("  FROM " + s.table + "\n ")
-	s.filter(q, p.ranges, true)
-	s.rawSliceFilter(q, slice)
-	q.add("\n  GROUP BY " + keys)
+	s.rawBuckets(q, p, slice, true, keys)
 	inline(q, s.roles()...)
 }
 
@@ -351,10 +369,8 @@ func blockRateRollupBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFi
 
 func volumeBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter) {
 	s := newSource(d)
-	q.add("  SELECT " + bucketExpr(s.ts(), p.bucket) + " AS _b, count() AS n\n  FROM " + s.table + "\n ")
-	s.filter(q, p.ranges, false)
-	s.rawSliceFilter(q, slice)
-	q.add("\n  GROUP BY _b")
+	q.add("  SELECT " + bucketExpr(s.ts(), p.bucket) + " AS _b, count() AS n\n")
+	s.rawBuckets(q, p, slice, false, "_b")
 }
 
 func volumeRollupBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter) {

@@ -26,21 +26,13 @@ func histSeriesSQL(spec seriesSpec, inner *sqlText) *sqlText {
 	for _, c := range append(append([]string{}, spec.cols...), spec.hists...) {
 		mid.add(", sum(" + c + ") AS " + c)
 	}
-	mid.add("\n  FROM (\n")
-	mid.addQuery(inner)
-	mid.add("\n  )\n  GROUP BY _b, _bin")
-	q := &sqlText{}
-	q.add("SELECT _b")
-	for _, c := range spec.cols {
-		q.add(", sum(" + c + ") AS " + c)
+	mid.addFrom("  ", inner)
+	mid.add("\n  GROUP BY _b, _bin")
+	arrays := make([]string, len(spec.hists))
+	for i, h := range spec.hists {
+		arrays[i] = "groupArrayIf(_bin, " + h + " > 0) AS " + h + "_bins, groupArrayIf(" + h + ", " + h + " > 0) AS " + h + "_cnts"
 	}
-	for _, h := range spec.hists {
-		q.add(", groupArrayIf(_bin, " + h + " > 0) AS " + h + "_bins, groupArrayIf(" + h + ", " + h + " > 0) AS " + h + "_cnts")
-	}
-	q.add("\nFROM (\n")
-	q.addQuery(mid)
-	q.add("\n)\nGROUP BY _b\nORDER BY _b")
-	return q
+	return sumPerBucket(mid, spec.cols, arrays...)
 }
 
 // bucketHists reads each bucket's histograms (nil without hists).

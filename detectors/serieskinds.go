@@ -97,10 +97,8 @@ func featureBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter) {
 		q.add("sum(arrayCount((_f, _v) -> _f = ? AND ifNull(isFinite(_v), 0), "+names+", "+vals+")) AS nn, ", slice.feature)
 		q.add("sum(arrayCount((_f, _v) -> _f = ? AND ifNull(_v = ?, 0), "+names+", "+vals+")) AS fills", slice.feature, f.defaultOf(slice.feature))
 	}
-	q.add("\n  FROM " + s.table + "\n ")
-	s.filter(q, p.ranges, false)
-	s.rawSliceFilter(q, slice)
-	q.add("\n  GROUP BY _b")
+	q.add("\n")
+	s.rawBuckets(q, p, slice, false, "_b")
 }
 
 // featureRollupBuckets reads the features rollup (aggregate only): the
@@ -245,11 +243,8 @@ func expectationBuckets(d *Detector, q *sqlText, p seriesPlan, slice sliceFilter
 	e := d.impl.(*expectation)
 	s := newSource(d)
 	dec := decision(s.col(s.m.Columns.Decision))
-	q.add(fmt.Sprintf("  SELECT %s AS _b, countIf(%s < %d) AS n, countIf(%s = 1) AS x\n  FROM %s\n ", bucketExpr(s.ts(), p.bucket), dec, decInvalid, dec, s.table))
-	s.filter(q, p.ranges, false)
-	e.match(q)
-	s.rawSliceFilter(q, slice)
-	q.add("\n  GROUP BY _b")
+	q.add(fmt.Sprintf("  SELECT %s AS _b, countIf(%s < %d) AS n, countIf(%s = 1) AS x\n", bucketExpr(s.ts(), p.bucket), dec, decInvalid, dec))
+	s.rawBuckets(q, p, slice, false, "_b", e.match)
 }
 
 // expectationPoint is the golden rows' block rate; the band is the

@@ -57,9 +57,7 @@ type twoLevel struct {
 }
 
 func (t twoLevel) query(w windows) *sqlText {
-	q := &sqlText{}
-	t.from.ranked(q, t.counts(t.from, w), false, t.cols, t.rank)
-	return q
+	return t.from.ranked(t.counts(t.from, w), false, t.cols, t.rank)
 }
 
 func (t twoLevel) shardQuery(w windows) *sqlText {
@@ -79,10 +77,7 @@ func shardCounts(counts *sqlText, cols []string) *sqlText {
 	for _, c := range cols {
 		q.add(", " + c)
 	}
-	q.add("\nFROM (\n")
-	q.addQuery(counts)
-	q.add("\n)")
-	return q
+	return q.addFrom("", counts)
 }
 
 // shardStore is a Querier that reaches each shard of a cluster over a

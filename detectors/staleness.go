@@ -19,11 +19,7 @@ type staleness struct{ base[configs.StalenessParams] }
 const MetricVersionAge = "version_age_seconds"
 
 func newStaleness(d *Detector) (kind, error) {
-	b, err := newBase(d, configs.KindStaleness, d.cfg.Staleness)
-	if err != nil {
-		return nil, err
-	}
-	return &staleness{b}, nil
+	return newKind(d, configs.KindStaleness, d.cfg.Staleness, func(b base[configs.StalenessParams]) kind { return &staleness{b} })
 }
 
 // probe is the window max_age before the current one: a version that

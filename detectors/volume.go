@@ -23,11 +23,7 @@ const (
 )
 
 func newVolume(d *Detector) (kind, error) {
-	b, err := newBase(d, configs.KindVolume, d.cfg.Volume)
-	if err != nil {
-		return nil, err
-	}
-	return &volume{b}, nil
+	return newKind(d, configs.KindVolume, d.cfg.Volume, func(b base[configs.VolumeParams]) kind { return &volume{b} })
 }
 
 func (v *volume) query(w windows) *sqlText {
@@ -50,9 +46,7 @@ func (v *volume) rollupQuery(w windows) *sqlText {
 	s.rollupFilter(inner, w.all(), "role_code = 0")
 	inner.add(" AND has(?, slice)", append([]string{""}, v.d.slices()...))
 	inner.add("\n    GROUP BY w, sc, sv")
-	q := &sqlText{}
-	s.ranked(q, inner, false, []string{"n"}, "n")
-	return q
+	return s.ranked(inner, false, []string{"n"}, "n")
 }
 
 func (v *volume) evaluate(res *store.Result, r *run) error {
@@ -146,11 +140,7 @@ func (v *volume) band(expect float64) (low, high float64) {
 type freshness struct{ base[configs.FreshnessParams] }
 
 func newFreshness(d *Detector) (kind, error) {
-	b, err := newBase(d, configs.KindFreshness, d.cfg.Freshness)
-	if err != nil {
-		return nil, err
-	}
-	return &freshness{b}, nil
+	return newKind(d, configs.KindFreshness, d.cfg.Freshness, func(b base[configs.FreshnessParams]) kind { return &freshness{b} })
 }
 
 // lookback is how far back the newest row is looked for: no row within it

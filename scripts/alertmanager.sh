@@ -14,8 +14,7 @@ set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 . "$top/scripts/lib.sh"
 dir="${AM_DIR:-$top/.alertmanager-test}"
-port="${AM_PORT:-19093}"
-url="http://127.0.0.1:$port"
+url="http://127.0.0.1:$am_port"
 bin=prometheus-alertmanager
 
 install() {
@@ -47,7 +46,7 @@ receivers:
   - name: blackhole
 YAML
   nohup "$bin" --config.file="$dir/alertmanager.yml" --storage.path="$dir/data" \
-    --web.listen-address="127.0.0.1:$port" --cluster.listen-address= \
+    --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= \
     --log.level=warn >"$dir/alertmanager.log" 2>&1 &
   echo $! >"$dir/am.pid"
   wait_ready alertmanager.sh "$url" "$dir" "$dir/alertmanager.log" "$dir/am.pid"

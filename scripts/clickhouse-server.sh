@@ -15,8 +15,6 @@ set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 . "$top/scripts/lib.sh"
 dir="${CH_DIR:-$top/.clickhouse-test}"
-tcp="${CH_TCP_PORT:-19000}"
-http="${CH_HTTP_PORT:-18123}"
 maxmem="${CH_MAX_MEMORY:-8000000000}"
 extra="${CH_EXTRA_XML:-}"
 profile="${CH_PROFILE_XML:-}"
@@ -30,7 +28,7 @@ install() {
 }
 
 answers() {
-  clickhouse-client --host 127.0.0.1 --port "$tcp" -q 'SELECT 1' >/dev/null 2>&1
+  clickhouse-client --host 127.0.0.1 --port "$ch_tcp" -q 'SELECT 1' >/dev/null 2>&1
 }
 
 write_config() {
@@ -40,7 +38,7 @@ write_config() {
   <logger><level>warning</level><log>$dir/log/server.log</log>
     <errorlog>$dir/log/err.log</errorlog><size>100M</size><count>2</count></logger>
   <listen_host>127.0.0.1</listen_host>
-  <tcp_port>$tcp</tcp_port><http_port>$http</http_port>
+  <tcp_port>$ch_tcp</tcp_port><http_port>$ch_http</http_port>
   <path>$dir/data/</path><tmp_path>$dir/data/tmp/</tmp_path>
   <user_files_path>$dir/data/user_files/</user_files_path>
   <format_schema_path>$dir/data/format_schemas/</format_schema_path>
@@ -65,12 +63,12 @@ XML
 start() {
   install
   if answers; then
-    echo "clickhouse-server.sh: already answering on 127.0.0.1:$tcp" >&2
+    echo "clickhouse-server.sh: already answering on 127.0.0.1:$ch_tcp" >&2
     return
   fi
   write_config
   clickhouse-server --config-file="$dir/config.xml" --daemon --pid-file="$dir/ch.pid" >/dev/null 2>&1
-  wait_ready clickhouse-server.sh "127.0.0.1:$tcp" "$dir" "$dir/log/err.log"
+  wait_ready clickhouse-server.sh "127.0.0.1:$ch_tcp" "$dir" "$dir/log/err.log"
 }
 
 stop() {

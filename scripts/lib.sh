@@ -1,6 +1,13 @@
 # Shared by the scripts that install Debian packages and run private test
-# servers (alertmanager.sh, clickhouse-server.sh, tools.sh); sourced, not
-# run.
+# servers (alertmanager.sh, clickhouse-server.sh, tools.sh) and by test.sh;
+# sourced, not run.
+
+# The private test servers' ports: CI's unless CH_TCP_PORT, CH_HTTP_PORT
+# or AM_PORT say otherwise. clickhouse-server.sh and alertmanager.sh
+# listen on them; test.sh points the tests at them.
+ch_tcp="${CH_TCP_PORT:-19000}"
+ch_http="${CH_HTTP_PORT:-18123}"
+am_port="${AM_PORT:-19093}"
 
 # apt_install ARGS...: apt-get install -y -q ARGS, as root or with sudo,
 # refreshing the package lists once when the first try fails.

@@ -6,10 +6,11 @@
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
+. scripts/lib.sh
 scripts/deps.sh
 scripts/tools.sh
-export MLWATCH_TEST_CLICKHOUSE_ADDR="127.0.0.1:${CH_TCP_PORT:-19000}"
-export MLWATCH_TEST_ALERTMANAGER_URL="http://127.0.0.1:${AM_PORT:-19093}"
+export MLWATCH_TEST_CLICKHOUSE_ADDR="127.0.0.1:$ch_tcp"
+export MLWATCH_TEST_ALERTMANAGER_URL="http://127.0.0.1:$am_port"
 eval "$(scripts/clickhouse-cluster.sh env)"
 trap 'scripts/alertmanager.sh stop; scripts/clickhouse-cluster.sh stop; scripts/clickhouse-server.sh stop' EXIT
 scripts/clickhouse-server.sh start

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/monitor"
 )
 
@@ -18,7 +17,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("backtest", c)
 	fromFlag := f.String("from", "", "start, RFC 3339 (required)")
 	toFlag := f.String("to", "", "end, RFC 3339 (required)")
-	stepFlag := f.String("step", "", "evaluate every detector every STEP (e.g. 1h); default: each detector's schedule")
+	step := f.duration("step", 0, time.Minute, "evaluate every detector every STEP (e.g. 1h); default: each detector's schedule")
 	format := f.format("(one object per line)")
 	if code, ok := f.parse(args); !ok {
 		return code
@@ -28,14 +27,6 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	if err1 != nil || err2 != nil {
 		fmt.Fprintln(c.stderr, "mlwatch backtest: --from and --to are required RFC 3339 times")
 		return 2
-	}
-	var step time.Duration
-	if *stepFlag != "" {
-		var err error
-		if step, err = configs.ParseDuration(*stepFlag); err != nil || step < time.Minute {
-			fmt.Fprintf(c.stderr, "mlwatch backtest: --step %q: want a duration of at least 1m\n", *stepFlag)
-			return 2
-		}
 	}
 	cfg, log, db, code := c.setup(ctx, f)
 	if code != 0 {
@@ -52,7 +43,7 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	last := time.Now()
 	report, err := monitor.Backtest(ctx, monitor.BacktestOptions{
-		Config: cfg, Store: db, Record: db, From: from.UTC(), To: to.UTC(), Step: step, Logger: log,
+		Config: cfg, Store: db, Record: db, From: from.UTC(), To: to.UTC(), Step: *step, Logger: log,
 		Progress: func(at time.Time, done, total int) {
 			if time.Since(last) > 2*time.Second || done == total {
 				fmt.Fprintf(c.stderr, "backtest: %s (%d/%d runs)\n", at.Format(time.RFC3339), done, total)
@@ -86,24 +77,19 @@ func backtestCmd(ctx context.Context, c *cli, args []string) int {
 // alert-fatigue estimate.
 func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 	fmt.Fprintf(w, "backtest %s .. %s: %d detector runs, %d notifications\n\n", r.From.Format(time.RFC3339), r.To.Format(time.RFC3339), r.Evaluations, len(r.Notifications))
-	for _, n := range r.Notifications {
-		firing, resolved := n.Counts()
-		fmt.Fprintf(w, "%s  %-8s -> %s  (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format("2006-01-02 15:04"), n.Kind, n.Receiver, firing, resolved)
-		for i, a := range n.Alerts {
-			if i == 5 {
-				fmt.Fprintf(w, "    … and %d more\n", len(n.Alerts)-5)
-				break
-			}
-			cause := ""
-			if a.CausedBy != "" {
-				cause = " (caused by " + a.CausedBy + ")"
-			}
-			since := ""
-			if a.Onset != nil {
-				since = " (since " + a.Onset.UTC().Format("2006-01-02 15:04") + " in the log)"
-			}
-			fmt.Fprintf(w, "    [%s %s/%s] %s%s%s\n", a.Severity, a.Owner, a.Class, a.Summary, cause, since)
+	lines := notificationLines{when: "2006-01-02 15:04", receiver: "%s ", indent: "    ", most: 5, alert: func(a alerts.View) string {
+		cause := ""
+		if a.CausedBy != "" {
+			cause = " (caused by " + a.CausedBy + ")"
 		}
+		since := ""
+		if a.Onset != nil {
+			since = " (since " + a.Onset.UTC().Format("2006-01-02 15:04") + " in the log)"
+		}
+		return fmt.Sprintf("[%s %s/%s] %s%s%s", a.Severity, a.Owner, a.Class, a.Summary, cause, since)
+	}}
+	for _, n := range r.Notifications {
+		lines.print(w, n)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -116,4 +102,26 @@ func printBacktest(w io.Writer, r *monitor.BacktestReport) {
 	fmt.Fprintln(w)
 	PrintQuality(w, alerts.Quality(alerts.IncidentsFrom(r.Notifications), nil, alerts.QualityOptions{From: r.From, To: r.To}), false)
 
+}
+
+// notificationLines is how a command lists notifications: a line for the
+// notification (its time in the layout when, the receiver by the verb
+// receiver), then the first most alerts a line each (alert, after
+// indent), then how many more (followed by more).
+type notificationLines struct {
+	when, receiver, indent, more string
+	most                         int
+	alert                        func(alerts.View) string
+}
+
+func (l notificationLines) print(w io.Writer, n alerts.Notification) {
+	firing, resolved := n.Counts()
+	fmt.Fprintf(w, "%s  %-8s -> "+l.receiver+" (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format(l.when), n.Kind, n.Receiver, firing, resolved)
+	for i, a := range n.Alerts {
+		if i == l.most {
+			fmt.Fprintf(w, "%s… and %d more%s\n", l.indent, len(n.Alerts)-l.most, l.more)
+			break
+		}
+		fmt.Fprintln(w, l.indent+l.alert(a))
+	}
 }

@@ -365,6 +365,8 @@ func TestBadCommandLine(t *testing.T) {
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "2026-11-01T00:00:00Z", "--to", "+1h", "--incident", "meteor:+1m:+2m"}, `mlwatch generate: incident "meteor:+1m:+2m": unknown kind "meteor" (want one of canary_fail, cascade, category_block, default_fill, labels_stop, model_blind, null_spike, outage, ramp, shadow_country_block, shadow_divergence, shadow_outage, slice_block, version_rollout, world_shift)`},
 		{[]string{"generate", "--config", "../../configs/example.yaml", "--from", "last week", "--to", "+1h"}, `mlwatch generate: --from "last week": want an RFC 3339 time such as 2026-11-01T00:00:00Z`},
 		{[]string{"run", "--log.level", "loud"}, `--log.level: unrecognized level: "loud"`},
+		{[]string{"backtest", "--config", "../../configs/example.yaml", "--step", "30s"}, `invalid value "30s" for flag -step: want a duration of at least 1m`},
+		{[]string{"report", "--config", "../../configs/example.yaml", "--since", "0"}, `invalid value "0" for flag -since: want a positive duration`},
 		{[]string{"routes"}, "usage: mlwatch routes test --config FILE"},
 		{[]string{"routes", "check"}, `mlwatch routes: unknown subcommand "check"`},
 		{[]string{"schema", "create"}, `mlwatch schema: unknown subcommand "create"`},

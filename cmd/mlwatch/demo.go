@@ -222,18 +222,13 @@ func printDemo(c *cli, r *monitor.BacktestReport, ins []traffic.Incident, incide
 		owners = append(owners, o)
 	}
 	sort.Strings(owners)
+	lines := notificationLines{when: "Mon 15:04", receiver: "%-14s", indent: "      ", most: 3, more: " in the same message", alert: func(a alerts.View) string {
+		return fmt.Sprintf("[%s] %s: %s", a.Severity, a.Class, a.Summary)
+	}}
 	for _, o := range owners {
 		fmt.Fprintf(w, "\n== notifications to the %s team ==\n", o)
 		for _, n := range byOwner[o] {
-			firing, resolved := n.Counts()
-			fmt.Fprintf(w, "%s  %-8s -> %-14s (%d firing, %d resolved)\n", n.CreatedAt.UTC().Format("Mon 15:04"), n.Kind, n.Receiver, firing, resolved)
-			for i, a := range n.Alerts {
-				if i == 3 {
-					fmt.Fprintf(w, "      … and %d more in the same message\n", len(n.Alerts)-3)
-					break
-				}
-				fmt.Fprintf(w, "      [%s] %s: %s\n", a.Severity, a.Class, a.Summary)
-			}
+			lines.print(w, n)
 		}
 	}
 	fmt.Fprintln(w, "\n== incidents and who was told ==")

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -92,6 +93,60 @@ type flags struct {
 	logLevel *string
 	// output is --format, when the command has one (flags.format).
 	output *string
+	// daemonURL is --url, when the command talks to the running daemon
+	// (flags.daemon).
+	daemonURL *string
+}
+
+// duration adds a flag of a positive span as configs.ParseDuration
+// reads it (30m, 2h, 7d), at least min; value when not given.
+func (f *flags) duration(name string, value, min time.Duration, help string) *time.Duration {
+	d := value
+	f.Var(durationFlag{&d, min}, name, help)
+	return &d
+}
+
+// durationFlag is the flag.Value of flags.duration.
+type durationFlag struct {
+	d   *time.Duration
+	min time.Duration
+}
+
+func (v durationFlag) String() string {
+	if v.d == nil || *v.d == 0 {
+		return ""
+	}
+	return configs.FormatDuration(*v.d)
+}
+
+func (v durationFlag) Set(s string) error {
+	d, err := configs.ParseDuration(s)
+	switch {
+	case err != nil:
+		return err
+	case d <= 0:
+		return fmt.Errorf("want a positive duration such as 30m, 2h or 7d")
+	case d < v.min:
+		return fmt.Errorf("want a duration of at least %s", configs.FormatDuration(v.min))
+	}
+	*v.d = d
+	return nil
+}
+
+// daemon adds --url, the running daemon's address; without says what
+// the command does when no daemon answers ("" when it needs one).
+func (f *flags) daemon(without string) {
+	help := "the running daemon's address, e.g. http://127.0.0.1:9107 (default: server.listen_address)"
+	if without != "" {
+		help += "; without a daemon " + without
+	}
+	f.daemonURL = f.String("url", "", help)
+}
+
+// api is the running daemon's API at --url, else at cfg's
+// server.listen_address.
+func (f *flags) api(cfg *configs.Config) daemonAPI {
+	return newDaemonAPI(cfg, *f.daemonURL)
 }
 
 // format adds --format text|json (default text), which parse checks;
@@ -115,22 +170,23 @@ func newFlags(name string, c *cli) *flags {
 	}
 }
 
-// parseIDs parses the command line of a command that takes IDs after
-// its flags (saying what to give when none is) and loads the config; it
+// parseIDs parses the command line of a command that acts through the
+// daemon (flags.daemon) on IDs given after its flags (saying what to give
+// when none is), loads the config and returns the daemon's API; it
 // returns false (and the exit code) when the command cannot go on.
-func (f *flags) parseIDs(c *cli, args []string, missing string) (*configs.Config, int, bool) {
+func (f *flags) parseIDs(c *cli, args []string, missing string) (daemonAPI, int, bool) {
 	if code, ok := f.parse(args); !ok {
-		return nil, code, false
+		return daemonAPI{}, code, false
 	}
 	if f.NArg() == 0 {
 		fmt.Fprintf(c.stderr, "%s: %s\n", f.Name(), missing)
-		return nil, 2, false
+		return daemonAPI{}, 2, false
 	}
 	cfg, ok := c.load(*f.config)
 	if !ok {
-		return nil, 1, false
+		return daemonAPI{}, 1, false
 	}
-	return cfg, 0, true
+	return f.api(cfg), 0, true
 }
 
 // jsonLines writes rows to stdout as JSON, one a line; a failed write is

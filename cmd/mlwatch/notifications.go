@@ -37,6 +37,8 @@ type daemonAPI struct {
 	base  string
 	token string
 	hc    *http.Client
+	// named: the address is --url's, not the config's.
+	named bool
 }
 
 func newDaemonAPI(cfg *configs.Config, override string) daemonAPI {
@@ -48,7 +50,7 @@ func newDaemonAPI(cfg *configs.Config, override string) daemonAPI {
 		}
 		base = scheme + "://" + cfg.Server.ListenAddress
 	}
-	return daemonAPI{base: strings.TrimSuffix(base, "/"), token: cfg.Server.APIToken, hc: &http.Client{Timeout: 30 * time.Second}}
+	return daemonAPI{base: strings.TrimSuffix(base, "/"), token: cfg.Server.APIToken, hc: &http.Client{Timeout: 30 * time.Second}, named: override != ""}
 }
 
 // call does one API request without a body and decodes the envelope's
@@ -115,7 +117,7 @@ func notificationsList(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("notifications list", c)
 	state := f.String("state", "", "only notifications in this state: pending, sent or dead")
 	format := f.format("(one notification per line)")
-	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
+	f.daemon("")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -124,7 +126,7 @@ func notificationsList(ctx context.Context, c *cli, args []string) int {
 		return 1
 	}
 	var ns []alerts.NotificationStatus
-	if err := newDaemonAPI(cfg, *base).call(ctx, http.MethodGet, "/api/v1/notifications?state="+url.QueryEscape(*state), &ns); err != nil {
+	if err := f.api(cfg).call(ctx, http.MethodGet, "/api/v1/notifications?state="+url.QueryEscape(*state), &ns); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch notifications list: %v\n", err)
 		return 1
 	}
@@ -143,12 +145,11 @@ func notificationsList(ctx context.Context, c *cli, args []string) int {
 
 func notificationsRetry(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("notifications retry", c)
-	base := f.String("url", "", "the daemon's address, e.g. http://127.0.0.1:9107 (default: from the config)")
-	cfg, code, ok := f.parseIDs(c, args, "give the IDs to retry (mlwatch notifications list --state dead)")
+	f.daemon("")
+	api, code, ok := f.parseIDs(c, args, "give the IDs to retry (mlwatch notifications list --state dead)")
 	if !ok {
 		return code
 	}
-	api := newDaemonAPI(cfg, *base)
 	code = 0
 	for _, id := range f.Args() {
 		var n alerts.NotificationStatus

@@ -19,15 +19,10 @@ import (
 // about them in Slack (acks, false positives, expected).
 func reportCmd(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("report", c)
-	since := f.String("since", "30d", "how far back, e.g. 7d, 30d")
+	since := f.duration("since", 30*24*time.Hour, 0, "how far back, e.g. 7d, 30d")
 	format := f.format("(one detector and class per line)")
 	if code, ok := f.parse(args); !ok {
 		return code
-	}
-	d, err := configs.ParseDuration(*since)
-	if err != nil || d <= 0 {
-		fmt.Fprintf(c.stderr, "mlwatch report: --since %q: want a duration such as 30d\n", *since)
-		return 2
 	}
 	cfg, _, db, code := c.setup(ctx, f)
 	if code != 0 {
@@ -35,7 +30,7 @@ func reportCmd(ctx context.Context, c *cli, args []string) int {
 	}
 	defer db.Close()
 	to := time.Now().UTC().Truncate(time.Second)
-	from := to.Add(-d)
+	from := to.Add(-*since)
 	rows, err := QualityReport(ctx, db, cfg, from, to)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch report: %v\n", err)

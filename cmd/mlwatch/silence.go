@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/mlwatch/mlwatch/alerts"
-	"github.com/mlwatch/mlwatch/configs"
 	"github.com/mlwatch/mlwatch/store"
 )
 
@@ -60,8 +58,8 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 	author := f.String("author", "", "who (default: $USER)")
 	start := f.String("start", "", "start time, RFC3339 (default: now)")
 	end := f.String("end", "", "end time, RFC3339")
-	duration := f.String("duration", "2h", "length, e.g. 30m, 2h, 1d (ignored with --end)")
-	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the silence is stored directly")
+	duration := f.duration("duration", 2*time.Hour, 0, "length, e.g. 30m, 2h, 1d (ignored with --end)")
+	f.daemon("the silence is stored directly")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -87,12 +85,7 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 			return 2
 		}
 	} else {
-		d, err := configs.ParseDuration(*duration)
-		if err != nil {
-			fmt.Fprintf(c.stderr, "mlwatch silence add: --duration: %v\n", err)
-			return 2
-		}
-		s.EndsAt = s.StartsAt.Add(d)
+		s.EndsAt = s.StartsAt.Add(*duration)
 	}
 	if err := s.Validate(); err != nil {
 		fmt.Fprintf(c.stderr, "mlwatch silence add: %v\n", err)
@@ -101,7 +94,7 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 	// A running daemon owns the tables (the embedded engine locks its
 	// data path): go through its API, and say what the silence mutes.
 	if cfg, ok := c.load(*f.config); ok {
-		api := newDaemonAPI(cfg, *base)
+		api := f.api(cfg)
 		current, err := api.daemonAlerts(ctx)
 		switch {
 		case err == nil:
@@ -119,7 +112,7 @@ func silenceAdd(ctx context.Context, c *cli, args []string) int {
 			}
 			fmt.Fprintln(c.stdout, added.ID)
 			return 0
-		case !errors.Is(err, errNoDaemon) && *base != "":
+		case !api.bypassed(err):
 			fmt.Fprintf(c.stderr, "mlwatch silence add: %v\n", err)
 			return 1
 		}
@@ -148,7 +141,7 @@ func silenceList(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence list", c)
 	all := f.Bool("all", false, "include expired silences")
 	format := f.format("")
-	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the table is read directly")
+	f.daemon("the table is read directly")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -159,11 +152,11 @@ func silenceList(ctx context.Context, c *cli, args []string) int {
 	if !ok {
 		return 1
 	}
-	api := newDaemonAPI(cfg, *base)
+	api := f.api(cfg)
 	err := api.get(ctx, "/api/v1/silences", &rows)
 	switch {
 	case err == nil:
-	case !errors.Is(err, errNoDaemon) && *base != "":
+	case !api.bypassed(err):
 		fmt.Fprintf(c.stderr, "mlwatch silence list: through the running daemon at %s: %v\n", api.base, err)
 		return 1
 	default:
@@ -214,19 +207,18 @@ func printSilences(c *cli, rows []silenceRow, all bool, format string) {
 
 func silenceExpire(ctx context.Context, c *cli, args []string) int {
 	f := newFlags("silence expire", c)
-	base := f.String("url", "", "the running daemon's address (default: server.listen_address); without a daemon the table is written directly")
-	cfg, code, ok := f.parseIDs(c, args, "give the silence IDs to expire")
+	f.daemon("the table is written directly")
+	// Through the running daemon when one answers (it needs the API
+	// token, server.api_token_env), else on the table directly.
+	api, code, ok := f.parseIDs(c, args, "give the silence IDs to expire")
 	if !ok {
 		return code
 	}
-	// Through the running daemon when one answers (it needs the API
-	// token, server.api_token_env), else on the table directly.
-	api := newDaemonAPI(cfg, *base)
 	expire := func(id string) error {
 		return api.call(ctx, http.MethodDelete, "/api/v1/silences/"+url.PathEscape(id), nil)
 	}
 	if err := api.get(ctx, "/api/v1/silences", nil); err != nil {
-		if !errors.Is(err, errNoDaemon) && *base != "" {
+		if !api.bypassed(err) {
 			fmt.Fprintf(c.stderr, "mlwatch silence expire: through the running daemon at %s: %v\n", api.base, err)
 			return 1
 		}

@@ -18,6 +18,13 @@ import (
 // then works on the tables directly.
 var errNoDaemon = errors.New("no daemon listening")
 
+// bypassed says whether a command goes to the tables itself after err
+// from the daemon's API: when no daemon listens, or the address is the
+// config's rather than one --url named.
+func (a daemonAPI) bypassed(err error) bool {
+	return errors.Is(err, errNoDaemon) || !a.named
+}
+
 // daemonAlerts asks the running daemon for its current alerts; errNoDaemon
 // when nothing listens there.
 func (a daemonAPI) daemonAlerts(ctx context.Context) ([]alerts.View, error) {
