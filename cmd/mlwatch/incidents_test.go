@@ -391,6 +391,7 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 func TestEvalIsDeterministic(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			ctx := context.Background()
 			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base"), exampleLabelsDef}); err != nil {
 				t.Fatal(err)
