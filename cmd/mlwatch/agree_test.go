@@ -112,8 +112,9 @@ func daemonRoots(t *testing.T, cfg *configs.Config, db store.Store, times []time
 // root still fires; a root that stopped firing while its moves go on
 // keeps its incident (the rollout that showed first in electronics),
 // which only a history shows. Both engines. AGREE_CASE=name runs one case, AGREE_DEBUG=1 logs the
-// daemon's alerts after each run. About 2 minutes a case on a busy
-// machine (the generated days dominate).
+// daemon's alerts after each run. The data are TestIncidentsAreOneAlert's
+// (sharedBase): its baseline days, each case's day and the engine's
+// answers to the detectors' queries, whichever test asks first.
 func TestRootsAgreeAcrossEvalBacktestDaemon(t *testing.T) {
 	names := map[string]bool{"cascade": true, "category_block": true, "version_rollout": true}
 	if only := os.Getenv("AGREE_CASE"); only != "" {
