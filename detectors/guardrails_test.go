@@ -30,6 +30,7 @@ func TestGuardrails(t *testing.T) {
 	at := day0.Add(40 * day)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			ctx := context.Background()
 			cfg := guardConfig(t, e.Database, "labels")
 			m := &cfg.Models[0]
@@ -184,6 +185,7 @@ func TestGuardrailsShadowBlocksSmallCountry(t *testing.T) {
 	day := 24 * time.Hour
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			ctx := context.Background()
 			cfg := guardConfig(t, e.Database, "labels_ar")
 			m := &cfg.Models[0]

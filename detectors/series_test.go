@@ -125,6 +125,7 @@ func TestSeriesMatchesEvaluations(t *testing.T) {
 	us := map[string]string{"country": "US"}
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			_, dets := seriesData(t, e, start)
 			cases := []struct {
 				det, metric string

@@ -26,6 +26,7 @@ func TestScorePSISeries(t *testing.T) {
 	from, to := day2.Add(9*time.Hour), day2.Add(13*time.Hour+30*time.Minute)
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			_, dets := seriesData(t, e, start)
 			got := map[string]*Series{}
 			for _, c := range []struct {

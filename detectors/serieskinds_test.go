@@ -95,6 +95,7 @@ func TestSeriesOfEveryKind(t *testing.T) {
 	h := func(x float64) time.Time { return start.Add(time.Duration(x * float64(time.Hour))) }
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			dets := kindsSeriesData(t, e, start)
 			evals := evaluations{} // the cases of one detector share its evaluations
 			cases := []struct {

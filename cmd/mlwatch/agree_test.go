@@ -112,8 +112,9 @@ func daemonRoots(t *testing.T, cfg *configs.Config, db store.Store, times []time
 // root still fires; a root that stopped firing while its moves go on
 // keeps its incident (the rollout that showed first in electronics),
 // which only a history shows. Both engines. AGREE_CASE=name runs one case, AGREE_DEBUG=1 logs the
-// daemon's alerts after each run. About 2 minutes a case on a busy
-// machine (the generated days dominate).
+// daemon's alerts after each run. The data are TestIncidentsAreOneAlert's
+// (sharedBase): its baseline days, each case's day and the engine's
+// answers to the detectors' queries, whichever test asks first.
 func TestRootsAgreeAcrossEvalBacktestDaemon(t *testing.T) {
 	names := map[string]bool{"cascade": true, "category_block": true, "version_rollout": true}
 	if only := os.Getenv("AGREE_CASE"); only != "" {
@@ -122,16 +123,19 @@ func TestRootsAgreeAcrossEvalBacktestDaemon(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel() // the two engines share no data
-			newBaseTable(t, e, "agree", 13, incidentRate)
+			// TestIncidentsAreOneAlert's baseline days and cases: what it
+			// asked the engine of a case is answered again, not
+			// recomputed (the eval and the backtest's runs).
+			sb := sharedIncidentBase(t, e, 11, incidentRate)
 			for _, tc := range incidentCases {
 				if !names[tc.name] {
 					continue
 				}
 				t.Run(tc.name, func(t *testing.T) {
-					withIncident(t, e, "agree", 13, incidentRate, tc, func(table string) {
-						cfg := exampleFor(t, e.Database, table)
+					sb.withCase(t, tc, func(table string, db *replayStore) {
+						cfg := exampleFor(t, sb.e.Database, table)
+						// The alert state goes to the test's own database.
 						cfg.State.Database, cfg.State.TablePrefix = e.Database, "agree_"+tc.name+"_"
-						db := &replayStore{Store: e.DB, results: map[string]*store.Result{}}
 						eval := rootsOf(parseViews(t, evalJSON(t, cfg, db, incidentAt)))
 						rep, err := monitor.Backtest(context.Background(), monitor.BacktestOptions{Config: cfg, Store: db,
 							From: incidentAt.Add(-40 * time.Minute), To: incidentAt, Step: 20 * time.Minute})

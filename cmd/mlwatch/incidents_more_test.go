@@ -39,7 +39,7 @@ func TestIncidentSecondMembers(t *testing.T) {
 					base := fmt.Sprintf("base_%s", c.tc.name)
 					newBaseTable(t, e, base, c.seed, c.rate)
 					withIncident(t, e, base, c.seed, c.rate, c.tc, func(table string) {
-						o := runIncident(t, e, table, c.tc)
+						o := runIncident(t, e, table, c.tc, newReplay(e.DB))
 						for _, b := range o.check(c.tc) {
 							t.Error(b)
 						}

@@ -57,7 +57,7 @@ func TestIncidentTable(t *testing.T) {
 				continue
 			}
 			var o incidentOutcome
-			withIncident(t, e, base, seed, rate, tc, func(table string) { o = runIncident(t, e, table, tc) })
+			withIncident(t, e, base, seed, rate, tc, func(table string) { o = runIncident(t, e, table, tc, newReplay(e.DB)) })
 			bad := o.check(tc)
 			verdict := "ok"
 			if len(bad) > 0 {

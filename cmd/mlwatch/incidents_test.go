@@ -152,10 +152,15 @@ func newBaseTable(t testing.TB, e storetest.Engine, table string, seed uint64, r
 func newIncidentTable(t testing.TB, e storetest.Engine, base, table string, seed uint64, rate float64, tc incidentCase) {
 	t.Helper()
 	ctx := context.Background()
+	q := store.Table{Database: e.Database, Name: table}.Quoted()
+	// The database may be shared (sharedBase): a table left by an earlier
+	// run goes.
+	if err := e.DB.Exec(ctx, "DROP TABLE IF EXISTS "+q); err != nil {
+		t.Fatal(err)
+	}
 	if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef(table), exampleLabelsDef}); err != nil {
 		t.Fatal(err)
 	}
-	q := store.Table{Database: e.Database, Name: table}.Quoted()
 	cut := incidentAt.AddDate(0, 0, -tc.days).Add(incidentSpan[0])
 	if err := e.DB.Exec(ctx, "INSERT INTO "+q+" SELECT * FROM "+store.Table{Database: e.Database, Name: base}.Quoted()+" WHERE ts < ?", cut); err != nil {
 		t.Fatalf("copy the baseline days: %v", err)
@@ -306,14 +311,13 @@ type incidentOutcome struct {
 }
 
 // runIncident evaluates table (the incident's data) with the example
-// config, in eval and in a backtest over the incident.
-func runIncident(t testing.TB, e storetest.Engine, table string, tc incidentCase) incidentOutcome {
+// config, in eval and in a backtest over the incident, through db: the
+// backtest's run at incidentAt asks eval's queries again, and the engine
+// answers them once.
+func runIncident(t testing.TB, e storetest.Engine, table string, tc incidentCase, db *replayStore) incidentOutcome {
 	t.Helper()
 	cfg := exampleFor(t, e.Database, table)
 	var o incidentOutcome
-	// The backtest's run at incidentAt asks eval's queries again: the
-	// engine answers them once.
-	db := &replayStore{Store: e.DB, results: map[string]*store.Result{}}
 	for _, v := range parseViews(t, evalJSON(t, cfg, db, incidentAt)) {
 		o.alerts++
 		o.eval = append(o.eval, describe(v))
@@ -358,17 +362,18 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel() // the two engines share no data
-			start := time.Now()
-			newBaseTable(t, e, "base", 11, incidentRate)
-			t.Logf("baseline days generated in %s", time.Since(start).Round(time.Second))
+			// The baseline days, and each case's answers, are shared with
+			// TestRootsAgreeAcrossEvalBacktestDaemon.
+			sb := sharedIncidentBase(t, e, 11, incidentRate)
 			cases := append([]incidentCase{{name: "quiet"}}, incidentCases...)
 			for _, tc := range cases {
 				// Not parallel: the cases take turns on the base table.
 				t.Run(tc.name, func(t *testing.T) {
 					start := time.Now()
-					withIncident(t, e, "base", 11, incidentRate, tc, func(table string) {
+					sb.withCase(t, tc, func(table string, db *replayStore) {
+						e := sb.e
 						gen := time.Since(start).Round(time.Second)
-						o := runIncident(t, e, table, tc)
+						o := runIncident(t, e, table, tc, db)
 						for _, b := range o.check(tc) {
 							t.Error(b)
 						}
@@ -386,6 +391,7 @@ func TestIncidentsAreOneAlert(t *testing.T) {
 func TestEvalIsDeterministic(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel() // the two engines share no data
 			ctx := context.Background()
 			if err := store.Apply(ctx, e.DB, e.Database, []store.TableDef{store.PredictionsDef("base"), exampleLabelsDef}); err != nil {
 				t.Fatal(err)
@@ -404,7 +410,7 @@ func TestEvalIsDeterministic(t *testing.T) {
 			// The engine answers twice more; the other runs replay its
 			// answers (the same query text gets the same result), so 50
 			// evaluations take seconds on a busy machine.
-			replay := &replayStore{Store: e.DB, results: map[string]*store.Result{}}
+			replay := newReplay(e.DB)
 			for i := 1; i < 50; i++ {
 				var db store.Store = replay
 				if i < 3 {
@@ -424,6 +430,10 @@ type replayStore struct {
 	store.Store
 	mu      sync.Mutex
 	results map[string]*store.Result
+}
+
+func newReplay(s store.Store) *replayStore {
+	return &replayStore{Store: s, results: map[string]*store.Result{}}
 }
 
 func (r *replayStore) Query(ctx context.Context, query string, args ...any) (*store.Result, error) {
